@@ -1,0 +1,342 @@
+"""`LexeyClient`: the Lexey customer and management chat APIs and Lexi, as async methods. Usable without MCP.
+
+    async with LexeyClient(Settings()) as client:
+        cid = await client.customer.create_conversation()
+        reply = await client.customer.send_message(cid, "What are your business hours?")
+        print(reply.text, reply.outcome, reply.conversation_status)
+
+Every streamed reply is read to the end and folded into a `ChatResult` / `LexiResult`; a stream that
+errors, drops or stalls still returns, with `outcome` "error" / "partial" and the text received so far.
+Failures before a stream starts raise the exceptions in `lexey_mcp.errors`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import quote
+
+import anyio
+import httpx2
+from pydantic import ValidationError
+
+from . import __version__
+from .config import Settings
+from .errors import ApiKind, LexeyConnectionError, LexeyProtocolError, LexeyTimeoutError, api_error
+from .models import ChatResult, LexiResult, Message, PartialReason, RateLimit
+from .streaming import ChatFold, LexiFold, OnText, _Fold, read_stream
+from .validation import LEXI_MAX_MESSAGE_CHARS, check_context, check_message, check_uuid
+
+logger = logging.getLogger("lexey_mcp.client")
+
+#: When a failed request may be sent again.
+#: "unsent": only if the connection failed before the request went out (chat messages: no idempotency key).
+#: "idempotent": also on 502/503/504 (reads).  "lexi": also on 429 and 5xx (same Idempotency-Key each time).
+RetryPolicy = Literal["unsent", "idempotent", "lexi"]
+
+_ERROR_BODY_LIMIT = 64 * 1024
+_JSON_BODY_LIMIT = 16 * 1024 * 1024
+_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date); None if absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        current = datetime.now(UTC).timestamp() if now is None else now
+        return max(0.0, when.timestamp() - current)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _int_header(response: httpx2.Response, name: str) -> int | None:
+    value = response.headers.get(name, "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
+
+
+def rate_limit_of(response: httpx2.Response) -> RateLimit | None:
+    limit = RateLimit(
+        limit=_int_header(response, "x-ratelimit-limit"),
+        remaining=_int_header(response, "x-ratelimit-remaining"),
+        reset=_int_header(response, "x-ratelimit-reset"),
+    )
+    return None if limit == RateLimit() else limit
+
+
+async def _read_bounded(response: httpx2.Response, limit: int) -> bytes:
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > limit:
+                break
+    except httpx2.TransportError:
+        pass  # an error body cut short is still worth reporting
+    return bytes(body)
+
+
+class LexeyClient:
+    """The three APIs over one `httpx2.AsyncClient`. Use as an async context manager."""
+
+    def __init__(self, settings: Settings | None = None, *, transport: httpx2.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings if settings is not None else Settings()
+        s = self.settings
+        self._http = httpx2.AsyncClient(
+            transport=transport,
+            timeout=httpx2.Timeout(connect=s.connect_timeout, read=s.read_timeout, write=s.read_timeout, pool=None),
+            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=100),
+            follow_redirects=False,  # a redirect would carry the key to wherever it points
+            headers={"User-Agent": f"lexey-mcp/{__version__}"},
+        )
+        self.customer = ChatAPI(self, "customer")
+        self.management = ChatAPI(self, "management")
+
+    async def __aenter__(self) -> Self:
+        await self._http.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"LexeyClient(base_url={self.settings.base_url!r}, lexi_base_url={self.settings.lexi_base_url!r})"
+
+    async def lexi_chat(
+        self,
+        message: str,
+        conversation_id: str | None = None,
+        context: Mapping[str, object] | None = None,
+        allow_tools: bool = True,
+        idempotency_key: str | None = None,
+        *,
+        on_text: OnText | None = None,
+    ) -> LexiResult:
+        """Ask Lexi, LeadLex's CRM assistant. A retry with the same `idempotency_key` is charged once."""
+        check_message(message, max_chars=LEXI_MAX_MESSAGE_CHARS)
+        if conversation_id is not None:
+            check_uuid(conversation_id)
+        checked_context = check_context(context)
+        key = check_uuid(idempotency_key, "idempotency_key") if idempotency_key is not None else str(uuid.uuid4())
+        body: dict[str, Any] = {"message": message, "allow_tools": allow_tools}
+        if conversation_id is not None:
+            body["conversation_id"] = conversation_id
+        if checked_context is not None:
+            body["context"] = checked_context
+        fold = LexiFold(idempotency_key=key, **self._fold_args(conversation_id))
+        url = f"{self.settings.lexi_base_url}/v1/lexi/chat/stream"
+        reason = await self._stream("lexi", url, body, fold, on_text, headers={"Idempotency-Key": key})
+        return fold.result(reason)
+
+    def _fold_args(self, conversation_id: str | None) -> dict[str, Any]:
+        return {
+            "conversation_id": conversation_id,
+            "request_id": None,
+            "max_reply_chars": self.settings.max_reply_chars,
+            "secrets": self.settings.secrets(),
+        }
+
+    async def _stream(
+        self,
+        api: ApiKind,
+        url: str,
+        body: dict[str, Any],
+        fold: _Fold,
+        on_text: OnText | None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> PartialReason | None:
+        """POST and fold the reply stream; why it ended early, if it did."""
+        reason: PartialReason | None = "timeout"
+        started = False
+        policy: RetryPolicy = "lexi" if api == "lexi" else "unsent"
+        headers = {"Accept": "text/event-stream", **(headers or {})}
+        with anyio.move_on_after(self.settings.stream_timeout) as deadline:
+            async with self._open(api, "POST", url, policy, json_body=body, headers=headers) as response:
+                media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+                if media_type != "text/event-stream":
+                    raise LexeyProtocolError(
+                        f"{url} answered HTTP {response.status_code} with {media_type or 'no content type'} "
+                        "instead of an event stream."
+                    )
+                fold.request_id = response.headers.get("x-request-id")
+                if isinstance(fold, LexiFold):
+                    fold.rate_limit = rate_limit_of(response)
+                started = True
+                reason = await read_stream(
+                    response.aiter_bytes(), fold, max_event_bytes=self.settings.max_event_bytes, on_text=on_text
+                )
+        if deadline.cancelled_caught and not started:
+            raise LexeyTimeoutError(f"No response from {url} within {self.settings.stream_timeout:g} s.")
+        if reason is not None:
+            logger.info("stream from %s ended early: %s", url, reason)
+        return reason
+
+    async def _json(self, api: ApiKind, method: str, url: str, policy: RetryPolicy) -> tuple[int, Any]:
+        with anyio.fail_after(self.settings.stream_timeout):
+            async with self._open(api, method, url, policy) as response:
+                body = await _read_bounded(response, _JSON_BODY_LIMIT)
+                status = response.status_code
+        if len(body) > _JSON_BODY_LIMIT:
+            raise LexeyProtocolError(f"{url} answered a body over {_JSON_BODY_LIMIT} bytes.")
+        try:
+            return status, json.loads(body)
+        except (ValueError, RecursionError):
+            raise LexeyProtocolError(f"{url} answered HTTP {status} with a body that is not JSON.") from None
+
+    @asynccontextmanager
+    async def _open(
+        self,
+        api: ApiKind,
+        method: str,
+        url: str,
+        policy: RetryPolicy,
+        *,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> AsyncIterator[httpx2.Response]:
+        """Send with the API's key and retries; yield a successful (2xx) streaming response."""
+        key = self.settings.key(api)  # LexeyConfigError before anything is sent
+        all_headers = {**(headers or {}), "Authorization": f"Bearer {key.get_secret_value()}"}
+        attempt = 0
+        while True:
+            request = self._http.build_request(method, url, json=json_body, headers=all_headers)
+            try:
+                response = await self._http.send(request, stream=True)
+            except _NOT_SENT as exc:
+                if attempt < self.settings.max_retries:
+                    attempt += 1
+                    logger.info("%s %s: %s; retrying (%d)", method, url, type(exc).__name__, attempt)
+                    await anyio.sleep(min(self.settings.max_retry_wait, 0.25 * 2.0**attempt))
+                    continue
+                raise LexeyConnectionError(f"Could not connect to {url}: {type(exc).__name__}.") from None
+            except httpx2.TimeoutException:
+                raise LexeyTimeoutError(f"{method} {url} timed out before a response.") from None
+            except httpx2.TransportError as exc:
+                raise LexeyConnectionError(f"{method} {url} failed: {type(exc).__name__}.") from None
+            logger.debug("%s %s -> %d", method, url, response.status_code)
+            if response.is_success:
+                break
+            try:
+                if response.is_redirect:
+                    target = httpx2.URL(response.headers.get("location", "")).host or "a relative location"
+                    raise LexeyProtocolError(
+                        f"{url} answered a redirect (HTTP {response.status_code}) to {target}; not followed, so the "
+                        "key stays where it belongs. Check the base URL setting."
+                    )
+                body = await _read_bounded(response, _ERROR_BODY_LIMIT)
+                wait = self._retry_wait(policy, response, attempt)
+                if wait is None:
+                    raise api_error(
+                        response.status_code,
+                        body,
+                        response.headers.get("content-type", ""),
+                        api=api,
+                        request_id=response.headers.get("x-request-id"),
+                        secrets=self.settings.secrets(),
+                        retry_after=parse_retry_after(response.headers.get("retry-after")),
+                        rate_limit_reset=_int_header(response, "x-ratelimit-reset"),
+                    )
+            finally:
+                await _close(response)
+            attempt += 1
+            logger.info("%s %s -> %d; retrying in %.2f s (%d)", method, url, response.status_code, wait, attempt)
+            await anyio.sleep(wait)
+        try:
+            yield response
+        finally:
+            await _close(response)
+
+    def _retry_wait(self, policy: RetryPolicy, response: httpx2.Response, attempt: int) -> float | None:
+        """Seconds to wait before sending again, or None when this response is final."""
+        status = response.status_code
+        if attempt >= self.settings.max_retries:
+            return None
+        if policy == "lexi":
+            retryable = status == 429 or status >= 500
+        elif policy == "idempotent":
+            retryable = status in (502, 503, 504)
+        else:
+            retryable = False
+        if not retryable:
+            return None
+        cap = self.settings.max_retry_wait
+        after = parse_retry_after(response.headers.get("retry-after"))
+        if after is not None:
+            return after if after <= cap else None  # never wait longer than the cap: report it instead
+        reset = _int_header(response, "x-ratelimit-reset")
+        if status == 429 and _int_header(response, "x-ratelimit-remaining") == 0 and reset is not None:
+            until_reset = reset - time.time()
+            return max(0.0, until_reset) if until_reset <= cap else None  # a daily reset is hours away
+        return min(cap, 0.5 * 2.0**attempt)
+
+
+async def _close(response: httpx2.Response) -> None:
+    # Shielded: a cancelled call must still close its upstream connection, at once.
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
+
+
+class ChatAPI:
+    """One of the two Lexey chat APIs ("customer" or "management"): same routes, different keys."""
+
+    def __init__(self, client: LexeyClient, kind: Literal["customer", "management"]) -> None:
+        self._client = client
+        self.kind: Literal["customer", "management"] = kind
+
+    @property
+    def root(self) -> str:
+        return f"{self._client.settings.base_url}/{self.kind}"
+
+    def _messages_url(self, conversation_id: str) -> str:
+        return f"{self.root}/conversations/{quote(check_uuid(conversation_id), safe='')}/messages"
+
+    async def create_conversation(self) -> str:
+        """A new conversation's id."""
+        _, data = await self._client._json(self.kind, "POST", f"{self.root}/conversations", "unsent")
+        cid = data.get("conversationId") if isinstance(data, dict) else None
+        if not isinstance(cid, str) or not cid:
+            raise LexeyProtocolError("Creating a conversation answered no conversationId.")
+        return cid
+
+    async def send_message(self, conversation_id: str, message: str, *, on_text: OnText | None = None) -> ChatResult:
+        """Send `message` and fold the agent's streamed reply."""
+        url = self._messages_url(conversation_id)
+        check_message(message)
+        fold = ChatFold(**self._client._fold_args(conversation_id))
+        reason = await self._client._stream(self.kind, url, {"message": message}, fold, on_text)
+        return fold.result(reason)
+
+    async def get_messages(self, conversation_id: str) -> list[Message]:
+        """The conversation's history, as the API returns it."""
+        url = self._messages_url(conversation_id)
+        _, data = await self._client._json(self.kind, "GET", url, "idempotent")
+        raw = data.get("messages") if isinstance(data, dict) else None
+        if not isinstance(raw, list):
+            raise LexeyProtocolError("The message history answered no messages list.")
+        try:
+            return [Message.model_validate(m) for m in raw]
+        except ValidationError:
+            raise LexeyProtocolError("The message history has entries without a role or content.") from None

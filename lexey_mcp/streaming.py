@@ -1,0 +1,314 @@
+"""Fold one SSE response into a result: text, statuses, ids and gaps, errors, partial endings.
+
+`ChatFold` reads the Lexey chat APIs (`data: {"type": "delta" | "status" | "error", …}`), `LexiFold` reads
+Lexi's named events (`thinking`, `tool_step`, `text`, `done`, `error`). Both end at `data: [DONE]` and
+ignore anything after it. Events that cannot be used (malformed JSON, wrong shapes, oversized) are
+skipped and counted; unknown event types are ignored. `read_stream` drives a fold from an httpx2
+response and turns a dropped, stalled or oversized stream into a `partial` result with the text so far.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+import httpx2
+
+from .models import ChatResult, LexiResult, PartialReason, RateLimit, StreamError, ToolStep
+from .redaction import redact
+from .sse import Event, SSEDecoder
+
+OnText = Callable[[str], Awaitable[None]]
+
+DONE = "[DONE]"
+MAX_MISSING_IDS_LISTED = 1000
+_MAX_ID_DIGITS = 18
+_MAX_ERROR_CHARS = 500
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_object(data: str) -> dict[str, Any] | None:
+    """The JSON object in `data`, or None for anything else (invalid, NaN, too deep, not an object)."""
+    try:
+        value = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class IdTracker:
+    """The highest event id seen, and the ids never seen below it (kept as ranges: a gap may be huge)."""
+
+    def __init__(self) -> None:
+        self.highest: int | None = None
+        self._starts: list[int] = []  # sorted, disjoint, inclusive ranges of missing ids
+        self._ends: list[int] = []
+
+    def see(self, raw: str | None) -> None:
+        # Ids that are not plain integers are counted as events but take no part in gap checks.
+        if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > _MAX_ID_DIGITS:
+            return
+        n = int(raw)
+        previous = 0 if self.highest is None else self.highest
+        if n > previous:
+            if n > previous + 1:  # ids start at 1
+                self._starts.append(previous + 1)
+                self._ends.append(n - 1)
+            self.highest = n
+            return
+        # A repeat or a late arrival: a late one fills its gap.
+        i = bisect.bisect_right(self._starts, n) - 1
+        if i < 0 or n > self._ends[i]:
+            return
+        pieces = [(s, e) for s, e in ((self._starts[i], n - 1), (n + 1, self._ends[i])) if s <= e]
+        self._starts[i : i + 1] = [s for s, _ in pieces]
+        self._ends[i : i + 1] = [e for _, e in pieces]
+
+    @property
+    def missing_count(self) -> int:
+        return sum(e - s + 1 for s, e in zip(self._starts, self._ends, strict=True))
+
+    def missing(self, limit: int = MAX_MISSING_IDS_LISTED) -> list[int]:
+        out: list[int] = []
+        for s, e in zip(self._starts, self._ends, strict=True):
+            out.extend(range(s, min(e, s + limit - len(out) - 1) + 1))
+            if len(out) >= limit:
+                break
+        return out
+
+
+class _Fold:
+    """What both APIs share: text accumulation with a cap, ids, counts, the end marker."""
+
+    def __init__(self, *, conversation_id: str | None, request_id: str | None, max_reply_chars: int,
+                 secrets: list[str]) -> None:
+        self.conversation_id = conversation_id
+        self.request_id = request_id
+        self.max_reply_chars = max_reply_chars
+        self.secrets = secrets
+        self.done = False
+        self.too_large = False
+        self.error: StreamError | None = None
+        self.events_received = 0
+        self.skipped_events = 0
+        self.ids = IdTracker()
+        self._parts: list[str] = []
+        self._chars = 0  # text and reasoning held, against the cap
+        self.text_version = 0  # bumps whenever text grows, so progress can tell
+
+    def text(self) -> str:
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    def _take(self, chars: int) -> int:
+        """How many of `chars` new characters fit under the cap (flags the fold too large when not all)."""
+        room = self.max_reply_chars - self._chars
+        if chars > room:
+            self.too_large = True
+            chars = max(room, 0)
+        self._chars += chars
+        return chars
+
+    def _append_text(self, delta: str) -> None:
+        fit = self._take(len(delta))
+        if fit:
+            self._parts.append(delta if fit == len(delta) else delta[:fit])
+            self.text_version += 1
+
+    def _set_error(self, message: str, code: str | None) -> None:
+        if self.error is None:
+            message = redact(message, self.secrets)
+            if len(message) > _MAX_ERROR_CHARS:
+                message = message[:_MAX_ERROR_CHARS] + "…"
+            self.error = StreamError(message=message, code=redact(code, self.secrets)[:100] if code else None)
+
+    def feed(self, event: Event) -> None:
+        if self.done:
+            return  # nothing after [DONE] counts
+        self.ids.see(event.id)
+        if event.data == DONE and event.type == "message":
+            self.done = True
+            return
+        self.events_received += 1
+        if event.oversized or not self._handle(event):
+            self.skipped_events += 1
+
+    def _handle(self, event: Event) -> bool:
+        """Apply one event; False when it could not be used."""
+        raise NotImplementedError
+
+    def _common(self, partial_reason: PartialReason | None) -> dict[str, Any]:
+        if self.done:
+            partial_reason = None
+        elif partial_reason is None:
+            partial_reason = "ended_without_done"
+        outcome = "error" if self.error is not None else ("complete" if self.done else "partial")
+        return {
+            "text": self.text(),
+            "conversation_id": self.conversation_id,
+            "outcome": outcome,
+            "partial_reason": partial_reason,
+            "error": self.error,
+            "events_received": self.events_received,
+            "skipped_events": self.skipped_events,
+            "last_event_id": self.ids.highest,
+            "missing_event_ids": self.ids.missing(),
+            "missing_event_count": self.ids.missing_count,
+            "request_id": self.request_id,
+        }
+
+
+class ChatFold(_Fold):
+    """The Lexey customer and management streams."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.status_events: list[str] = []
+
+    def _handle(self, event: Event) -> bool:
+        if event.type != "message":
+            return True  # a named event the chat APIs do not define: ignored
+        obj = load_object(event.data)
+        if obj is None:
+            return False
+        kind = obj.get("type")
+        if kind == "delta":
+            text = obj.get("text")
+            if not isinstance(text, str):
+                return False
+            self._append_text(text)
+        elif kind == "status":
+            status = obj.get("status")
+            if not isinstance(status, str):
+                return False
+            self.status_events.append(status[:200])
+        elif kind == "error":
+            message, code = obj.get("message"), obj.get("code")
+            self._set_error(message if isinstance(message, str) else "upstream error",
+                            code if isinstance(code, str) else None)
+        return True
+
+    def result(self, partial_reason: PartialReason | None = None) -> ChatResult:
+        return ChatResult(
+            **self._common(partial_reason),
+            conversation_status=self.status_events[-1] if self.status_events else None,
+            status_events=self.status_events,
+        )
+
+
+class LexiFold(_Fold):
+    """Lexi's named-event stream."""
+
+    def __init__(self, *, idempotency_key: str | None = None, rate_limit: RateLimit | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.idempotency_key = idempotency_key
+        self.rate_limit = rate_limit
+        self.thinking: list[str] = []
+        self.tool_steps: list[ToolStep] = []
+        self.message_id: str | None = None
+        self.credits_remaining: int | None = None
+
+    def _handle(self, event: Event) -> bool:
+        kind = event.type
+        if kind == "error":
+            obj = load_object(event.data)
+            if obj is None:  # not JSON: keep the raw text as the message
+                self._set_error(event.data or "upstream error", None)
+                return True
+            inner = obj.get("error")
+            source = inner if isinstance(inner, dict) else obj
+            message, code = source.get("message"), source.get("code")
+            self._set_error(message if isinstance(message, str) else "upstream error",
+                            code if isinstance(code, str) else None)
+            return True
+        if kind not in ("text", "thinking", "tool_step", "done"):
+            return True  # unknown event names (and plain `message` events other than [DONE]) are ignored
+        obj = load_object(event.data)
+        if obj is None:
+            return False
+        if kind == "text":
+            delta = obj.get("delta")
+            if not isinstance(delta, str):
+                return False
+            cid = obj.get("conversation_id")
+            if self.conversation_id is None and isinstance(cid, str) and cid:
+                self.conversation_id = cid[:200]
+            self._append_text(delta)
+        elif kind == "thinking":
+            text = obj.get("text")
+            if not isinstance(text, str):
+                return False
+            fit = self._take(len(text))
+            if fit:
+                self.thinking.append(text[:fit])
+        elif kind == "tool_step":
+            tool, status, summary = obj.get("tool"), obj.get("status"), obj.get("summary")
+            if not isinstance(tool, str) or not isinstance(status, str):
+                return False
+            if self._take(len(tool) + len(status) + (len(summary) if isinstance(summary, str) else 0)):
+                self.tool_steps.append(
+                    ToolStep(tool=tool, status=status, summary=summary if isinstance(summary, str) else None)
+                )
+        else:  # done
+            credits, message_id = obj.get("credits_remaining"), obj.get("message_id")
+            if isinstance(credits, int | float) and not isinstance(credits, bool) and math.isfinite(credits):
+                self.credits_remaining = int(credits)
+            if isinstance(message_id, str):
+                self.message_id = message_id[:200]
+        return True
+
+    def result(self, partial_reason: PartialReason | None = None) -> LexiResult:
+        return LexiResult(
+            **self._common(partial_reason),
+            message_id=self.message_id,
+            credits_remaining=self.credits_remaining,
+            tool_steps=self.tool_steps,
+            thinking=self.thinking,
+            rate_limit=self.rate_limit,
+            idempotency_key=self.idempotency_key,
+        )
+
+
+async def read_stream(
+    chunks: AsyncIterator[bytes],
+    fold: _Fold,
+    *,
+    max_event_bytes: int,
+    on_text: OnText | None = None,
+    progress_interval: float = 0.05,
+) -> PartialReason | None:
+    """Feed `chunks` through the SSE decoder into `fold` until `[DONE]`; why it stopped early, if it did.
+
+    `on_text` is called with the text so far at most once per `progress_interval` seconds.
+    """
+    decoder = SSEDecoder(max_event_bytes)
+    last_progress = -math.inf
+    seen_version = 0
+    try:
+        async for chunk in chunks:
+            for event in decoder.feed(chunk):
+                fold.feed(event)
+                if fold.done:
+                    return None
+            if fold.too_large:
+                return "reply_too_large"
+            if on_text is not None and fold.text_version != seen_version:
+                now = anyio.current_time()
+                if now - last_progress >= progress_interval:
+                    last_progress, seen_version = now, fold.text_version
+                    await on_text(fold.text())
+    except httpx2.TimeoutException:
+        return "timeout"
+    except httpx2.TransportError:
+        return "connection_lost"
+    # A final event that never got its blank line is dropped, as the spec says.
+    return None if fold.done else "ended_without_done"

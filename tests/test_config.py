@@ -1,0 +1,85 @@
+"""Settings: environment and .env loading, key checks whose messages never show the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lexey_mcp.config import Settings
+from lexey_mcp.errors import LexeyConfigError
+from tests.streams import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY
+
+
+def test_reads_the_documented_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEXEY_CUSTOMER_KEY", CUSTOMER_KEY)
+    monkeypatch.setenv("LEXEY_MANAGEMENT_KEY", MANAGEMENT_KEY)
+    monkeypatch.setenv("LEXI_API_KEY", LEXI_KEY)
+    monkeypatch.setenv("LEXEY_BASE_URL", "http://127.0.0.1:9/api/v1/")
+    monkeypatch.setenv("LEXI_BASE_URL", "http://127.0.0.1:9/gw")
+    monkeypatch.setenv("LEXEY_LOG_LEVEL", "debug")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.key("customer").get_secret_value() == CUSTOMER_KEY
+    assert s.key("management").get_secret_value() == MANAGEMENT_KEY
+    assert s.key("lexi").get_secret_value() == LEXI_KEY
+    assert (s.base_url, s.lexi_base_url, s.log_level) == ("http://127.0.0.1:9/api/v1", "http://127.0.0.1:9/gw", "DEBUG")
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LEXEY_CUSTOMER_KEY", "LEXEY_BASE_URL", "LEXI_BASE_URL", "LEXEY_LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.base_url == "https://lexey.ai/api/v1"
+    assert s.lexi_base_url == "https://data.leadlex.com/functions/v1/api-gateway"
+    assert s.log_level == "INFO"
+    assert s.read_timeout > 120 and s.stream_timeout > 120
+
+
+def test_reads_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEXEY_CUSTOMER_KEY", raising=False)
+    (tmp_path / ".env").write_text(f"LEXEY_CUSTOMER_KEY={CUSTOMER_KEY}\nLEXEY_STREAM_TIMEOUT=42\n")
+    monkeypatch.chdir(tmp_path)
+    s = Settings()
+    assert s.key("customer").get_secret_value() == CUSTOMER_KEY
+    assert s.stream_timeout == 42
+
+
+@pytest.mark.parametrize(("kind", "value", "needle"), [
+    ("customer", MANAGEMENT_KEY, "LEXEY_CUSTOMER_KEY must be a Lexey customer key, starting with lxc_. It holds an "
+                                 "lxm_ key (for LEXEY_MANAGEMENT_KEY)"),
+    ("management", CUSTOMER_KEY, "LEXEY_MANAGEMENT_KEY must be a Lexey management key, starting with lxm_."),
+    ("lexi", CUSTOMER_KEY, "LEXI_API_KEY must be a LeadLex workspace key with the Lexi permission, starting with wbk_"),
+    ("customer", "sk-live-abcdef123456", "starting with lxc_"),
+    ("customer", "lxc_", "starting with lxc_"),
+    ("customer", CUSTOMER_KEY + "\n", "whitespace or control characters"),
+    ("customer", " " + CUSTOMER_KEY, "whitespace or control characters"),
+    ("customer", CUSTOMER_KEY[:10] + "\x00" + CUSTOMER_KEY[10:], "whitespace or control characters"),
+    ("lexi", LEXI_KEY[:8] + "\u00a0" + LEXI_KEY[8:], "whitespace or control characters"),
+])
+def test_wrong_keys_are_refused_by_name_never_by_value(kind: str, value: str, needle: str) -> None:
+    field = {"customer": "customer_key", "management": "management_key", "lexi": "lexi_api_key"}[kind]
+    s = Settings(_env_file=None, **{field: value})  # type: ignore[call-arg]
+    with pytest.raises(LexeyConfigError) as info:
+        s.key(kind)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert needle in message
+    if len(value.strip()) > 4:
+        assert value.strip()[4:12] not in message
+    assert s.key_problem(kind) == message  # type: ignore[arg-type]
+
+
+def test_unset_and_empty_keys_say_what_to_set() -> None:
+    s = Settings(_env_file=None, customer_key="")  # type: ignore[call-arg]
+    assert s.customer_key is None
+    assert s.key_problem("customer") == "LEXEY_CUSTOMER_KEY is not set: set it to a Lexey customer key (it starts with lxc_)."
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "lexey.ai/api", "http://a b", "http://x\n"])
+def test_base_url_must_be_http(url: str) -> None:
+    with pytest.raises(ValueError, match="http"):
+        Settings(_env_file=None, base_url=url)  # type: ignore[call-arg]
+
+
+def test_secrets_lists_every_configured_secret() -> None:
+    s = Settings(_env_file=None, customer_key=CUSTOMER_KEY, auth_token="tok_123")  # type: ignore[call-arg]
+    assert s.secrets() == [CUSTOMER_KEY, "tok_123"]

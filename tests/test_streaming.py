@@ -1,0 +1,350 @@
+"""Folding a stream into a result: the chat and Lexi event semantics, at the byte level."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import anyio
+import httpx2
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lexey_mcp.models import ChatResult, LexiResult
+from lexey_mcp.streaming import ChatFold, IdTracker, LexiFold, read_stream
+from tests.streams import CID, CUSTOMER_KEY, aiter_chunks, bytewise, chat_event, chat_stream, lexi_event, split_at
+
+pytestmark = pytest.mark.anyio
+
+
+def chat_fold(**overrides: object) -> ChatFold:
+    args: dict[str, object] = {"conversation_id": CID, "request_id": "req_1", "max_reply_chars": 10_000,
+                               "secrets": [CUSTOMER_KEY]}
+    return ChatFold(**{**args, **overrides})
+
+
+def lexi_fold(**overrides: object) -> LexiFold:
+    args: dict[str, object] = {"conversation_id": None, "request_id": None, "max_reply_chars": 10_000,
+                               "secrets": []}
+    return LexiFold(**{**args, **overrides})
+
+
+async def fold_chat(chunks: Sequence[bytes] | bytes, **overrides: object) -> ChatResult:
+    fold = chat_fold(**overrides)
+    parts = [chunks] if isinstance(chunks, bytes) else chunks
+    reason = await read_stream(aiter_chunks(parts), fold, max_event_bytes=4096)
+    return fold.result(reason)
+
+
+async def fold_lexi(chunks: Sequence[bytes] | bytes) -> LexiResult:
+    fold = lexi_fold()
+    parts = [chunks] if isinstance(chunks, bytes) else chunks
+    return fold.result(await read_stream(aiter_chunks(parts), fold, max_event_bytes=4096))
+
+
+async def test_complete_reply_appends_every_delta_in_order() -> None:
+    result = await fold_chat(chat_stream("Our", " business hours", " are 9am–5pm."))
+    assert result.text == "Our business hours are 9am–5pm."
+    assert result.outcome == "complete"
+    assert result.partial_reason is None
+    assert result.events_received == 3
+    assert result.last_event_id == 4
+    assert result.missing_event_ids == []
+    assert result.request_id == "req_1"
+    assert result.conversation_id == CID
+
+
+async def test_done_with_and_without_id() -> None:
+    with_id = await fold_chat(chat_event(1, {"type": "delta", "text": "a"}) + chat_event(2, "[DONE]"))
+    without = await fold_chat(chat_event(1, {"type": "delta", "text": "a"}) + chat_event(None, "[DONE]"))
+    assert (with_id.outcome, with_id.last_event_id) == ("complete", 2)
+    assert (without.outcome, without.last_event_id) == ("complete", 1)
+
+
+async def test_done_needs_exact_data() -> None:
+    result = await fold_chat(b"id: 1\ndata:[DONE]\n\n")
+    assert result.outcome == "complete"
+    result = await fold_chat(b"id: 1\ndata: [DONE]x\n\n")
+    assert (result.outcome, result.skipped_events, result.partial_reason) == ("partial", 1, "ended_without_done")
+
+
+async def test_anything_after_done_is_ignored() -> None:
+    body = chat_stream("a") + chat_event(3, {"type": "delta", "text": "LATE"}) + chat_event(9, {"type": "error"})
+    result = await fold_chat(body)
+    assert (result.text, result.outcome, result.last_event_id, result.error) == ("a", "complete", 2, None)
+
+
+async def test_status_events_in_order_and_text_after_them() -> None:
+    body = b"".join([
+        chat_event(1, {"type": "delta", "text": "Let me "}),
+        chat_event(2, {"type": "status", "status": "pending"}),
+        chat_event(3, {"type": "status", "status": "escalated"}),
+        chat_event(4, {"type": "delta", "text": "get a human."}),
+        chat_event(5, "[DONE]"),
+    ])
+    result = await fold_chat(body)
+    assert result.status_events == ["pending", "escalated"]
+    assert result.conversation_status == "escalated"
+    assert result.text == "Let me get a human."
+
+
+async def test_id_gaps_are_reported() -> None:
+    body = b"".join(chat_event(i, {"type": "delta", "text": str(i)}) for i in (2, 3, 6)) + chat_event(7, "[DONE]")
+    result = await fold_chat(body)
+    assert result.missing_event_ids == [1, 4, 5]
+    assert result.missing_event_count == 3
+    assert result.last_event_id == 7
+
+
+def test_id_tracker_repeats_regressions_and_late_arrivals() -> None:
+    ids = IdTracker()
+    for raw in ["1", "5", "5", "3", "2", "x", "-1", "", None, "9"]:
+        ids.see(raw)
+    assert ids.highest == 9
+    assert ids.missing() == [4, 6, 7, 8]
+    ids.see("7")
+    assert ids.missing() == [4, 6, 8]
+
+
+def test_id_tracker_huge_gap_is_counted_not_listed() -> None:
+    ids = IdTracker()
+    ids.see("1")
+    ids.see("999999999999")
+    assert ids.missing_count == 999999999997
+    assert len(ids.missing()) == 1000
+    ids.see("12345678901234567890123")  # longer than any real id: not an integer for gap checks
+    assert ids.highest == 999999999999
+
+
+async def test_non_integer_ids_count_but_take_no_part_in_gaps() -> None:
+    body = b"id: abc\ndata: {\"type\":\"delta\",\"text\":\"a\"}\n\nid: 1\ndata: [DONE]\n\n"
+    result = await fold_chat(body)
+    assert (result.events_received, result.missing_event_ids, result.last_event_id) == (1, [], 1)
+
+
+async def test_malformed_json_and_schema_violations_are_skipped_and_counted() -> None:
+    bad = [
+        "{not json", '["a"]', '"text"', "42", "null", '{"type":"delta"}', '{"type":"delta","text":5}',
+        '{"type":"delta","text":NaN}', '{"type":"status","status":null}', "[" * 100_000,
+        '{"type":"delta","text":"x","n":' + "9" * 5000 + "}",
+    ]
+    body = b"".join(chat_event(i, payload) for i, payload in enumerate(bad, 1))
+    body += chat_event(len(bad) + 1, {"type": "delta", "text": "ok"}) + chat_event(len(bad) + 2, "[DONE]")
+    result = await fold_chat(body)
+    assert result.text == "ok"
+    assert result.outcome == "complete"
+    assert result.skipped_events == len(bad)
+    assert result.events_received == len(bad) + 1
+
+
+async def test_unknown_types_and_fields_are_ignored_not_skipped() -> None:
+    body = b"".join([
+        chat_event(1, {"type": "typing", "x": 1}),
+        chat_event(2, {"type": "delta", "text": "a", "extra": {"nested": True}}),
+        b"event: custom\nid: 3\ndata: {\"type\":\"delta\",\"text\":\"NOT TEXT\"}\n\n",
+        chat_event(4, "[DONE]"),
+    ])
+    result = await fold_chat(body)
+    assert (result.text, result.skipped_events, result.events_received) == ("a", 0, 3)
+
+
+async def test_mid_stream_error_keeps_the_text_so_far() -> None:
+    body = b"".join([
+        chat_event(1, {"type": "delta", "text": "Half an ans"}),
+        chat_event(2, {"type": "error", "message": "Model overloaded"}),
+        chat_event(3, "[DONE]"),
+    ])
+    result = await fold_chat(body)
+    assert result.outcome == "error"
+    assert result.text == "Half an ans"
+    assert result.error is not None and result.error.message == "Model overloaded"
+    assert result.partial_reason is None
+
+
+async def test_error_message_is_redacted() -> None:
+    body = chat_event(1, {"type": "error", "message": f"bad key {CUSTOMER_KEY} and lxm_abcdefgh123"})
+    result = await fold_chat(body + chat_event(2, "[DONE]"))
+    assert result.error is not None
+    assert CUSTOMER_KEY not in result.error.message
+    assert "lxm_abcdefgh123" not in result.error.message
+
+
+async def test_safety_filter_refusal_is_a_normal_complete_reply() -> None:
+    result = await fold_chat(chat_stream("I can't help with that request."))
+    assert (result.outcome, result.text, result.error) == ("complete", "I can't help with that request.", None)
+
+
+async def test_clean_end_without_done_is_partial() -> None:
+    result = await fold_chat(chat_stream("a", "b", done=False))
+    assert (result.outcome, result.partial_reason, result.text) == ("partial", "ended_without_done", "ab")
+
+
+async def test_truncated_final_event_is_dropped_and_partial() -> None:
+    result = await fold_chat(chat_stream("a", done=False) + b'id: 2\ndata: {"type":"delta","text":"b"}')
+    assert (result.outcome, result.text, result.events_received) == ("partial", "a", 1)
+
+
+async def test_dropped_connection_is_partial_with_the_text() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield chat_stream("kept", done=False)
+        raise httpx2.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    fold = chat_fold()
+    result = fold.result(await read_stream(chunks(), fold, max_event_bytes=4096))
+    assert (result.outcome, result.partial_reason, result.text) == ("partial", "connection_lost", "kept")
+
+
+async def test_read_timeout_is_partial_with_the_text() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield chat_stream("kept", done=False)
+        raise httpx2.ReadTimeout("silence")
+
+    fold = chat_fold()
+    result = fold.result(await read_stream(chunks(), fold, max_event_bytes=4096))
+    assert (result.outcome, result.partial_reason, result.text) == ("partial", "timeout", "kept")
+
+
+async def test_reply_cap_stops_reading_and_keeps_exactly_the_cap() -> None:
+    produced = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal produced
+        for i in range(1, 1_000_000):
+            produced += 1
+            yield chat_event(i, {"type": "delta", "text": "0123456789"})
+
+    fold = chat_fold(max_reply_chars=1000)
+    result = fold.result(await read_stream(endless(), fold, max_event_bytes=4096))
+    assert (result.outcome, result.partial_reason, len(result.text)) == ("partial", "reply_too_large", 1000)
+    assert produced < 110
+
+
+async def test_oversized_event_is_skipped_and_the_stream_goes_on() -> None:
+    body = chat_event(1, {"type": "delta", "text": "x" * 10_000}) + b"".join(
+        [chat_event(2, {"type": "delta", "text": "fine"}), chat_event(3, "[DONE]")]
+    )
+    result = await fold_chat(body)
+    assert (result.text, result.skipped_events, result.outcome, result.missing_event_ids) == ("fine", 1, "complete", [])
+
+
+async def test_progress_is_coalesced_and_carries_the_text_so_far() -> None:
+    seen: list[str] = []
+
+    async def on_text(text: str) -> None:
+        seen.append(text)
+
+    async def slow() -> AsyncIterator[bytes]:
+        for i in range(1, 6):
+            yield chat_event(i, {"type": "delta", "text": f"{i} "})
+            await anyio.sleep(0.03)
+        yield chat_event(6, "[DONE]")
+
+    fold = chat_fold()
+    await read_stream(slow(), fold, max_event_bytes=4096, on_text=on_text, progress_interval=0.05)
+    assert seen[0] == "1 "
+    assert 2 <= len(seen) <= 4  # five deltas 30 ms apart, at most one message per 50 ms
+    assert all(b.startswith(a) for a, b in zip(seen, seen[1:], strict=False))
+
+
+# Lexi's named events.
+
+LEXI_CID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+
+
+def lexi_stream() -> bytes:
+    return b"".join([
+        lexi_event("thinking", {"text": "Looking up Acme."}),
+        lexi_event("tool_step", {"tool": "search_contacts", "status": "started"}),
+        lexi_event("tool_step", {"tool": "search_contacts", "status": "completed", "summary": "Found 1 contact"}),
+        lexi_event("text", {"delta": "Jane Doe ", "conversation_id": LEXI_CID}),
+        lexi_event("text", {"delta": "is the CEO.", "conversation_id": LEXI_CID}),
+        lexi_event("done", {"credits_remaining": 4840, "message_id": "msg_01HY1"}),
+        b"data: [DONE]\n\n",
+    ])
+
+
+async def test_lexi_complete_stream() -> None:
+    result = await fold_lexi(lexi_stream())
+    assert result.text == "Jane Doe is the CEO."
+    assert result.outcome == "complete"
+    assert result.conversation_id == LEXI_CID
+    assert result.thinking == ["Looking up Acme."]
+    assert [(s.tool, s.status, s.summary) for s in result.tool_steps] == [
+        ("search_contacts", "started", None), ("search_contacts", "completed", "Found 1 contact")]
+    assert (result.credits_remaining, result.message_id) == (4840, "msg_01HY1")
+    assert result.events_received == 6
+
+
+async def test_lexi_conversation_id_comes_from_the_first_text_event() -> None:
+    body = lexi_event("text", {"delta": "a", "conversation_id": LEXI_CID}) + lexi_event(
+        "text", {"delta": "b", "conversation_id": "other"}) + b"data: [DONE]\n\n"
+    assert (await fold_lexi(body)).conversation_id == LEXI_CID
+
+
+@pytest.mark.parametrize(("data", "message", "code"), [
+    ('{"code":"internal_error","message":"Tool crashed"}', "Tool crashed", "internal_error"),
+    ('{"error":{"code":"rate_limited","message":"Slow down"}}', "Slow down", "rate_limited"),
+    ("Tool crashed, not JSON", "Tool crashed, not JSON", None),
+])
+async def test_lexi_error_event_variants(data: str, message: str, code: str | None) -> None:
+    body = lexi_event("text", {"delta": "so far", "conversation_id": LEXI_CID}) + lexi_event("error", data)
+    result = await fold_lexi(body + b"data: [DONE]\n\n")
+    assert result.outcome == "error"
+    assert result.text == "so far"
+    assert result.error is not None and (result.error.message, result.error.code) == (message, code)
+
+
+async def test_lexi_unknown_and_misspelt_event_names_are_ignored() -> None:
+    body = b"".join([
+        lexi_event("text ", {"delta": "NO", "conversation_id": LEXI_CID}),
+        lexi_event("citation", {"url": "x"}),
+        lexi_event("text", {"delta": "yes", "conversation_id": LEXI_CID}),
+        b"data: [DONE]\n\n",
+    ])
+    result = await fold_lexi(body)
+    assert (result.text, result.skipped_events, result.events_received) == ("yes", 0, 3)
+
+
+async def test_lexi_bad_shapes_are_skipped() -> None:
+    body = b"".join([
+        lexi_event("text", {"conversation_id": LEXI_CID}),
+        lexi_event("tool_step", {"status": "started"}),
+        lexi_event("thinking", {"text": 3}),
+        lexi_event("done", "{oops"),
+        lexi_event("done", {"credits_remaining": True, "message_id": 5}),
+        b"data: [DONE]\n\n",
+    ])
+    result = await fold_lexi(body)
+    assert result.skipped_events == 4
+    assert (result.credits_remaining, result.message_id) == (None, None)
+
+
+# Any chunking of a valid stream folds to the same result.
+
+_delta = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_delta, max_size=8), st.sampled_from([b"\n", b"\r\n", b"\r"]), st.booleans(), st.data())
+def test_any_chunking_folds_to_the_same_result(
+    deltas: list[str], ending: bytes, with_status: bool, data: st.DataObject
+) -> None:
+    body = chat_stream(*deltas, status="escalated" if with_status else None).replace(b"\n", ending)
+    body = b": hello" + ending + body
+    cuts = data.draw(st.lists(st.integers(1, max(1, len(body) - 1)), max_size=10))
+
+    async def both() -> tuple[ChatResult, ChatResult]:
+        return await fold_chat(body), await fold_chat(split_at(body, cuts))
+
+    whole, chunked = anyio.run(both)
+    assert chunked == whole
+    assert whole.text == "".join(deltas)
+    assert whole.outcome == "complete"
+
+
+async def test_every_single_byte_split_of_a_lexi_stream() -> None:
+    whole = await fold_lexi(lexi_stream())
+    assert await fold_lexi(bytewise(lexi_stream())) == whole
+    body = lexi_stream()
+    for cut in range(1, len(body)):
+        assert await fold_lexi([body[:cut], body[cut:]]) == whole
