@@ -96,11 +96,19 @@ async def _read_bounded(response: httpx2.Response, limit: int) -> bytes:
 class LexeyClient:
     """The three APIs over one `httpx2.AsyncClient`. Use as an async context manager."""
 
-    def __init__(self, settings: Settings | None = None, *, transport: httpx2.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        trust_env: bool = True,
+    ) -> None:
+        """`trust_env=False` ignores HTTP(S)_PROXY and friends (the sandbox lives on loopback)."""
         self.settings = settings if settings is not None else Settings()
         s = self.settings
         self._http = httpx2.AsyncClient(
             transport=transport,
+            trust_env=trust_env,
             timeout=httpx2.Timeout(connect=s.connect_timeout, read=s.read_timeout, write=s.read_timeout, pool=None),
             limits=httpx2.Limits(max_connections=None, max_keepalive_connections=100),
             follow_redirects=False,  # a redirect would carry the key to wherever it points

@@ -293,22 +293,29 @@ async def read_stream(
     decoder = SSEDecoder(max_event_bytes)
     last_progress = -math.inf
     seen_version = 0
+    reason: PartialReason | None = "ended_without_done"
     try:
         async for chunk in chunks:
             for event in decoder.feed(chunk):
                 fold.feed(event)
                 if fold.done:
-                    return None
+                    break
+            if fold.done:
+                reason = None
+                break
             if fold.too_large:
-                return "reply_too_large"
+                reason = "reply_too_large"
+                break
             if on_text is not None and fold.text_version != seen_version:
                 now = anyio.current_time()
                 if now - last_progress >= progress_interval:
                     last_progress, seen_version = now, fold.text_version
                     await on_text(fold.text())
     except httpx2.TimeoutException:
-        return "timeout"
+        reason = "timeout"
     except httpx2.TransportError:
-        return "connection_lost"
-    # A final event that never got its blank line is dropped, as the spec says.
-    return None if fold.done else "ended_without_done"
+        reason = "connection_lost"
+    # A final event that never got its blank line is dropped, as the spec says (reason stays as set).
+    if on_text is not None and fold.text_version != seen_version:
+        await on_text(fold.text())  # the last words too, so a host showing progress shows the whole reply
+    return reason

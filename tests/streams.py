@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
 
 import httpx2
 
@@ -19,7 +20,7 @@ ALL_KEYS = (CUSTOMER_KEY, MANAGEMENT_KEY, LEXI_KEY)
 
 
 def settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "customer_key": CUSTOMER_KEY,
         "management_key": MANAGEMENT_KEY,
         "lexi_api_key": LEXI_KEY,
@@ -28,7 +29,7 @@ def settings(**overrides: object) -> Settings:
         "max_retry_wait": 0.5,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def chat_event(event_id: int | None, payload: object) -> bytes:

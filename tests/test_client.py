@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from email.utils import format_datetime
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
+import anyio
 import httpx2
 import pytest
 
@@ -15,8 +17,19 @@ from lexey_mcp import errors
 from lexey_mcp.client import LexeyClient, parse_retry_after
 from lexey_mcp.config import Settings
 from tests.streams import (
-    ALL_KEYS, CID, CID2, CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY, Upstream, chat_stream, fail, lexi_event, reply,
-    settings, sse,
+    ALL_KEYS,
+    CID,
+    CID2,
+    CUSTOMER_KEY,
+    LEXI_KEY,
+    MANAGEMENT_KEY,
+    Upstream,
+    chat_stream,
+    fail,
+    lexi_event,
+    reply,
+    settings,
+    sse,
 )
 
 pytestmark = pytest.mark.anyio
@@ -73,8 +86,10 @@ async def test_lexi_request_shape() -> None:
     assert json.loads(request.content) == {"message": "Who is Jane?", "allow_tools": False,
                                            "context": {"contact_id": "c_1", "page": "contacts"}}
     key = request.headers["idempotency-key"]
-    assert result.idempotency_key == key and len(key) == 36
-    assert result.rate_limit is not None and result.rate_limit.model_dump() == {
+    assert result.idempotency_key == key
+    assert len(key) == 36
+    assert result.rate_limit is not None
+    assert result.rate_limit.model_dump() == {
         "limit": 100, "remaining": 99, "reset": 1795478400}
     assert (result.text, result.conversation_id) == ("hi", CID2)
 
@@ -140,7 +155,7 @@ async def test_missing_and_wrong_keys_are_refused_before_any_request() -> None:
     async with client(upstream, customer_key=None, management_key=CUSTOMER_KEY) as c:
         with pytest.raises(errors.LexeyConfigError, match="LEXEY_CUSTOMER_KEY is not set"):
             await c.customer.send_message(CID, "hi")
-        with pytest.raises(errors.LexeyConfigError, match="LEXEY_MANAGEMENT_KEY must be .* lxm_") as info:
+        with pytest.raises(errors.LexeyConfigError, match=r"LEXEY_MANAGEMENT_KEY must be .* lxm_") as info:
             await c.management.create_conversation()
     assert CUSTOMER_KEY not in str(info.value)
     assert upstream.requests == []
@@ -161,7 +176,8 @@ async def test_chat_error_statuses(status: int, cls: type[errors.LexeyAPIError],
     error = info.value
     assert (error.status, error.message, error.code, error.request_id) == (status, f"Upstream says {status}", None,
                                                                            "req_err")
-    assert f"HTTP {status}" in str(error) and hint in str(error)
+    assert f"HTTP {status}" in str(error)
+    assert hint in str(error)
     assert len(upstream.requests) == 1  # a chat message is never re-sent after an answer
 
 
@@ -192,7 +208,8 @@ async def test_html_error_page_is_never_echoed() -> None:
     async with client(upstream) as c:
         with pytest.raises(errors.ServerError) as info:
             await c.customer.send_message(CID, "hi")
-    assert "<html" not in str(info.value) and "evil" not in str(info.value)
+    assert "<html" not in str(info.value)
+    assert "evil" not in str(info.value)
     assert "text/html" in str(info.value)
 
 
@@ -206,12 +223,14 @@ async def test_error_body_echoing_the_key_is_redacted() -> None:
 
 
 async def test_lexi_retries_429_with_the_same_idempotency_key() -> None:
-    upstream = Upstream(reply(429, {"error": {"code": "rate_limited", "message": "slow"}}, headers={"retry-after": "0"}),
+    limited = {"error": {"code": "rate_limited", "message": "slow"}}
+    upstream = Upstream(reply(429, limited, headers={"retry-after": "0"}),
                         reply(503, b"", content_type="text/plain"), sse(LEXI_OK))
     async with client(upstream) as c:
         result = await c.lexi_chat("hi")
     keys = {r.headers["idempotency-key"] for r in upstream.requests}
-    assert len(upstream.requests) == 3 and keys == {result.idempotency_key}
+    assert len(upstream.requests) == 3
+    assert keys == {result.idempotency_key}
     assert result.outcome == "complete"
 
 
@@ -230,7 +249,8 @@ async def test_lexi_does_not_wait_for_a_retry_after_beyond_the_cap() -> None:
         with pytest.raises(errors.RateLimitError) as info:
             await c.lexi_chat("hi")
     assert time.monotonic() - started < 1
-    assert info.value.retry_after == 86400 and len(upstream.requests) == 1
+    assert info.value.retry_after == 86400
+    assert len(upstream.requests) == 1
 
 
 async def test_lexi_does_not_sleep_until_a_daily_reset() -> None:
@@ -290,7 +310,7 @@ async def test_connection_refused_everywhere_is_a_connection_error() -> None:
 async def test_redirects_are_never_followed(status: int) -> None:
     upstream = Upstream(reply(status, b"", headers={"location": "https://evil.test/steal"}))
     async with client(upstream) as c:
-        with pytest.raises(errors.LexeyProtocolError, match="evil.test"):
+        with pytest.raises(errors.LexeyProtocolError, match=r"evil\.test"):
             await c.customer.send_message(CID, "hi")
     assert [r.url.host for r in upstream.requests] == ["lexey.test"]
 
@@ -319,9 +339,7 @@ async def test_dropped_stream_through_the_client_is_partial() -> None:
 
 async def test_overall_deadline_ends_a_slow_drip() -> None:
     async def respond(request: httpx2.Request) -> httpx2.Response:
-        async def drip():  # type: ignore[no-untyped-def]
-            import anyio
-
+        async def drip() -> AsyncIterator[bytes]:
             yield b'id: 1\ndata: {"type":"delta","text":"drip"}\n\n'
             while True:
                 await anyio.sleep(0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ def test_reads_the_documented_environment_variables(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("LEXEY_BASE_URL", "http://127.0.0.1:9/api/v1/")
     monkeypatch.setenv("LEXI_BASE_URL", "http://127.0.0.1:9/gw")
     monkeypatch.setenv("LEXEY_LOG_LEVEL", "debug")
-    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    s = Settings(_env_file=None)
     assert s.key("customer").get_secret_value() == CUSTOMER_KEY
     assert s.key("management").get_secret_value() == MANAGEMENT_KEY
     assert s.key("lexi").get_secret_value() == LEXI_KEY
@@ -28,11 +29,12 @@ def test_reads_the_documented_environment_variables(monkeypatch: pytest.MonkeyPa
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LEXEY_CUSTOMER_KEY", "LEXEY_BASE_URL", "LEXI_BASE_URL", "LEXEY_LOG_LEVEL"):
         monkeypatch.delenv(name, raising=False)
-    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    s = Settings(_env_file=None)
     assert s.base_url == "https://lexey.ai/api/v1"
     assert s.lexi_base_url == "https://data.leadlex.com/functions/v1/api-gateway"
     assert s.log_level == "INFO"
-    assert s.read_timeout > 120 and s.stream_timeout > 120
+    assert s.read_timeout > 120
+    assert s.stream_timeout > 120
 
 
 def test_reads_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,7 +60,8 @@ def test_reads_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 ])
 def test_wrong_keys_are_refused_by_name_never_by_value(kind: str, value: str, needle: str) -> None:
     field = {"customer": "customer_key", "management": "management_key", "lexi": "lexi_api_key"}[kind]
-    s = Settings(_env_file=None, **{field: value})  # type: ignore[call-arg]
+    values: dict[str, Any] = {field: value}
+    s = Settings(_env_file=None, **values)
     with pytest.raises(LexeyConfigError) as info:
         s.key(kind)  # type: ignore[arg-type]
     message = str(info.value)
@@ -69,17 +72,18 @@ def test_wrong_keys_are_refused_by_name_never_by_value(kind: str, value: str, ne
 
 
 def test_unset_and_empty_keys_say_what_to_set() -> None:
-    s = Settings(_env_file=None, customer_key="")  # type: ignore[call-arg]
+    s = Settings(_env_file=None, customer_key="")
     assert s.customer_key is None
-    assert s.key_problem("customer") == "LEXEY_CUSTOMER_KEY is not set: set it to a Lexey customer key (it starts with lxc_)."
+    expected = "LEXEY_CUSTOMER_KEY is not set: set it to a Lexey customer key (it starts with lxc_)."
+    assert s.key_problem("customer") == expected
 
 
 @pytest.mark.parametrize("url", ["ftp://x", "lexey.ai/api", "http://a b", "http://x\n"])
 def test_base_url_must_be_http(url: str) -> None:
     with pytest.raises(ValueError, match="http"):
-        Settings(_env_file=None, base_url=url)  # type: ignore[call-arg]
+        Settings(_env_file=None, base_url=url)
 
 
 def test_secrets_lists_every_configured_secret() -> None:
-    s = Settings(_env_file=None, customer_key=CUSTOMER_KEY, auth_token="tok_123")  # type: ignore[call-arg]
+    s = Settings(_env_file=None, customer_key=CUSTOMER_KEY, auth_token="tok_123")
     assert s.secrets() == [CUSTOMER_KEY, "tok_123"]

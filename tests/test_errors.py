@@ -28,7 +28,8 @@ def test_api_error_picks_the_class_and_bounds_the_message() -> None:
     error = errors.api_error(418, b'{"error": "' + b"x" * 5000 + b'"}', "application/json", api="customer",
                              request_id="req_9", secrets=[])
     assert type(error) is errors.ServerError
-    assert len(error.message) <= 501 and error.request_id == "req_9"
+    assert len(error.message) <= 501
+    assert error.request_id == "req_9"
     assert isinstance(errors.api_error(404, b"", "", api="lexi", request_id=None, secrets=[]), errors.NotFoundError)
 
 
@@ -57,4 +58,5 @@ def test_hints_say_what_to_do(api: errors.ApiKind, status: int, hint: str) -> No
 def test_repr_carries_no_message() -> None:
     error = errors.api_error(401, b'{"error": "lxc_leaked_key_value"}', "application/json", api="customer",
                              request_id="r", secrets=[])
-    assert "leaked" not in repr(error) and "leaked" not in str(error)
+    assert "leaked" not in repr(error)
+    assert "leaked" not in str(error)

@@ -101,8 +101,8 @@ def test_id_belongs_to_its_own_block() -> None:
     assert [e.id for e in decode(b"id: 5\ndata: a\n\ndata: b\n\nid:\ndata: c\n\n")] == ["5", None, ""]
 
 
-@pytest.mark.parametrize(("value", "expected"), [(b"3000", 3000), (b"+5", None), (b"  5", None), (b" 5", 5), (b"5s", None),
-                                                 (b"", None), (b"1_000", None), (b"\xd9\xa3", None)])
+@pytest.mark.parametrize(("value", "expected"), [(b"3000", 3000), (b"+5", None), (b"  5", None), (b" 5", 5),
+                                                 (b"5s", None), (b"", None), (b"1_000", None), (b"\xd9\xa3", None)])
 def test_retry_only_ascii_digits(value: bytes, expected: int | None) -> None:
     decoder = SSEDecoder()
     decoder.feed(b"retry:" + value + b"\n\n")
@@ -158,7 +158,7 @@ def test_dropped_line_rest_that_starts_with_lf_ends_that_line_only() -> None:
 
 
 # A stream where our decoder and httpx2's must agree: every block has data, no BOM, no retry, no NUL.
-_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=12)
+_text = st.text(st.characters(codec="utf-8", exclude_characters="\r\n\x00"), max_size=12)
 _block = st.tuples(
     st.one_of(st.none(), st.sampled_from(["text", "done", "thinking"])),
     st.lists(_text, min_size=1, max_size=3),

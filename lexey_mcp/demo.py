@@ -1,0 +1,81 @@
+"""`lexey-mcp demo`: the vendor's end-to-end workflow against the sandbox, through the MCP server itself.
+
+Configure (business context, a knowledge article, escalation rules) → a customer scenario whose last
+message escalates → the analytics review. Replies print as they stream (MCP progress notifications).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import anyio
+from mcp import Client
+
+from .config import Settings
+from .server import build_server
+
+CONFIGURE = [
+    "Our business is a SaaS company called Acme. We build project management tools for small teams.",
+    "Add a knowledge article about pricing: Our plans are Free (up to 3 projects), Pro ($12/month, unlimited "
+    "projects), and Enterprise (custom pricing).",
+    "Add these escalation rules: always escalate if a customer mentions billing disputes, refund requests over "
+    "$100, or legal issues.",
+]
+SCENARIO = [
+    "Hi! How much does the Pro plan cost?",
+    "I was charged twice and this is now a billing dispute. I want a person.",
+]
+REVIEW = "How have we performed over the last 7 days?"
+
+
+class _StreamPrinter:
+    """Prints each progress message's new text, so a reply appears as it grows."""
+
+    def __init__(self) -> None:
+        self._last = ""
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        if not message:
+            return
+        if message.startswith(self._last) and self._last:
+            sys.stdout.write(message[len(self._last) :])
+        else:
+            sys.stdout.write("\n  " + message)
+        sys.stdout.flush()
+        self._last = message
+
+
+async def _call(client: Client, tool: str, arguments: dict[str, Any], title: str) -> dict[str, Any]:
+    print(f"\n== {title}")
+    result = await client.call_tool(tool, arguments, progress_callback=_StreamPrinter())
+    print()
+    if result.is_error or result.structured_content is None:
+        text = result.content[0].text if result.content and result.content[0].type == "text" else "no detail"
+        raise RuntimeError(f"{tool} failed: {text}")
+    structured: dict[str, Any] = result.structured_content
+    return structured
+
+
+async def demo(settings: Settings, *, delay: float = 0.02) -> int:
+    server = build_server(settings, sandbox=True, sandbox_delay=delay)
+    async with Client(server) as client:
+        conversation: str | None = None
+        for step, instruction in enumerate(CONFIGURE, 1):
+            args: dict[str, Any] = {"instruction": instruction}
+            if conversation:
+                args["conversation_id"] = conversation
+            reply = await _call(client, "configure_org", args, f"configure {step}/3: {instruction[:60]}…")
+            conversation = reply["conversation_id"]
+        scenario = await _call(client, "run_customer_scenario", {"messages": SCENARIO}, "customer scenario")
+        for message, turn in zip(SCENARIO, scenario["turns"], strict=True):
+            print(f"  > {message}\n    {turn['text']} [{turn['outcome']}, status {turn['conversation_status']}]")
+        review = await _call(client, "configure_org", {"instruction": REVIEW}, f"review: {REVIEW}")
+    escalated = bool(scenario["escalated"])
+    complete = all(t["outcome"] == "complete" for t in scenario["turns"]) and review["outcome"] == "complete"
+    print(f"\nescalated: {escalated}; every reply complete: {complete}")
+    return 0 if escalated and complete else 1
+
+
+def run_demo(settings: Settings) -> int:
+    return anyio.run(demo, settings)

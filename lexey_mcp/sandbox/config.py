@@ -1,0 +1,31 @@
+"""Settings of one sandbox instance."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LEXI_MAX_MESSAGE_CHARS = 12_000
+# Lexi's balance reported when `credits` is None (unlimited): it counts down from here but never refuses.
+NOMINAL_LEXI_CREDITS = 5_000
+
+
+class SandboxConfig(BaseModel):
+    """How the simulated APIs behave.
+
+    Credits model: `credits=None` is unlimited. An int gives the Lexey organisation that many message
+    credits (each customer or management message costs 1) and, separately, the Lexi workspace that
+    many credits (each Lexi request costs 1 + its CRM tool calls, so 1-5). A request whose cost exceeds
+    the remaining balance is refused with 402 and charges nothing.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    delay: float = Field(default=0.02, ge=0, description="seconds between streamed events")
+    keys: frozenset[str] | None = Field(
+        default=None, description="None: any key with the right prefix; else the exact keys accepted"
+    )
+    credits: int | None = Field(default=None, ge=0)
+    message_limit: int = Field(default=50, ge=1, description="user messages per chat conversation before 429")
+    max_message_chars: int = Field(default=4000, ge=1, description="chat APIs only; Lexi's limit is 12,000")
+    lexi_daily_limit: int = Field(default=1000, ge=0, description="Lexi requests per UTC day before 429")
+    seed: int = 0

@@ -1,0 +1,275 @@
+"""Running the sandbox: an in-process uvicorn server as an async context manager, and a blocking CLI runner."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import shlex
+import signal
+import socket
+from collections.abc import Generator
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Self
+
+import anyio
+import uvicorn
+from anyio.abc import TaskStatus
+
+from .app import CHAT_PREFIX, LEXI_PREFIX, SandboxApp
+from .config import SandboxConfig
+from .faults import Fault
+from .store import CloseReason, RequestRecord, SandboxStats, Store
+
+logger = logging.getLogger("lexey_mcp.sandbox")
+
+CUSTOMER_KEY = "lxc_sandbox_customer"
+MANAGEMENT_KEY = "lxm_sandbox_management"
+LEXI_KEY = "wbk_sandbox_lexi"
+SHUTDOWN_GRACE = 0.5
+
+
+class _Config(uvicorn.Config):
+    def configure_logging(self) -> None:
+        """Leave the process's logging alone: the sandbox may share a process with another uvicorn server."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without signal handling, with an event instead of its 100 ms polling loop, and a quick shutdown."""
+
+    def __init__(self, config: uvicorn.Config, store: Store) -> None:
+        super().__init__(config)
+        self._store = store
+        self.ready = anyio.Event()
+        self.exit = anyio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)
+        await self.exit.wait()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        self._store.cancel_streams()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        # uvicorn signals neither of these, so poll briefly.
+        with anyio.move_on_after(SHUTDOWN_GRACE):
+            while self.server_state.connections or self.server_state.tasks:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        for task in list(self.server_state.tasks):
+            task.cancel()
+        with anyio.move_on_after(SHUTDOWN_GRACE):
+            while self.server_state.tasks:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, _ = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[0]
+    # An explicit IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP,
+    # and without it every response pays a 40 ms delayed-ACK stall.
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _client_host(host: str) -> str:
+    """Where a client on this machine reaches the server (a wildcard bind is reached over loopback)."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - not binding, just naming the loopback equivalent
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Sandbox:
+    """An embedded, deterministic Lexey + Lexi server on a real socket.
+
+    `async with Sandbox(SandboxConfig(delay=0), port=0) as sb:` starts uvicorn in a task (asyncio event loop
+    only, as uvicorn requires) and stops it on exit, force-closing streams still open. The server's task group
+    lives inside the `async with`, so use it as a context manager (anyio cancel scopes must nest).
+    """
+
+    def __init__(self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = config if config is not None else SandboxConfig()
+        self.host = host
+        self.port = port
+        self.store = Store(self.config)
+        self._app = SandboxApp(self.store).asgi()
+        self._stack: AsyncExitStack | None = None
+        self._server: _Server | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port == 0:
+            raise RuntimeError("the sandbox has no port yet: enter `async with` first")
+        return f"http://{_client_host(self.host)}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + CHAT_PREFIX
+
+    @property
+    def lexi_base_url(self) -> str:
+        return self.url + LEXI_PREFIX
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point a lexey-mcp client at this sandbox."""
+        return {
+            "LEXEY_BASE_URL": self.base_url,
+            "LEXI_BASE_URL": self.lexi_base_url,
+            "LEXEY_CUSTOMER_KEY": self._key("lxc_", CUSTOMER_KEY),
+            "LEXEY_MANAGEMENT_KEY": self._key("lxm_", MANAGEMENT_KEY),
+            "LEXI_API_KEY": self._key("wbk_", LEXI_KEY),
+        }
+
+    def _key(self, prefix: str, default: str) -> str:
+        keys = self.config.keys
+        if keys is None or default in keys:
+            return default
+        return next((k for k in sorted(keys) if k.startswith(prefix) and "noperm" not in k), default)
+
+    # faults and observability
+    def inject(self, fault: Fault) -> None:
+        """Queue a fault for the next matching stream request(s)."""
+        self.store.faults.push(fault)
+
+    def clear_faults(self) -> int:
+        return self.store.faults.clear()
+
+    @property
+    def stats(self) -> SandboxStats:
+        return self.store.stats
+
+    @property
+    def last_headers(self) -> dict[str, dict[str, str]]:
+        """The last request's headers (lower-case names) per API: "customer", "management", "lexi"."""
+        return self.store.last_headers
+
+    @property
+    def requests_log(self) -> list[RequestRecord]:
+        return self.store.requests_log
+
+    async def wait_for_stream_closed(self, timeout: float = 5.0) -> CloseReason:  # noqa: ASYNC109
+        """Wait until an open stream closes; return "completed", "dropped", "disconnected" or "cancelled".
+
+        With no stream open, returns at once the reason the most recent stream closed; raises TimeoutError.
+        """
+        return await self.store.wait_for_stream_closed(timeout)
+
+    # lifecycle
+    async def _start(self) -> None:
+        if self._stack is not None:
+            raise RuntimeError("the sandbox is already running")
+        if not _is_loopback(self.host):
+            logger.warning("sandbox bound to %s: anyone who can reach it can use it (it has no real auth)", self.host)
+        sock = _bind(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        config = _Config(
+            self._app,
+            http="h11",
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            date_header=False,
+        )
+        server = _Server(config, self.store)
+        stack = AsyncExitStack()
+        try:
+            group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(server.exit.set)
+            await group.start(self._run, server, sock)
+        except BaseException:
+            sock.close()
+            await stack.aclose()
+            raise
+        self._stack, self._server = stack, server
+        logger.info("sandbox listening on %s", self.url)
+
+    @staticmethod
+    async def _run(server: _Server, sock: socket.socket, *, task_status: TaskStatus[None]) -> None:
+        async def serve() -> None:
+            # Shielded: leaving the `async with` on a cancellation must still run the (time-bounded) shutdown,
+            # which `exit` triggers, or the listening socket and open connections would leak.
+            with anyio.CancelScope(shield=True):
+                await server.serve([sock])
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(serve)
+            await server.ready.wait()
+            task_status.started()
+
+    async def _stop(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+        self._server = None
+
+    async def __aenter__(self) -> Self:
+        await self._start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop()
+
+
+def banner(sandbox: Sandbox) -> str:
+    """The lines `serve` prints: exports for a client, and a curl to try."""
+    lines = [f"# Lexey sandbox running at {sandbox.url} (Ctrl-C to stop). Point a client at it with:"]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in sandbox.env().items()]
+    lines += [
+        "# try:",
+        '# curl -X POST "$LEXEY_BASE_URL/customer/conversations" -H "Authorization: Bearer $LEXEY_CUSTOMER_KEY"',
+    ]
+    return "\n".join(lines)
+
+
+async def _serve(host: str, port: int, config: SandboxConfig) -> None:
+    async with Sandbox(config, host=host, port=port) as sandbox:
+        print(banner(sandbox), flush=True)
+        try:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+        except NotImplementedError:  # no signal receiver on this platform: Ctrl-C raises KeyboardInterrupt instead
+            await anyio.sleep_forever()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> None:
+    """Run a sandbox until Ctrl-C (or SIGTERM), after printing `export` lines that point a client at it."""
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(_serve, host, port, config if config is not None else SandboxConfig())
