@@ -2,45 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+def _drop_titles(schema: dict[str, Any]) -> None:
+    """Pydantic titles every model and field after its name: noise in a schema an LLM reads."""
+    schema.pop("title", None)
+    for field in schema.get("properties", {}).values():
+        field.pop("title", None)
+
+
+class Schema(BaseModel):
+    """Base of every model that becomes part of a tool's schema."""
+
+    model_config = ConfigDict(json_schema_extra=_drop_titles)
+
 
 Outcome = Literal["complete", "error", "partial"]
 PartialReason = Literal["timeout", "connection_lost", "ended_without_done", "reply_too_large"]
 
 
-class StreamError(BaseModel):
+class StreamError(Schema):
     """An error event received inside the stream."""
 
     message: str
     code: str | None = None
 
 
-class ChatResult(BaseModel):
+class ChatResult(Schema):
     """One upstream reply stream, read to the end and folded."""
 
-    text: str = Field(description="The whole reply: every text delta, in order.")
+    text: str = Field(description="The whole reply.")
     conversation_id: str | None = Field(description="The conversation used or created.")
     outcome: Outcome = Field(
-        description="complete: the stream finished normally; error: an error event arrived; "
-        "partial: the stream ended, dropped or timed out early (text holds what arrived)."
+        description="complete; error (an error event arrived); partial (ended early: text is what arrived)."
     )
-    partial_reason: PartialReason | None = Field(None, description="Why the stream ended early, when it did.")
-    conversation_status: str | None = Field(None, description="The last status event's value, e.g. 'escalated'.")
-    status_events: list[str] = Field(default_factory=list, description="Every status value, in order.")
-    error: StreamError | None = Field(None, description="The in-stream error, if any.")
-    events_received: int = Field(0, description="Events received, not counting the end marker.")
-    skipped_events: int = Field(0, description="Events that could not be used (malformed or oversized).")
-    last_event_id: int | None = Field(None, description="Highest event id seen.")
-    missing_event_ids: list[int] = Field(
-        default_factory=list, description="Event ids never received (first 1,000); non-empty means events were lost."
-    )
-    missing_event_count: int = Field(0, description="How many event ids are missing in all.")
-    request_id: str | None = Field(None, description="The upstream X-Request-ID, for support tickets.")
+    partial_reason: PartialReason | None = None
+    conversation_status: str | None = Field(None, description="Last status, e.g. 'escalated'.")
+    status_events: list[str] = Field(default_factory=list)
+    error: StreamError | None = None
+    events_received: int = 0
+    skipped_events: int = Field(0, description="Malformed or oversized events.")
+    last_event_id: int | None = None
+    missing_event_ids: list[int] = Field(default_factory=list, description="Lost event ids (first 1,000).")
+    missing_event_count: int = 0
+    request_id: str | None = None
 
 
-class ToolStep(BaseModel):
+class ToolStep(Schema):
     """A CRM tool Lexi started or completed."""
 
     tool: str
@@ -48,7 +59,7 @@ class ToolStep(BaseModel):
     summary: str | None = None
 
 
-class RateLimit(BaseModel):
+class RateLimit(Schema):
     """Lexi's rate-limit headers. `reset` is a Unix timestamp (limits reset daily at midnight UTC)."""
 
     limit: int | None = None
@@ -64,27 +75,27 @@ class LexiResult(ChatResult):
     tool_steps: list[ToolStep] = Field(default_factory=list)
     thinking: list[str] = Field(default_factory=list)
     rate_limit: RateLimit | None = None
-    idempotency_key: str | None = Field(None, description="Send it again to retry without being charged twice.")
+    idempotency_key: str | None = Field(None, description="Reuse to retry without a second charge.")
 
 
-class Message(BaseModel):
+class Message(Schema):
     """One message of a conversation's history, as the API returns it (extra fields are kept)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_drop_titles)
 
     role: str
     content: str
     createdAt: str | None = None
 
 
-class ConversationMessages(BaseModel):
+class ConversationMessages(Schema):
     """A conversation's history."""
 
     conversation_id: str
     messages: list[Message]
 
 
-class Conversation(BaseModel):
+class Conversation(Schema):
     """A newly created conversation."""
 
     conversation_id: str

@@ -27,8 +27,8 @@ from . import __version__
 from .client import LexeyClient
 from .config import KEY_SPECS, KeyKind, Settings
 from .errors import LexeyError, LexeyInputError, NotFoundError
-from .models import ChatResult, Conversation, ConversationMessages, LexiResult
-from .validation import LEXI_MAX_MESSAGE_CHARS, UUID_PATTERN, check_uuid
+from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
+from .validation import LEXI_MAX_MESSAGE_CHARS, check_message, check_uuid
 
 logger = logging.getLogger("lexey_mcp.server")
 
@@ -51,7 +51,7 @@ class AppState:
     client: LexeyClient
 
 
-class LexiContext(BaseModel):
+class LexiContext(Schema):
     """The page or CRM record the question is about."""
 
     model_config = ConfigDict(extra="forbid")
@@ -63,17 +63,19 @@ class LexiContext(BaseModel):
     page: str | None = None
 
 
-class ScenarioResult(BaseModel):
+class ScenarioResult(Schema):
     """A fresh customer conversation, one turn per message."""
 
     conversation_id: str
     turns: list[ChatResult]
-    escalated: bool = Field(description="Whether any turn escalated the conversation to a human.")
+    escalated: bool
 
 
-ConversationId = Annotated[str, Field(pattern=UUID_PATTERN, description="A conversation UUID.")]
+# UUIDs are checked by the client before any request; the schema only says what is expected.
+_UUID = {"format": "uuid"}
+ConversationId = Annotated[str, Field(json_schema_extra=_UUID)]
 OptionalConversationId = Annotated[
-    str | None, Field(pattern=UUID_PATTERN, description="Continue this conversation; omit to start a new one.")
+    str | None, Field(description="Omit to start a new conversation.", json_schema_extra=_UUID)
 ]
 ChatMessage = Annotated[str, Field(min_length=1, max_length=MAX_CHAT_MESSAGE_CHARS)]
 
@@ -147,14 +149,12 @@ async def create_conversation(ctx: Context[AppState]) -> Annotated[CallToolResul
 async def send_customer_message(
     message: ChatMessage, ctx: Context[AppState], conversation_id: OptionalConversationId = None
 ) -> Annotated[CallToolResult, ChatResult]:
-    """Send a message to the support agent as the customer and return its whole reply.
-
-    Omit conversation_id to start a new conversation. The result says whether the reply completed, whether the
-    agent escalated to a human (conversation_status "escalated"), and whether any part of the stream was lost.
-    """
+    """Send a message to the support agent as a customer; returns the whole reply, the outcome and whether the
+    agent escalated to a human (conversation_status "escalated")."""
 
     async def run() -> CallToolResult:
         api = _client(ctx).customer
+        check_message(message)  # before a conversation is created for it
         cid = conversation_id or await api.create_conversation()
         result = await api.send_message(cid, message, on_text=_Progress(ctx))
         return _result(result, _chat_text("Support agent", result))
@@ -165,7 +165,7 @@ async def send_customer_message(
 async def get_conversation_messages(
     conversation_id: ConversationId, ctx: Context[AppState]
 ) -> Annotated[CallToolResult, ConversationMessages]:
-    """Read a customer conversation's full history (role, content, createdAt), oldest first."""
+    """Read a customer conversation's history (role, content, createdAt), oldest first."""
 
     async def run() -> CallToolResult:
         messages = await _client(ctx).customer.get_messages(conversation_id)
@@ -179,15 +179,13 @@ async def get_conversation_messages(
 async def configure_org(
     instruction: ChatMessage, ctx: Context[AppState], conversation_id: OptionalConversationId = None
 ) -> Annotated[CallToolResult, ChatResult]:
-    """Give Lexey's management agent an instruction in plain language. It changes the organisation's setup.
-
-    It handles: business context, knowledge articles, branding (agent name, colour, welcome heading), business
-    and escalation rules, and analytics questions ("How have we performed over the last 7 days?"). It replies
-    with what it changed. Omit conversation_id to start a new management conversation.
-    """
+    """Instruct Lexey's management agent in plain language; it changes the organisation's setup: business
+    context, knowledge articles, branding, escalation rules; it also answers analytics questions ("How have we
+    performed over the last 7 days?"). Replies with what it changed."""
 
     async def run() -> CallToolResult:
         api = _client(ctx).management
+        check_message(instruction)
         cid = conversation_id or await api.create_conversation()
         result = await api.send_message(cid, instruction, on_text=_Progress(ctx))
         return _result(result, _chat_text("Management agent", result))
@@ -200,15 +198,13 @@ async def lexi_chat(
     ctx: Context[AppState],
     conversation_id: OptionalConversationId = None,
     context: LexiContext | None = None,
-    allow_tools: Annotated[bool, Field(description="False: answer without looking anything up in the CRM.")] = True,
+    allow_tools: Annotated[bool, Field(description="False: no CRM lookups.")] = True,
     idempotency_key: Annotated[
-        str | None, Field(pattern=UUID_PATTERN, description="Reuse the one returned to retry without double charge.")
+        str | None, Field(description="Reuse a result's key to retry without a second charge.", json_schema_extra=_UUID)
     ] = None,
 ) -> Annotated[CallToolResult, LexiResult]:
-    """Ask Lexi, LeadLex's CRM assistant, about contacts, companies, deals and matters; returns the whole answer.
-
-    Costs 1-5 LeadLex credits. The result includes the CRM tool steps Lexi took, credits remaining and rate limits.
-    """
+    """Ask Lexi, LeadLex's CRM assistant, about contacts, companies, deals and matters (1-5 credits). Returns
+    the answer, the CRM lookups it made, credits left and rate limits."""
 
     async def run() -> CallToolResult:
         result = await _client(ctx).lexi_chat(
@@ -227,14 +223,13 @@ async def lexi_chat(
 async def run_customer_scenario(
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=20)], ctx: Context[AppState]
 ) -> Annotated[CallToolResult, ScenarioResult]:
-    """Test the support agent end to end: open a fresh conversation and send each message in turn.
-
-    Returns every turn's reply and whether the conversation escalated. Use it after configure_org to check
-    that knowledge and escalation rules work.
-    """
+    """Test the support agent: a fresh conversation, each message sent in turn. Returns every reply and whether
+    it escalated; use after configure_org to check knowledge and escalation rules."""
 
     async def run() -> CallToolResult:
         api = _client(ctx).customer
+        for message in messages:
+            check_message(message)
         cid = await api.create_conversation()
         turns: list[ChatResult] = []
         for i, message in enumerate(messages, 1):

@@ -1,4 +1,11 @@
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
+
+from lexey_mcp.config import Settings
+from lexey_mcp.sandbox import Sandbox, SandboxConfig
+from tests.streams import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -17,3 +24,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+async def sandbox(anyio_backend: str) -> AsyncIterator[Sandbox]:
+    """A running sandbox with no delay between events."""
+    async with Sandbox(SandboxConfig(delay=0.0)) as sb:
+        yield sb
+
+
+def sandbox_settings_for(sb: Sandbox, **overrides: Any) -> Settings:
+    """Settings pointing at `sb`, with the distinctive test keys (the sandbox takes any key of the right type)."""
+    values: dict[str, Any] = {
+        "base_url": sb.base_url,
+        "lexi_base_url": sb.lexi_base_url,
+        "customer_key": CUSTOMER_KEY,
+        "management_key": MANAGEMENT_KEY,
+        "lexi_api_key": LEXI_KEY,
+        "max_retry_wait": 0.5,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)

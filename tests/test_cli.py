@@ -1,0 +1,173 @@
+"""`lexey-mcp` as a host runs it: a stdio subprocess, streamable HTTP on loopback, the demo, the refusals."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from lexey_mcp.models import ChatResult
+from lexey_mcp.sandbox import Fault, Sandbox
+from tests.streams import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY, chat_event
+
+pytestmark = pytest.mark.anyio
+
+SERVER = [sys.executable, "-m", "lexey_mcp"]
+SCRIPT = str(Path(sys.executable).parent / "lexey-mcp")  # the console script, installed beside this Python
+TOKEN = "tok_Zq8LmW3vRt6YpX1c"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXEY_", "LEXI_"))}
+    return {**env, "LEXEY_LOG_LEVEL": "WARNING", **extra}
+
+
+def upstream_env(sb: Sandbox) -> dict[str, str]:
+    return {"LEXEY_BASE_URL": sb.base_url, "LEXI_BASE_URL": sb.lexi_base_url, "LEXEY_CUSTOMER_KEY": CUSTOMER_KEY,
+            "LEXEY_MANAGEMENT_KEY": MANAGEMENT_KEY, "LEXI_API_KEY": LEXI_KEY}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_help_runs() -> None:
+    for command in ([SCRIPT, "--help"], [*SERVER, "--help"]):
+        done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=30, check=False)
+        assert done.returncode == 0
+        assert "--transport" in done.stdout
+        assert "sandbox" in done.stdout
+
+
+async def test_stdio_subprocess_with_unicode_line_separators(sandbox: Sandbox) -> None:
+    text = "a\u2028b\u0085c\u2029d ✓"
+    sandbox.inject(Fault(target="customer", raw_chunks=[
+        (chat_event(1, {"type": "delta", "text": text}) + chat_event(2, "[DONE]")).decode("latin-1")]))
+    params = StdioServerParameters(command=SERVER[0], args=SERVER[1:], env=clean_env(**upstream_env(sandbox)))
+    async with Client(params) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool("send_customer_message", {"message": "hello"})
+    assert len(names) == 6
+    assert not result.is_error
+    assert ChatResult.model_validate(result.structured_content).text == text
+
+
+async def test_stdio_sandbox_mode_needs_no_keys() -> None:
+    params = StdioServerParameters(command=SERVER[0], args=[*SERVER[1:], "--sandbox", "--toolsets", "lexi"],
+                                   env=clean_env())
+    async with Client(params, mode="legacy") as client:
+        names = [t.name for t in (await client.list_tools()).tools]
+        result = await client.call_tool("lexi_chat", {"message": "Which deals are open?"})
+    assert names == ["lexi_chat"]
+    assert not result.is_error
+
+
+@contextmanager
+def http_server(*args: str, env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen([*SERVER, "--transport", "http", "--port", str(port), *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(300):  # up to ~15 s for the server to listen
+            if process.poll() is not None:
+                raise AssertionError(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@asynccontextmanager
+async def http_client(url: str, token: str | None = None) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, trust_env=False, timeout=30) as http, Client(
+        streamable_http_client(url, http_client=http)
+    ) as client:
+        yield client
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_streamable_http_without_token_on_loopback(sandbox: Sandbox, mode: str) -> None:
+    with http_server(env=clean_env(**upstream_env(sandbox))) as url:
+        async with http_client(url) as client:
+            result = await client.call_tool("send_customer_message", {"message": "hello"})
+    assert not result.is_error
+    assert ChatResult.model_validate(result.structured_content).outcome == "complete"
+
+
+async def test_streamable_http_with_token(sandbox: Sandbox) -> None:
+    with http_server("--stateless", env=clean_env(LEXEY_MCP_AUTH_TOKEN=TOKEN, **upstream_env(sandbox))) as url:
+        async with httpx2.AsyncClient(trust_env=False) as raw:
+            body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
+                            {"Authorization": f"Bearer {TOKEN}x"}):
+                response = await raw.post(url, json=body, headers={"Accept": "application/json, text/event-stream",
+                                                                   **headers})
+                assert response.status_code == 401
+                assert TOKEN not in response.text
+        async with http_client(url, TOKEN) as client:
+            result = await client.call_tool("lexi_chat", {"message": "Who is Jane?"})
+    assert not result.is_error
+    # The MCP token is ours: it is never passed on to the upstream.
+    assert sandbox.last_headers["lexi"]["authorization"] == f"Bearer {LEXI_KEY}"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "example.com"])
+def test_non_loopback_without_token_is_refused(host: str) -> None:
+    done = subprocess.run([*SERVER, "--transport", "http", "--host", host], capture_output=True, text=True,
+                          env=clean_env(), timeout=30, check=False)
+    assert done.returncode == 2
+    assert "LEXEY_MCP_AUTH_TOKEN" in done.stderr
+    assert done.stdout == ""
+
+
+def test_bad_toolsets_argument() -> None:
+    done = subprocess.run([*SERVER, "--toolsets", "billing"], capture_output=True, text=True, env=clean_env(),
+                          timeout=30, check=False)
+    assert done.returncode == 2
+    assert "choose from customer, management, lexi" in done.stderr
+
+
+def test_bad_configuration_exits_with_the_variable_named() -> None:
+    done = subprocess.run(SERVER, capture_output=True, text=True, timeout=30, check=False,
+                          env=clean_env(LEXEY_BASE_URL="ftp://nope", LEXEY_CUSTOMER_KEY=CUSTOMER_KEY))
+    assert done.returncode == 2
+    assert "base_url" in done.stderr
+    assert CUSTOMER_KEY[4:12] not in done.stderr + done.stdout
+
+
+async def test_read_only_over_stdio() -> None:
+    params = StdioServerParameters(command=SERVER[0], args=[*SERVER[1:], "--sandbox", "--read-only"], env=clean_env())
+    async with Client(params) as client:
+        names = [t.name for t in (await client.list_tools()).tools]
+    assert names == ["get_conversation_messages"]
+
+
+def test_demo_runs_the_whole_workflow() -> None:
+    done = subprocess.run([SCRIPT, "demo"], capture_output=True, text=True, env=clean_env(), timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "escalated: True; every reply complete: True" in done.stdout
+    assert "handing you over" in done.stdout
+    assert "1 escalation" in done.stdout

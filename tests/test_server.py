@@ -1,0 +1,358 @@
+"""The MCP server through the official `mcp.Client` (in-process), against the sandbox over loopback HTTP."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, MCPError
+from mcp.types import CallToolResult, TextContent
+
+from lexey_mcp.models import ChatResult, ConversationMessages, LexiResult
+from lexey_mcp.sandbox import Fault, Sandbox
+from lexey_mcp.server import ScenarioResult, build_server
+from tests.conftest import sandbox_settings_for
+
+pytestmark = pytest.mark.anyio
+
+TOOL_NAMES = {"create_conversation", "send_customer_message", "get_conversation_messages", "configure_org",
+              "lexi_chat", "run_customer_scenario"}
+
+
+def text_of(result: CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
+
+
+async def call(client: Client, tool: str, arguments: dict[str, Any], **kwargs: Any) -> CallToolResult:
+    return await client.call_tool(tool, arguments, **kwargs)
+
+
+@pytest.fixture(params=["auto", "legacy"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_tools_list_is_complete_truthful_and_compact(sandbox: Sandbox, mode: str) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox)), mode=mode) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == TOOL_NAMES
+    for tool in tools.values():
+        assert tool.title
+        assert tool.description
+        assert tool.output_schema
+        assert tool.annotations
+    hints = {n: (t.annotations.read_only_hint, t.annotations.destructive_hint) for n, t in tools.items()
+             if t.annotations}
+    assert hints["get_conversation_messages"] == (True, False)
+    assert hints["configure_org"] == (False, True)
+    assert all(not read_only for n, (read_only, _) in hints.items() if n != "get_conversation_messages")
+    # What a model reads of each tool (hosts validate against outputSchema; it does not go into the prompt).
+    visible = [t.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"output_schema"})
+               for t in tools.values()]
+    assert len(json.dumps(visible)) < 6000
+    assert tools["lexi_chat"].input_schema["properties"]["message"]["maxLength"] == 12_000
+
+
+async def test_create_then_send_then_read_history(sandbox: Sandbox, mode: str) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox)), mode=mode) as client:
+        created = await call(client, "create_conversation", {})
+        assert not created.is_error
+        assert created.structured_content is not None
+        cid = created.structured_content["conversation_id"]
+        uuid.UUID(cid)
+        sent = await call(client, "send_customer_message", {"message": "What are your business hours?",
+                                                            "conversation_id": cid})
+        history = await call(client, "get_conversation_messages", {"conversation_id": cid})
+    assert not sent.is_error
+    result = ChatResult.model_validate(sent.structured_content)
+    assert (result.outcome, result.conversation_id, result.missing_event_ids) == ("complete", cid, [])
+    assert result.text
+    assert result.request_id
+    assert text_of(sent).startswith("[Support agent reply; outcome complete")
+    assert result.text in text_of(sent)
+    messages = ConversationMessages.model_validate(history.structured_content).messages
+    assert [(m.role, m.content) for m in messages] == [("user", "What are your business hours?"),
+                                                      ("assistant", result.text)]
+
+
+async def test_send_without_conversation_starts_one(sandbox: Sandbox) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        first = await call(client, "send_customer_message", {"message": "Hello"})
+        second = await call(client, "send_customer_message", {"message": "Hello"})
+    assert first.structured_content is not None
+    assert second.structured_content is not None
+    assert first.structured_content["conversation_id"] != second.structured_content["conversation_id"]
+
+
+async def test_progress_carries_the_reply_as_it_grows(anyio_backend: str) -> None:
+    from lexey_mcp.sandbox import SandboxConfig
+
+    async with Sandbox(SandboxConfig(delay=0.01)) as sb:
+        seen: list[tuple[float, str | None]] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append((progress, message))
+
+        async with Client(build_server(sandbox_settings_for(sb))) as client:
+            configured = await call(client, "configure_org", {
+                "instruction": "Add a knowledge article about shipping: We ship worldwide within five working days "
+                "from our warehouse in Leeds, and every order over fifty pounds ships free of charge."})
+            assert not configured.is_error
+            seen.clear()
+            result = await call(client, "send_customer_message", {"message": "How long does shipping take?"},
+                                progress_callback=on_progress)
+    final = ChatResult.model_validate(result.structured_content).text
+    assert len(seen) >= 2
+    assert seen[-1] == (len(final), final)
+    messages = [m for _, m in seen]
+    assert all(m is not None and final.startswith(m) for m in messages)
+    assert [p for p, _ in seen] == sorted(p for p, _ in seen)
+
+
+async def test_configure_then_scenario_escalates_then_analytics(sandbox: Sandbox, mode: str) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox)), mode=mode) as client:
+        for instruction in (
+            "Our business is a pet supplies store called Pawsome.",
+            "Add a knowledge article about returns: Unopened items can be returned within 30 days for a full refund.",
+            "Add these escalation rules: always escalate if a customer mentions a lawyer or chargeback.",
+        ):
+            reply = await call(client, "configure_org", {"instruction": instruction})
+            assert not reply.is_error, text_of(reply)
+        scenario = await call(client, "run_customer_scenario", {"messages": [
+            "Can I return an unopened item?", "Fine, I'm talking to my lawyer about a chargeback."]})
+        review = await call(client, "configure_org", {"instruction": "How have we performed over the last 7 days?"})
+    result = ScenarioResult.model_validate(scenario.structured_content)
+    assert result.escalated
+    assert [t.conversation_status for t in result.turns] == [None, "escalated"]
+    assert "30 days" in result.turns[0].text
+    assert all(t.conversation_id == result.conversation_id for t in result.turns)
+    assert "1 escalation" in ChatResult.model_validate(review.structured_content).text
+
+
+async def test_lexi_with_and_without_tools(sandbox: Sandbox) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        with_tools = await call(client, "lexi_chat", {"message": "Who is the contact at Acme?"})
+        no_tools = await call(client, "lexi_chat", {"message": "Who is the contact at Acme?", "allow_tools": False,
+                                                    "context": {"page": "contacts"}})
+    tooled = LexiResult.model_validate(with_tools.structured_content)
+    plain = LexiResult.model_validate(no_tools.structured_content)
+    assert tooled.outcome == plain.outcome == "complete"
+    assert tooled.tool_steps
+    assert not plain.tool_steps
+    assert tooled.credits_remaining is not None
+    assert tooled.message_id
+    assert tooled.idempotency_key
+    assert tooled.rate_limit is not None
+    assert tooled.rate_limit.reset
+    uuid.UUID(tooled.conversation_id or "")
+    assert sandbox.last_headers["lexi"]["idempotency-key"] == plain.idempotency_key
+
+
+async def test_lexi_idempotency_key_replays_without_charge(sandbox: Sandbox) -> None:
+    key = str(uuid.uuid4())
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        first = LexiResult.model_validate((await call(client, "lexi_chat", {
+            "message": "Deals in negotiation?", "idempotency_key": key})).structured_content)
+        again = LexiResult.model_validate((await call(client, "lexi_chat", {
+            "message": "Deals in negotiation?", "idempotency_key": key})).structured_content)
+    assert (again.message_id, again.text, again.credits_remaining) == (first.message_id, first.text,
+                                                                      first.credits_remaining)
+
+
+BAD_INPUT = [
+    ("send_customer_message", {"message": ""}, "at least 1 character"),
+    ("send_customer_message", {"message": "hi", "conversation_id": "../../admin"}, "must be a UUID"),
+    ("send_customer_message", {"message": "   "}, "message must not be empty"),
+    ("send_customer_message", {"message": "bell\x07"}, "control characters"),
+    ("get_conversation_messages", {"conversation_id": "not-a-uuid"}, "must be a UUID"),
+    ("lexi_chat", {"message": "x" * 12_001}, "at most 12000 characters"),
+    ("lexi_chat", {"message": "hi", "context": {"owner": "me"}}, "Extra inputs are not permitted"),
+    ("lexi_chat", {"message": "hi", "idempotency_key": "again"}, "idempotency_key must be a UUID"),
+    ("run_customer_scenario", {"messages": []}, "at least 1 item"),
+    ("run_customer_scenario", {"messages": ["hi"] * 21}, "at most 20 items"),
+    ("run_customer_scenario", {"messages": ["hi", " "]}, "message must not be empty"),
+    ("configure_org", {"instruction": "\n\t"}, "message must not be empty"),
+    ("send_customer_message", {"message": "lone \ud800 surrogate"}, "surrogate"),
+    ("send_customer_message", {"message": "hi", "conversationId": str(uuid.uuid4())}, "Unknown argument"),
+    ("configure_org", {"instructions": "Set our agent name to Ava"}, "Unknown argument"),
+    ("lexi_chat", {"message": 42}, "valid string"),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments", "needle"), BAD_INPUT)
+async def test_bad_input_is_a_tool_error_before_any_request(sandbox: Sandbox, tool: str, arguments: dict[str, Any],
+                                                           needle: str) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        before = sandbox.stats.requests
+        result = await call(client, tool, arguments)
+    assert result.is_error
+    assert needle in text_of(result)
+    assert sandbox.stats.requests == before
+
+
+@pytest.mark.parametrize(("field", "value", "needle"), [
+    ("customer_key", None, "LEXEY_CUSTOMER_KEY is not set"),
+    ("customer_key", "lxm_WrongTypeOfKey123", "LEXEY_CUSTOMER_KEY must be a Lexey customer key"),
+])
+async def test_missing_or_wrong_key_is_a_clear_tool_error(sandbox: Sandbox, field: str, value: str | None,
+                                                          needle: str) -> None:
+    server = build_server(sandbox_settings_for(sandbox, **{field: value}))
+    async with Client(server) as client:
+        result = await call(client, "send_customer_message", {"message": "hi"})
+        lexi = await call(client, "lexi_chat", {"message": "hi"})
+    assert result.is_error
+    assert needle in text_of(result)
+    assert "WrongTypeOfKey" not in text_of(result)
+    assert not lexi.is_error  # the other tools keep working
+    assert sandbox.stats.requests == 1
+
+
+@pytest.mark.parametrize(("status", "needle"), [
+    (402, "HTTP 402"), (403, "set LEXEY_CUSTOMER_KEY to an lxc_ key"), (429, "start a new conversation"),
+    (500, "try again"),
+])
+async def test_pre_stream_api_errors_are_tool_errors_saying_what_to_do(sandbox: Sandbox, status: int,
+                                                                       needle: str) -> None:
+    cid = str(uuid.uuid4())
+    sandbox.inject(Fault(target="customer", status=status))
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        result = await call(client, "send_customer_message", {"message": "hi", "conversation_id": cid})
+    assert result.is_error
+    assert needle in text_of(result)
+
+
+async def test_html_error_page_is_not_echoed(sandbox: Sandbox) -> None:
+    sandbox.inject(Fault(target="customer", status=502, html_error=True))
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        result = await call(client, "send_customer_message", {"message": "hi", "conversation_id": str(uuid.uuid4())})
+    assert result.is_error
+    assert "<" not in text_of(result)
+    assert "HTTP 502" in text_of(result)
+
+
+async def test_unknown_conversation_is_a_tool_error(sandbox: Sandbox) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        result = await call(client, "get_conversation_messages", {"conversation_id": str(uuid.uuid4())})
+    assert result.is_error
+    assert "HTTP 404" in text_of(result)
+
+
+@pytest.mark.parametrize(("fault", "outcome", "reason"), [
+    (Fault(target="customer", error_at=2), "error", None),
+    (Fault(target="customer", drop_after=2), "partial", "connection_lost"),
+    (Fault(target="customer", end_without_done=True), "partial", "ended_without_done"),
+    (Fault(target="customer", id_gaps=True), "complete", None),
+])
+async def test_in_stream_trouble_is_a_normal_result(sandbox: Sandbox, fault: Fault, outcome: str,
+                                                    reason: str | None) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        cid = (await call(client, "create_conversation", {})).structured_content or {}
+        sandbox.inject(fault)
+        result = await call(client, "send_customer_message", {"message": "Tell me about your company please",
+                                                              "conversation_id": cid["conversation_id"]})
+    assert not result.is_error
+    chat = ChatResult.model_validate(result.structured_content)
+    assert (chat.outcome, chat.partial_reason) == (outcome, reason)
+    if fault.id_gaps:
+        assert chat.missing_event_ids
+    if fault.drop_after or fault.error_at:
+        assert chat.text  # the text before the trouble is kept
+
+
+async def test_lexi_429_then_success_is_retried_with_the_same_key(sandbox: Sandbox) -> None:
+    sandbox.inject(Fault(target="lexi", status=429, retry_after="0"))
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        result = await call(client, "lexi_chat", {"message": "List open deals"})
+    assert not result.is_error
+    assert LexiResult.model_validate(result.structured_content).outcome == "complete"
+
+
+async def test_cancel_mid_stream_closes_the_upstream_connection(sandbox: Sandbox, mode: str) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox)), mode=mode) as client:
+        created = await call(client, "create_conversation", {})
+        cid = (created.structured_content or {})["conversation_id"]
+        sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=30))
+        got_progress = anyio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            got_progress.set()
+
+        async with anyio.create_task_group() as tg:
+            async def run() -> None:
+                await call(client, "send_customer_message", {"message": "Hello there", "conversation_id": cid},
+                           progress_callback=on_progress)
+
+            tg.start_soon(run)
+            with anyio.fail_after(5):
+                await got_progress.wait()
+            assert sandbox.stats.open_streams == 1
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(0.5):
+            reason = await sandbox.wait_for_stream_closed(timeout=0.5)
+        assert reason in ("disconnected", "cancelled")
+        assert sandbox.stats.open_streams == 0
+        after = await call(client, "create_conversation", {})  # the session still works
+        assert not after.is_error
+
+
+@pytest.mark.parametrize(("toolsets", "read_only", "expected"), [
+    (["lexi"], False, {"lexi_chat"}),
+    (["management"], False, {"configure_org"}),
+    (["customer"], False, {"create_conversation", "send_customer_message", "get_conversation_messages",
+                           "run_customer_scenario"}),
+    (["customer", "management", "lexi"], True, {"get_conversation_messages"}),
+    (["lexi"], True, set()),
+])
+async def test_toolsets_and_read_only_change_the_list(sandbox: Sandbox, toolsets: list[Any], read_only: bool,
+                                                      expected: set[str]) -> None:
+    server = build_server(sandbox_settings_for(sandbox), toolsets=toolsets, read_only=read_only)
+    async with Client(server) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        removed = await call(client, "configure_org", {"instruction": "Set our agent name to Ava"})
+    assert names == expected
+    assert removed.is_error == ("configure_org" not in expected)
+
+
+async def test_history_resource(sandbox: Sandbox, mode: str) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox)), mode=mode) as client:
+        sent = await call(client, "send_customer_message", {"message": "Hi there"})
+        cid = (sent.structured_content or {})["conversation_id"]
+        templates = (await client.list_resource_templates()).resource_templates
+        resource = await client.read_resource(f"lexey://conversations/{cid}/messages")
+        with pytest.raises(MCPError):
+            await client.read_resource("lexey://conversations/../messages")
+        with pytest.raises(MCPError):
+            await client.read_resource(f"lexey://conversations/{uuid.uuid4()}/messages")
+    assert [t.uri_template for t in templates] == ["lexey://conversations/{conversation_id}/messages"]
+    content = resource.contents[0]
+    assert content.mime_type == "application/json"
+    body = json.loads(getattr(content, "text", ""))
+    assert body["conversation_id"] == cid
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant"]
+
+
+async def test_workflow_prompt(sandbox: Sandbox) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        prompts = (await client.list_prompts()).prompts
+        prompt = await client.get_prompt("e2e_workflow", {"business": "A bakery in Leeds."})
+    assert [p.name for p in prompts] == ["e2e_workflow"]
+    text = getattr(prompt.messages[0].content, "text", "")
+    assert "A bakery in Leeds." in text
+    assert "run_customer_scenario" in text
+
+
+async def test_sandbox_mode_needs_no_keys(anyio_backend: str) -> None:
+    from lexey_mcp.config import Settings
+
+    bare = Settings(_env_file=None, customer_key=None, management_key=None, lexi_api_key=None,
+                    base_url="https://lexey.invalid/api/v1")
+    async with Client(build_server(bare, sandbox=True, sandbox_delay=0)) as client:
+        results = [await call(client, "send_customer_message", {"message": "hello"}),
+                   await call(client, "configure_org", {"instruction": "Set our agent name to 'Ava'"}),
+                   await call(client, "lexi_chat", {"message": "Who works at Acme?"})]
+    assert [r.is_error for r in results] == [False, False, False]
