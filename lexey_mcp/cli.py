@@ -31,6 +31,8 @@ class RedactingFormatter(logging.Formatter):
 
 def configure_logging(level: str, secrets: list[str]) -> None:
     """Everything to stderr, redacted. Done before the SDK's server exists, so its own set-up is a no-op."""
+    # When a handler fails (stderr closed by the host, …) logging would print the raw, unredacted record.
+    logging.raiseExceptions = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter(secrets))
     root = logging.getLogger()

@@ -122,7 +122,8 @@ class LexeyAPIError(LexeyError):
     def __str__(self) -> str:
         code = f" {self.code}" if self.code else ""
         rid = f" (request id {self.request_id})" if self.request_id else ""
-        return f"{_API_NAMES[self.api]} answered HTTP {self.status}{code}: {self.message}{rid}. {self.hint}"
+        wait = f" Retry after {self.retry_after:g} s." if self.retry_after else ""
+        return f"{_API_NAMES[self.api]} answered HTTP {self.status}{code}: {self.message}{rid}. {self.hint}{wait}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status}, code={self.code!r}, request_id={self.request_id!r})"

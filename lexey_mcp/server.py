@@ -155,7 +155,7 @@ async def send_customer_message(
     async def run() -> CallToolResult:
         api = _client(ctx).customer
         check_message(message)  # before a conversation is created for it
-        cid = conversation_id or await api.create_conversation()
+        cid = check_uuid(conversation_id) if conversation_id is not None else await api.create_conversation()
         result = await api.send_message(cid, message, on_text=_Progress(ctx))
         return _result(result, _chat_text("Support agent", result))
 
@@ -186,7 +186,7 @@ async def configure_org(
     async def run() -> CallToolResult:
         api = _client(ctx).management
         check_message(instruction)
-        cid = conversation_id or await api.create_conversation()
+        cid = check_uuid(conversation_id) if conversation_id is not None else await api.create_conversation()
         result = await api.send_message(cid, instruction, on_text=_Progress(ctx))
         return _result(result, _chat_text("Management agent", result))
 

@@ -177,7 +177,7 @@ BAD_INPUT = [
     ("run_customer_scenario", {"messages": ["hi"] * 21}, "at most 20 items"),
     ("run_customer_scenario", {"messages": ["hi", " "]}, "message must not be empty"),
     ("configure_org", {"instruction": "\n\t"}, "message must not be empty"),
-    ("send_customer_message", {"message": "lone \ud800 surrogate"}, "surrogate"),
+    ("send_customer_message", {"message": "lone \ud800 here"}, "unable to parse raw data as a unicode string"),
     ("send_customer_message", {"message": "hi", "conversationId": str(uuid.uuid4())}, "Unknown argument"),
     ("configure_org", {"instructions": "Set our agent name to Ava"}, "Unknown argument"),
     ("lexi_chat", {"message": 42}, "valid string"),

@@ -1,0 +1,122 @@
+"""Bad tool input through the MCP server: each case refused as a tool error before any upstream request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.types import TextContent
+
+from lexey_mcp.sandbox import Sandbox
+from lexey_mcp.server import build_server
+from tests.conftest import sandbox_settings_for
+
+pytestmark = pytest.mark.anyio
+
+CID = "550e8400-e29b-41d4-a716-446655440000"
+BAD_IDS = [
+    "../../management/conversations", "..", "%2e%2e", "%2e%2e%2f", "a/b", "/", f"{CID}/", f"{CID}?x=1", f"{CID}#top",
+    "x?y", "#", f"{CID}\x00", "\x00", "\u2215" * 36, "\u2044etc", f"{CID}\uff0f..", "http://evil.test/x",
+    "//evil.test", "", " ", f" {CID}", f"{CID}\n", f"{{{CID}}}", f"urn:uuid:{CID}", CID.replace("-", ""),
+    CID[:-1] + "g", CID + "0",
+]
+ID_TOOLS = [
+    ("send_customer_message", {"message": "hi"}),
+    ("get_conversation_messages", {}),
+    ("configure_org", {"instruction": "Set our agent name to Ava"}),
+    ("lexi_chat", {"message": "hi"}),
+]
+
+
+@pytest.fixture
+async def client(sandbox: Sandbox) -> AsyncIterator[Client]:
+    async with Client(build_server(sandbox_settings_for(sandbox))) as c:
+        yield c
+
+
+async def refused(client: Client, sandbox: Sandbox, tool: str, arguments: dict[str, Any]) -> str:
+    before = sandbox.stats.requests
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, (tool, arguments)
+    assert sandbox.stats.requests == before, "a request reached the upstream"
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
+
+
+@pytest.mark.parametrize("bad_id", BAD_IDS)
+async def test_bad_conversation_ids_in_every_tool(client: Client, sandbox: Sandbox, bad_id: str) -> None:
+    for tool, arguments in ID_TOOLS:
+        text = await refused(client, sandbox, tool, {**arguments, "conversation_id": bad_id})
+        assert "conversation_id" in text
+
+
+@pytest.mark.parametrize("bad_key", ["", "retry-1", "../x", CID + "\n", "\x00"])
+async def test_bad_idempotency_keys(client: Client, sandbox: Sandbox, bad_key: str) -> None:
+    text = await refused(client, sandbox, "lexi_chat", {"message": "hi", "idempotency_key": bad_key})
+    assert "idempotency_key" in text
+
+
+MESSAGE_TOOLS = [("send_customer_message", "message"), ("configure_org", "instruction"), ("lexi_chat", "message")]
+BAD_MESSAGES = [
+    ("", "at least 1 character"), (" ", "must not be empty"), ("\n\t \r\n", "must not be empty"),
+    ("\u00a0\u2003", "must not be empty"), ("a\ud800b", "unicode"), ("\udfff", "unicode"),
+    ("nul\x00byte", "control characters"), ("esc\x1b[31m", "control characters"), ("del\x7f", "control characters"),
+    ("c1\x9b", "control characters"),
+]
+
+
+@pytest.mark.parametrize(("tool", "field"), MESSAGE_TOOLS)
+@pytest.mark.parametrize(("message", "needle"), BAD_MESSAGES)
+async def test_bad_messages(client: Client, sandbox: Sandbox, tool: str, field: str, message: str,
+                            needle: str) -> None:
+    assert needle in await refused(client, sandbox, tool, {field: message})
+
+
+async def test_scenario_messages_are_all_checked_first(client: Client, sandbox: Sandbox) -> None:
+    for messages in ([], ["hi"] * 21, ["fine", ""], ["fine", "\x00"], "just a string", [1, 2]):
+        await refused(client, sandbox, "run_customer_scenario", {"messages": messages})
+
+
+async def test_lexi_length_limit_is_local(client: Client, sandbox: Sandbox) -> None:
+    assert "12000" in await refused(client, sandbox, "lexi_chat", {"message": "x" * 12_001})
+    ok = await client.call_tool("lexi_chat", {"message": "x" * 11_999 + "?"})
+    assert not ok.is_error
+
+
+MISTYPED = [
+    ("send_customer_message", {"message": 42}),
+    ("send_customer_message", {"message": ["hi"]}),
+    ("send_customer_message", {"message": None}),
+    ("send_customer_message", {}),
+    ("get_conversation_messages", {"conversation_id": 12345}),
+    ("lexi_chat", {"message": "hi", "allow_tools": "maybe"}),
+    ("lexi_chat", {"message": "hi", "context": "contacts page"}),
+    ("lexi_chat", {"message": "hi", "context": {"contact_id": 7}}),
+    ("lexi_chat", {"message": "hi", "context": {"page": "x", "admin": True}}),
+    ("configure_org", {"instruction": {"text": "hi"}}),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments"), MISTYPED)
+async def test_mistyped_arguments(client: Client, sandbox: Sandbox, tool: str, arguments: dict[str, Any]) -> None:
+    await refused(client, sandbox, tool, arguments)
+
+
+EXTRA = [
+    ("send_customer_message", {"message": "hi", "conversationId": CID}),
+    ("send_customer_message", {"message": "hi", "api_key": "lxc_x"}),
+    ("create_conversation", {"customer": "me"}),
+    ("lexi_chat", {"message": "hi", "allowTools": False}),
+    ("run_customer_scenario", {"messages": ["hi"], "escalate": True}),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments"), EXTRA)
+async def test_extra_arguments_are_refused_by_name(client: Client, sandbox: Sandbox, tool: str,
+                                                   arguments: dict[str, Any]) -> None:
+    text = await refused(client, sandbox, tool, arguments)
+    assert "Unknown argument" in text
+    assert "lxc_x" not in text
