@@ -349,7 +349,8 @@ async def test_overall_deadline_ends_a_slow_drip() -> None:
 
     async with LexeyClient(settings(stream_timeout=0.5), transport=httpx2.MockTransport(respond)) as c:
         started = time.monotonic()
-        result = await c.customer.send_message(CID, "hi")
+        with anyio.fail_after(5):  # a broken deadline fails here instead of hanging the suite
+            result = await c.customer.send_message(CID, "hi")
     assert 0.4 < time.monotonic() - started < 2
     assert (result.outcome, result.partial_reason, result.text) == ("partial", "timeout", "drip")
 

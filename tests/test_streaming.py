@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lexey_mcp.models import ChatResult, LexiResult
+from lexey_mcp.sse import SSEDecoder
 from lexey_mcp.streaming import ChatFold, IdTracker, LexiFold, read_stream
 from tests.streams import CID, CUSTOMER_KEY, aiter_chunks, bytewise, chat_event, chat_stream, lexi_event, split_at
 
@@ -74,6 +75,28 @@ async def test_anything_after_done_is_ignored() -> None:
     body = chat_stream("a") + chat_event(3, {"type": "delta", "text": "LATE"}) + chat_event(9, {"type": "error"})
     result = await fold_chat(body)
     assert (result.text, result.outcome, result.last_event_id, result.error) == ("a", "complete", 2, None)
+
+
+def test_the_fold_itself_ignores_events_after_done() -> None:
+    # read_stream stops reading at [DONE]; a fold fed directly must still ignore what follows.
+    fold = chat_fold()
+    for event in SSEDecoder().feed(chat_stream("a") + chat_event(9, {"type": "delta", "text": "LATE"})):
+        fold.feed(event)
+    result = fold.result()
+    assert (result.text, result.last_event_id, result.events_received) == ("a", 2, 1)
+
+
+async def test_invalid_json_is_skipped_even_when_the_fields_used_are_fine() -> None:
+    body = b"".join([
+        chat_event(1, '{"type":"delta","text":"NO","score":NaN}'),
+        chat_event(2, '{"type":"status","status":"escalated","at":Infinity}'),
+        chat_event(3, {"type": "delta", "text": "yes"}),
+        chat_event(4, "[DONE]"),
+    ])
+    result = await fold_chat(body)
+    assert result.text == "yes"
+    assert result.status_events == []
+    assert result.skipped_events == 2
 
 
 async def test_status_events_in_order_and_text_after_them() -> None:

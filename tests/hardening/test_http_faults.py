@@ -119,7 +119,8 @@ async def test_slow_drip_that_never_ends_hits_the_overall_deadline(sandbox: Sand
         cid = await new_conversation(c)
         sandbox.inject(Fault(target="customer", raw_chunks=drip, drip_seconds=0.02))
         started = time.monotonic()
-        result = await c.customer.send_message(cid, "hello")
+        with anyio.fail_after(10):  # a broken deadline fails here instead of hanging the suite
+            result = await c.customer.send_message(cid, "hello")
         elapsed = time.monotonic() - started
         assert 0.5 < elapsed < 3
     assert (result.outcome, result.partial_reason, result.text) == ("partial", "timeout", "drip")
@@ -135,7 +136,8 @@ async def test_done_just_inside_and_just_outside_the_deadline(sandbox: Sandbox, 
     async with client_for(sandbox, stream_timeout=deadline) as c:
         cid = await new_conversation(c)
         sandbox.inject(Fault(target="customer", raw_chunks=chunks, drip_seconds=0.5))
-        result = await c.customer.send_message(cid, "hello")
+        with anyio.fail_after(5):
+            result = await c.customer.send_message(cid, "hello")
     assert result.outcome == outcome
     assert result.partial_reason == (None if outcome == "complete" else "timeout")
 
