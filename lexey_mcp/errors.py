@@ -167,14 +167,12 @@ _BY_STATUS: dict[int, type[LexeyAPIError]] = {
 }
 
 
-def parse_error_body(body: bytes, content_type: str) -> tuple[str | None, str | None]:
+def parse_error_body(body: bytes) -> tuple[str | None, str | None]:
     """(code, message) from any of the three documented error shapes; (None, None) for anything else.
 
-    Shapes: `{"error": "message"}`, `{"error": {"code", "message"}}`, `{"code", "message"}`.
-    A body that is not JSON (an HTML page from a proxy) is never echoed.
+    Shapes: `{"error": "message"}`, `{"error": {"code", "message"}}`, `{"code", "message"}`, whatever the
+    content type says. A body that is not JSON (an HTML page from a proxy) is never echoed.
     """
-    if "json" not in content_type.lower() and not body.lstrip().startswith(b"{"):
-        return None, None
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -205,10 +203,11 @@ def api_error(
     rate_limit_reset: int | None = None,
 ) -> LexeyAPIError:
     """The exception for an HTTP error response, with its message redacted and bounded."""
-    code, message = parse_error_body(body, content_type)
+    code, message = parse_error_body(body)
     if message is None:
         kind = content_type.partition(";")[0].strip() or "no content type"
-        message = f"(a non-JSON body: {kind}, {len(body)} bytes, not shown)" if body else "(an empty body)"
+        shown = f"(a {kind} body in no known error shape, {len(body)} bytes, not shown)"
+        message = shown if body else "(an empty body)"
     message = redact(message, secrets)
     if len(message) > _MAX_MESSAGE_CHARS:
         message = message[:_MAX_MESSAGE_CHARS] + "…"

@@ -7,7 +7,7 @@ import pytest
 from lexey_mcp import errors
 
 
-@pytest.mark.parametrize(("body", "content_type", "expected"), [
+@pytest.mark.parametrize(("body", "content_type", "expected"), [  # content types as seen; only the body counts
     (b'{"error": "Conversation not found"}', "application/json", (None, "Conversation not found")),
     (b'{"error": {"code": "invalid_key", "message": "Bad key"}}', "application/json", ("invalid_key", "Bad key")),
     (b'{"code": "rate_limited", "message": "Slow"}', "application/json; charset=utf-8", ("rate_limited", "Slow")),
@@ -21,7 +21,11 @@ from lexey_mcp import errors
     (b"", "application/json", (None, None)),
 ])
 def test_parse_error_body(body: bytes, content_type: str, expected: tuple[str | None, str | None]) -> None:
-    assert errors.parse_error_body(body, content_type) == expected
+    assert errors.parse_error_body(body) == expected
+    kind = content_type.partition(";")[0].strip() or "no content type"
+    unknown = f"(a {kind} body in no known error shape, {len(body)} bytes, not shown)" if body else "(an empty body)"
+    message = errors.api_error(500, body, content_type, api="customer", request_id=None, secrets=[]).message
+    assert message == (expected[1] or unknown)
 
 
 def test_api_error_picks_the_class_and_bounds_the_message() -> None:
