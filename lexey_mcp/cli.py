@@ -71,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    parser.add_argument("--stateless", action="store_true", help="HTTP without sessions, for replicas")
+    parser.add_argument(
+        "--stateless",
+        action="store_true",
+        help="HTTP without sessions, for replicas behind a load balancer. Clients on protocol 2025-11-25 cannot "
+        "cancel calls there (a cancelled call's upstream stream runs to its end, at most LEXEY_STREAM_TIMEOUT)",
+    )
     parser.add_argument("--sandbox", action="store_true", help="start the embedded Lexey sandbox and use it")
     parser.add_argument("--toolsets", type=_toolsets, default=list(TOOLSETS), metavar="LIST",
                         help="comma-separated: customer,management,lexi (default: all)")
