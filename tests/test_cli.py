@@ -2,46 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
 
 from lexey_mcp.models import ChatResult
 from lexey_mcp.sandbox import Fault, Sandbox
-from tests.streams import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY, chat_event
+from tests.processes import SERVER, clean_env, http_server, mcp_client, upstream_env
+from tests.streams import CUSTOMER_KEY, LEXI_KEY, chat_event
 
 pytestmark = pytest.mark.anyio
 
-SERVER = [sys.executable, "-m", "lexey_mcp"]
 SCRIPT = str(Path(sys.executable).parent / "lexey-mcp")  # the console script, installed beside this Python
 TOKEN = "tok_Zq8LmW3vRt6YpX1c"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXEY_", "LEXI_"))}
-    return {**env, "LEXEY_LOG_LEVEL": "WARNING", **extra}
-
-
-def upstream_env(sb: Sandbox) -> dict[str, str]:
-    return {"LEXEY_BASE_URL": sb.base_url, "LEXI_BASE_URL": sb.lexi_base_url, "LEXEY_CUSTOMER_KEY": CUSTOMER_KEY,
-            "LEXEY_MANAGEMENT_KEY": MANAGEMENT_KEY, "LEXI_API_KEY": LEXI_KEY}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_help_runs() -> None:
@@ -75,49 +52,17 @@ async def test_stdio_sandbox_mode_needs_no_keys() -> None:
     assert not result.is_error
 
 
-@contextmanager
-def http_server(*args: str, env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen([*SERVER, "--transport", "http", "--port", str(port), *args], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        for _ in range(300):  # up to ~15 s for the server to listen
-            if process.poll() is not None:
-                raise AssertionError(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                    break
-            except OSError:
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-@asynccontextmanager
-async def http_client(url: str, token: str | None = None) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, trust_env=False, timeout=30) as http, Client(
-        streamable_http_client(url, http_client=http)
-    ) as client:
-        yield client
-
-
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_streamable_http_without_token_on_loopback(sandbox: Sandbox, mode: str) -> None:
-    with http_server(env=clean_env(**upstream_env(sandbox))) as url:
-        async with http_client(url) as client:
-            result = await client.call_tool("send_customer_message", {"message": "hello"})
+async def test_streamable_http_without_token_on_loopback(sandbox: Sandbox, mode: str, tmp_path: Path) -> None:
+    async with http_server(sandbox, tmp_path) as server, mcp_client(server.url, mode) as client:
+        result = await client.call_tool("send_customer_message", {"message": "hello"})
     assert not result.is_error
     assert ChatResult.model_validate(result.structured_content).outcome == "complete"
 
 
-async def test_streamable_http_with_token(sandbox: Sandbox) -> None:
-    with http_server("--stateless", env=clean_env(LEXEY_MCP_AUTH_TOKEN=TOKEN, **upstream_env(sandbox))) as url:
+async def test_streamable_http_with_token(sandbox: Sandbox, tmp_path: Path) -> None:
+    async with http_server(sandbox, tmp_path, "--stateless", LEXEY_MCP_AUTH_TOKEN=TOKEN) as server:
+        url = server.url
         async with httpx2.AsyncClient(trust_env=False) as raw:
             body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
@@ -126,7 +71,7 @@ async def test_streamable_http_with_token(sandbox: Sandbox) -> None:
                                                                    **headers})
                 assert response.status_code == 401
                 assert TOKEN not in response.text
-        async with http_client(url, TOKEN) as client:
+        async with mcp_client(url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
             result = await client.call_tool("lexi_chat", {"message": "Who is Jane?"})
     assert not result.is_error
     # The MCP token is ours: it is never passed on to the upstream.

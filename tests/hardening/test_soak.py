@@ -27,7 +27,8 @@ from mcp.types import CallToolResult
 
 from lexey_mcp.models import ChatResult
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
-from tests.hardening.test_concurrency import http_server, mcp_client, text_of
+from tests.hardening.test_concurrency import text_of
+from tests.processes import http_server, mcp_client
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,112 @@
+"""Running `lexey-mcp` the way hosts do, for tests: a clean environment, a free loopback port, a subprocess
+serving streamable HTTP, and an `mcp.Client` for it."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from lexey_mcp.sandbox import Sandbox
+from tests.streams import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY
+
+SERVER = [sys.executable, "-m", "lexey_mcp"]
+STARTUP_SECONDS = 20.0
+STOP_SECONDS = 10.0
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any LEXEY_/LEXI_ setting (a developer's .env or shell must not leak in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXEY_", "LEXI_"))}
+    return {**env, "LEXEY_LOG_LEVEL": "WARNING", **extra}
+
+
+def upstream_env(sb: Sandbox) -> dict[str, str]:
+    return {"LEXEY_BASE_URL": sb.base_url, "LEXI_BASE_URL": sb.lexi_base_url, "LEXEY_CUSTOMER_KEY": CUSTOMER_KEY,
+            "LEXEY_MANAGEMENT_KEY": MANAGEMENT_KEY, "LEXI_API_KEY": LEXI_KEY}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@asynccontextmanager
+async def http_server(sb: Sandbox, log_dir: Path, *args: str, **env: str) -> AsyncIterator[ServerProcess]:
+    """`lexey-mcp --transport http` on a free loopback port, pointed at `sb`; stderr goes to a file (never a pipe
+    nobody reads, which would block a chatty server)."""
+    port = free_port()
+    log = log_dir / f"lexey-mcp-{port}.stderr"
+    with log.open("wb") as err:
+        process = subprocess.Popen(  # noqa: ASYNC220 - returns once the child is forked; waits below are async
+            [*SERVER, "--transport", "http", "--host", "127.0.0.1", "--port", str(port), *args],
+            env=clean_env(**upstream_env(sb), **env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=err, cwd=log_dir,  # no .env file there
+        )
+    server = ServerProcess(f"http://127.0.0.1:{port}/mcp", process, log)
+    try:
+        with anyio.fail_after(STARTUP_SECONDS):
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(f"server exited with {process.returncode}: {server.stderr()[-3000:]}")
+                try:
+                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                except OSError:
+                    await anyio.sleep(0.05)
+                    continue
+                await stream.aclose()
+                break
+        yield server
+    finally:
+        # Shielded: a test that timed out must still stop its server.
+        with anyio.CancelScope(shield=True):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                await anyio.to_thread.run_sync(functools.partial(process.wait, timeout=STOP_SECONDS))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await anyio.to_thread.run_sync(functools.partial(process.wait, timeout=STOP_SECONDS))
+
+
+@asynccontextmanager
+async def mcp_client(url: str, mode: str = "auto", **http_args: Any) -> AsyncIterator[Client]:
+    """`mcp.Client` over streamable HTTP with our own httpx2 client (loopback: no proxies from the environment)."""
+    limits = httpx2.Limits(max_connections=512, max_keepalive_connections=64)
+    async with httpx2.AsyncClient(trust_env=False, timeout=30, limits=limits, **http_args) as http, Client(
+        streamable_http_client(url, http_client=http), mode=mode
+    ) as client:
+        yield client
