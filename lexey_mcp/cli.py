@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lexey-mcp",
         description="MCP server for Lexey (customer-support agents) and Lexi (LeadLex CRM assistant).",
         epilog="Configuration comes from the environment or a .env file: LEXEY_CUSTOMER_KEY, LEXEY_MANAGEMENT_KEY, "
-        "LEXI_API_KEY, LEXEY_BASE_URL, LEXI_BASE_URL, LEXEY_MCP_AUTH_TOKEN, LEXEY_LOG_LEVEL.",
+        "LEXI_API_KEY, LEXEY_BASE_URL, LEXI_BASE_URL, LEXEY_MCP_AUTH_TOKEN, LEXEY_LOG_LEVEL, and the timeouts and "
+        "caps listed in the README (LEXEY_READ_TIMEOUT, LEXEY_STREAM_TIMEOUT, …).",
     )
     parser.add_argument("--version", action="version", version=f"lexey-mcp {__version__}")
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         "cancel calls there (a cancelled call's upstream stream runs to its end, at most LEXEY_STREAM_TIMEOUT)",
     )
     parser.add_argument("--sandbox", action="store_true", help="start the embedded Lexey sandbox and use it")
+    parser.add_argument("--sandbox-delay", type=float, default=0.02, metavar="SECONDS",
+                        help="with --sandbox: seconds between streamed events (default 0.02)")
     parser.add_argument("--toolsets", type=_toolsets, default=list(TOOLSETS), metavar="LIST",
                         help="comma-separated: customer,management,lexi (default: all)")
     parser.add_argument("--read-only", action="store_true", help="expose only tools that change nothing")
@@ -101,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        fields = ", ".join(str(e["loc"][0]) for e in exc.errors())
+        fields = ", ".join(str(e["loc"][0]).upper() for e in exc.errors())
         print(f"lexey-mcp: invalid configuration ({fields}):\n{redact(str(exc))}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.secrets())
@@ -124,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         toolsets=args.toolsets,
         read_only=args.read_only,
         sandbox=args.sandbox,
+        sandbox_delay=args.sandbox_delay,
         auth_token=token if args.transport == "http" else None,
     )
     if args.transport == "stdio":
@@ -135,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         streamable_http_path="/mcp", stateless_http=args.stateless, json_response=False, host=args.host
     )
     logger.info("serving streamable HTTP at http://%s:%d/mcp%s", args.host, args.port,
-                " (bearer token required)" if token else "")
+                " (LEXEY_MCP_AUTH_TOKEN required)" if token else "")
     uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, lifespan="on")).run()
     return 0
 

@@ -122,7 +122,9 @@ class LexeyAPIError(LexeyError):
     def __str__(self) -> str:
         code = f" {self.code}" if self.code else ""
         rid = f" (request id {self.request_id})" if self.request_id else ""
-        wait = f" Retry after {self.retry_after:g} s." if self.retry_after else ""
+        # A conversation's message limit does not lift with time: no wait to report there.
+        limit_reached = self.status == 429 and self.api != "lexi"
+        wait = f" Retry after {self.retry_after:g} s." if self.retry_after and not limit_reached else ""
         return f"{_API_NAMES[self.api]} answered HTTP {self.status}{code}: {self.message}{rid}. {self.hint}{wait}"
 
     def __repr__(self) -> str:

@@ -8,6 +8,7 @@ ends in an error or early is a normal result with `outcome` "error" / "partial" 
 from __future__ import annotations
 
 import hmac
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -333,7 +334,8 @@ def build_server(
     )
     for spec in TOOLS:
         if spec.toolset in enabled and (spec.annotations.read_only_hint or not read_only):
-            server.add_tool(spec.fn, title=spec.title, annotations=spec.annotations)
+            description = inspect.cleandoc(spec.fn.__doc__ or "")  # docstring indentation is not for the LLM
+            server.add_tool(spec.fn, title=spec.title, description=description, annotations=spec.annotations)
     if "customer" in enabled:
         _add_history_resource(server)
     _add_workflow_prompt(server)

@@ -98,7 +98,7 @@ def test_bad_configuration_exits_with_the_variable_named() -> None:
     done = subprocess.run(SERVER, capture_output=True, text=True, timeout=30, check=False,
                           env=clean_env(LEXEY_BASE_URL="ftp://nope", LEXEY_CUSTOMER_KEY=CUSTOMER_KEY))
     assert done.returncode == 2
-    assert "base_url" in done.stderr
+    assert "LEXEY_BASE_URL" in done.stderr
     assert CUSTOMER_KEY[4:12] not in done.stderr + done.stdout
 
 

@@ -64,3 +64,11 @@ def test_repr_carries_no_message() -> None:
                              request_id="r", secrets=[])
     assert "leaked" not in repr(error)
     assert "leaked" not in str(error)
+
+
+def test_retry_after_is_reported_except_for_a_conversation_limit() -> None:
+    lexi = errors.api_error(429, b"", "", api="lexi", request_id=None, secrets=[], retry_after=30)
+    chat = errors.api_error(429, b"", "", api="customer", request_id=None, secrets=[], retry_after=30)
+    assert "Retry after 30 s." in str(lexi)
+    assert "Retry after" not in str(chat)
+    assert "start a new conversation" in str(chat)

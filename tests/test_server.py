@@ -44,6 +44,7 @@ async def test_tools_list_is_complete_truthful_and_compact(sandbox: Sandbox, mod
     for tool in tools.values():
         assert tool.title
         assert tool.description
+        assert "\n    " not in tool.description  # docstring indentation stripped
         assert tool.output_schema
         assert tool.annotations
     hints = {n: (t.annotations.read_only_hint, t.annotations.destructive_hint) for n, t in tools.items()
