@@ -16,7 +16,8 @@ from lexey_mcp import models
 from lexey_mcp.cli import build_parser
 from lexey_mcp.config import Settings
 from lexey_mcp.server import LexiContext, ScenarioResult, build_server
-from tests.test_examples import clean_env, require
+from tests.processes import clean_env
+from tests.test_examples import require
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

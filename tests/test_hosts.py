@@ -19,7 +19,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from lexey_mcp.config import Settings
-from tests.test_examples import clean_env
+from tests.processes import clean_env
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTS = REPO / "examples" / "hosts"

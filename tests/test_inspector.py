@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.test_examples import clean_env, require
+from tests.processes import clean_env
+from tests.test_examples import require
 
 REPO = Path(__file__).resolve().parents[1]
 CI_NODE = REPO / ".ci-node" / "node_modules"
