@@ -10,10 +10,15 @@ against httpx2's wherever the two should agree.
 
 One deliberate difference from a browser: `Event.id` is the id given in *this* block (None when it has
 none) rather than the inherited "last event ID", because we check every event's id for gaps.
+
+Fast path (`feed_iter` with a `FastPath`): the blocks a chunk completes are decoded to text in one go and
+offered to a caller's matcher (a fold's regex for its most common event shape) before the general parser
+sees them; whatever the matcher does not take, the general parser handles, line by line, as always.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 BOM = b"\xef\xbb\xbf"
@@ -25,6 +30,15 @@ class Event(NamedTuple):
     data: str  # `data` lines joined with "\n"
     id: str | None  # this block's own `id` field
     oversized: bool = False  # the block went over the size cap; its data was dropped
+
+
+#: `fast(text)` folds the events of `text` it recognises itself, in order, and gives back the text of the
+#: blocks between them, in order, for the general parser (lazily, if it folds events after those). `text` is
+#: whole blocks from a boundary (nothing pending) with LF line ends and undecodable bytes as lone surrogates
+#: (`surrogateescape`), and no block in it is over the size cap. Each piece it gives back must be whole blocks
+#: too (one or more, ending with a blank line). It may take only blocks that are events, never one with a
+#: `retry` field (that is the decoder's own state).
+FastPath = Callable[[str], Iterable[str]]
 
 
 class SSEDecoder:
@@ -51,11 +65,57 @@ class SSEDecoder:
         return bool(self._line or self._line_dropped or self._data or self._type or self._id is not None)
 
     def feed(self, chunk: bytes) -> list[Event]:
+        return list(self.feed_iter(chunk))
+
+    def feed_iter(self, chunk: bytes, fast: FastPath | None = None) -> Iterator[Event]:
+        """The events `chunk` completes, in order, but for those `fast` folds itself. Lazy: what `fast` folds,
+        it folds as the iteration reaches it, so a consumer that stops early stops it too."""
+        if not self._started or self._skip_lf or b"\r" in chunk:  # else there is nothing to normalize
+            chunk = self._normalize(chunk)
+        pos = 0
+        if fast is not None:
+            # The matcher gets the whole blocks in this chunk: from its first block boundary to its last. The
+            # first is the chunk's start when nothing is pending; else the end of its first blank line, which
+            # finishes what earlier chunks began (the general parser takes that part, and is idle after it).
+            first = 0 if self._idle else chunk.find(b"\n\n") + 2  # 1: there is none
+            last = chunk.rfind(b"\n\n") + 2  # 1: there is none
+            if last > max(first, 1):
+                if first:
+                    yield from self._lines(chunk[:first])
+                pos = first
+                while pos < last:
+                    # At most max_event_bytes at a time: no event the matcher sees can be over the cap then (a
+                    # `data` value and its LF fit in the window). The window ends at its last block boundary.
+                    end = last
+                    if last - pos > self.max_event_bytes:
+                        end = chunk.rfind(b"\n\n", pos, pos + self.max_event_bytes) + 2
+                    if end < 2:  # no boundary: the next block alone is longer, the general parser takes it
+                        end = chunk.index(b"\n\n", pos) + 2
+                        yield from self._lines(chunk[pos:end])
+                    else:
+                        # One decode for many events. Splitting at LF cannot split a character (LF is never in a
+                        # multi-byte sequence), so this gives the same text as decoding each field alone; and
+                        # surrogateescape turns undecodable bytes into lone surrogates, which the matcher leaves,
+                        # and back into the same bytes for the general parser.
+                        for rest in fast(chunk[pos:end].decode("utf-8", "surrogateescape")):
+                            yield from self._lines(rest.encode("utf-8", "surrogateescape"))
+                    pos = end
+        if pos < len(chunk):
+            yield from self._lines(chunk[pos:])
+
+    @property
+    def _idle(self) -> bool:
+        """At a line start with no field of an event pending: a block may start here."""
+        return not (self._line or self._line_dropped or self._data or self._type or self._id is not None
+                    or self._oversized)
+
+    def _normalize(self, chunk: bytes) -> bytes:
+        """`chunk` without a leading BOM and with every line end an LF (state carried across chunks)."""
         if not self._started:
             chunk = self._head + chunk
             if len(chunk) < len(BOM) and BOM.startswith(chunk):
                 self._head = chunk
-                return []
+                return b""
             self._started, self._head = True, b""
             # The UTF-8 decode algorithm strips one leading BOM, and only one.
             if chunk.startswith(BOM):
@@ -64,13 +124,15 @@ class SSEDecoder:
             self._skip_lf = False
             if chunk.startswith(b"\n"):
                 chunk = chunk[1:]
-        if not chunk:
-            return []
         if b"\r" in chunk:
             # Lines end with CRLF, LF or CR. A CR at the end of a chunk ends its line now; remember it, so that
             # an LF opening the next chunk is not taken for an empty line (which would dispatch an event).
             self._skip_lf = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        return chunk
+
+    def _lines(self, chunk: bytes) -> list[Event]:
+        """The general parser: the events completed by `chunk` (LF line ends only), line by line."""
         lines = chunk.split(b"\n")
         tail = lines.pop()
         events: list[Event] = []

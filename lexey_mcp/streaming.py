@@ -5,6 +5,12 @@ Lexi's named events (`thinking`, `tool_step`, `text`, `done`, `error`). Both end
 ignore anything after it. Events that cannot be used (malformed JSON, wrong shapes, oversized) are
 skipped and counted; unknown event types are ignored. `read_stream` drives a fold from an httpx2
 response and turns a dropped, stalled or oversized stream into a `partial` result with the text so far.
+
+Fast path: each fold names the one event shape that makes up almost all of its streams (a chat `delta`, a
+Lexi `text`) as a regex over the decoded blocks, and takes whole runs of such events in one step (see
+`SSEDecoder.feed_iter`). A match there is, by construction, an event the general path would fold the same
+way; anything else (other events, other key orders, `\\u` escapes, odd ids, undecodable bytes) goes through
+the general path, one `Event` at a time.
 """
 
 from __future__ import annotations
@@ -12,15 +18,18 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from functools import cache, partial
+from itertools import compress
+from typing import Any, cast
 
 import anyio
 import httpx2
 
 from .models import ChatResult, LexiResult, PartialReason, RateLimit, StreamError, ToolStep
 from .redaction import redact
-from .sse import Event, SSEDecoder
+from .sse import Event, FastPath, SSEDecoder
 
 OnText = Callable[[str], Awaitable[None]]
 
@@ -28,19 +37,71 @@ DONE = "[DONE]"
 MAX_MISSING_IDS_LISTED = 1000
 _MAX_ID_DIGITS = 18
 _MAX_ERROR_CHARS = 500
+_COMPACT_PARTS = 512  # text pieces joined into one, so many tiny deltas do not cost an object each
 
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
+# Built once: `json.loads` with a keyword argument builds a new decoder for every call.
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def load_object(data: str) -> dict[str, Any] | None:
     """The JSON object in `data`, or None for anything else (invalid, NaN, too deep, not an object)."""
     try:
-        value = json.loads(data, parse_constant=_reject_constant)
+        # Same as json.loads for a str, which also refuses a leading U+FEFF; decode() refuses it as a bad value.
+        value = _JSON.decode(data)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+# The characters a JSON string holds unescaped, less lone surrogates: those stand for bytes that are not UTF-8
+# (see SSEDecoder.feed_iter), which the general path turns into U+FFFD. Ranges: the fastest class for `re`.
+_PLAIN = r"[\x5d-\ud7ff\x23-\x5b\x20\x21\ue000-\U0010ffff]"
+# A JSON string's body whose escapes are all one-character ones. No \u: an escaped surrogate could pair up
+# with one in the next event's string once the bodies of a run are joined.
+_BODY = rf'{_PLAIN}*+(?:\\["\\/bfnrt]{_PLAIN}*+)*+'
+# Where a block may start: the start of the text the decoder hands over, or right after a blank line.
+_BOUNDARY = r"(?:\A|(?<=\n\n))"
+# An optional `id:` line holding a plain integer, as IdTracker counts it (one optional space after the colon).
+_ID = r"(?:id: ?([0-9]{1,18})\n)?"
+
+
+def _unescape(body: str) -> str:
+    """A JSON string's text from between its quotes (`body` has only one-character escapes)."""
+    text = json.loads(f'"{body}"')
+    assert isinstance(text, str)
+    return text
+
+
+def _split(pattern: re.Pattern[str], text: str, take: Callable[[list[Any]], None]) -> Iterable[str]:
+    """Fold every run of back-to-back `pattern` events in `text` with `take`; return the blocks between the runs,
+    in order, for the general parser. `pattern` must start at a block boundary."""
+    # gap, group 1, group 2, …, gap, …: a gap before each event, one after the last. `take` gets a slice of it
+    # for each run and reads only the groups, with a stride: parts[1::step], parts[2::step], …
+    parts = pattern.split(text)
+    if len(parts) == 1:  # no event of the pattern
+        return parts
+    gaps = parts[:: pattern.groups + 1]
+    if not any(gaps):  # all of them: one run, the usual case
+        take(parts)
+        return ()
+    return _interleave(parts, gaps, pattern.groups + 1, take)
+
+
+def _interleave(parts: list[Any], gaps: list[str], step: int, take: Callable[[list[Any]], None]) -> Iterator[str]:
+    """Runs and gaps in turn, lazily: a run after a gap is taken only once the gap's events have been folded."""
+    start = 0
+    for i in compress(range(len(gaps)), gaps):  # the gaps that are not empty
+        if i > start:
+            take(parts[start * step : i * step])
+        yield gaps[i]
+        start = i
+    if start < len(gaps) - 1:
+        take(parts[start * step :])
 
 
 class IdTracker:
@@ -71,6 +132,19 @@ class IdTracker:
         self._starts[i : i + 1] = [s for s, _ in pieces]
         self._ends[i : i + 1] = [e for _, e in pieces]
 
+    def see_run(self, raws: Sequence[str | None]) -> None:
+        """`see` each of `raws` (plain integers, or None)."""
+        # The usual case in one step: every event has an id, counting up by one from above the highest.
+        if len(raws) > 1 and all(raws):
+            numbers = [*map(int, cast("Sequence[str]", raws))]  # all() ruled out None
+            first, last = numbers[0], numbers[-1]
+            if first > (self.highest or 0) and numbers == [*range(first, last + 1)]:
+                self.see(raws[0])  # records the gap before it, if any
+                self.highest = last
+                return
+        for raw in raws:
+            self.see(raw)
+
     @property
     def missing_count(self) -> int:
         return sum(e - s + 1 for s, e in zip(self._starts, self._ends, strict=True))
@@ -99,14 +173,19 @@ class _Fold:
         self.events_received = 0
         self.skipped_events = 0
         self.ids = IdTracker()
-        self._parts: list[str] = []
+        self._parts: list[str] = []  # the text so far, in pieces
+        self._fresh = 0  # how many of the last pieces have not been joined yet
         self._chars = 0  # text and reasoning held, against the cap
         self.text_version = 0  # bumps whenever text grows, so progress can tell
 
     def text(self) -> str:
         if len(self._parts) > 1:
-            self._parts = ["".join(self._parts)]
+            self._parts, self._fresh = ["".join(self._parts)], 0
         return self._parts[0] if self._parts else ""
+
+    def fast_path(self) -> FastPath | None:
+        """The matcher `read_stream` hands the decoder, if this fold has one."""
+        return None
 
     def _take(self, chars: int) -> int:
         """How many of `chars` new characters fit under the cap (flags the fold too large when not all)."""
@@ -122,6 +201,12 @@ class _Fold:
         if fit:
             self._parts.append(delta if fit == len(delta) else delta[:fit])
             self.text_version += 1
+            self._fresh += 1
+            if self._fresh == _COMPACT_PARTS:
+                # Join the newest pieces into one (only those: every character is copied here once, and once
+                # more by text(), so building the text stays linear).
+                self._parts[-_COMPACT_PARTS:] = ["".join(self._parts[-_COMPACT_PARTS:])]
+                self._fresh = 0
 
     def _set_error(self, message: str, code: str | None) -> None:
         if self.error is None:
@@ -166,12 +251,42 @@ class _Fold:
         }
 
 
+# A chat delta as the sandbox and most servers write it (one optional space after each colon and comma):
+#   id: 7
+#   data: {"type":"delta","text":"Hi"}
+_DELTA = rf'{_BOUNDARY}{_ID}data: ?\{{"type": ?"delta", ?"text": ?"({_BODY})"\}}\n\n'
+# A Lexi text event as Lexi writes it (`id:` only on some streams):
+#   event: text
+#   data: {"delta":"Hi","conversation_id":"7c9e6679-…"}
+_LEXI_TEXT = (rf'{_BOUNDARY}{_ID}event: ?text\ndata: ?\{{"delta": ?"({_BODY})", '
+              rf'?"conversation_id": ?"({_PLAIN}*+)"\}}\n\n')
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """Compiled on first use: these take milliseconds to compile, which a cold start need not pay."""
+    return re.compile(pattern)
+
+
 class ChatFold(_Fold):
     """The Lexey customer and management streams."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.status_events: list[str] = []
+
+    def fast_path(self) -> FastPath:
+        return partial(_split, _compiled(_DELTA), take=self._take_deltas)
+
+    def _take_deltas(self, parts: list[Any]) -> None:
+        """Fold back-to-back deltas (see _split) as `feed` folds each (message events, valid, not [DONE])."""
+        deltas = parts[2::3]
+        self.ids.see_run(parts[1::3])
+        self.events_received += len(deltas)
+        # Joining before unescaping is safe: no escape spans two bodies and none is \u (see _BODY). The cap
+        # cuts the joined text where it would have cut the deltas one by one.
+        text = "".join(deltas)
+        self._append_text(_unescape(text) if "\\" in text else text)
 
     def _handle(self, event: Event) -> bool:
         if event.type != "message":
@@ -216,6 +331,19 @@ class LexiFold(_Fold):
         self.tool_steps: list[ToolStep] = []
         self.message_id: str | None = None
         self.credits_remaining: int | None = None
+
+    def fast_path(self) -> FastPath:
+        return partial(_split, _compiled(_LEXI_TEXT), take=self._take_texts)
+
+    def _take_texts(self, parts: list[Any]) -> None:
+        """Fold back-to-back `text` events (see _split) as `feed` folds each."""
+        deltas = parts[2::4]
+        self.ids.see_run(parts[1::4])
+        self.events_received += len(deltas)
+        if self.conversation_id is None:  # the first non-empty one, as _handle takes it
+            self.conversation_id = next((c[:200] for c in parts[3::4] if c), None)
+        text = "".join(deltas)
+        self._append_text(_unescape(text) if "\\" in text else text)
 
     def _handle(self, event: Event) -> bool:
         kind = event.type
@@ -291,12 +419,13 @@ async def read_stream(
     `on_text` is called with the text so far at most once per `progress_interval` seconds.
     """
     decoder = SSEDecoder(max_event_bytes)
+    fast = fold.fast_path()
     last_progress = -math.inf
     seen_version = 0
     reason: PartialReason | None = "ended_without_done"
     try:
         async for chunk in chunks:
-            for event in decoder.feed(chunk):
+            for event in decoder.feed_iter(chunk, fast):
                 fold.feed(event)
                 if fold.done:
                     break

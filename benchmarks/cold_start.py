@@ -1,0 +1,142 @@
+"""Cold start: spawn `lexey-mcp` over stdio, `initialize`, `tools/list`; the same for a bare SDK server.
+
+    .venv/bin/python -m benchmarks.cold_start [--runs N] [--write]
+
+Both servers run on this interpreter and are timed alike, interleaved: from spawning the process to the
+`tools/list` answer, through `mcp.Client(StdioServerParameters(...), mode="legacy")` (legacy mode runs the
+`initialize` handshake). Then `python -X importtime` shows what lexey-mcp imports beyond what the SDK server
+imports itself, heaviest first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mcp import Client, StdioServerParameters
+
+from benchmarks._common import header, median, write_section
+
+HERE = Path(__file__).resolve().parent
+LEXEY = str(Path(sys.executable).with_name("lexey-mcp"))
+# A configured deployment: keys of the right shapes (nothing is sent at start-up), logs at the default level.
+# Bytecode caches are allowed (this machine sets PYTHONDONTWRITEBYTECODE): an installed package has them, and
+# without them every start recompiles whatever changed since; the warm-up round writes them.
+ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+       "LEXEY_CUSTOMER_KEY": "lxc_coldstart", "LEXEY_MANAGEMENT_KEY": "lxm_coldstart", "LEXI_API_KEY": "wbk_coldstart",
+       "LEXEY_BASE_URL": "http://127.0.0.1:9/api/v1"}
+# Where the start-up time of lexey-mcp goes, measured inside one process.
+PHASES = """
+import time
+t0 = time.perf_counter()
+import lexey_mcp.cli
+t1 = time.perf_counter()
+from lexey_mcp.config import Settings
+from lexey_mcp.server import build_server
+settings = Settings()
+t2 = time.perf_counter()
+server = build_server(settings)
+t3 = time.perf_counter()
+from mcp.server import MCPServer
+bare = MCPServer("bare")
+@bare.tool()
+async def echo(text: str) -> str:
+    return text
+t4 = time.perf_counter()
+from lexey_mcp.client import LexeyClient
+client = LexeyClient(settings)  # what the server's lifespan makes before it serves anything
+t5 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
+"""
+BARE_IMPORT = "import time; t = time.perf_counter(); from mcp.server import MCPServer; print(time.perf_counter() - t)"
+
+
+async def start_to_tools(command: str, args: list[str]) -> tuple[float, int]:
+    params = StdioServerParameters(command=command, args=args, env=ENV)
+    start = time.perf_counter()
+    async with Client(params, mode="legacy") as client:
+        tools = (await client.list_tools()).tools
+        took = time.perf_counter() - start
+    return took, len(tools)
+
+
+def import_times(statement: str) -> dict[str, tuple[int, int]]:
+    """(self, cumulative) import time in µs of each module `statement` imports (`python -X importtime`)."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], capture_output=True, text=True,
+                         env=ENV, check=True).stderr
+    times: dict[str, tuple[int, int]] = {}
+    for line in out.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| *(\S+)", line)
+        if match:
+            times[match.group(3)] = int(match.group(1)), int(match.group(2))
+    return times
+
+
+def python(code: str) -> list[float]:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True).stdout
+    return [float(x) for x in out.split()]
+
+
+async def run(runs: int) -> str:
+    contenders = {"lexey-mcp (stdio)": (LEXEY, []),
+                  "bare MCPServer, one tool": (sys.executable, [str(HERE / "bare_server.py")])}
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    tools: dict[str, int] = {}
+    for i in range(runs + 1):
+        for name, (command, args) in contenders.items():
+            took, tools[name] = await start_to_tools(command, args)
+            if i:  # the first round warms the disk and bytecode caches
+                samples[name].append(took)
+    lexey, bare = (median(samples[name]) for name in contenders)
+    lines = ["| server | tools | median spawn → initialize → tools/list | min | max |", "|---|---:|---:|---:|---:|"]
+    for name, values in samples.items():
+        lines.append(f"| {name} | {tools[name]} | {median(values) * 1e3:.0f} ms | {min(values) * 1e3:.0f} ms | "
+                     f"{max(values) * 1e3:.0f} ms |")
+    lines.append(f"\nRatio lexey-mcp / bare: **{lexey / bare:.2f}×** (target ≤ 1.1×), {runs} runs each, interleaved.\n")
+
+    phases = [python(PHASES) for _ in range(5)]
+    bare_import = median([python(BARE_IMPORT)[0] for _ in range(5)])
+    imp, settings, build, bare_build, client = (median([p[i] for p in phases]) * 1e3 for i in range(5))
+    lines += ["Where lexey-mcp's start-up goes (median of 5 processes):\n",
+              "| phase | lexey-mcp | bare server |", "|---|---:|---:|",
+              f"| imports | {imp:.0f} ms | {bare_import * 1e3:.0f} ms (`mcp.server`) |",
+              f"| `Settings()` | {settings:.1f} ms | — |",
+              f"| `build_server()` / `MCPServer` + 1 tool | {build:.1f} ms | {bare_build:.1f} ms |",
+              f"| lifespan: `LexeyClient(settings)` (its `httpx2.AsyncClient`) | {client:.1f} ms | — |\n"]
+
+    # What lexey-mcp imports that the bare server does not (median of 5 runs of each), by self time.
+    ours = [import_times("import lexey_mcp.cli; from lexey_mcp.server import build_server") for _ in range(5)]
+    base = import_times("from mcp.server import MCPServer")
+    extra = {m: median([t.get(m, (0, 0))[0] for t in ours]) for m in ours[0] if m not in base}
+    packages: dict[str, float] = {}
+    for module, us in extra.items():
+        packages[module.split(".")[0]] = packages.get(module.split(".")[0], 0) + us
+    lines += [f"Imports only lexey-mcp makes: {sum(extra.values()) / 1e3:.0f} ms of self time in total, by package "
+              "(and the heaviest modules):\n",
+              "| package | self time | heaviest modules (self time) |", "|---|---:|---|"]
+    for package, us in sorted(packages.items(), key=lambda kv: -kv[1])[:8]:
+        heavy = sorted(((m, t) for m, t in extra.items() if m.split(".")[0] == package), key=lambda kv: -kv[1])[:3]
+        names = ", ".join(f"`{m}` {t / 1e3:.1f} ms" for m, t in heavy)
+        lines.append(f"| `{package}` | {us / 1e3:.1f} ms | {names} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
+    args = parser.parse_args()
+    text = header("## 4. Cold start") + "\n" + asyncio.run(run(args.runs)) + "\n"
+    print(text)
+    if args.write:
+        write_section("cold_start", text)
+
+
+if __name__ == "__main__":
+    main()
