@@ -231,11 +231,13 @@ class _Fold:
         raise NotImplementedError
 
     def _common(self, partial_reason: PartialReason | None) -> dict[str, Any]:
-        if self.done:
+        if self.too_large:
+            partial_reason = "reply_too_large"  # the text was cut, whether [DONE] came after or not
+        elif self.done:
             partial_reason = None
         elif partial_reason is None:
             partial_reason = "ended_without_done"
-        outcome = "error" if self.error is not None else ("complete" if self.done else "partial")
+        outcome = "error" if self.error is not None else ("complete" if partial_reason is None else "partial")
         return {
             "text": self.text(),
             "conversation_id": self.conversation_id,

@@ -245,6 +245,13 @@ async def test_reply_cap_stops_reading_and_keeps_exactly_the_cap() -> None:
     assert produced < 110
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_reply_cap_hit_just_before_done_is_still_partial(chunked: bool) -> None:
+    body = chat_stream("abc", "def")  # [DONE] in the same chunk as the delta that crosses the cap
+    result = await fold_chat(bytewise(body) if chunked else body, max_reply_chars=5)
+    assert (result.outcome, result.partial_reason, result.text) == ("partial", "reply_too_large", "abcde")
+
+
 async def test_oversized_event_is_skipped_and_the_stream_goes_on() -> None:
     body = chat_event(1, {"type": "delta", "text": "x" * 10_000}) + b"".join(
         [chat_event(2, {"type": "delta", "text": "fine"}), chat_event(3, "[DONE]")]
