@@ -105,20 +105,28 @@ class LexeyClient:
     ) -> None:
         """`trust_env=False` ignores HTTP(S)_PROXY and friends (the sandbox lives on loopback)."""
         self.settings = settings if settings is not None else Settings()
-        s = self.settings
-        self._http = httpx2.AsyncClient(
-            transport=transport,
-            trust_env=trust_env,
-            timeout=httpx2.Timeout(connect=s.connect_timeout, read=s.read_timeout, write=s.read_timeout, pool=None),
-            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=100),
-            follow_redirects=False,  # a redirect would carry the key to wherever it points
-            headers={"User-Agent": f"lexey-mcp/{__version__}"},
-        )
+        self._transport = transport
+        self._trust_env = trust_env
+        self._http: httpx2.AsyncClient | None = None
         self.customer = ChatAPI(self, "customer")
         self.management = ChatAPI(self, "management")
 
+    def _session(self) -> httpx2.AsyncClient:
+        """The HTTP client, made on first use: it loads the TLS stack and CA bundle (~50 ms), which a server
+        should not pay before it can answer `initialize`."""
+        if self._http is None:
+            s = self.settings
+            self._http = httpx2.AsyncClient(
+                transport=self._transport,
+                trust_env=self._trust_env,
+                timeout=httpx2.Timeout(connect=s.connect_timeout, read=s.read_timeout, write=s.read_timeout, pool=None),
+                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=100),
+                follow_redirects=False,  # a redirect would carry the key to wherever it points
+                headers={"User-Agent": f"lexey-mcp/{__version__}"},
+            )
+        return self._http
+
     async def __aenter__(self) -> Self:
-        await self._http.__aenter__()
         return self
 
     async def __aexit__(
@@ -127,7 +135,9 @@ class LexeyClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     def __repr__(self) -> str:
         return f"LexeyClient(base_url={self.settings.base_url!r}, lexi_base_url={self.settings.lexi_base_url!r})"
@@ -230,9 +240,10 @@ class LexeyClient:
         all_headers = {**(headers or {}), "Authorization": f"Bearer {key.get_secret_value()}"}
         attempt = 0
         while True:
-            request = self._http.build_request(method, url, json=json_body, headers=all_headers)
+            http = self._session()
+            request = http.build_request(method, url, json=json_body, headers=all_headers)
             try:
-                response = await self._http.send(request, stream=True)
+                response = await http.send(request, stream=True)
             except _NOT_SENT as exc:
                 if attempt < self.settings.max_retries:
                     attempt += 1
