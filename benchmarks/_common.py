@@ -111,18 +111,6 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing listening on port {port}")
 
 
-def sandbox_env(root: str) -> dict[str, str]:
-    from lexey_mcp.sandbox import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY
-
-    return {
-        "LEXEY_BASE_URL": f"{root}/api/v1",
-        "LEXI_BASE_URL": f"{root}/functions/v1/api-gateway",
-        "LEXEY_CUSTOMER_KEY": CUSTOMER_KEY,
-        "LEXEY_MANAGEMENT_KEY": MANAGEMENT_KEY,
-        "LEXI_API_KEY": LEXI_KEY,
-    }
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]

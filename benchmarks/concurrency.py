@@ -28,7 +28,8 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from benchmarks._common import free_port, header, percentile, sandbox_env, wait_for_port, write_section
+from benchmarks._common import free_port, header, percentile, wait_for_port, write_section
+from lexey_mcp.sandbox import client_env
 
 
 def raise_fd_limit() -> tuple[int, int]:
@@ -132,7 +133,7 @@ async def run(ns: list[int], sessions: int) -> str:
     notes = []
     with process([sys.executable, "-m", "lexey_mcp.sandbox", "--port", str(sandbox_port), "--delay", "0.01"]) as sb:
         wait_for_port(sandbox_port)
-        env = {**sandbox_env(f"http://127.0.0.1:{sandbox_port}"), "LEXEY_LOG_LEVEL": "WARNING"}
+        env = {**client_env(f"http://127.0.0.1:{sandbox_port}"), "LEXEY_LOG_LEVEL": "WARNING"}
         exe = str(Path(sys.executable).with_name("lexey-mcp"))
         for n in ns:
             port = free_port()

@@ -27,14 +27,13 @@ from benchmarks._common import (
     delta_texts,
     header,
     median,
-    sandbox_env,
     sandbox_process,
     split,
     write_section,
 )
 from lexey_mcp.client import LexeyClient
 from lexey_mcp.config import Settings
-from lexey_mcp.sandbox import CUSTOMER_KEY
+from lexey_mcp.sandbox import CUSTOMER_KEY, client_env
 from lexey_mcp.streaming import ChatFold, read_stream
 
 CID = str(uuid.UUID(int=1))
@@ -146,7 +145,7 @@ async def loopback(case: Case, chunking: str, repeats: int, root: str) -> dict[s
     url = f"{root}/api/v1/customer/conversations/{CID}/messages"
     headers = {"Authorization": f"Bearer {CUSTOMER_KEY}"}
     async with httpx2.AsyncClient(trust_env=False, timeout=60) as http, \
-            LexeyClient(settings(sandbox_env(root)["LEXEY_BASE_URL"]), trust_env=False) as client:
+            LexeyClient(settings(client_env(root)["LEXEY_BASE_URL"]), trust_env=False) as client:
         fault_body = json.dumps(fault).encode()
 
         async def inject() -> None:

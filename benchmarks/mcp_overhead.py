@@ -38,7 +38,6 @@ from benchmarks._common import (
     header,
     median,
     percentile,
-    sandbox_env,
     sandbox_process,
     wait_for_port,
     write_section,
@@ -46,6 +45,7 @@ from benchmarks._common import (
 from lexey_mcp.cli import configure_logging
 from lexey_mcp.client import LexeyClient
 from lexey_mcp.config import Settings
+from lexey_mcp.sandbox import client_env
 from lexey_mcp.server import build_server
 
 CID = str(uuid.UUID(int=7))
@@ -131,7 +131,7 @@ async def run(calls: int) -> str:
     body = chat_body(REPLY)
     lines = []
     with sandbox_process(0.0) as root:
-        env = sandbox_env(root)
+        env = client_env(root)
         settings = settings_for(env)
         configure_logging(settings.log_level, settings.secrets())  # before MCPServer, as the CLI does
         await inject(root, events(body), times=10 * calls + 1000)

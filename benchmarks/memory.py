@@ -30,10 +30,10 @@ from benchmarks._common import (
     header,
     peak_rss_kib,
     rss_kib,
-    sandbox_env,
     sandbox_process,
     write_section,
 )
+from lexey_mcp.sandbox import client_env
 
 CHUNK = 64 * 1024
 
@@ -85,7 +85,7 @@ async def idle_case(n: int) -> dict[str, float]:
              if piece]
     fault = {"target": "customer", "times": n, "raw_chunks": first, "stall_after": 3, "stall_seconds": 120}
     with sandbox_process(0.0) as root:
-        env = sandbox_env(root)
+        env = client_env(root)
         import httpx2
 
         async with httpx2.AsyncClient(trust_env=False) as http:

@@ -38,7 +38,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
-from lexey_mcp.sandbox import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY
+from lexey_mcp.sandbox import client_env
 
 HERE = Path(__file__).resolve().parent
 TOOLS = {"create_conversation", "send_customer_message", "get_conversation_messages", "configure_org", "lexi_chat",
@@ -103,14 +103,9 @@ class Processes:
 
 def replica_env(sandbox_port: int, token: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXEY_", "LEXI_"))}
-    root = f"http://127.0.0.1:{sandbox_port}"
     return {
         **env,
-        "LEXEY_BASE_URL": f"{root}/api/v1",
-        "LEXI_BASE_URL": f"{root}/functions/v1/api-gateway",
-        "LEXEY_CUSTOMER_KEY": CUSTOMER_KEY,
-        "LEXEY_MANAGEMENT_KEY": MANAGEMENT_KEY,
-        "LEXI_API_KEY": LEXI_KEY,
+        **client_env(f"http://127.0.0.1:{sandbox_port}"),
         "LEXEY_MCP_AUTH_TOKEN": token,
         "LEXEY_LOG_LEVEL": "WARNING",
         "NO_PROXY": "127.0.0.1,localhost",

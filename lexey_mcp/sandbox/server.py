@@ -111,6 +111,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def client_env(
+    url: str, *, customer_key: str = CUSTOMER_KEY, management_key: str = MANAGEMENT_KEY, lexi_key: str = LEXI_KEY
+) -> dict[str, str]:
+    """Environment variables that point a lexey-mcp client at a sandbox serving at `url` (e.g. one started with
+    `lexey-mcp sandbox` in another process)."""
+    return {
+        "LEXEY_BASE_URL": f"{url}/api/v1",
+        "LEXI_BASE_URL": f"{url}/functions/v1/api-gateway",
+        "LEXEY_CUSTOMER_KEY": customer_key,
+        "LEXEY_MANAGEMENT_KEY": management_key,
+        "LEXI_API_KEY": lexi_key,
+    }
+
+
 class Sandbox:
     """An embedded, deterministic Lexey + Lexi server on a real socket.
 
@@ -144,13 +158,12 @@ class Sandbox:
 
     def env(self) -> dict[str, str]:
         """Environment variables that point a lexey-mcp client at this sandbox."""
-        return {
-            "LEXEY_BASE_URL": self.base_url,
-            "LEXI_BASE_URL": self.lexi_base_url,
-            "LEXEY_CUSTOMER_KEY": self._key("lxc_", CUSTOMER_KEY),
-            "LEXEY_MANAGEMENT_KEY": self._key("lxm_", MANAGEMENT_KEY),
-            "LEXI_API_KEY": self._key("wbk_", LEXI_KEY),
-        }
+        return client_env(
+            self.url,
+            customer_key=self._key("lxc_", CUSTOMER_KEY),
+            management_key=self._key("lxm_", MANAGEMENT_KEY),
+            lexi_key=self._key("wbk_", LEXI_KEY),
+        )
 
     def _key(self, prefix: str, default: str) -> str:
         keys = self.config.keys

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx2
 import pytest
 
-from lexey_mcp.sandbox import Sandbox, SandboxConfig
+from lexey_mcp.sandbox import Sandbox
 
 
 @pytest.fixture(scope="session")
@@ -18,14 +18,9 @@ def tls() -> ssl.SSLContext:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def sb(anyio_backend: str) -> AsyncIterator[Sandbox]:
-    async with Sandbox(SandboxConfig(delay=0.0)) as sandbox:
-        yield sandbox
+def sb(sandbox: Sandbox) -> Sandbox:
+    """The running sandbox (tests/conftest.py's `sandbox`), under the short name these tests use."""
+    return sandbox
 
 
 @pytest.fixture
