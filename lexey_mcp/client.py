@@ -212,15 +212,18 @@ class LexeyClient:
             logger.info("stream from %s ended early: %s", url, reason)
         return reason
 
-    async def _json(self, api: ApiKind, method: str, url: str, policy: RetryPolicy) -> tuple[int, Any]:
-        with anyio.fail_after(self.settings.stream_timeout):
+    async def _json(self, api: ApiKind, method: str, url: str, policy: RetryPolicy) -> Any:
+        """The JSON body of a successful answer."""
+        with anyio.move_on_after(self.settings.stream_timeout) as deadline:
             async with self._open(api, method, url, policy) as response:
                 body = await _read_bounded(response, _JSON_BODY_LIMIT)
                 status = response.status_code
+        if deadline.cancelled_caught:
+            raise LexeyTimeoutError(f"No complete answer from {url} within {self.settings.stream_timeout:g} s.")
         if len(body) > _JSON_BODY_LIMIT:
             raise LexeyProtocolError(f"{url} answered a body over {_JSON_BODY_LIMIT} bytes.")
         try:
-            return status, json.loads(body)
+            return json.loads(body)
         except (ValueError, RecursionError):
             raise LexeyProtocolError(f"{url} answered HTTP {status} with a body that is not JSON.") from None
 
@@ -334,7 +337,7 @@ class ChatAPI:
 
     async def create_conversation(self) -> str:
         """A new conversation's id."""
-        _, data = await self._client._json(self.kind, "POST", f"{self.root}/conversations", "unsent")
+        data = await self._client._json(self.kind, "POST", f"{self.root}/conversations", "unsent")
         cid = data.get("conversationId") if isinstance(data, dict) else None
         if not isinstance(cid, str) or not cid:
             raise LexeyProtocolError("Creating a conversation answered no conversationId.")
@@ -351,7 +354,7 @@ class ChatAPI:
     async def get_messages(self, conversation_id: str) -> list[Message]:
         """The conversation's history, as the API returns it."""
         url = self._messages_url(conversation_id)
-        _, data = await self._client._json(self.kind, "GET", url, "idempotent")
+        data = await self._client._json(self.kind, "GET", url, "idempotent")
         raw = data.get("messages") if isinstance(data, dict) else None
         if not isinstance(raw, list):
             raise LexeyProtocolError("The message history answered no messages list.")

@@ -364,3 +364,16 @@ async def test_no_key_in_any_repr() -> None:
 
 def test_settings_instance_is_usable_without_env_file() -> None:
     assert isinstance(settings(), Settings)
+
+
+async def test_overall_deadline_on_a_json_answer_is_a_lexey_timeout() -> None:
+    async def respond(request: httpx2.Request) -> httpx2.Response:
+        async def stalled() -> AsyncIterator[bytes]:
+            yield b'{"messages": ['
+            await anyio.sleep(30)
+
+        return httpx2.Response(200, headers={"content-type": "application/json"}, content=stalled())
+
+    async with LexeyClient(settings(stream_timeout=0.3), transport=httpx2.MockTransport(respond)) as c:
+        with anyio.fail_after(5), pytest.raises(errors.LexeyTimeoutError, match=r"within 0\.3 s"):
+            await c.customer.get_messages(CID)
