@@ -79,13 +79,14 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    def _raw_key(self, kind: KeyKind) -> SecretStr | None:
+    def configured_key(self, kind: KeyKind) -> SecretStr | None:
+        """The key for `kind` as configured, usable or not (None when unset)."""
         return {"customer": self.customer_key, "management": self.management_key, "lexi": self.lexi_api_key}[kind]
 
     def key_problem(self, kind: KeyKind) -> str | None:
         """Why the key for `kind` cannot be used, or None when it can. Never includes the key."""
         variable, prefix, what = KEY_SPECS[kind]
-        key = self._raw_key(kind)
+        key = self.configured_key(kind)
         if key is None:
             return f"{variable} is not set: set it to {what} (it starts with {prefix})."
         value = key.get_secret_value()
@@ -102,7 +103,7 @@ class Settings(BaseSettings):
         problem = self.key_problem(kind)
         if problem is not None:
             raise LexeyConfigError(problem)
-        key = self._raw_key(kind)
+        key = self.configured_key(kind)
         assert key is not None
         return key
 

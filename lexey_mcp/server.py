@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
 from .client import LexeyClient
-from .config import KEY_SPECS, KeyKind, Settings
+from .config import Settings
 from .errors import LexeyError, LexeyInputError, NotFoundError
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .validation import LEXI_MAX_MESSAGE_CHARS, check_message, check_uuid
@@ -360,12 +360,8 @@ def warn_about_keys(settings: Settings, toolsets: Iterable[Toolset]) -> None:
     for kind in toolsets:
         problem = settings.key_problem(kind)
         if problem is not None:
-            level = logging.INFO if getattr(settings, _KEY_FIELDS[kind]) is None else logging.WARNING
+            level = logging.INFO if settings.configured_key(kind) is None else logging.WARNING
             logger.log(level, "%s tools will answer with an error until fixed: %s", kind, problem)
-
-
-_KEY_FIELDS: dict[KeyKind, str] = {"customer": "customer_key", "management": "management_key", "lexi": "lexi_api_key"}
-assert set(_KEY_FIELDS) == set(KEY_SPECS)
 
 
 def _add_history_resource(server: MCPServer[AppState]) -> None:

@@ -208,12 +208,23 @@ class _Fold:
                 self._parts[-_COMPACT_PARTS:] = ["".join(self._parts[-_COMPACT_PARTS:])]
                 self._fresh = 0
 
-    def _set_error(self, message: str, code: str | None) -> None:
+    def _set_error(self, message: object, code: object) -> None:
+        """Keep the first in-stream error, redacted and bounded; a message that is not text becomes a generic one."""
         if self.error is None:
-            message = redact(message, self.secrets)
-            if len(message) > _MAX_ERROR_CHARS:
-                message = message[:_MAX_ERROR_CHARS] + "…"
-            self.error = StreamError(message=message, code=redact(code, self.secrets)[:100] if code else None)
+            text = redact(message if isinstance(message, str) else "upstream error", self.secrets)
+            if len(text) > _MAX_ERROR_CHARS:
+                text = text[:_MAX_ERROR_CHARS] + "…"
+            short_code = redact(code, self.secrets)[:100] if isinstance(code, str) and code else None
+            self.error = StreamError(message=text, code=short_code)
+
+    def _take_run(self, ids: list[Any], deltas: list[str]) -> None:
+        """Fold a run of back-to-back text events that a fast path matched (see _split)."""
+        self.ids.see_run(ids)
+        self.events_received += len(deltas)
+        # Joining before unescaping is safe: no escape spans two bodies and none is \u (see _BODY). The cap
+        # cuts the joined text where it would have cut the deltas one by one.
+        text = "".join(deltas)
+        self._append_text(_unescape(text) if "\\" in text else text)
 
     def feed(self, event: Event) -> None:
         if self.done:
@@ -282,13 +293,7 @@ class ChatFold(_Fold):
 
     def _take_deltas(self, parts: list[Any]) -> None:
         """Fold back-to-back deltas (see _split) as `feed` folds each (message events, valid, not [DONE])."""
-        deltas = parts[2::3]
-        self.ids.see_run(parts[1::3])
-        self.events_received += len(deltas)
-        # Joining before unescaping is safe: no escape spans two bodies and none is \u (see _BODY). The cap
-        # cuts the joined text where it would have cut the deltas one by one.
-        text = "".join(deltas)
-        self._append_text(_unescape(text) if "\\" in text else text)
+        self._take_run(parts[1::3], parts[2::3])
 
     def _handle(self, event: Event) -> bool:
         if event.type != "message":
@@ -308,9 +313,7 @@ class ChatFold(_Fold):
                 return False
             self.status_events.append(status[:200])
         elif kind == "error":
-            message, code = obj.get("message"), obj.get("code")
-            self._set_error(message if isinstance(message, str) else "upstream error",
-                            code if isinstance(code, str) else None)
+            self._set_error(obj.get("message"), obj.get("code"))
         return True
 
     def result(self, partial_reason: PartialReason | None = None) -> ChatResult:
@@ -339,13 +342,9 @@ class LexiFold(_Fold):
 
     def _take_texts(self, parts: list[Any]) -> None:
         """Fold back-to-back `text` events (see _split) as `feed` folds each."""
-        deltas = parts[2::4]
-        self.ids.see_run(parts[1::4])
-        self.events_received += len(deltas)
         if self.conversation_id is None:  # the first non-empty one, as _handle takes it
             self.conversation_id = next((c[:200] for c in parts[3::4] if c), None)
-        text = "".join(deltas)
-        self._append_text(_unescape(text) if "\\" in text else text)
+        self._take_run(parts[1::4], parts[2::4])
 
     def _handle(self, event: Event) -> bool:
         kind = event.type
@@ -356,9 +355,7 @@ class LexiFold(_Fold):
                 return True
             inner = obj.get("error")
             source = inner if isinstance(inner, dict) else obj
-            message, code = source.get("message"), source.get("code")
-            self._set_error(message if isinstance(message, str) else "upstream error",
-                            code if isinstance(code, str) else None)
+            self._set_error(source.get("message"), source.get("code"))
             return True
         if kind not in ("text", "thinking", "tool_step", "done"):
             return True  # unknown event names (and plain `message` events other than [DONE]) are ignored

@@ -21,7 +21,7 @@ from .agents import CustomerAgent, ManagementAgent
 from .config import LEXI_MAX_MESSAGE_CHARS
 from .faults import Fault, RouteKind, chat_error_message, html_page, lexi_error, plan_stream, wrong_key_message
 from .responses import RAW_SEND, SSEStream
-from .store import ChatKind, IdempotentReply, Store, now
+from .store import ChatKind, Conversation, IdempotentReply, Store, now
 from .store import Message as StoredMessage
 from .wire import Frame, dumps, words
 
@@ -192,12 +192,16 @@ class SandboxApp:
         conversation = self.store.create_conversation(kind)
         return _json({"conversationId": conversation.id}, 201)
 
+    def _conversation(self, request: Request, kind: ChatKind) -> Conversation | None:
+        """The conversation named in the path, if it is a UUID this API knows."""
+        conversation_id: str = request.path_params["conversation_id"]
+        return self.store.find_conversation(kind, conversation_id) if _is_uuid(conversation_id) else None
+
     async def history(self, request: Request) -> Response:
         kind = self._chat_kind(request)
         if denied := self._chat_auth(request, kind):
             return denied
-        conversation_id: str = request.path_params["conversation_id"]
-        conversation = self.store.find_conversation(kind, conversation_id) if _is_uuid(conversation_id) else None
+        conversation = self._conversation(request, kind)
         if conversation is None:
             return chat_error(404, "Conversation not found")
         return _json({"messages": [m.as_json() for m in conversation.messages]})
@@ -211,8 +215,7 @@ class SandboxApp:
             return self._stream([], kind, fault, {})
         if denied := self._chat_auth(request, kind):
             return denied
-        conversation_id: str = request.path_params["conversation_id"]
-        conversation = self.store.find_conversation(kind, conversation_id) if _is_uuid(conversation_id) else None
+        conversation = self._conversation(request, kind)
         if conversation is None:
             return chat_error(404, "Conversation not found")
         try:
