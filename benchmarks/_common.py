@@ -21,8 +21,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "BENCHMARKS.md"
 
-_WORDS = ("the", "support", "agent", "order", "refund", "shipping", "your", "account", "we", "can", "help", "with",
-          "that", "today", "policy", "days", "invoice", "delivery", "plan", "and", "to", "of", "in", "is", "Pro")
+_WORDS = (
+    "the",
+    "support",
+    "agent",
+    "order",
+    "refund",
+    "shipping",
+    "your",
+    "account",
+    "we",
+    "can",
+    "help",
+    "with",
+    "that",
+    "today",
+    "policy",
+    "days",
+    "invoice",
+    "delivery",
+    "plan",
+    "and",
+    "to",
+    "of",
+    "in",
+    "is",
+    "Pro",
+)
 # A few characters that a real reply carries and that JSON escapes or UTF-8 encodes in more than one byte.
 _EXTRAS = ("é", "—", "ü", "\n", '"', "€", "’")
 
@@ -36,8 +61,10 @@ def machine() -> str:
                 model = line.partition(":")[2].strip()
                 break
     nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"nproc {nproc}, CPU {model}, Python {platform.python_version()} ({platform.python_implementation()}), "
-            f"{platform.system()} {platform.release()}, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+    return (
+        f"nproc {nproc}, CPU {model}, Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.system()} {platform.release()}, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
+    )
 
 
 def command() -> str:
@@ -92,7 +119,8 @@ def sandbox_process(delay: float = 0.0) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lexey_mcp.sandbox", "--port", str(port), "--delay", str(delay)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port)

@@ -1,7 +1,7 @@
 """The baseline for the cold-start and overhead benchmarks: a bare SDK server with one tool.
 
-    python benchmarks/bare_server.py             # stdio
-    python benchmarks/bare_server.py http PORT   # streamable HTTP at http://127.0.0.1:PORT/mcp
+python benchmarks/bare_server.py             # stdio
+python benchmarks/bare_server.py http PORT   # streamable HTTP at http://127.0.0.1:PORT/mcp
 """
 
 import sys

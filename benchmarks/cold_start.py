@@ -28,9 +28,13 @@ LEXEY = str(Path(sys.executable).with_name("lexey-mcp"))
 # A configured deployment: keys of the right shapes (nothing is sent at start-up), logs at the default level.
 # Bytecode caches are allowed (this machine sets PYTHONDONTWRITEBYTECODE): an installed package has them, and
 # without them every start recompiles whatever changed since; the warm-up round writes them.
-ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-       "LEXEY_CUSTOMER_KEY": "lxc_coldstart", "LEXEY_MANAGEMENT_KEY": "lxm_coldstart", "LEXI_API_KEY": "wbk_coldstart",
-       "LEXEY_BASE_URL": "http://127.0.0.1:9/api/v1"}
+ENV = {
+    **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    "LEXEY_CUSTOMER_KEY": "lxc_coldstart",
+    "LEXEY_MANAGEMENT_KEY": "lxm_coldstart",
+    "LEXI_API_KEY": "wbk_coldstart",
+    "LEXEY_BASE_URL": "http://127.0.0.1:9/api/v1",
+}
 # Where the start-up time of lexey-mcp goes, measured inside one process.
 PHASES = """
 import time
@@ -68,8 +72,9 @@ async def start_to_tools(command: str, args: list[str]) -> tuple[float, int]:
 
 def import_times(statement: str) -> dict[str, tuple[int, int]]:
     """(self, cumulative) import time in µs of each module `statement` imports (`python -X importtime`)."""
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], capture_output=True, text=True,
-                         env=ENV, check=True).stderr
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", statement], capture_output=True, text=True, env=ENV, check=True
+    ).stderr
     times: dict[str, tuple[int, int]] = {}
     for line in out.splitlines():
         match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| *(\S+)", line)
@@ -84,8 +89,10 @@ def python(code: str) -> list[float]:
 
 
 async def run(runs: int) -> str:
-    contenders = {"lexey-mcp (stdio)": (LEXEY, []),
-                  "bare MCPServer, one tool": (sys.executable, [str(HERE / "bare_server.py")])}
+    contenders = {
+        "lexey-mcp (stdio)": (LEXEY, []),
+        "bare MCPServer, one tool": (sys.executable, [str(HERE / "bare_server.py")]),
+    }
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     tools: dict[str, int] = {}
     for i in range(runs + 1):
@@ -96,19 +103,24 @@ async def run(runs: int) -> str:
     lexey, bare = (median(samples[name]) for name in contenders)
     lines = ["| server | tools | median spawn → initialize → tools/list | min | max |", "|---|---:|---:|---:|---:|"]
     for name, values in samples.items():
-        lines.append(f"| {name} | {tools[name]} | {median(values) * 1e3:.0f} ms | {min(values) * 1e3:.0f} ms | "
-                     f"{max(values) * 1e3:.0f} ms |")
+        lines.append(
+            f"| {name} | {tools[name]} | {median(values) * 1e3:.0f} ms | {min(values) * 1e3:.0f} ms | "
+            f"{max(values) * 1e3:.0f} ms |"
+        )
     lines.append(f"\nRatio lexey-mcp / bare: **{lexey / bare:.2f}×** (target ≤ 1.1×), {runs} runs each, interleaved.\n")
 
     phases = [python(PHASES) for _ in range(5)]
     bare_import = median([python(BARE_IMPORT)[0] for _ in range(5)])
     imp, settings, build, bare_build, client = (median([p[i] for p in phases]) * 1e3 for i in range(5))
-    lines += ["Where lexey-mcp's start-up goes (median of 5 processes):\n",
-              "| phase | lexey-mcp | bare server |", "|---|---:|---:|",
-              f"| imports | {imp:.0f} ms | {bare_import * 1e3:.0f} ms (`mcp.server`) |",
-              f"| `Settings()` | {settings:.1f} ms | — |",
-              f"| `build_server()` / `MCPServer` + 1 tool | {build:.1f} ms | {bare_build:.1f} ms |",
-              f"| lifespan: `LexeyClient(settings)` (its `httpx2.AsyncClient`) | {client:.1f} ms | — |\n"]
+    lines += [
+        "Where lexey-mcp's start-up goes (median of 5 processes):\n",
+        "| phase | lexey-mcp | bare server |",
+        "|---|---:|---:|",
+        f"| imports | {imp:.0f} ms | {bare_import * 1e3:.0f} ms (`mcp.server`) |",
+        f"| `Settings()` | {settings:.1f} ms | — |",
+        f"| `build_server()` / `MCPServer` + 1 tool | {build:.1f} ms | {bare_build:.1f} ms |",
+        f"| lifespan: `LexeyClient(settings)` (its `httpx2.AsyncClient`) | {client:.1f} ms | — |\n",
+    ]
 
     # What lexey-mcp imports that the bare server does not (median of 5 runs of each), by self time.
     ours = [import_times("import lexey_mcp.cli; from lexey_mcp.server import build_server") for _ in range(5)]
@@ -117,9 +129,12 @@ async def run(runs: int) -> str:
     packages: dict[str, float] = {}
     for module, us in extra.items():
         packages[module.split(".")[0]] = packages.get(module.split(".")[0], 0) + us
-    lines += [f"Imports only lexey-mcp makes: {sum(extra.values()) / 1e3:.0f} ms of self time in total, by package "
-              "(and the heaviest modules):\n",
-              "| package | self time | heaviest modules (self time) |", "|---|---:|---|"]
+    lines += [
+        f"Imports only lexey-mcp makes: {sum(extra.values()) / 1e3:.0f} ms of self time in total, by package "
+        "(and the heaviest modules):\n",
+        "| package | self time | heaviest modules (self time) |",
+        "|---|---:|---|",
+    ]
     for package, us in sorted(packages.items(), key=lambda kv: -kv[1])[:8]:
         heavy = sorted(((m, t) for m, t in extra.items() if m.split(".")[0] == package), key=lambda kv: -kv[1])[:3]
         names = ", ".join(f"`{m}` {t / 1e3:.1f} ms" for m, t in heavy)

@@ -43,8 +43,9 @@ def raise_fd_limit() -> tuple[int, int]:
 @contextlib.contextmanager
 def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     # Not a pipe for stderr: nobody would read it, and a process blocks once a pipe's buffer is full.
-    proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         yield proc
     finally:
@@ -83,8 +84,9 @@ async def burst(url: str, n: int, sessions: int, server_pid: int, sandbox_pid: i
     peak_fds = 0
 
     async with httpx2.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as http:
-        clients = [Client(streamable_http_client(url, http_client=http), read_timeout_seconds=300)
-                   for _ in range(sessions)]
+        clients = [
+            Client(streamable_http_client(url, http_client=http), read_timeout_seconds=300) for _ in range(sessions)
+        ]
         async with contextlib.AsyncExitStack() as stack:
             for client in clients:
                 await stack.enter_async_context(client)
@@ -93,7 +95,8 @@ async def burst(url: str, n: int, sessions: int, server_pid: int, sandbox_pid: i
                 start = time.perf_counter()
                 try:
                     result = await clients[i % sessions].call_tool(
-                        "send_customer_message", {"message": "What are your business hours?"})
+                        "send_customer_message", {"message": "What are your business hours?"}
+                    )
                 except Exception as exc:  # every failure is counted, by kind
                     failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
                     return
@@ -120,16 +123,26 @@ async def burst(url: str, n: int, sessions: int, server_pid: int, sandbox_pid: i
             used = [a - b for a, b in zip(after, before, strict=True)]
             cpu = dict(zip(("server", "sandbox", "client"), used, strict=True))
             watcher.cancel()
-    return {"ok": len(latencies), "wall": wall, "p50": percentile(latencies, 50) if latencies else 0.0,
-            "p99": percentile(latencies, 99) if latencies else 0.0, "rss": status(server_pid, "VmHWM"),
-            "fds": peak_fds, "failures": failures, "cpu": cpu}
+    return {
+        "ok": len(latencies),
+        "wall": wall,
+        "p50": percentile(latencies, 50) if latencies else 0.0,
+        "p99": percentile(latencies, 99) if latencies else 0.0,
+        "rss": status(server_pid, "VmHWM"),
+        "fds": peak_fds,
+        "failures": failures,
+        "cpu": cpu,
+    }
 
 
 async def run(ns: list[int], sessions: int) -> str:
     soft, _ = raise_fd_limit()
     sandbox_port = free_port()
-    rows = ["| N | ok | failed | calls/s | p50 | p99 | server peak RSS | server fds at peak "
-            "| CPU s: server / sandbox / client (wall) |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = [
+        "| N | ok | failed | calls/s | p50 | p99 | server peak RSS | server fds at peak "
+        "| CPU s: server / sandbox / client (wall) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     notes = []
     with process([sys.executable, "-m", "lexey_mcp.sandbox", "--port", str(sandbox_port), "--delay", "0.01"]) as sb:
         wait_for_port(sandbox_port)
@@ -142,16 +155,20 @@ async def run(ns: list[int], sessions: int) -> str:
                 idle_rss = status(server.pid, "VmRSS")
                 r = await burst(f"http://127.0.0.1:{port}/mcp", n, sessions, server.pid, sb.pid)
             failed = n - int(r["ok"])
-            rows.append(f"| {n:,} | {int(r['ok']):,} | {failed} | {n / r['wall']:.0f} | {r['p50'] * 1e3:.0f} ms | "
-                        f"{r['p99'] * 1e3:.0f} ms | {r['rss'] / 1024:.0f} MiB (idle {idle_rss / 1024:.0f}) | "
-                        f"{r['fds']:,} | {r['cpu']['server']:.1f} / {r['cpu']['sandbox']:.1f} / "
-                        f"{r['cpu']['client']:.1f} ({r['wall']:.1f}) |")
+            rows.append(
+                f"| {n:,} | {int(r['ok']):,} | {failed} | {n / r['wall']:.0f} | {r['p50'] * 1e3:.0f} ms | "
+                f"{r['p99'] * 1e3:.0f} ms | {r['rss'] / 1024:.0f} MiB (idle {idle_rss / 1024:.0f}) | "
+                f"{r['fds']:,} | {r['cpu']['server']:.1f} / {r['cpu']['sandbox']:.1f} / "
+                f"{r['cpu']['client']:.1f} ({r['wall']:.1f}) |"
+            )
             if failed:
                 notes.append(f"N={n} failures: {r['failures']}")
             print(rows[-1], flush=True)
     text = "\n".join(rows)
-    text += (f"\n\nSandbox: `python -m lexey_mcp.sandbox --delay 0.01` in its own process; {sessions} MCP sessions; "
-             f"file-descriptor soft limit {soft:,} (raised to the hard limit).\n")
+    text += (
+        f"\n\nSandbox: `python -m lexey_mcp.sandbox --delay 0.01` in its own process; {sessions} MCP sessions; "
+        f"file-descriptor soft limit {soft:,} (raised to the hard limit).\n"
+    )
     return text + "".join(f"\n{n}" for n in notes)
 
 

@@ -90,8 +90,13 @@ async def ours(response: httpx2.Response) -> tuple[str, int]:
 
 
 def settings(base_url: str) -> Settings:
-    return Settings(_env_file=None, base_url=base_url, customer_key=CUSTOMER_KEY,
-                    max_reply_chars=10**9, max_event_bytes=MAX_EVENT_BYTES)
+    return Settings(
+        _env_file=None,
+        base_url=base_url,
+        customer_key=CUSTOMER_KEY,
+        max_reply_chars=10**9,
+        max_event_bytes=MAX_EVENT_BYTES,
+    )
 
 
 async def timed(run: Callable[[], Awaitable[tuple[str, int]]]) -> tuple[float, float, tuple[str, int]]:
@@ -114,21 +119,28 @@ async def in_memory(case: Case, chunking: str, repeats: int) -> dict[str, tuple[
 
     transport = httpx2.MockTransport(respond)
     url = f"https://lexey.test/api/v1/customer/conversations/{CID}/messages"
-    async with httpx2.AsyncClient(transport=transport) as http, \
-            LexeyClient(settings("https://lexey.test/api/v1"), transport=transport) as client:
+    async with (
+        httpx2.AsyncClient(transport=transport) as http,
+        LexeyClient(settings("https://lexey.test/api/v1"), transport=transport) as client,
+    ):
 
         def over_response(folder: Folder) -> Callable[[], Awaitable[tuple[str, int]]]:
             async def run() -> tuple[str, int]:
                 async with http.stream("POST", url, json={"message": "hi"}) as response:
                     return await folder(response)
+
             return run
 
         async def send() -> tuple[str, int]:
             result = await client.customer.send_message(CID, "hi")
             return result.text, result.events_received
 
-        runs = {"baseline": over_response(baseline), "ours": over_response(ours), "send_message": send,
-                "transport only": over_response(transport_only)}
+        runs = {
+            "baseline": over_response(baseline),
+            "ours": over_response(ours),
+            "send_message": send,
+            "transport only": over_response(transport_only),
+        }
         return await _measure(runs, "".join(texts), len(texts), repeats)
 
 
@@ -144,32 +156,45 @@ async def loopback(case: Case, chunking: str, repeats: int, root: str) -> dict[s
     fault = {"target": "customer", "times": 1, "raw_chunks": [c.decode("latin-1") for c in chunks]}
     url = f"{root}/api/v1/customer/conversations/{CID}/messages"
     headers = {"Authorization": f"Bearer {CUSTOMER_KEY}"}
-    async with httpx2.AsyncClient(trust_env=False, timeout=60) as http, \
-            LexeyClient(settings(client_env(root)["LEXEY_BASE_URL"]), trust_env=False) as client:
+    async with (
+        httpx2.AsyncClient(trust_env=False, timeout=60) as http,
+        LexeyClient(settings(client_env(root)["LEXEY_BASE_URL"]), trust_env=False) as client,
+    ):
         fault_body = json.dumps(fault).encode()
 
         async def inject() -> None:
-            answer = await http.post(f"{root}/_sandbox/faults", content=fault_body,
-                                     headers={"content-type": "application/json"})
+            answer = await http.post(
+                f"{root}/_sandbox/faults", content=fault_body, headers={"content-type": "application/json"}
+            )
             answer.raise_for_status()
 
         def over_response(folder: Folder) -> Callable[[], Awaitable[tuple[str, int]]]:
             async def run() -> tuple[str, int]:
                 async with http.stream("POST", url, json={"message": "hi"}, headers=headers) as response:
                     return await folder(response)
+
             return run
 
         async def send() -> tuple[str, int]:
             result = await client.customer.send_message(CID, "hi")
             return result.text, result.events_received
 
-        runs = {"baseline": over_response(baseline), "ours": over_response(ours), "send_message": send,
-                "transport only": over_response(transport_only)}
+        runs = {
+            "baseline": over_response(baseline),
+            "ours": over_response(ours),
+            "send_message": send,
+            "transport only": over_response(transport_only),
+        }
         return await _measure(runs, "".join(texts), len(texts), repeats, before=inject)
 
 
-async def _measure(runs: dict[str, Callable[[], Awaitable[tuple[str, int]]]], text: str, count: int, repeats: int,
-                   before: Callable[[], Awaitable[None]] | None = None) -> dict[str, tuple[float, float]]:
+async def _measure(
+    runs: dict[str, Callable[[], Awaitable[tuple[str, int]]]],
+    text: str,
+    count: int,
+    repeats: int,
+    before: Callable[[], Awaitable[None]] | None = None,
+) -> dict[str, tuple[float, float]]:
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for _ in range(repeats):  # interleaved, so drift hits every contender alike
         for name, run in runs.items():
@@ -183,8 +208,10 @@ async def _measure(runs: dict[str, Callable[[], Awaitable[tuple[str, int]]]], te
 
 
 def table(rows: list[tuple[str, str, str, Case, dict[str, tuple[float, float]]]]) -> str:
-    out = ["| path | case | chunks | contender | events/s | MB/s | CPU µs/event | baseline ÷ ours (wall) | (CPU) |",
-           "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    out = [
+        "| path | case | chunks | contender | events/s | MB/s | CPU µs/event | baseline ÷ ours (wall) | (CPU) |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for path, name, chunking, case, result in rows:
         size = len(chat_body(case.texts(), eol=case.eol))
         base_wall, base_cpu = result["baseline"]
@@ -193,8 +220,10 @@ def table(rows: list[tuple[str, str, str, Case, dict[str, tuple[float, float]]]]
             cpu_ratio = "" if contender == "baseline" else f"{base_cpu / cpu:.1f}×"
             if contender == "transport only":  # a floor, not a contender
                 ratio = cpu_ratio = "(floor)"
-            out.append(f"| {path} | {name} | {chunking} | {contender} | {case.events / wall:,.0f} | "
-                       f"{size / wall / 1e6:.1f} | {cpu / case.events * 1e6:.2f} | {ratio} | {cpu_ratio} |")
+            out.append(
+                f"| {path} | {name} | {chunking} | {contender} | {case.events / wall:,.0f} | "
+                f"{size / wall / 1e6:.1f} | {cpu / case.events * 1e6:.2f} | {ratio} | {cpu_ratio} |"
+            )
     return "\n".join(out)
 
 

@@ -54,9 +54,14 @@ DIRECT = "direct `LexeyClient.customer.send_message`"
 
 
 def settings_for(env: dict[str, str]) -> Settings:
-    return Settings(_env_file=None, base_url=env["LEXEY_BASE_URL"], lexi_base_url=env["LEXI_BASE_URL"],
-                    customer_key=env["LEXEY_CUSTOMER_KEY"], management_key=env["LEXEY_MANAGEMENT_KEY"],
-                    lexi_api_key=env["LEXI_API_KEY"])
+    return Settings(
+        _env_file=None,
+        base_url=env["LEXEY_BASE_URL"],
+        lexi_base_url=env["LEXI_BASE_URL"],
+        customer_key=env["LEXEY_CUSTOMER_KEY"],
+        management_key=env["LEXEY_MANAGEMENT_KEY"],
+        lexi_api_key=env["LEXI_API_KEY"],
+    )
 
 
 def events(body: bytes) -> list[str]:
@@ -114,16 +119,19 @@ def floor_call(client: Client, name: str, arguments: dict[str, Any]) -> Callable
     async def call() -> None:
         result = await client.call_tool(name, arguments)
         assert result.is_error == (name != "echo"), result
+
     return call
 
 
 def tool_call(client: Client, progress: Progress | None) -> Callable[[], Awaitable[None]]:
     async def call() -> None:
-        result = await client.call_tool("send_customer_message", {"message": "hi", "conversation_id": CID},
-                                        progress_callback=progress)
+        result = await client.call_tool(
+            "send_customer_message", {"message": "hi", "conversation_id": CID}, progress_callback=progress
+        )
         assert not result.is_error, result
         assert result.structured_content is not None
         assert result.structured_content["outcome"] == "complete"
+
     return call
 
 
@@ -139,9 +147,14 @@ async def run(calls: int) -> str:
         bare_server = MCPServer("bare")
         bare_server.add_tool(echo)
         with http_server(env) as url, http_server(env, bare=True) as bare_url:
-            async with LexeyClient(settings, trust_env=False) as direct, Client(build_server(settings)) as inproc, \
-                    Client(url) as http, Client(bare_server) as bare_inproc, Client(bare_url) as bare_http, \
-                    Client(build_server(settings)) as unchecked:
+            async with (
+                LexeyClient(settings, trust_env=False) as direct,
+                Client(build_server(settings)) as inproc,
+                Client(url) as http,
+                Client(bare_server) as bare_inproc,
+                Client(bare_url) as bare_http,
+                Client(build_server(settings)) as unchecked,
+            ):
                 # An experiment, not a configuration: how much of the in-process overhead is the client checking
                 # each result against the tool's outputSchema (pure-Python jsonschema, in the SDK's ClientSession).
                 unchecked.session.validate_tool_result = skip_validation  # type: ignore[method-assign]
@@ -175,8 +188,10 @@ async def run(calls: int) -> str:
                         await call()
                         if i >= 50:  # warm-up rounds are not counted
                             samples[kind].append(time.perf_counter() - start)
-                lines += ["| path | median | p99 | overhead: median (p99) of per-round differences | target |",
-                          "|---|---:|---:|---:|---|"]
+                lines += [
+                    "| path | median | p99 | overhead: median (p99) of per-round differences | target |",
+                    "|---|---:|---:|---:|---|",
+                ]
                 for kind, values in samples.items():
                     if kind in floors:
                         continue
@@ -184,19 +199,25 @@ async def run(calls: int) -> str:
                     target = "≤ 1 ms" if "in-process" in kind else "≤ 5 ms" if "HTTP" in kind else ""
                     over = f"**{median(diffs) * 1e3:.2f} ms** ({percentile(diffs, 99) * 1e3:.2f} ms)"
                     over = "" if kind == DIRECT else over
-                    lines.append(f"| {kind} | {median(values) * 1e3:.2f} ms | {percentile(values, 99) * 1e3:.2f} ms "
-                                 f"| {over} | {target} |")
+                    lines.append(
+                        f"| {kind} | {median(values) * 1e3:.2f} ms | {percentile(values, 99) * 1e3:.2f} ms "
+                        f"| {over} | {target} |"
+                    )
                 lines += ["\n| floor: no upstream request at all | median | p99 |", "|---|---:|---:|"]
                 for kind in floors:
                     values = samples[kind]
                     lines.append(f"| {kind} | {median(values) * 1e3:.2f} ms | {percentile(values, 99) * 1e3:.2f} ms |")
-                lines.append(f"\n{calls} rounds after 50 warm-up rounds; reply {len(''.join(REPLY))} characters in "
-                             f"{len(REPLY)} deltas ({len(body)} bytes on the wire, one write per event).\n")
+                lines.append(
+                    f"\n{calls} rounds after 50 warm-up rounds; reply {len(''.join(REPLY))} characters in "
+                    f"{len(REPLY)} deltas ({len(body)} bytes on the wire, one write per event).\n"
+                )
 
                 # Progress coalescing on a ~1 s stream: 200 deltas, 5 ms apart.
                 slow = events(chat_body(delta_texts(200, 5, plain=True)))
-                lines += ["| progress check: 200 deltas 5 ms apart | duration | notifications | per second | target |",
-                          "|---|---:|---:|---:|---|"]
+                lines += [
+                    "| progress check: 200 deltas 5 ms apart | duration | notifications | per second | target |",
+                    "|---|---:|---:|---:|---|",
+                ]
                 for name, client in (("in-process", inproc), ("streamable HTTP", http)):
                     await inject(root, slow, times=1, drip=0.005)
                     progress.count = 0

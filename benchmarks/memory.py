@@ -66,33 +66,45 @@ async def fold_case(total: int, size: int, progress: bool) -> dict[str, float]:
     tracemalloc.start()
     fold = ChatFold(conversation_id=None, request_id=None, max_reply_chars=10**9, secrets=[])
     start = time.perf_counter()
-    reason = await read_stream(events(total, size), fold, max_event_bytes=1 << 20,
-                               on_text=on_text if progress else None)
+    reason = await read_stream(
+        events(total, size), fold, max_event_bytes=1 << 20, on_text=on_text if progress else None
+    )
     result = fold.result(reason)
     took = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert result.outcome == "complete", result.outcome
-    return {"text": len(result.text), "peak": peak, "rss": (peak_rss_kib() - rss_before) * 1024, "took": took,
-            "events": result.events_received, "progress": calls}
+    return {
+        "text": len(result.text),
+        "peak": peak,
+        "rss": (peak_rss_kib() - rss_before) * 1024,
+        "took": took,
+        "events": result.events_received,
+        "progress": calls,
+    }
 
 
 async def idle_case(n: int) -> dict[str, float]:
     from lexey_mcp.client import LexeyClient
     from lexey_mcp.config import Settings
 
-    first = [piece + "\n\n" for piece in chat_body(delta_texts(3, 20, plain=True), done=False).decode().split("\n\n")
-             if piece]
+    first = [
+        piece + "\n\n"
+        for piece in chat_body(delta_texts(3, 20, plain=True), done=False).decode().split("\n\n")
+        if piece
+    ]
     fault = {"target": "customer", "times": n, "raw_chunks": first, "stall_after": 3, "stall_seconds": 120}
     with sandbox_process(0.0) as root:
         env = client_env(root)
         import httpx2
 
         async with httpx2.AsyncClient(trust_env=False) as http:
-            (await http.post(f"{root}/_sandbox/faults", content=json.dumps(fault),
-                             headers={"content-type": "application/json"})).raise_for_status()
-        settings = Settings(_env_file=None, base_url=env["LEXEY_BASE_URL"],
-                            customer_key=env["LEXEY_CUSTOMER_KEY"])
+            (
+                await http.post(
+                    f"{root}/_sandbox/faults", content=json.dumps(fault), headers={"content-type": "application/json"}
+                )
+            ).raise_for_status()
+        settings = Settings(_env_file=None, base_url=env["LEXEY_BASE_URL"], customer_key=env["LEXEY_CUSTOMER_KEY"])
         async with LexeyClient(settings, trust_env=False) as client:
             started = anyio.Event()
             open_streams = 0
@@ -118,29 +130,40 @@ async def idle_case(n: int) -> dict[str, float]:
 
 
 def in_fresh_process(arguments: list[str]) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--case", *arguments], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.memory", "--case", *arguments], capture_output=True, text=True, check=True
+    ).stdout
     result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     return result
 
 
 def run(mb: int, idle: int) -> str:
     total = mb * 1_000_000
-    lines = ["| fold of a 50 MB stream | events | reply text | traced peak | ÷ text | peak RSS growth | ÷ text | "
-             "progress calls | time (under tracemalloc) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| fold of a 50 MB stream | events | reply text | traced peak | ÷ text | peak RSS growth | ÷ text | "
+        "progress calls | time (under tracemalloc) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for size, progress in ((10, False), (200, False), (200, True)):
         r = in_fresh_process(["fold", str(total), str(size), str(int(progress))])
         mib = 1024 * 1024
-        lines.append(f"| {size} B deltas{' + on_text progress' if progress else ''} | {r['events']:,.0f} | "
-                     f"{r['text'] / mib:.1f} MiB | {r['peak'] / mib:.1f} MiB | **{r['peak'] / r['text']:.2f}×** | "
-                     f"{r['rss'] / mib:.1f} MiB | {r['rss'] / r['text']:.2f}× | {r['progress']:.0f} | "
-                     f"{r['took']:.2f} s |")
-    lines.append(f"\nTarget: peak ≤ 3× the text. The stream is {mb} MB of wire bytes in {CHUNK // 1024} KiB chunks, "
-                 "made on the fly (the time includes making them, and tracemalloc's own overhead).\n")
+        lines.append(
+            f"| {size} B deltas{' + on_text progress' if progress else ''} | {r['events']:,.0f} | "
+            f"{r['text'] / mib:.1f} MiB | {r['peak'] / mib:.1f} MiB | **{r['peak'] / r['text']:.2f}×** | "
+            f"{r['rss'] / mib:.1f} MiB | {r['rss'] / r['text']:.2f}× | {r['progress']:.0f} | "
+            f"{r['took']:.2f} s |"
+        )
+    lines.append(
+        f"\nTarget: peak ≤ 3× the text. The stream is {mb} MB of wire bytes in {CHUNK // 1024} KiB chunks, "
+        "made on the fly (the time includes making them, and tracemalloc's own overhead).\n"
+    )
     r = in_fresh_process(["idle", str(idle)])
-    lines += ["| idle in-flight streams | traced memory per stream | RSS per stream |", "|---|---:|---:|",
-              f"| {idle} `send_message` calls, stalled after 3 events | {r['traced'] / 1024:.1f} KiB | "
-              f"{r['rss'] / 1024:.1f} KiB |"]
+    lines += [
+        "| idle in-flight streams | traced memory per stream | RSS per stream |",
+        "|---|---:|---:|",
+        f"| {idle} `send_message` calls, stalled after 3 events | {r['traced'] / 1024:.1f} KiB | "
+        f"{r['rss'] / 1024:.1f} KiB |",
+    ]
     return "\n".join(lines)
 
 

@@ -27,11 +27,19 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.types import TextContent, TextResourceContents
 
-TOOLS = {"create_conversation", "send_customer_message", "get_conversation_messages", "configure_org", "lexi_chat",
-         "run_customer_scenario"}
+TOOLS = {
+    "create_conversation",
+    "send_customer_message",
+    "get_conversation_messages",
+    "configure_org",
+    "lexi_chat",
+    "run_customer_scenario",
+}
 CONTEXT = "Our business is Northwind Bikes, an online shop that sells and repairs city bikes."
-ARTICLE = ("Add a knowledge article about returns: You can return any bike within 30 days of delivery for a full "
-           "refund, and the return label is free.")
+ARTICLE = (
+    "Add a knowledge article about returns: You can return any bike within 30 days of delivery for a full "
+    "refund, and the return label is free."
+)
 RULE = "Always escalate if a customer mentions a safety incident or legal action."
 QUESTION = "Hi, what is your returns policy?"
 ESCALATE = "My brakes failed on the first ride and I fell. This is a safety incident."
@@ -82,8 +90,10 @@ async def run(server: list[str]) -> int:
         scenario = await call(client, "run_customer_scenario", {"messages": [QUESTION, ESCALATE]})
         answer, escalation = scenario["turns"]
         print(f"  > {QUESTION}\n    {answer['text']}\n  > {ESCALATE}\n    {escalation['text']}")
-        checks.expect(all(t["outcome"] == "complete" and not t["missing_event_ids"] for t in scenario["turns"]),
-                      "every reply is complete, with no missing events")
+        checks.expect(
+            all(t["outcome"] == "complete" and not t["missing_event_ids"] for t in scenario["turns"]),
+            "every reply is complete, with no missing events",
+        )
         checks.expect("30 days" in answer["text"], "the answer uses the knowledge article (30 days)")
         checks.expect(answer["conversation_status"] != "escalated", "the returns question is not escalated")
         checks.expect(escalation["conversation_status"] == "escalated", "the safety incident is escalated")
@@ -96,8 +106,10 @@ async def run(server: list[str]) -> int:
         checks.expect(roles == ["user", "assistant", "user", "assistant"], f"history has both turns (roles {roles})")
         resource = await client.read_resource(f"lexey://conversations/{cid}/messages")
         contents = resource.contents[0]
-        checks.expect(isinstance(contents, TextResourceContents) and QUESTION in contents.text,
-                      "the history resource has the same messages")
+        checks.expect(
+            isinstance(contents, TextResourceContents) and QUESTION in contents.text,
+            "the history resource has the same messages",
+        )
 
     if checks.failed:
         print(f"\n{len(checks.failed)} check(s) failed:\n- " + "\n- ".join(checks.failed))
@@ -108,8 +120,11 @@ async def run(server: list[str]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--server", default=f"{shlex.quote(sys.executable)} -m lexey_mcp --sandbox",
-                        help="the stdio server command (default: %(default)s)")
+    parser.add_argument(
+        "--server",
+        default=f"{shlex.quote(sys.executable)} -m lexey_mcp --sandbox",
+        help="the stdio server command (default: %(default)s)",
+    )
     args = parser.parse_args()
     return anyio.run(run, shlex.split(args.server))
 

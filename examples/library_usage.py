@@ -39,8 +39,10 @@ async def tour(client: LexeyClient) -> None:
     cid = await client.customer.create_conversation()
     reply = await client.customer.send_message(cid, "What are your opening hours?", on_text=show)
     print(f"\nsupport agent: {reply.text}")
-    print(f"  outcome={reply.outcome} status={reply.conversation_status} events={reply.events_received} "
-          f"missing={reply.missing_event_ids} request_id={reply.request_id}")
+    print(
+        f"  outcome={reply.outcome} status={reply.conversation_status} events={reply.events_received} "
+        f"missing={reply.missing_event_ids} request_id={reply.request_id}"
+    )
     if reply.outcome != "complete" or "9:00" not in reply.text:
         raise RuntimeError(f"unexpected reply: {reply}")
 
@@ -50,8 +52,10 @@ async def tour(client: LexeyClient) -> None:
     # Lexi (wbk_ key): the CRM assistant. Reuse `idempotency_key` to retry without a second charge.
     lexi = await client.lexi_chat("Which deals are open?", allow_tools=True)
     print(f"lexi: {lexi.text}")
-    print(f"  tool steps={[(s.tool, s.status) for s in lexi.tool_steps]} credits left={lexi.credits_remaining} "
-          f"rate limit={lexi.rate_limit} idempotency_key={lexi.idempotency_key}")
+    print(
+        f"  tool steps={[(s.tool, s.status) for s in lexi.tool_steps]} credits left={lexi.credits_remaining} "
+        f"rate limit={lexi.rate_limit} idempotency_key={lexi.idempotency_key}"
+    )
 
     # Failures before a stream starts raise; the message says what to do and never contains a key.
     try:

@@ -79,10 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
         "cancel calls there (a cancelled call's upstream stream runs to its end, at most LEXEY_STREAM_TIMEOUT)",
     )
     parser.add_argument("--sandbox", action="store_true", help="start the embedded Lexey sandbox and use it")
-    parser.add_argument("--sandbox-delay", type=float, default=0.02, metavar="SECONDS",
-                        help="with --sandbox: seconds between streamed events (default 0.02)")
-    parser.add_argument("--toolsets", type=_toolsets, default=list(TOOLSETS), metavar="LIST",
-                        help="comma-separated: customer,management,lexi (default: all)")
+    parser.add_argument(
+        "--sandbox-delay",
+        type=float,
+        default=0.02,
+        metavar="SECONDS",
+        help="with --sandbox: seconds between streamed events (default 0.02)",
+    )
+    parser.add_argument(
+        "--toolsets",
+        type=_toolsets,
+        default=list(TOOLSETS),
+        metavar="LIST",
+        help="comma-separated: customer,management,lexi (default: all)",
+    )
     parser.add_argument("--read-only", action="store_true", help="expose only tools that change nothing")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sandbox = sub.add_parser("sandbox", help="run the Lexey sandbox alone (a real HTTP server)")
@@ -138,8 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = server.streamable_http_app(
         streamable_http_path="/mcp", stateless_http=args.stateless, json_response=False, host=args.host
     )
-    logger.info("serving streamable HTTP at http://%s:%d/mcp%s", args.host, args.port,
-                " (LEXEY_MCP_AUTH_TOKEN required)" if token else "")
+    logger.info(
+        "serving streamable HTTP at http://%s:%d/mcp%s",
+        args.host,
+        args.port,
+        " (LEXEY_MCP_AUTH_TOKEN required)" if token else "",
+    )
     uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, lifespan="on")).run()
     return 0
 

@@ -106,8 +106,9 @@ class SSEDecoder:
     @property
     def _idle(self) -> bool:
         """At a line start with no field of an event pending: a block may start here."""
-        return not (self._line or self._line_dropped or self._data or self._type or self._id is not None
-                    or self._oversized)
+        return not (
+            self._line or self._line_dropped or self._data or self._type or self._id is not None or self._oversized
+        )
 
     def _normalize(self, chunk: bytes) -> bytes:
         """`chunk` without a leading BOM and with every line end an LF (state carried across chunks)."""

@@ -161,8 +161,9 @@ class IdTracker:
 class _Fold:
     """What both APIs share: text accumulation with a cap, ids, counts, the end marker."""
 
-    def __init__(self, *, conversation_id: str | None, request_id: str | None, max_reply_chars: int,
-                 secrets: list[str]) -> None:
+    def __init__(
+        self, *, conversation_id: str | None, request_id: str | None, max_reply_chars: int, secrets: list[str]
+    ) -> None:
         self.conversation_id = conversation_id
         self.request_id = request_id
         self.max_reply_chars = max_reply_chars
@@ -271,8 +272,10 @@ _DELTA = rf'{_BOUNDARY}{_ID}data: ?\{{"type": ?"delta", ?"text": ?"({_BODY})"\}}
 # A Lexi text event as Lexi writes it (`id:` only on some streams):
 #   event: text
 #   data: {"delta":"Hi","conversation_id":"7c9e6679-…"}
-_LEXI_TEXT = (rf'{_BOUNDARY}{_ID}event: ?text\ndata: ?\{{"delta": ?"({_BODY})", '
-              rf'?"conversation_id": ?"({_PLAIN}*+)"\}}\n\n')
+_LEXI_TEXT = (
+    rf'{_BOUNDARY}{_ID}event: ?text\ndata: ?\{{"delta": ?"({_BODY})", '
+    rf'?"conversation_id": ?"({_PLAIN}*+)"\}}\n\n'
+)
 
 
 @cache
@@ -327,8 +330,9 @@ class ChatFold(_Fold):
 class LexiFold(_Fold):
     """Lexi's named-event stream."""
 
-    def __init__(self, *, idempotency_key: str | None = None, rate_limit: RateLimit | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, idempotency_key: str | None = None, rate_limit: RateLimit | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.idempotency_key = idempotency_key
         self.rate_limit = rate_limit

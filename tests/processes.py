@@ -36,8 +36,13 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def upstream_env(sb: Sandbox) -> dict[str, str]:
-    return {"LEXEY_BASE_URL": sb.base_url, "LEXI_BASE_URL": sb.lexi_base_url, "LEXEY_CUSTOMER_KEY": CUSTOMER_KEY,
-            "LEXEY_MANAGEMENT_KEY": MANAGEMENT_KEY, "LEXI_API_KEY": LEXI_KEY}
+    return {
+        "LEXEY_BASE_URL": sb.base_url,
+        "LEXI_BASE_URL": sb.lexi_base_url,
+        "LEXEY_CUSTOMER_KEY": CUSTOMER_KEY,
+        "LEXEY_MANAGEMENT_KEY": MANAGEMENT_KEY,
+        "LEXI_API_KEY": LEXI_KEY,
+    }
 
 
 def free_port() -> int:
@@ -73,8 +78,11 @@ async def http_server(sb: Sandbox, log_dir: Path, *args: str, **env: str) -> Asy
     with log.open("wb") as err:
         process = subprocess.Popen(  # noqa: ASYNC220 - returns once the child is forked; waits below are async
             [*SERVER, "--transport", "http", "--host", "127.0.0.1", "--port", str(port), *args],
-            env=clean_env(**upstream_env(sb), **env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=err, cwd=log_dir,  # no .env file there
+            env=clean_env(**upstream_env(sb), **env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=log_dir,  # no .env file there
         )
     server = ServerProcess(f"http://127.0.0.1:{port}/mcp", process, log)
     try:
@@ -106,7 +114,8 @@ async def http_server(sb: Sandbox, log_dir: Path, *args: str, **env: str) -> Asy
 async def mcp_client(url: str, mode: str = "auto", **http_args: Any) -> AsyncIterator[Client]:
     """`mcp.Client` over streamable HTTP with our own httpx2 client (loopback: no proxies from the environment)."""
     limits = httpx2.Limits(max_connections=512, max_keepalive_connections=64)
-    async with httpx2.AsyncClient(trust_env=False, timeout=30, limits=limits, **http_args) as http, Client(
-        streamable_http_client(url, http_client=http), mode=mode
-    ) as client:
+    async with (
+        httpx2.AsyncClient(trust_env=False, timeout=30, limits=limits, **http_args) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
         yield client

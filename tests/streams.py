@@ -84,8 +84,13 @@ class Upstream:
         return httpx2.MockTransport(self)
 
 
-def sse(chunks: Sequence[bytes] | bytes, *, status: int = 200, headers: dict[str, str] | None = None,
-        error: Exception | None = None) -> Callable[[httpx2.Request], httpx2.Response]:
+def sse(
+    chunks: Sequence[bytes] | bytes,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    error: Exception | None = None,
+) -> Callable[[httpx2.Request], httpx2.Response]:
     """A streamed event-stream response; `error` is raised after the chunks, as a dropped connection would."""
     parts = [chunks] if isinstance(chunks, bytes) else list(chunks)
 
@@ -105,8 +110,13 @@ def sse(chunks: Sequence[bytes] | bytes, *, status: int = 200, headers: dict[str
     return respond
 
 
-def reply(status: int, body: bytes | object = b"", *, content_type: str = "application/json",
-          headers: dict[str, str] | None = None) -> Callable[[httpx2.Request], httpx2.Response]:
+def reply(
+    status: int,
+    body: bytes | object = b"",
+    *,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> Callable[[httpx2.Request], httpx2.Response]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
 
     def respond(request: httpx2.Request) -> httpx2.Response:

@@ -31,8 +31,12 @@ def test_help_runs() -> None:
 
 async def test_stdio_subprocess_with_unicode_line_separators(sandbox: Sandbox) -> None:
     text = "a\u2028b\u0085c\u2029d ✓"
-    sandbox.inject(Fault(target="customer", raw_chunks=[
-        (chat_event(1, {"type": "delta", "text": text}) + chat_event(2, "[DONE]")).decode("latin-1")]))
+    sandbox.inject(
+        Fault(
+            target="customer",
+            raw_chunks=[(chat_event(1, {"type": "delta", "text": text}) + chat_event(2, "[DONE]")).decode("latin-1")],
+        )
+    )
     params = StdioServerParameters(command=SERVER[0], args=SERVER[1:], env=clean_env(**upstream_env(sandbox)))
     async with Client(params) as client:
         names = {t.name for t in (await client.list_tools()).tools}
@@ -43,8 +47,9 @@ async def test_stdio_subprocess_with_unicode_line_separators(sandbox: Sandbox) -
 
 
 async def test_stdio_sandbox_mode_needs_no_keys() -> None:
-    params = StdioServerParameters(command=SERVER[0], args=[*SERVER[1:], "--sandbox", "--toolsets", "lexi"],
-                                   env=clean_env())
+    params = StdioServerParameters(
+        command=SERVER[0], args=[*SERVER[1:], "--sandbox", "--toolsets", "lexi"], env=clean_env()
+    )
     async with Client(params, mode="legacy") as client:
         names = [t.name for t in (await client.list_tools()).tools]
         result = await client.call_tool("lexi_chat", {"message": "Which deals are open?"})
@@ -65,10 +70,15 @@ async def test_streamable_http_with_token(sandbox: Sandbox, tmp_path: Path) -> N
         url = server.url
         async with httpx2.AsyncClient(trust_env=False) as raw:
             body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
-            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
-                            {"Authorization": f"Bearer {TOKEN}x"}):
-                response = await raw.post(url, json=body, headers={"Accept": "application/json, text/event-stream",
-                                                                   **headers})
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong"},
+                {"Authorization": f"Basic {TOKEN}"},
+                {"Authorization": f"Bearer {TOKEN}x"},
+            ):
+                response = await raw.post(
+                    url, json=body, headers={"Accept": "application/json, text/event-stream", **headers}
+                )
                 assert response.status_code == 401
                 assert TOKEN not in response.text
         async with mcp_client(url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
@@ -80,23 +90,36 @@ async def test_streamable_http_with_token(sandbox: Sandbox, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "example.com"])
 def test_non_loopback_without_token_is_refused(host: str) -> None:
-    done = subprocess.run([*SERVER, "--transport", "http", "--host", host], capture_output=True, text=True,
-                          env=clean_env(), timeout=30, check=False)
+    done = subprocess.run(
+        [*SERVER, "--transport", "http", "--host", host],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 2
     assert "LEXEY_MCP_AUTH_TOKEN" in done.stderr
     assert done.stdout == ""
 
 
 def test_bad_toolsets_argument() -> None:
-    done = subprocess.run([*SERVER, "--toolsets", "billing"], capture_output=True, text=True, env=clean_env(),
-                          timeout=30, check=False)
+    done = subprocess.run(
+        [*SERVER, "--toolsets", "billing"], capture_output=True, text=True, env=clean_env(), timeout=30, check=False
+    )
     assert done.returncode == 2
     assert "choose from customer, management, lexi" in done.stderr
 
 
 def test_bad_configuration_exits_with_the_variable_named() -> None:
-    done = subprocess.run(SERVER, capture_output=True, text=True, timeout=30, check=False,
-                          env=clean_env(LEXEY_BASE_URL="ftp://nope", LEXEY_CUSTOMER_KEY=CUSTOMER_KEY))
+    done = subprocess.run(
+        SERVER,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=clean_env(LEXEY_BASE_URL="ftp://nope", LEXEY_CUSTOMER_KEY=CUSTOMER_KEY),
+    )
     assert done.returncode == 2
     assert "LEXEY_BASE_URL" in done.stderr
     assert CUSTOMER_KEY[4:12] not in done.stderr + done.stdout
@@ -110,8 +133,7 @@ async def test_read_only_over_stdio() -> None:
 
 
 def test_demo_runs_the_whole_workflow() -> None:
-    done = subprocess.run([SCRIPT, "demo"], capture_output=True, text=True, env=clean_env(), timeout=120,
-                          check=False)
+    done = subprocess.run([SCRIPT, "demo"], capture_output=True, text=True, env=clean_env(), timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "escalated: True; every reply complete: True" in done.stdout
     assert "handing you over" in done.stdout

@@ -64,8 +64,10 @@ async def test_management_uses_its_own_key_and_root() -> None:
 
 
 async def test_get_messages_passes_the_list_through() -> None:
-    messages = [{"role": "user", "content": "hi", "createdAt": "2026-11-23T10:00:00Z", "id": "m1"},
-                {"role": "assistant", "content": "hello", "createdAt": "2026-11-23T10:00:01Z"}]
+    messages = [
+        {"role": "user", "content": "hi", "createdAt": "2026-11-23T10:00:00Z", "id": "m1"},
+        {"role": "assistant", "content": "hello", "createdAt": "2026-11-23T10:00:01Z"},
+    ]
     upstream = Upstream(reply(200, {"messages": messages}))
     async with client(upstream) as c:
         got = await c.customer.get_messages(CID)
@@ -74,23 +76,28 @@ async def test_get_messages_passes_the_list_through() -> None:
 
 
 async def test_lexi_request_shape() -> None:
-    upstream = Upstream(sse(LEXI_OK, headers={"x-ratelimit-limit": "100", "x-ratelimit-remaining": "99",
-                                              "x-ratelimit-reset": "1795478400"}))
+    upstream = Upstream(
+        sse(
+            LEXI_OK,
+            headers={"x-ratelimit-limit": "100", "x-ratelimit-remaining": "99", "x-ratelimit-reset": "1795478400"},
+        )
+    )
     async with client(upstream) as c:
-        result = await c.lexi_chat("Who is Jane?", context={"contact_id": "c_1", "page": "contacts"},
-                                   allow_tools=False)
+        result = await c.lexi_chat("Who is Jane?", context={"contact_id": "c_1", "page": "contacts"}, allow_tools=False)
     request = upstream.requests[0]
     assert str(request.url) == "https://lexi.test/functions/v1/api-gateway/v1/lexi/chat/stream"
     assert request.headers["authorization"] == f"Bearer {LEXI_KEY}"
     assert request.headers["accept"] == "text/event-stream"
-    assert json.loads(request.content) == {"message": "Who is Jane?", "allow_tools": False,
-                                           "context": {"contact_id": "c_1", "page": "contacts"}}
+    assert json.loads(request.content) == {
+        "message": "Who is Jane?",
+        "allow_tools": False,
+        "context": {"contact_id": "c_1", "page": "contacts"},
+    }
     key = request.headers["idempotency-key"]
     assert result.idempotency_key == key
     assert len(key) == 36
     assert result.rate_limit is not None
-    assert result.rate_limit.model_dump() == {
-        "limit": 100, "remaining": 99, "reset": 1795478400}
+    assert result.rate_limit.model_dump() == {"limit": 100, "remaining": 99, "reset": 1795478400}
     assert (result.text, result.conversation_id) == ("hi", CID2)
 
 
@@ -103,25 +110,51 @@ async def test_lexi_keeps_the_callers_idempotency_key_and_conversation() -> None
     assert result.conversation_id == CID
 
 
-BAD_IDS = ["../x", "%2e%2e", "a/b", "x?y=1", "x#y", "x\x00", f"{CID}\n", f"{CID}/../{CID}", "∕" * 36,
-           "http://evil.test/", "", f"{{{CID}}}", CID.replace("-", ""), f"urn:uuid:{CID}"]
+BAD_IDS = [
+    "../x",
+    "%2e%2e",
+    "a/b",
+    "x?y=1",
+    "x#y",
+    "x\x00",
+    f"{CID}\n",
+    f"{CID}/../{CID}",
+    "∕" * 36,
+    "http://evil.test/",
+    "",
+    f"{{{CID}}}",
+    CID.replace("-", ""),
+    f"urn:uuid:{CID}",
+]
 
 
 @pytest.mark.parametrize("bad_id", BAD_IDS)
 async def test_bad_conversation_ids_are_refused_before_any_request(bad_id: str) -> None:
     upstream = Upstream()
     async with client(upstream) as c:
-        for call in (c.customer.send_message(bad_id, "hi"), c.customer.get_messages(bad_id),
-                     c.management.send_message(bad_id, "hi"), c.lexi_chat("hi", conversation_id=bad_id)):
+        for call in (
+            c.customer.send_message(bad_id, "hi"),
+            c.customer.get_messages(bad_id),
+            c.management.send_message(bad_id, "hi"),
+            c.lexi_chat("hi", conversation_id=bad_id),
+        ):
             with pytest.raises(errors.LexeyInputError, match="UUID"):
                 await call
     assert upstream.requests == []
 
 
-@pytest.mark.parametrize(("message", "match"), [
-    ("", "empty"), ("   \n\t", "empty"), ("x" * 12_001, "12,000"), ("a\ud800b", "surrogate"),
-    ("a\x00b", "control"), ("bell\x07", "control"), ("c1\x85", "control"),
-])
+@pytest.mark.parametrize(
+    ("message", "match"),
+    [
+        ("", "empty"),
+        ("   \n\t", "empty"),
+        ("x" * 12_001, "12,000"),
+        ("a\ud800b", "surrogate"),
+        ("a\x00b", "control"),
+        ("bell\x07", "control"),
+        ("c1\x85", "control"),
+    ],
+)
 async def test_bad_lexi_messages_are_refused_before_any_request(message: str, match: str) -> None:
     upstream = Upstream()
     async with client(upstream) as c:
@@ -161,10 +194,15 @@ async def test_missing_and_wrong_keys_are_refused_before_any_request() -> None:
     assert upstream.requests == []
 
 
-CHAT_STATUSES = [(400, errors.BadRequestError, "too long"), (401, errors.AuthenticationError, "LEXEY_CUSTOMER_KEY"),
-                 (402, errors.PaymentRequiredError, "billing"), (403, errors.PermissionDeniedError, "lxc_ key"),
-                 (404, errors.NotFoundError, "omit it"), (429, errors.RateLimitError, "new conversation"),
-                 (500, errors.ServerError, "try again")]
+CHAT_STATUSES = [
+    (400, errors.BadRequestError, "too long"),
+    (401, errors.AuthenticationError, "LEXEY_CUSTOMER_KEY"),
+    (402, errors.PaymentRequiredError, "billing"),
+    (403, errors.PermissionDeniedError, "lxc_ key"),
+    (404, errors.NotFoundError, "omit it"),
+    (429, errors.RateLimitError, "new conversation"),
+    (500, errors.ServerError, "try again"),
+]
 
 
 @pytest.mark.parametrize(("status", "cls", "hint"), CHAT_STATUSES)
@@ -174,23 +212,32 @@ async def test_chat_error_statuses(status: int, cls: type[errors.LexeyAPIError],
         with pytest.raises(cls) as info:
             await c.customer.send_message(CID, "hi")
     error = info.value
-    assert (error.status, error.message, error.code, error.request_id) == (status, f"Upstream says {status}", None,
-                                                                           "req_err")
+    assert (error.status, error.message, error.code, error.request_id) == (
+        status,
+        f"Upstream says {status}",
+        None,
+        "req_err",
+    )
     assert f"HTTP {status}" in str(error)
     assert hint in str(error)
     assert len(upstream.requests) == 1  # a chat message is never re-sent after an answer
 
 
-LEXI_STATUSES = [(400, "validation_error", errors.BadRequestError), (401, "invalid_key", errors.AuthenticationError),
-                 (402, "insufficient_credits", errors.PaymentRequiredError),
-                 (403, "insufficient_permissions", errors.PermissionDeniedError),
-                 (404, "conversation_not_found", errors.NotFoundError), (429, "rate_limited", errors.RateLimitError)]
+LEXI_STATUSES = [
+    (400, "validation_error", errors.BadRequestError),
+    (401, "invalid_key", errors.AuthenticationError),
+    (402, "insufficient_credits", errors.PaymentRequiredError),
+    (403, "insufficient_permissions", errors.PermissionDeniedError),
+    (404, "conversation_not_found", errors.NotFoundError),
+    (429, "rate_limited", errors.RateLimitError),
+]
 
 
 @pytest.mark.parametrize(("status", "code", "cls"), LEXI_STATUSES)
 @pytest.mark.parametrize("nested", [True, False])
-async def test_lexi_error_statuses_in_both_shapes(status: int, code: str, cls: type[errors.LexeyAPIError],
-                                                  nested: bool) -> None:
+async def test_lexi_error_statuses_in_both_shapes(
+    status: int, code: str, cls: type[errors.LexeyAPIError], nested: bool
+) -> None:
     inner = {"code": code, "message": f"{code} happened"}
     body = {"error": inner} if nested else inner
     headers = {"retry-after": "3600"} if status == 429 else {}
@@ -224,8 +271,9 @@ async def test_error_body_echoing_the_key_is_redacted() -> None:
 
 async def test_lexi_retries_429_with_the_same_idempotency_key() -> None:
     limited = {"error": {"code": "rate_limited", "message": "slow"}}
-    upstream = Upstream(reply(429, limited, headers={"retry-after": "0"}),
-                        reply(503, b"", content_type="text/plain"), sse(LEXI_OK))
+    upstream = Upstream(
+        reply(429, limited, headers={"retry-after": "0"}), reply(503, b"", content_type="text/plain"), sse(LEXI_OK)
+    )
     async with client(upstream) as c:
         result = await c.lexi_chat("hi")
     keys = {r.headers["idempotency-key"] for r in upstream.requests}
@@ -327,7 +375,11 @@ async def test_empty_event_stream_is_partial() -> None:
     async with client(upstream) as c:
         result = await c.customer.send_message(CID, "hi")
     assert (result.outcome, result.partial_reason, result.text, result.events_received) == (
-        "partial", "ended_without_done", "", 0)
+        "partial",
+        "ended_without_done",
+        "",
+        0,
+    )
 
 
 async def test_dropped_stream_through_the_client_is_partial() -> None:

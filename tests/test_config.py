@@ -46,18 +46,29 @@ def test_reads_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert s.stream_timeout == 42
 
 
-@pytest.mark.parametrize(("kind", "value", "needle"), [
-    ("customer", MANAGEMENT_KEY, "LEXEY_CUSTOMER_KEY must be a Lexey customer key, starting with lxc_. It holds an "
-                                 "lxm_ key (for LEXEY_MANAGEMENT_KEY)"),
-    ("management", CUSTOMER_KEY, "LEXEY_MANAGEMENT_KEY must be a Lexey management key, starting with lxm_."),
-    ("lexi", CUSTOMER_KEY, "LEXI_API_KEY must be a LeadLex workspace key with the Lexi permission, starting with wbk_"),
-    ("customer", "sk-live-abcdef123456", "starting with lxc_"),
-    ("customer", "lxc_", "starting with lxc_"),
-    ("customer", CUSTOMER_KEY + "\n", "whitespace or control characters"),
-    ("customer", " " + CUSTOMER_KEY, "whitespace or control characters"),
-    ("customer", CUSTOMER_KEY[:10] + "\x00" + CUSTOMER_KEY[10:], "whitespace or control characters"),
-    ("lexi", LEXI_KEY[:8] + "\u00a0" + LEXI_KEY[8:], "whitespace or control characters"),
-])
+@pytest.mark.parametrize(
+    ("kind", "value", "needle"),
+    [
+        (
+            "customer",
+            MANAGEMENT_KEY,
+            "LEXEY_CUSTOMER_KEY must be a Lexey customer key, starting with lxc_. It holds an "
+            "lxm_ key (for LEXEY_MANAGEMENT_KEY)",
+        ),
+        ("management", CUSTOMER_KEY, "LEXEY_MANAGEMENT_KEY must be a Lexey management key, starting with lxm_."),
+        (
+            "lexi",
+            CUSTOMER_KEY,
+            "LEXI_API_KEY must be a LeadLex workspace key with the Lexi permission, starting with wbk_",
+        ),
+        ("customer", "sk-live-abcdef123456", "starting with lxc_"),
+        ("customer", "lxc_", "starting with lxc_"),
+        ("customer", CUSTOMER_KEY + "\n", "whitespace or control characters"),
+        ("customer", " " + CUSTOMER_KEY, "whitespace or control characters"),
+        ("customer", CUSTOMER_KEY[:10] + "\x00" + CUSTOMER_KEY[10:], "whitespace or control characters"),
+        ("lexi", LEXI_KEY[:8] + "\u00a0" + LEXI_KEY[8:], "whitespace or control characters"),
+    ],
+)
 def test_wrong_keys_are_refused_by_name_never_by_value(kind: str, value: str, needle: str) -> None:
     field = {"customer": "customer_key", "management": "management_key", "lexi": "lexi_api_key"}[kind]
     values: dict[str, Any] = {field: value}

@@ -26,8 +26,9 @@ def require(what: str, reason: str) -> NoReturn:
 
 def run_example(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     # From an empty directory: no .env file can leak in, and the examples must not depend on the working directory.
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=clean_env(), timeout=timeout,
-                          cwd=cwd, check=False)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=clean_env(), timeout=timeout, cwd=cwd, check=False
+    )
 
 
 def test_e2e_configure_and_test_passes_against_the_sandbox(tmp_path: Path) -> None:

@@ -25,8 +25,11 @@ SETUP = "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && le
 VENV = "python3 -m venv .venv && . .venv/bin/activate"
 TEST_COMMAND = "pip install -e '.[test]' && python -m pytest"
 #: What pip says when it cannot reach a package index (as opposed to a real packaging failure).
-NO_INDEX = re.compile(r"No matching distribution|Could not find a version|Failed to establish a new connection|"
-                      r"Temporary failure in name resolution|Network is unreachable|ProxyError|timed out", re.I)
+NO_INDEX = re.compile(
+    r"No matching distribution|Could not find a version|Failed to establish a new connection|"
+    r"Temporary failure in name resolution|Network is unreachable|ProxyError|timed out",
+    re.I,
+)
 
 
 def code_blocks(text: str) -> list[str]:
@@ -43,7 +46,7 @@ def test_readme_shows_the_two_setup_commands_and_ci_runs_the_same_test_command()
 
 
 def test_readme_documents_every_setting() -> None:
-    table = README[README.index("## Configuration"):README.index("## Tools")]
+    table = README[README.index("## Configuration") : README.index("## Tools")]
     for name, field in Settings.model_fields.items():
         choices = getattr(field.validation_alias, "choices", [])
         variable = next(c for c in choices if isinstance(c, str) and c.isupper())
@@ -54,14 +57,23 @@ def test_readme_documents_every_setting() -> None:
 async def test_readme_documents_every_tool_input_and_output_field() -> None:
     server = build_server(Settings(_env_file=None))
     tools = {tool.name: tool for tool in await server.list_tools()}
-    section = README[README.index("## Tools"):README.index("## Resources and prompts")]
+    section = README[README.index("## Tools") : README.index("## Resources and prompts")]
     for name, tool in tools.items():
         assert f"| `{name}` |" in section, f"tool {name} is missing from the tool table"
         for argument in tool.input_schema.get("properties", {}):
             assert f"`{argument}" in section, f"{name}'s input {argument} is not documented"
-    results: list[type[BaseModel]] = [models.ChatResult, models.LexiResult, ScenarioResult, models.Conversation,
-                                      models.ConversationMessages, models.Message, models.StreamError,
-                                      models.ToolStep, models.RateLimit, LexiContext]
+    results: list[type[BaseModel]] = [
+        models.ChatResult,
+        models.LexiResult,
+        ScenarioResult,
+        models.Conversation,
+        models.ConversationMessages,
+        models.Message,
+        models.StreamError,
+        models.ToolStep,
+        models.RateLimit,
+        LexiContext,
+    ]
     for model in results:
         for field in model.model_fields:
             assert re.search(rf"(`|\{{|, ){field}\b", section), f"{model.__name__}.{field} is not documented"
@@ -78,8 +90,12 @@ def test_readme_commands_use_only_real_options() -> None:
         options |= {o for action in sub._actions for o in action.option_strings}
     lines = [line for block in code_blocks(README) for line in block.splitlines()]
     lines += re.findall(r"`(lexey-mcp [^`]*)`", README)
-    used = {flag for line in lines if line.lstrip().startswith("lexey-mcp")
-            for flag in re.findall(r"(?<!\S)(--?[a-z][a-z-]*)", line.split("#")[0])}
+    used = {
+        flag
+        for line in lines
+        if line.lstrip().startswith("lexey-mcp")
+        for flag in re.findall(r"(?<!\S)(--?[a-z][a-z-]*)", line.split("#")[0])
+    }
     assert used, "no lexey-mcp command found in the README"
     assert used <= options, f"unknown options in README: {used - options}"
     assert {"--transport", "--host", "--port", "--stateless", "--sandbox", "--toolsets", "--read-only"} <= used
@@ -98,10 +114,17 @@ def test_changelog_follows_keep_a_changelog_and_matches_the_version() -> None:
 def test_python_m_lexey_mcp_is_the_console_script() -> None:
     script = str(Path(sys.executable).parent / "lexey-mcp")
     for args in (["--help"], ["--version"]):
-        via_module = subprocess.run([sys.executable, "-m", "lexey_mcp", *args], capture_output=True, text=True,
-                                    env=clean_env(), timeout=30, check=False)
-        via_script = subprocess.run([script, *args], capture_output=True, text=True, env=clean_env(), timeout=30,
-                                    check=False)
+        via_module = subprocess.run(
+            [sys.executable, "-m", "lexey_mcp", *args],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=30,
+            check=False,
+        )
+        via_script = subprocess.run(
+            [script, *args], capture_output=True, text=True, env=clean_env(), timeout=30, check=False
+        )
         assert via_module.returncode == via_script.returncode == 0
         assert via_module.stdout == via_script.stdout
         assert via_module.stdout.startswith("usage: lexey-mcp") or via_module.stdout == "lexey-mcp 0.1.0\n"
@@ -109,9 +132,23 @@ def test_python_m_lexey_mcp_is_the_console_script() -> None:
 
 def pip(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """This venv's pip, installing into the venv of `python` (which has no pip of its own: faster to create)."""
-    return subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-                           "--disable-pip-version-check", *args], capture_output=True, text=True, timeout=600,
-                          check=False)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def new_venv(path: Path) -> Path:
@@ -128,8 +165,13 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_demo(tmp_path: Path) ->
         if NO_INDEX.search(installed.stderr):
             require("wheel", f"pip cannot reach a package index: {installed.stderr.strip().splitlines()[-1]}")
         raise AssertionError(installed.stderr)
-    built = subprocess.run([str(builder), "-m", "build", "--no-isolation", "--outdir", str(tmp_path / "dist"),
-                            str(REPO)], capture_output=True, text=True, timeout=300, check=False)
+    built = subprocess.run(
+        [str(builder), "-m", "build", "--no-isolation", "--outdir", str(tmp_path / "dist"), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     wheels = list((tmp_path / "dist").glob("*.whl"))
     assert [w.name for w in wheels] == [f"lexey_mcp-{lexey_mcp.__version__}-py3-none-any.whl"]
@@ -139,13 +181,27 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_demo(tmp_path: Path) ->
     installed = pip(python, str(wheels[0]))
     assert installed.returncode == 0, installed.stderr
     env = clean_env(PATH="/usr/bin:/bin")  # the dev venv is not on PATH
-    where = subprocess.run([str(python), "-c", "import lexey_mcp; print(lexey_mcp.__file__)"], capture_output=True,
-                           text=True, env=env, cwd=tmp_path, timeout=60, check=True)
+    where = subprocess.run(
+        [str(python), "-c", "import lexey_mcp; print(lexey_mcp.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=True,
+    )
     assert where.stdout.startswith(str(tmp_path / "fresh")), "the wheel, not the work tree, must be imported"
     typed = tmp_path / "fresh" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     assert (typed / "lexey_mcp" / "py.typed").exists()
     assert not (typed / "tests").exists()
-    demo = subprocess.run([str(tmp_path / "fresh" / "bin" / "lexey-mcp"), "demo"], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=120, check=False)
+    demo = subprocess.run(
+        [str(tmp_path / "fresh" / "bin" / "lexey-mcp"), "demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "escalated: True; every reply complete: True" in demo.stdout

@@ -93,9 +93,14 @@ def reference_chat(body: bytes) -> dict[str, Any]:
         elif kind == "error" and error is None:
             error = obj.get("message") if isinstance(obj.get("message"), str) else "upstream error"
     return {
-        "text": "".join(texts), "status_events": statuses, "events_received": received, "skipped_events": skipped,
+        "text": "".join(texts),
+        "status_events": statuses,
+        "events_received": received,
+        "skipped_events": skipped,
         "outcome": "error" if error is not None else "complete" if done else "partial",
-        "last_event_id": ids.highest, "missing_event_ids": ids.missing(), "error": error,
+        "last_event_id": ids.highest,
+        "missing_event_ids": ids.missing(),
+        "error": error,
     }
 
 
@@ -146,8 +151,23 @@ def both(chunks: Sequence[bytes], make: Any, max_event_bytes: int, max_reply_cha
 
 # Characters that matter here: ASCII, JSON's escaped ones, multi-byte ones, line separators that are not SSE's.
 _texts = st.text(st.sampled_from('ab Z9"\\/\t\n\x00\x7fé—€🦊\u2028\u0085\ufeff'), max_size=12)
-_nasty_text = st.sampled_from(['a"b', "a\\", "x\\u00e9", "\\ud83e\\udd8a", "\\ud83e", "tab\tin", "nl\\n", "q\\\"",
-                               "\\/\\b\\f\\r\\t", "\\x", "\u2028", "\x7f", "🦊"])
+_nasty_text = st.sampled_from(
+    [
+        'a"b',
+        "a\\",
+        "x\\u00e9",
+        "\\ud83e\\udd8a",
+        "\\ud83e",
+        "tab\tin",
+        "nl\\n",
+        'q\\"',
+        "\\/\\b\\f\\r\\t",
+        "\\x",
+        "\u2028",
+        "\x7f",
+        "🦊",
+    ]
+)
 
 
 @st.composite
@@ -159,13 +179,17 @@ def delta_block(draw: st.DrawFn) -> bytes:
         text = draw(_nasty_text)
     space = draw(st.sampled_from(["", " "]))
     comma = draw(st.sampled_from([",", ", "]))
-    data = draw(st.sampled_from([
-        f'{{"type":{space}"delta"{comma}"text":{space}"{text}"}}',
-        f'{{"text":"{text}","type":"delta"}}',  # another key order
-        f'{{"type":"delta","text":"{text}","x":1}}',  # an extra key
-        f'{{"type":"delta","text":"{text}"}} ',  # trailing space
-        f'{{"type":"delta","text":"{text}"',  # cut short
-    ]))
+    data = draw(
+        st.sampled_from(
+            [
+                f'{{"type":{space}"delta"{comma}"text":{space}"{text}"}}',
+                f'{{"text":"{text}","type":"delta"}}',  # another key order
+                f'{{"type":"delta","text":"{text}","x":1}}',  # an extra key
+                f'{{"type":"delta","text":"{text}"}} ',  # trailing space
+                f'{{"type":"delta","text":"{text}"',  # cut short
+            ]
+        )
+    )
     event_id = draw(st.one_of(st.none(), st.integers(0, 30).map(str), st.sampled_from(["x", " 5", "1\x002", "9" * 19])))
     head = "" if event_id is None else f"id:{draw(st.sampled_from(['', ' ']))}{event_id}\n"
     return f"{head}data:{draw(st.sampled_from(['', ' ']))}{data}\n\n".encode()
@@ -182,20 +206,41 @@ def lexi_block(draw: st.DrawFn) -> bytes:
     return f'event: {event}\ndata: {{"delta":"{text}","conversation_id":"{cid}"}}\n\n'.encode()
 
 
-_other = st.sampled_from([
-    b"data: [DONE]\n\n", b"data:[DONE]\n\n", b"event: x\ndata: [DONE]\n\n",
-    b'data: {"type":"status","status":"escalated"}\n\n',
-    b'data: {"type":"error","message":"boom sekrit"}\n\n', b": keep-alive\n", b"\n", b"\n\n\n", b"retry: 10\n\n",
-    b"id: 3\n\n", b"event: text\n", b"data: a\ndata: b\n\n", b"data\n\n", BOM, b"\r", b"\r\n", b"\xff\xfe",
-    b"\xe2\x82", b"\x00", b'data: {"type":"delta","text":"' + b"L" * 300 + b'"}\n\n', b"x" * 200,
-    b"data: " + b"y" * 600 + b"\n\n", b'data: {"done":1}\n\n', b'event: done\ndata: {"credits_remaining":3}\n\n',
-])
+_other = st.sampled_from(
+    [
+        b"data: [DONE]\n\n",
+        b"data:[DONE]\n\n",
+        b"event: x\ndata: [DONE]\n\n",
+        b'data: {"type":"status","status":"escalated"}\n\n',
+        b'data: {"type":"error","message":"boom sekrit"}\n\n',
+        b": keep-alive\n",
+        b"\n",
+        b"\n\n\n",
+        b"retry: 10\n\n",
+        b"id: 3\n\n",
+        b"event: text\n",
+        b"data: a\ndata: b\n\n",
+        b"data\n\n",
+        BOM,
+        b"\r",
+        b"\r\n",
+        b"\xff\xfe",
+        b"\xe2\x82",
+        b"\x00",
+        b'data: {"type":"delta","text":"' + b"L" * 300 + b'"}\n\n',
+        b"x" * 200,
+        b"data: " + b"y" * 600 + b"\n\n",
+        b'data: {"done":1}\n\n',
+        b'event: done\ndata: {"credits_remaining":3}\n\n',
+    ]
+)
 
 
 @st.composite
 def stream(draw: st.DrawFn, block: Any = None) -> bytes:
-    pieces = draw(st.lists(st.one_of(delta_block() if block is None else block, _other, st.binary(max_size=8)),
-                               max_size=20))
+    pieces = draw(
+        st.lists(st.one_of(delta_block() if block is None else block, _other, st.binary(max_size=8)), max_size=20)
+    )
     body = b"".join(pieces)
     ending = draw(st.sampled_from([b"\n", b"\n", b"\r\n", b"\r"]))
     return body.replace(b"\n", ending) if ending != b"\n" else body
@@ -330,7 +375,7 @@ def test_sandbox_and_json_dumps_spellings_take_the_fast_path(general_lines: list
     from lexey_mcp.sandbox.wire import Frame, dumps, encode_frame
 
     sandbox = b"".join(encode_frame(Frame(dumps({"type": "delta", "text": t}), id=i)) for i, t in enumerate("ab", 1))
-    body = sandbox + chat_stream("c", 'say "hi"\n', "/\\")[:-len(b"id: 4\ndata: [DONE]\n\n")] + b"data: [DONE]\n\n"
+    body = sandbox + chat_stream("c", 'say "hi"\n', "/\\")[: -len(b"id: 4\ndata: [DONE]\n\n")] + b"data: [DONE]\n\n"
     fold = new_chat(100)
     assert fast_fold([body], fold, 4096) is None
     assert fold.result().text == 'abcsay "hi"\n/\\'

@@ -24,12 +24,21 @@ from tests.processes import clean_env
 REPO = Path(__file__).resolve().parents[1]
 HOSTS = REPO / "examples" / "hosts"
 SCRIPT = str(Path(sys.executable).parent / "lexey-mcp")  # the console script of the venv running the tests
-TOOL_NAMES = {"create_conversation", "send_customer_message", "get_conversation_messages", "configure_org",
-              "lexi_chat", "run_customer_scenario"}
+TOOL_NAMES = {
+    "create_conversation",
+    "send_customer_message",
+    "get_conversation_messages",
+    "configure_org",
+    "lexi_chat",
+    "run_customer_scenario",
+}
 JSON_CONFIGS = sorted(p.relative_to(HOSTS).as_posix() for p in HOSTS.glob("*/*.json"))
 CLAUDE_SCRIPTS = sorted(p.relative_to(HOSTS).as_posix() for p in HOSTS.glob("claude-code/*.sh"))
-SHELL_KEYS = {"LEXEY_CUSTOMER_KEY": "lxc_from_shell", "LEXEY_MANAGEMENT_KEY": "lxm_from_shell",
-              "LEXI_API_KEY": "wbk_from_shell"}
+SHELL_KEYS = {
+    "LEXEY_CUSTOMER_KEY": "lxc_from_shell",
+    "LEXEY_MANAGEMENT_KEY": "lxm_from_shell",
+    "LEXI_API_KEY": "wbk_from_shell",
+}
 KEY_VARIABLES = {"LEXEY_CUSTOMER_KEY", "LEXEY_MANAGEMENT_KEY", "LEXI_API_KEY"}
 #: A literal key: a prefix followed by key characters (a placeholder such as "<your lxc_ key>" is not one).
 LITERAL_KEY = re.compile(r"\b(lxc|lxm|wbk)_[A-Za-z0-9]")
@@ -108,7 +117,7 @@ def claude_mcp_add(argv: list[str]) -> tuple[str, dict[str, str], list[str]]:
     assert argv[:2] == ["mcp", "add"], argv
     rest = argv[2:]
     split = rest.index("--")
-    options, command = rest[:split], rest[split + 1:]
+    options, command = rest[:split], rest[split + 1 :]
     positional: list[str] = []
     env: dict[str, str] = {}
     i = 0
@@ -186,8 +195,14 @@ async def test_every_host_config_launches_a_server_with_the_six_tools(tmp_path: 
 
 
 def test_claude_code_script_refuses_to_run_without_keys() -> None:
-    done = subprocess.run(["sh", str(HOSTS / "claude-code" / "add.sh")], env=clean_env(), capture_output=True,
-                          text=True, timeout=30, check=False)
+    done = subprocess.run(
+        ["sh", str(HOSTS / "claude-code" / "add.sh")],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode != 0
     assert "export LEXEY_CUSTOMER_KEY first" in done.stderr
 

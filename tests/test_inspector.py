@@ -23,8 +23,14 @@ from tests.test_examples import require
 REPO = Path(__file__).resolve().parents[1]
 CI_NODE = REPO / ".ci-node" / "node_modules"
 SERVER = [str(Path(sys.executable).parent / "lexey-mcp"), "--sandbox"]
-TOOL_NAMES = {"create_conversation", "send_customer_message", "get_conversation_messages", "configure_org",
-              "lexi_chat", "run_customer_scenario"}
+TOOL_NAMES = {
+    "create_conversation",
+    "send_customer_message",
+    "get_conversation_messages",
+    "configure_org",
+    "lexi_chat",
+    "run_customer_scenario",
+}
 MIN_NODE = (22, 19)
 
 
@@ -63,8 +69,9 @@ def inspect(inspector: tuple[list[str], str], home: Path, *args: str, status: in
     """Run `mcp-inspector --cli <server> <args>` and parse the JSON result it prints (it exits 5 on isError)."""
     command, node_bin = inspector
     env = clean_env(HOME=str(home), PATH=f"{node_bin}{os.pathsep}{os.environ.get('PATH', '')}", NO_COLOR="1")
-    done = subprocess.run([*command, "--cli", *SERVER, *args], capture_output=True, text=True, env=env, timeout=120,
-                          cwd=home, check=False)
+    done = subprocess.run(
+        [*command, "--cli", *SERVER, *args], capture_output=True, text=True, env=env, timeout=120, cwd=home, check=False
+    )
     assert done.returncode == status, f"inspector exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return json.loads(done.stdout)
 
@@ -82,8 +89,16 @@ def test_inspector_lists_the_six_tools(inspector: tuple[list[str], str], tmp_pat
 
 
 def test_inspector_calls_send_customer_message(inspector: tuple[list[str], str], tmp_path: Path) -> None:
-    result = inspect(inspector, tmp_path, "--method", "tools/call", "--tool-name", "send_customer_message",
-                     "--tool-arg", "message=Hello, what can you help me with?")
+    result = inspect(
+        inspector,
+        tmp_path,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "send_customer_message",
+        "--tool-arg",
+        "message=Hello, what can you help me with?",
+    )
     assert result["isError"] is False
     structured = result["structuredContent"]
     assert structured["outcome"] == "complete"
@@ -94,8 +109,16 @@ def test_inspector_calls_send_customer_message(inspector: tuple[list[str], str],
 
 
 def test_inspector_sees_a_tool_error_as_a_result(inspector: tuple[list[str], str], tmp_path: Path) -> None:
-    result = inspect(inspector, tmp_path, "--method", "tools/call", "--tool-name", "get_conversation_messages",
-                     "--tool-arg", "conversation_id=not-a-uuid", status=5)
+    result = inspect(
+        inspector,
+        tmp_path,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "get_conversation_messages",
+        "--tool-arg",
+        "conversation_id=not-a-uuid",
+        status=5,
+    )
     assert result["isError"] is True
     assert result["content"][0]["text"].startswith("conversation_id must be a UUID")
-

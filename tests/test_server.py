@@ -18,8 +18,14 @@ from tests.conftest import sandbox_settings_for
 
 pytestmark = pytest.mark.anyio
 
-TOOL_NAMES = {"create_conversation", "send_customer_message", "get_conversation_messages", "configure_org",
-              "lexi_chat", "run_customer_scenario"}
+TOOL_NAMES = {
+    "create_conversation",
+    "send_customer_message",
+    "get_conversation_messages",
+    "configure_org",
+    "lexi_chat",
+    "run_customer_scenario",
+}
 
 
 def text_of(result: CallToolResult) -> str:
@@ -47,14 +53,16 @@ async def test_tools_list_is_complete_truthful_and_compact(sandbox: Sandbox, mod
         assert "\n    " not in tool.description  # docstring indentation stripped
         assert tool.output_schema
         assert tool.annotations
-    hints = {n: (t.annotations.read_only_hint, t.annotations.destructive_hint) for n, t in tools.items()
-             if t.annotations}
+    hints = {
+        n: (t.annotations.read_only_hint, t.annotations.destructive_hint) for n, t in tools.items() if t.annotations
+    }
     assert hints["get_conversation_messages"] == (True, False)
     assert hints["configure_org"] == (False, True)
     assert all(not read_only for n, (read_only, _) in hints.items() if n != "get_conversation_messages")
     # What a model reads of each tool (hosts validate against outputSchema; it does not go into the prompt).
-    visible = [t.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"output_schema"})
-               for t in tools.values()]
+    visible = [
+        t.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"output_schema"}) for t in tools.values()
+    ]
     assert len(json.dumps(visible)) < 6000
     assert tools["lexi_chat"].input_schema["properties"]["message"]["maxLength"] == 12_000
 
@@ -66,8 +74,9 @@ async def test_create_then_send_then_read_history(sandbox: Sandbox, mode: str) -
         assert created.structured_content is not None
         cid = created.structured_content["conversation_id"]
         uuid.UUID(cid)
-        sent = await call(client, "send_customer_message", {"message": "What are your business hours?",
-                                                            "conversation_id": cid})
+        sent = await call(
+            client, "send_customer_message", {"message": "What are your business hours?", "conversation_id": cid}
+        )
         history = await call(client, "get_conversation_messages", {"conversation_id": cid})
     assert not sent.is_error
     result = ChatResult.model_validate(sent.structured_content)
@@ -77,8 +86,10 @@ async def test_create_then_send_then_read_history(sandbox: Sandbox, mode: str) -
     assert text_of(sent).startswith("[Support agent reply; outcome complete")
     assert result.text in text_of(sent)
     messages = ConversationMessages.model_validate(history.structured_content).messages
-    assert [(m.role, m.content) for m in messages] == [("user", "What are your business hours?"),
-                                                      ("assistant", result.text)]
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "What are your business hours?"),
+        ("assistant", result.text),
+    ]
 
 
 async def test_send_without_conversation_starts_one(sandbox: Sandbox) -> None:
@@ -100,13 +111,22 @@ async def test_progress_carries_the_reply_as_it_grows(anyio_backend: str) -> Non
             seen.append((progress, message))
 
         async with Client(build_server(sandbox_settings_for(sb))) as client:
-            configured = await call(client, "configure_org", {
-                "instruction": "Add a knowledge article about shipping: We ship worldwide within five working days "
-                "from our warehouse in Leeds, and every order over fifty pounds ships free of charge."})
+            configured = await call(
+                client,
+                "configure_org",
+                {
+                    "instruction": "Add a knowledge article about shipping: We ship worldwide within five working days "
+                    "from our warehouse in Leeds, and every order over fifty pounds ships free of charge."
+                },
+            )
             assert not configured.is_error
             seen.clear()
-            result = await call(client, "send_customer_message", {"message": "How long does shipping take?"},
-                                progress_callback=on_progress)
+            result = await call(
+                client,
+                "send_customer_message",
+                {"message": "How long does shipping take?"},
+                progress_callback=on_progress,
+            )
     final = ChatResult.model_validate(result.structured_content).text
     assert len(seen) >= 2
     assert seen[-1] == (len(final), final)
@@ -124,8 +144,11 @@ async def test_configure_then_scenario_escalates_then_analytics(sandbox: Sandbox
         ):
             reply = await call(client, "configure_org", {"instruction": instruction})
             assert not reply.is_error, text_of(reply)
-        scenario = await call(client, "run_customer_scenario", {"messages": [
-            "Can I return an unopened item?", "Fine, I'm talking to my lawyer about a chargeback."]})
+        scenario = await call(
+            client,
+            "run_customer_scenario",
+            {"messages": ["Can I return an unopened item?", "Fine, I'm talking to my lawyer about a chargeback."]},
+        )
         review = await call(client, "configure_org", {"instruction": "How have we performed over the last 7 days?"})
     result = ScenarioResult.model_validate(scenario.structured_content)
     assert result.escalated
@@ -138,8 +161,11 @@ async def test_configure_then_scenario_escalates_then_analytics(sandbox: Sandbox
 async def test_lexi_with_and_without_tools(sandbox: Sandbox) -> None:
     async with Client(build_server(sandbox_settings_for(sandbox))) as client:
         with_tools = await call(client, "lexi_chat", {"message": "Who is the contact at Acme?"})
-        no_tools = await call(client, "lexi_chat", {"message": "Who is the contact at Acme?", "allow_tools": False,
-                                                    "context": {"page": "contacts"}})
+        no_tools = await call(
+            client,
+            "lexi_chat",
+            {"message": "Who is the contact at Acme?", "allow_tools": False, "context": {"page": "contacts"}},
+        )
     tooled = LexiResult.model_validate(with_tools.structured_content)
     plain = LexiResult.model_validate(no_tools.structured_content)
     assert tooled.outcome == plain.outcome == "complete"
@@ -157,12 +183,21 @@ async def test_lexi_with_and_without_tools(sandbox: Sandbox) -> None:
 async def test_lexi_idempotency_key_replays_without_charge(sandbox: Sandbox) -> None:
     key = str(uuid.uuid4())
     async with Client(build_server(sandbox_settings_for(sandbox))) as client:
-        first = LexiResult.model_validate((await call(client, "lexi_chat", {
-            "message": "Deals in negotiation?", "idempotency_key": key})).structured_content)
-        again = LexiResult.model_validate((await call(client, "lexi_chat", {
-            "message": "Deals in negotiation?", "idempotency_key": key})).structured_content)
-    assert (again.message_id, again.text, again.credits_remaining) == (first.message_id, first.text,
-                                                                      first.credits_remaining)
+        first = LexiResult.model_validate(
+            (
+                await call(client, "lexi_chat", {"message": "Deals in negotiation?", "idempotency_key": key})
+            ).structured_content
+        )
+        again = LexiResult.model_validate(
+            (
+                await call(client, "lexi_chat", {"message": "Deals in negotiation?", "idempotency_key": key})
+            ).structured_content
+        )
+    assert (again.message_id, again.text, again.credits_remaining) == (
+        first.message_id,
+        first.text,
+        first.credits_remaining,
+    )
 
 
 BAD_INPUT = [
@@ -186,8 +221,9 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("tool", "arguments", "needle"), BAD_INPUT)
-async def test_bad_input_is_a_tool_error_before_any_request(sandbox: Sandbox, tool: str, arguments: dict[str, Any],
-                                                           needle: str) -> None:
+async def test_bad_input_is_a_tool_error_before_any_request(
+    sandbox: Sandbox, tool: str, arguments: dict[str, Any], needle: str
+) -> None:
     async with Client(build_server(sandbox_settings_for(sandbox))) as client:
         before = sandbox.stats.requests
         result = await call(client, tool, arguments)
@@ -196,12 +232,16 @@ async def test_bad_input_is_a_tool_error_before_any_request(sandbox: Sandbox, to
     assert sandbox.stats.requests == before
 
 
-@pytest.mark.parametrize(("field", "value", "needle"), [
-    ("customer_key", None, "LEXEY_CUSTOMER_KEY is not set"),
-    ("customer_key", "lxm_WrongTypeOfKey123", "LEXEY_CUSTOMER_KEY must be a Lexey customer key"),
-])
-async def test_missing_or_wrong_key_is_a_clear_tool_error(sandbox: Sandbox, field: str, value: str | None,
-                                                          needle: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("customer_key", None, "LEXEY_CUSTOMER_KEY is not set"),
+        ("customer_key", "lxm_WrongTypeOfKey123", "LEXEY_CUSTOMER_KEY must be a Lexey customer key"),
+    ],
+)
+async def test_missing_or_wrong_key_is_a_clear_tool_error(
+    sandbox: Sandbox, field: str, value: str | None, needle: str
+) -> None:
     server = build_server(sandbox_settings_for(sandbox, **{field: value}))
     async with Client(server) as client:
         result = await call(client, "send_customer_message", {"message": "hi"})
@@ -213,12 +253,18 @@ async def test_missing_or_wrong_key_is_a_clear_tool_error(sandbox: Sandbox, fiel
     assert sandbox.stats.requests == 1
 
 
-@pytest.mark.parametrize(("status", "needle"), [
-    (402, "HTTP 402"), (403, "set LEXEY_CUSTOMER_KEY to an lxc_ key"), (429, "start a new conversation"),
-    (500, "try again"),
-])
-async def test_pre_stream_api_errors_are_tool_errors_saying_what_to_do(sandbox: Sandbox, status: int,
-                                                                       needle: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "needle"),
+    [
+        (402, "HTTP 402"),
+        (403, "set LEXEY_CUSTOMER_KEY to an lxc_ key"),
+        (429, "start a new conversation"),
+        (500, "try again"),
+    ],
+)
+async def test_pre_stream_api_errors_are_tool_errors_saying_what_to_do(
+    sandbox: Sandbox, status: int, needle: str
+) -> None:
     cid = str(uuid.uuid4())
     sandbox.inject(Fault(target="customer", status=status))
     async with Client(build_server(sandbox_settings_for(sandbox))) as client:
@@ -243,19 +289,26 @@ async def test_unknown_conversation_is_a_tool_error(sandbox: Sandbox) -> None:
     assert "HTTP 404" in text_of(result)
 
 
-@pytest.mark.parametrize(("fault", "outcome", "reason"), [
-    (Fault(target="customer", error_at=2), "error", None),
-    (Fault(target="customer", drop_after=2), "partial", "connection_lost"),
-    (Fault(target="customer", end_without_done=True), "partial", "ended_without_done"),
-    (Fault(target="customer", id_gaps=True), "complete", None),
-])
-async def test_in_stream_trouble_is_a_normal_result(sandbox: Sandbox, fault: Fault, outcome: str,
-                                                    reason: str | None) -> None:
+@pytest.mark.parametrize(
+    ("fault", "outcome", "reason"),
+    [
+        (Fault(target="customer", error_at=2), "error", None),
+        (Fault(target="customer", drop_after=2), "partial", "connection_lost"),
+        (Fault(target="customer", end_without_done=True), "partial", "ended_without_done"),
+        (Fault(target="customer", id_gaps=True), "complete", None),
+    ],
+)
+async def test_in_stream_trouble_is_a_normal_result(
+    sandbox: Sandbox, fault: Fault, outcome: str, reason: str | None
+) -> None:
     async with Client(build_server(sandbox_settings_for(sandbox))) as client:
         cid = (await call(client, "create_conversation", {})).structured_content or {}
         sandbox.inject(fault)
-        result = await call(client, "send_customer_message", {"message": "Tell me about your company please",
-                                                              "conversation_id": cid["conversation_id"]})
+        result = await call(
+            client,
+            "send_customer_message",
+            {"message": "Tell me about your company please", "conversation_id": cid["conversation_id"]},
+        )
     assert not result.is_error
     chat = ChatResult.model_validate(result.structured_content)
     assert (chat.outcome, chat.partial_reason) == (outcome, reason)
@@ -284,9 +337,14 @@ async def test_cancel_mid_stream_closes_the_upstream_connection(sandbox: Sandbox
             got_progress.set()
 
         async with anyio.create_task_group() as tg:
+
             async def run() -> None:
-                await call(client, "send_customer_message", {"message": "Hello there", "conversation_id": cid},
-                           progress_callback=on_progress)
+                await call(
+                    client,
+                    "send_customer_message",
+                    {"message": "Hello there", "conversation_id": cid},
+                    progress_callback=on_progress,
+                )
 
             tg.start_soon(run)
             with anyio.fail_after(5):
@@ -301,16 +359,23 @@ async def test_cancel_mid_stream_closes_the_upstream_connection(sandbox: Sandbox
         assert not after.is_error
 
 
-@pytest.mark.parametrize(("toolsets", "read_only", "expected"), [
-    (["lexi"], False, {"lexi_chat"}),
-    (["management"], False, {"configure_org"}),
-    (["customer"], False, {"create_conversation", "send_customer_message", "get_conversation_messages",
-                           "run_customer_scenario"}),
-    (["customer", "management", "lexi"], True, {"get_conversation_messages"}),
-    (["lexi"], True, set()),
-])
-async def test_toolsets_and_read_only_change_the_list(sandbox: Sandbox, toolsets: list[Any], read_only: bool,
-                                                      expected: set[str]) -> None:
+@pytest.mark.parametrize(
+    ("toolsets", "read_only", "expected"),
+    [
+        (["lexi"], False, {"lexi_chat"}),
+        (["management"], False, {"configure_org"}),
+        (
+            ["customer"],
+            False,
+            {"create_conversation", "send_customer_message", "get_conversation_messages", "run_customer_scenario"},
+        ),
+        (["customer", "management", "lexi"], True, {"get_conversation_messages"}),
+        (["lexi"], True, set()),
+    ],
+)
+async def test_toolsets_and_read_only_change_the_list(
+    sandbox: Sandbox, toolsets: list[Any], read_only: bool, expected: set[str]
+) -> None:
     server = build_server(sandbox_settings_for(sandbox), toolsets=toolsets, read_only=read_only)
     async with Client(server) as client:
         names = {t.name for t in (await client.list_tools()).tools}
@@ -350,10 +415,17 @@ async def test_workflow_prompt(sandbox: Sandbox) -> None:
 async def test_sandbox_mode_needs_no_keys(anyio_backend: str) -> None:
     from lexey_mcp.config import Settings
 
-    bare = Settings(_env_file=None, customer_key=None, management_key=None, lexi_api_key=None,
-                    base_url="https://lexey.invalid/api/v1")
+    bare = Settings(
+        _env_file=None,
+        customer_key=None,
+        management_key=None,
+        lexi_api_key=None,
+        base_url="https://lexey.invalid/api/v1",
+    )
     async with Client(build_server(bare, sandbox=True, sandbox_delay=0)) as client:
-        results = [await call(client, "send_customer_message", {"message": "hello"}),
-                   await call(client, "configure_org", {"instruction": "Set our agent name to 'Ava'"}),
-                   await call(client, "lexi_chat", {"message": "Who works at Acme?"})]
+        results = [
+            await call(client, "send_customer_message", {"message": "hello"}),
+            await call(client, "configure_org", {"instruction": "Set our agent name to 'Ava'"}),
+            await call(client, "lexi_chat", {"message": "Who works at Acme?"}),
+        ]
     assert [r.is_error for r in results] == [False, False, False]

@@ -101,8 +101,19 @@ def test_id_belongs_to_its_own_block() -> None:
     assert [e.id for e in decode(b"id: 5\ndata: a\n\ndata: b\n\nid:\ndata: c\n\n")] == ["5", None, ""]
 
 
-@pytest.mark.parametrize(("value", "expected"), [(b"3000", 3000), (b"+5", None), (b"  5", None), (b" 5", 5),
-                                                 (b"5s", None), (b"", None), (b"1_000", None), (b"\xd9\xa3", None)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"3000", 3000),
+        (b"+5", None),
+        (b"  5", None),
+        (b" 5", 5),
+        (b"5s", None),
+        (b"", None),
+        (b"1_000", None),
+        (b"\xd9\xa3", None),
+    ],
+)
 def test_retry_only_ascii_digits(value: bytes, expected: int | None) -> None:
     decoder = SSEDecoder()
     decoder.feed(b"retry:" + value + b"\n\n")

@@ -21,14 +21,17 @@ pytestmark = pytest.mark.anyio
 
 
 def chat_fold(**overrides: object) -> ChatFold:
-    args: dict[str, Any] = {"conversation_id": CID, "request_id": "req_1", "max_reply_chars": 10_000,
-                               "secrets": [CUSTOMER_KEY]}
+    args: dict[str, Any] = {
+        "conversation_id": CID,
+        "request_id": "req_1",
+        "max_reply_chars": 10_000,
+        "secrets": [CUSTOMER_KEY],
+    }
     return ChatFold(**{**args, **overrides})
 
 
 def lexi_fold(**overrides: object) -> LexiFold:
-    args: dict[str, Any] = {"conversation_id": None, "request_id": None, "max_reply_chars": 10_000,
-                               "secrets": []}
+    args: dict[str, Any] = {"conversation_id": None, "request_id": None, "max_reply_chars": 10_000, "secrets": []}
     return LexiFold(**{**args, **overrides})
 
 
@@ -87,12 +90,14 @@ def test_the_fold_itself_ignores_events_after_done() -> None:
 
 
 async def test_invalid_json_is_skipped_even_when_the_fields_used_are_fine() -> None:
-    body = b"".join([
-        chat_event(1, '{"type":"delta","text":"NO","score":NaN}'),
-        chat_event(2, '{"type":"status","status":"escalated","at":Infinity}'),
-        chat_event(3, {"type": "delta", "text": "yes"}),
-        chat_event(4, "[DONE]"),
-    ])
+    body = b"".join(
+        [
+            chat_event(1, '{"type":"delta","text":"NO","score":NaN}'),
+            chat_event(2, '{"type":"status","status":"escalated","at":Infinity}'),
+            chat_event(3, {"type": "delta", "text": "yes"}),
+            chat_event(4, "[DONE]"),
+        ]
+    )
     result = await fold_chat(body)
     assert result.text == "yes"
     assert result.status_events == []
@@ -100,13 +105,15 @@ async def test_invalid_json_is_skipped_even_when_the_fields_used_are_fine() -> N
 
 
 async def test_status_events_in_order_and_text_after_them() -> None:
-    body = b"".join([
-        chat_event(1, {"type": "delta", "text": "Let me "}),
-        chat_event(2, {"type": "status", "status": "pending"}),
-        chat_event(3, {"type": "status", "status": "escalated"}),
-        chat_event(4, {"type": "delta", "text": "get a human."}),
-        chat_event(5, "[DONE]"),
-    ])
+    body = b"".join(
+        [
+            chat_event(1, {"type": "delta", "text": "Let me "}),
+            chat_event(2, {"type": "status", "status": "pending"}),
+            chat_event(3, {"type": "status", "status": "escalated"}),
+            chat_event(4, {"type": "delta", "text": "get a human."}),
+            chat_event(5, "[DONE]"),
+        ]
+    )
     result = await fold_chat(body)
     assert result.status_events == ["pending", "escalated"]
     assert result.conversation_status == "escalated"
@@ -142,15 +149,23 @@ def test_id_tracker_huge_gap_is_counted_not_listed() -> None:
 
 
 async def test_non_integer_ids_count_but_take_no_part_in_gaps() -> None:
-    body = b"id: abc\ndata: {\"type\":\"delta\",\"text\":\"a\"}\n\nid: 1\ndata: [DONE]\n\n"
+    body = b'id: abc\ndata: {"type":"delta","text":"a"}\n\nid: 1\ndata: [DONE]\n\n'
     result = await fold_chat(body)
     assert (result.events_received, result.missing_event_ids, result.last_event_id) == (1, [], 1)
 
 
 async def test_malformed_json_and_schema_violations_are_skipped_and_counted() -> None:
     bad = [
-        "{not json", '["a"]', '"text"', "42", "null", '{"type":"delta"}', '{"type":"delta","text":5}',
-        '{"type":"delta","text":NaN}', '{"type":"status","status":null}', "[" * 100_000,
+        "{not json",
+        '["a"]',
+        '"text"',
+        "42",
+        "null",
+        '{"type":"delta"}',
+        '{"type":"delta","text":5}',
+        '{"type":"delta","text":NaN}',
+        '{"type":"status","status":null}',
+        "[" * 100_000,
         '{"type":"delta","text":"x","n":' + "9" * 5000 + "}",
     ]
     body = b"".join(chat_event(i, payload) for i, payload in enumerate(bad, 1))
@@ -163,22 +178,26 @@ async def test_malformed_json_and_schema_violations_are_skipped_and_counted() ->
 
 
 async def test_unknown_types_and_fields_are_ignored_not_skipped() -> None:
-    body = b"".join([
-        chat_event(1, {"type": "typing", "x": 1}),
-        chat_event(2, {"type": "delta", "text": "a", "extra": {"nested": True}}),
-        b"event: custom\nid: 3\ndata: {\"type\":\"delta\",\"text\":\"NOT TEXT\"}\n\n",
-        chat_event(4, "[DONE]"),
-    ])
+    body = b"".join(
+        [
+            chat_event(1, {"type": "typing", "x": 1}),
+            chat_event(2, {"type": "delta", "text": "a", "extra": {"nested": True}}),
+            b'event: custom\nid: 3\ndata: {"type":"delta","text":"NOT TEXT"}\n\n',
+            chat_event(4, "[DONE]"),
+        ]
+    )
     result = await fold_chat(body)
     assert (result.text, result.skipped_events, result.events_received) == ("a", 0, 3)
 
 
 async def test_mid_stream_error_keeps_the_text_so_far() -> None:
-    body = b"".join([
-        chat_event(1, {"type": "delta", "text": "Half an ans"}),
-        chat_event(2, {"type": "error", "message": "Model overloaded"}),
-        chat_event(3, "[DONE]"),
-    ])
+    body = b"".join(
+        [
+            chat_event(1, {"type": "delta", "text": "Half an ans"}),
+            chat_event(2, {"type": "error", "message": "Model overloaded"}),
+            chat_event(3, "[DONE]"),
+        ]
+    )
     result = await fold_chat(body)
     assert result.outcome == "error"
     assert result.text == "Half an ans"
@@ -286,15 +305,17 @@ LEXI_CID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 
 
 def lexi_stream() -> bytes:
-    return b"".join([
-        lexi_event("thinking", {"text": "Looking up Acme."}),
-        lexi_event("tool_step", {"tool": "search_contacts", "status": "started"}),
-        lexi_event("tool_step", {"tool": "search_contacts", "status": "completed", "summary": "Found 1 contact"}),
-        lexi_event("text", {"delta": "Jane Doe ", "conversation_id": LEXI_CID}),
-        lexi_event("text", {"delta": "is the CEO.", "conversation_id": LEXI_CID}),
-        lexi_event("done", {"credits_remaining": 4840, "message_id": "msg_01HY1"}),
-        b"data: [DONE]\n\n",
-    ])
+    return b"".join(
+        [
+            lexi_event("thinking", {"text": "Looking up Acme."}),
+            lexi_event("tool_step", {"tool": "search_contacts", "status": "started"}),
+            lexi_event("tool_step", {"tool": "search_contacts", "status": "completed", "summary": "Found 1 contact"}),
+            lexi_event("text", {"delta": "Jane Doe ", "conversation_id": LEXI_CID}),
+            lexi_event("text", {"delta": "is the CEO.", "conversation_id": LEXI_CID}),
+            lexi_event("done", {"credits_remaining": 4840, "message_id": "msg_01HY1"}),
+            b"data: [DONE]\n\n",
+        ]
+    )
 
 
 async def test_lexi_complete_stream() -> None:
@@ -304,22 +325,30 @@ async def test_lexi_complete_stream() -> None:
     assert result.conversation_id == LEXI_CID
     assert result.thinking == ["Looking up Acme."]
     assert [(s.tool, s.status, s.summary) for s in result.tool_steps] == [
-        ("search_contacts", "started", None), ("search_contacts", "completed", "Found 1 contact")]
+        ("search_contacts", "started", None),
+        ("search_contacts", "completed", "Found 1 contact"),
+    ]
     assert (result.credits_remaining, result.message_id) == (4840, "msg_01HY1")
     assert result.events_received == 6
 
 
 async def test_lexi_conversation_id_comes_from_the_first_text_event() -> None:
-    body = lexi_event("text", {"delta": "a", "conversation_id": LEXI_CID}) + lexi_event(
-        "text", {"delta": "b", "conversation_id": "other"}) + b"data: [DONE]\n\n"
+    body = (
+        lexi_event("text", {"delta": "a", "conversation_id": LEXI_CID})
+        + lexi_event("text", {"delta": "b", "conversation_id": "other"})
+        + b"data: [DONE]\n\n"
+    )
     assert (await fold_lexi(body)).conversation_id == LEXI_CID
 
 
-@pytest.mark.parametrize(("data", "message", "code"), [
-    ('{"code":"internal_error","message":"Tool crashed"}', "Tool crashed", "internal_error"),
-    ('{"error":{"code":"rate_limited","message":"Slow down"}}', "Slow down", "rate_limited"),
-    ("Tool crashed, not JSON", "Tool crashed, not JSON", None),
-])
+@pytest.mark.parametrize(
+    ("data", "message", "code"),
+    [
+        ('{"code":"internal_error","message":"Tool crashed"}', "Tool crashed", "internal_error"),
+        ('{"error":{"code":"rate_limited","message":"Slow down"}}', "Slow down", "rate_limited"),
+        ("Tool crashed, not JSON", "Tool crashed, not JSON", None),
+    ],
+)
 async def test_lexi_error_event_variants(data: str, message: str, code: str | None) -> None:
     body = lexi_event("text", {"delta": "so far", "conversation_id": LEXI_CID}) + lexi_event("error", data)
     result = await fold_lexi(body + b"data: [DONE]\n\n")
@@ -330,25 +359,29 @@ async def test_lexi_error_event_variants(data: str, message: str, code: str | No
 
 
 async def test_lexi_unknown_and_misspelt_event_names_are_ignored() -> None:
-    body = b"".join([
-        lexi_event("text ", {"delta": "NO", "conversation_id": LEXI_CID}),
-        lexi_event("citation", {"url": "x"}),
-        lexi_event("text", {"delta": "yes", "conversation_id": LEXI_CID}),
-        b"data: [DONE]\n\n",
-    ])
+    body = b"".join(
+        [
+            lexi_event("text ", {"delta": "NO", "conversation_id": LEXI_CID}),
+            lexi_event("citation", {"url": "x"}),
+            lexi_event("text", {"delta": "yes", "conversation_id": LEXI_CID}),
+            b"data: [DONE]\n\n",
+        ]
+    )
     result = await fold_lexi(body)
     assert (result.text, result.skipped_events, result.events_received) == ("yes", 0, 3)
 
 
 async def test_lexi_bad_shapes_are_skipped() -> None:
-    body = b"".join([
-        lexi_event("text", {"conversation_id": LEXI_CID}),
-        lexi_event("tool_step", {"status": "started"}),
-        lexi_event("thinking", {"text": 3}),
-        lexi_event("done", "{oops"),
-        lexi_event("done", {"credits_remaining": True, "message_id": 5}),
-        b"data: [DONE]\n\n",
-    ])
+    body = b"".join(
+        [
+            lexi_event("text", {"conversation_id": LEXI_CID}),
+            lexi_event("tool_step", {"status": "started"}),
+            lexi_event("thinking", {"text": 3}),
+            lexi_event("done", "{oops"),
+            lexi_event("done", {"credits_remaining": True, "message_id": 5}),
+            b"data: [DONE]\n\n",
+        ]
+    )
     result = await fold_lexi(body)
     assert result.skipped_events == 4
     assert (result.credits_remaining, result.message_id) == (None, None)

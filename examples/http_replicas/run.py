@@ -41,8 +41,14 @@ from mcp.types import CallToolResult
 from lexey_mcp.sandbox import client_env
 
 HERE = Path(__file__).resolve().parent
-TOOLS = {"create_conversation", "send_customer_message", "get_conversation_messages", "configure_org", "lexi_chat",
-         "run_customer_scenario"}
+TOOLS = {
+    "create_conversation",
+    "send_customer_message",
+    "get_conversation_messages",
+    "configure_org",
+    "lexi_chat",
+    "run_customer_scenario",
+}
 
 
 class SetupError(Exception):
@@ -129,9 +135,10 @@ async def drive(url: str, token: str, calls: int) -> list[str]:
             failed.append(what)
 
     auth = {"Authorization": f"Bearer {token}"}
-    async with httpx2.AsyncClient(headers=auth, trust_env=False, timeout=60) as http, Client(
-        streamable_http_client(url, http_client=http)
-    ) as client:
+    async with (
+        httpx2.AsyncClient(headers=auth, trust_env=False, timeout=60) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
         names = {tool.name for tool in (await client.list_tools()).tools}
         expect(names == TOOLS, "tools/list through nginx: the six tools")
         first = structured(await client.call_tool("send_customer_message", {"message": "Hi there!"}), "send")
@@ -142,8 +149,10 @@ async def drive(url: str, token: str, calls: int) -> list[str]:
             outcomes.append(structured(await client.call_tool("send_customer_message", arguments), "send")["outcome"])
         expect(set(outcomes) == {"complete"}, f"{len(outcomes)} customer messages, every reply complete")
         history = structured(await client.call_tool("get_conversation_messages", {"conversation_id": cid}), "history")
-        expect(len(history["messages"]) == 2 * len(outcomes),
-               f"one conversation across the replicas: {len(history['messages'])} messages in its history")
+        expect(
+            len(history["messages"]) == 2 * len(outcomes),
+            f"one conversation across the replicas: {len(history['messages'])} messages in its history",
+        )
         lexi = structured(await client.call_tool("lexi_chat", {"message": "Which deals are open?"}), "lexi_chat")
         expect(lexi["outcome"] == "complete", "lexi_chat through nginx")
 
@@ -170,22 +179,44 @@ def run(nginx: str, calls: int, prefix: Path) -> int:
     sandbox_port, port_a, port_b, listen = free_ports(4)
     token = secrets.token_urlsafe(32)
     config = (HERE / "nginx.conf.template").read_text()
-    for name, value in {"PREFIX": str(prefix), "REPLICA_A": str(port_a), "REPLICA_B": str(port_b),
-                        "LISTEN": str(listen)}.items():
+    for name, value in {
+        "PREFIX": str(prefix),
+        "REPLICA_A": str(port_a),
+        "REPLICA_B": str(port_b),
+        "LISTEN": str(listen),
+    }.items():
         config = config.replace(f"@{name}@", value)
     (prefix / "nginx.conf").write_text(config)
 
     processes = Processes(prefix)
     try:
         python = sys.executable
-        processes.start("sandbox", [python, "-m", "lexey_mcp.sandbox", "--port", str(sandbox_port), "--delay", "0"],
-                        dict(os.environ), sandbox_port)
+        processes.start(
+            "sandbox",
+            [python, "-m", "lexey_mcp.sandbox", "--port", str(sandbox_port), "--delay", "0"],
+            dict(os.environ),
+            sandbox_port,
+        )
         env = replica_env(sandbox_port, token)
         for name, port in (("replica-a", port_a), ("replica-b", port_b)):
-            processes.start(name, [python, "-m", "lexey_mcp", "--transport", "http", "--stateless", "--host",
-                                   "127.0.0.1", "--port", str(port)], env, port)
-        processes.start("nginx", [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], dict(os.environ),
-                        listen)
+            processes.start(
+                name,
+                [
+                    python,
+                    "-m",
+                    "lexey_mcp",
+                    "--transport",
+                    "http",
+                    "--stateless",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                env,
+                port,
+            )
+        processes.start("nginx", [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], dict(os.environ), listen)
 
         url = f"http://127.0.0.1:{listen}/mcp"
         print(f"driving tool calls through {url}")
@@ -221,8 +252,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the logs and nginx.conf (the path is printed)")
     args = parser.parse_args()
     if not Path(args.nginx).exists():
-        print(f"nginx not found ({args.nginx}): install it (apt-get install nginx-light) or pass --nginx",
-              file=sys.stderr)
+        print(
+            f"nginx not found ({args.nginx}): install it (apt-get install nginx-light) or pass --nginx", file=sys.stderr
+        )
         return 2
     prefix = Path(tempfile.mkdtemp(prefix="lexey-replicas-"))
     try:

@@ -17,10 +17,33 @@ pytestmark = pytest.mark.anyio
 
 CID = "550e8400-e29b-41d4-a716-446655440000"
 BAD_IDS = [
-    "../../management/conversations", "..", "%2e%2e", "%2e%2e%2f", "a/b", "/", f"{CID}/", f"{CID}?x=1", f"{CID}#top",
-    "x?y", "#", f"{CID}\x00", "\x00", "\u2215" * 36, "\u2044etc", f"{CID}\uff0f..", "http://evil.test/x",
-    "//evil.test", "", " ", f" {CID}", f"{CID}\n", f"{{{CID}}}", f"urn:uuid:{CID}", CID.replace("-", ""),
-    CID[:-1] + "g", CID + "0",
+    "../../management/conversations",
+    "..",
+    "%2e%2e",
+    "%2e%2e%2f",
+    "a/b",
+    "/",
+    f"{CID}/",
+    f"{CID}?x=1",
+    f"{CID}#top",
+    "x?y",
+    "#",
+    f"{CID}\x00",
+    "\x00",
+    "\u2215" * 36,
+    "\u2044etc",
+    f"{CID}\uff0f..",
+    "http://evil.test/x",
+    "//evil.test",
+    "",
+    " ",
+    f" {CID}",
+    f"{CID}\n",
+    f"{{{CID}}}",
+    f"urn:uuid:{CID}",
+    CID.replace("-", ""),
+    CID[:-1] + "g",
+    CID + "0",
 ]
 ID_TOOLS = [
     ("send_customer_message", {"message": "hi"}),
@@ -61,17 +84,22 @@ async def test_bad_idempotency_keys(client: Client, sandbox: Sandbox, bad_key: s
 
 MESSAGE_TOOLS = [("send_customer_message", "message"), ("configure_org", "instruction"), ("lexi_chat", "message")]
 BAD_MESSAGES = [
-    ("", "at least 1 character"), (" ", "must not be empty"), ("\n\t \r\n", "must not be empty"),
-    ("\u00a0\u2003", "must not be empty"), ("a\ud800b", "unicode"), ("\udfff", "unicode"),
-    ("nul\x00byte", "control characters"), ("esc\x1b[31m", "control characters"), ("del\x7f", "control characters"),
+    ("", "at least 1 character"),
+    (" ", "must not be empty"),
+    ("\n\t \r\n", "must not be empty"),
+    ("\u00a0\u2003", "must not be empty"),
+    ("a\ud800b", "unicode"),
+    ("\udfff", "unicode"),
+    ("nul\x00byte", "control characters"),
+    ("esc\x1b[31m", "control characters"),
+    ("del\x7f", "control characters"),
     ("c1\x9b", "control characters"),
 ]
 
 
 @pytest.mark.parametrize(("tool", "field"), MESSAGE_TOOLS)
 @pytest.mark.parametrize(("message", "needle"), BAD_MESSAGES)
-async def test_bad_messages(client: Client, sandbox: Sandbox, tool: str, field: str, message: str,
-                            needle: str) -> None:
+async def test_bad_messages(client: Client, sandbox: Sandbox, tool: str, field: str, message: str, needle: str) -> None:
     assert needle in await refused(client, sandbox, tool, {field: message})
 
 
@@ -115,8 +143,9 @@ EXTRA = [
 
 
 @pytest.mark.parametrize(("tool", "arguments"), EXTRA)
-async def test_extra_arguments_are_refused_by_name(client: Client, sandbox: Sandbox, tool: str,
-                                                   arguments: dict[str, Any]) -> None:
+async def test_extra_arguments_are_refused_by_name(
+    client: Client, sandbox: Sandbox, tool: str, arguments: dict[str, Any]
+) -> None:
     text = await refused(client, sandbox, tool, arguments)
     assert "Unknown argument" in text
     assert "lxc_x" not in text

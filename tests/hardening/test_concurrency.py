@@ -23,6 +23,7 @@ from tests.processes import http_server, mcp_client
 
 pytestmark = pytest.mark.anyio
 
+
 def text_of(result: CallToolResult) -> str:
     block = result.content[0]
     assert isinstance(block, TextContent)
@@ -52,8 +53,11 @@ async def test_200_parallel_calls_on_one_session_each_get_their_own_answer(sandb
     with anyio.fail_after(90):
         async with http_server(sandbox, tmp_path) as server, mcp_client(server.url) as client:
             for topic, body in ARTICLES.items():
-                configured = chat(await client.call_tool(
-                    "configure_org", {"instruction": f"Add a knowledge article about {topic}: {body}"}))
+                configured = chat(
+                    await client.call_tool(
+                        "configure_org", {"instruction": f"Add a knowledge article about {topic}: {body}"}
+                    )
+                )
                 assert configured.outcome == "complete"
                 assert f'knowledge article "{topic}"' in configured.text
 
@@ -62,7 +66,8 @@ async def test_200_parallel_calls_on_one_session_each_get_their_own_answer(sandb
             async def one(i: int) -> None:
                 topic = topics[i % len(topics)]
                 results[i] = await client.call_tool(
-                    "send_customer_message", {"message": f"Please tell me about {topic} (ticket {i})"})
+                    "send_customer_message", {"message": f"Please tell me about {topic} (ticket {i})"}
+                )
 
             peak = 0
 
@@ -81,8 +86,10 @@ async def test_200_parallel_calls_on_one_session_each_get_their_own_answer(sandb
                 watcher.cancel_scope.cancel()
             elapsed = time.monotonic() - t0
             assert server.alive()
-    print(f"\n{PARALLEL_CALLS} parallel send_customer_message calls on one session: {elapsed:.2f} s, "
-          f"up to {peak} upstream streams open at once")
+    print(
+        f"\n{PARALLEL_CALLS} parallel send_customer_message calls on one session: {elapsed:.2f} s, "
+        f"up to {peak} upstream streams open at once"
+    )
 
     assert sorted(results) == list(range(PARALLEL_CALLS))
     conversation_ids: set[str] = set()
@@ -100,7 +107,9 @@ async def test_200_parallel_calls_on_one_session_each_get_their_own_answer(sandb
         # The conversation this result names holds exactly this call's message and this reply: nothing crossed over.
         stored = sandbox.store.conversations[reply.conversation_id]
         assert [(m.role, m.content) for m in stored.messages] == [
-            ("user", f"Please tell me about {topic} (ticket {i})"), ("assistant", reply.text)]
+            ("user", f"Please tell me about {topic} (ticket {i})"),
+            ("assistant", reply.text),
+        ]
     assert len(conversation_ids) == PARALLEL_CALLS
     assert sandbox.stats.streams_started - streams_before == PARALLEL_CALLS
     assert sandbox.stats.open_streams == 0
@@ -129,15 +138,20 @@ CANCEL_CASES = [
     pytest.param("stateful", "auto", id="stateful-auto"),
     pytest.param("stateful", "legacy", id="stateful-legacy"),
     pytest.param("stateless", "auto", id="stateless-auto"),
-    pytest.param("stateless", "legacy", id="stateless-legacy",
-                 marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=STATELESS_LEGACY_CANCEL)),
+    pytest.param(
+        "stateless",
+        "legacy",
+        id="stateless-legacy",
+        marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=STATELESS_LEGACY_CANCEL),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("transport", "mode"), CANCEL_CASES)
 @pytest.mark.parametrize("fault_name", sorted(CANCEL_FAULTS))
-async def test_cancel_mid_stream_closes_upstream_at_once(sandbox: Sandbox, tmp_path: Path, transport: str, mode: str,
-                                                         fault_name: str) -> None:
+async def test_cancel_mid_stream_closes_upstream_at_once(
+    sandbox: Sandbox, tmp_path: Path, transport: str, mode: str, fault_name: str
+) -> None:
     progress_at: list[float] = []
     first_progress = anyio.Event()
 
@@ -155,11 +169,15 @@ async def test_cancel_mid_stream_closes_upstream_at_once(sandbox: Sandbox, tmp_p
             outcome: list[CallToolResult] = []
 
             async with anyio.create_task_group() as tg:
+
                 async def run() -> None:
-                    outcome.append(await client.call_tool(
-                        "send_customer_message",
-                        {"message": "Tell me everything about your company please", "conversation_id": cid},
-                        progress_callback=on_progress))
+                    outcome.append(
+                        await client.call_tool(
+                            "send_customer_message",
+                            {"message": "Tell me everything about your company please", "conversation_id": cid},
+                            progress_callback=on_progress,
+                        )
+                    )
 
                 tg.start_soon(run)
                 with anyio.fail_after(10):
@@ -184,8 +202,9 @@ async def test_cancel_mid_stream_closes_upstream_at_once(sandbox: Sandbox, tmp_p
             still_open = sandbox.stats.open_streams
 
             # The session still works.
-            after = chat(await client.call_tool("send_customer_message",
-                                                {"message": "Hello again", "conversation_id": cid}))
+            after = chat(
+                await client.call_tool("send_customer_message", {"message": "Hello again", "conversation_id": cid})
+            )
             alive = server.alive()
     # Checked here, outside the client's task groups, so a failure is a plain AssertionError.
     shown = "still open" if reason is None else f"closed ({reason})"
@@ -205,8 +224,9 @@ async def test_cancel_mid_stream_closes_upstream_at_once(sandbox: Sandbox, tmp_p
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_cancel_after_completion_and_for_unknown_id_is_harmless(sandbox: Sandbox, tmp_path: Path,
-                                                                      mode: str) -> None:
+async def test_cancel_after_completion_and_for_unknown_id_is_harmless(
+    sandbox: Sandbox, tmp_path: Path, mode: str
+) -> None:
     call_ids: list[int | str] = []
 
     async def record_tool_call_ids(request: httpx2.Request) -> None:
@@ -216,27 +236,33 @@ async def test_cancel_after_completion_and_for_unknown_id_is_harmless(sandbox: S
                 call_ids.append(body["id"])
 
     with anyio.fail_after(60):
-        async with http_server(sandbox, tmp_path) as server, mcp_client(
-            server.url, mode, event_hooks={"request": [record_tool_call_ids]}
-        ) as client:
+        async with (
+            http_server(sandbox, tmp_path) as server,
+            mcp_client(server.url, mode, event_hooks={"request": [record_tool_call_ids]}) as client,
+        ):
             first = chat(await client.call_tool("send_customer_message", {"message": "Hello"}))
             assert first.outcome == "complete"
             assert len(call_ids) == 1
             done_id = call_ids[0]
 
             # A cancel for the request that has already completed…
-            await client.session.send_notification(CancelledNotification(
-                params=CancelledNotificationParams(request_id=done_id, reason="too late")))
+            await client.session.send_notification(
+                CancelledNotification(params=CancelledNotificationParams(request_id=done_id, reason="too late"))
+            )
             # …and one for an id this session never used (int and str ids are both valid JSON-RPC ids).
             for unknown in (987_654_321, "no-such-request"):
-                await client.session.send_notification(CancelledNotification(
-                    params=CancelledNotificationParams(request_id=unknown, reason="never sent")))
+                await client.session.send_notification(
+                    CancelledNotification(params=CancelledNotificationParams(request_id=unknown, reason="never sent"))
+                )
             await anyio.sleep(0.2)
             assert server.alive()
 
             # The session keeps working, for tools and the rest of the protocol.
-            again = chat(await client.call_tool("send_customer_message",
-                                                {"message": "Hello again", "conversation_id": first.conversation_id}))
+            again = chat(
+                await client.call_tool(
+                    "send_customer_message", {"message": "Hello again", "conversation_id": first.conversation_id}
+                )
+            )
             assert again.outcome == "complete"
             assert len((await client.list_tools()).tools) == 6
             assert len(call_ids) == 2

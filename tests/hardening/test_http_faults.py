@@ -25,11 +25,24 @@ from tests.streams import CID, chat_event, settings
 
 pytestmark = pytest.mark.anyio
 
-CHAT_STATUSES = {400: errors.BadRequestError, 401: errors.AuthenticationError, 402: errors.PaymentRequiredError,
-                 403: errors.PermissionDeniedError, 404: errors.NotFoundError, 429: errors.RateLimitError,
-                 500: errors.ServerError, 503: errors.ServerError}
-LEXI_CODES = {400: "validation_error", 401: "invalid_key", 402: "insufficient_credits",
-              403: "insufficient_permissions", 404: "conversation_not_found", 429: "rate_limited"}
+CHAT_STATUSES = {
+    400: errors.BadRequestError,
+    401: errors.AuthenticationError,
+    402: errors.PaymentRequiredError,
+    403: errors.PermissionDeniedError,
+    404: errors.NotFoundError,
+    429: errors.RateLimitError,
+    500: errors.ServerError,
+    503: errors.ServerError,
+}
+LEXI_CODES = {
+    400: "validation_error",
+    401: "invalid_key",
+    402: "insufficient_credits",
+    403: "insufficient_permissions",
+    404: "conversation_not_found",
+    429: "rate_limited",
+}
 
 
 def client_for(sb: Sandbox, **overrides: Any) -> LexeyClient:
@@ -129,8 +142,7 @@ async def test_slow_drip_that_never_ends_hits_the_overall_deadline(sandbox: Sand
 
 
 @pytest.mark.parametrize(("deadline", "outcome"), [(1.5, "complete"), (0.25, "partial")])
-async def test_done_just_inside_and_just_outside_the_deadline(sandbox: Sandbox, deadline: float,
-                                                              outcome: str) -> None:
+async def test_done_just_inside_and_just_outside_the_deadline(sandbox: Sandbox, deadline: float, outcome: str) -> None:
     # Two writes 0.5 s apart: [DONE] lands at ~0.5 s.
     chunks = [chat_event(1, {"type": "delta", "text": "a"}), chat_event(2, "[DONE]")]
     async with client_for(sandbox, stream_timeout=deadline) as c:
@@ -187,7 +199,11 @@ async def test_a_50_mb_single_event_is_skipped_with_memory_bounded() -> None:
     finally:
         tracemalloc.stop()
     assert (result.outcome, result.text, result.skipped_events, result.missing_event_ids) == (
-        "complete", "after", 1, [])
+        "complete",
+        "after",
+        1,
+        [],
+    )
     assert peak < 6 * 1024 * 1024  # the 1 MiB event cap, a chunk or two, and the client: never the 50 MB
 
 
@@ -219,8 +235,14 @@ anyio.run(main)
 
 def test_a_million_tiny_deltas_fold_with_memory_bounded() -> None:
     # A fresh process, so peak RSS speaks of this fold alone (tracemalloc would slow it tenfold).
-    done = subprocess.run([sys.executable, "-c", _MILLION_DELTAS], capture_output=True, text=True, timeout=300,
-                          check=True, cwd=Path(__file__).parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", _MILLION_DELTAS],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
     outcome, text_chars, events, missing, grown = done.stdout.split()
     assert (outcome, int(text_chars), int(events), int(missing)) == ("complete", 1_000_000, 1_000_000, 0)
     assert int(grown) < 40 * 1024 * 1024, f"peak RSS grew {int(grown) / 2**20:.1f} MiB for 1 MB of text"
@@ -244,8 +266,11 @@ async def test_a_redirect_to_another_host_is_never_followed(anyio_backend: str) 
         async with stream:
             stolen.append(await stream.receive())
 
-    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as thief_listener, \
-            await anyio.create_tcp_listener(local_host="127.0.0.1") as redirector, anyio.create_task_group() as tg:
+    async with (
+        await anyio.create_tcp_listener(local_host="127.0.0.1") as thief_listener,
+        await anyio.create_tcp_listener(local_host="127.0.0.1") as redirector,
+        anyio.create_task_group() as tg,
+    ):
         thief_port = thief_listener.extra(anyio.abc.SocketAttribute.local_port)
         redirect_port = redirector.extra(anyio.abc.SocketAttribute.local_port)
 
@@ -274,12 +299,15 @@ def _http_date(seconds_from_now: float) -> str:
     return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds_from_now), usegmt=True)
 
 
-@pytest.mark.parametrize(("retry_after", "retried", "min_wait"), [
-    ("1", True, 0.9),
-    ("date +2", True, 0.5),  # an HTTP date (whole seconds: the wait is 1-2 s)
-    ("date -3600", True, 0.0),  # in the past: at once
-    ("999999", False, 0.0),  # absurdly large: not waited for, reported
-])
+@pytest.mark.parametrize(
+    ("retry_after", "retried", "min_wait"),
+    [
+        ("1", True, 0.9),
+        ("date +2", True, 0.5),  # an HTTP date (whole seconds: the wait is 1-2 s)
+        ("date -3600", True, 0.0),  # in the past: at once
+        ("999999", False, 0.0),  # absurdly large: not waited for, reported
+    ],
+)
 async def test_retry_after_forms(sandbox: Sandbox, retry_after: str, retried: bool, min_wait: float) -> None:
     if retry_after.startswith("date "):
         retry_after = _http_date(float(retry_after.removeprefix("date ")))

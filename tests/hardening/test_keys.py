@@ -50,10 +50,18 @@ def debug_logging() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-ECHO_CHAT = [chat_event(1, {"type": "delta", "text": "ok "}),
-             chat_event(2, {"type": "error", "message": f"key {CUSTOMER_KEY} / Bearer {MANAGEMENT_KEY} refused",
-                            "code": f"bad_{LEXI_KEY}"}),
-             chat_event(3, "[DONE]")]
+ECHO_CHAT = [
+    chat_event(1, {"type": "delta", "text": "ok "}),
+    chat_event(
+        2,
+        {
+            "type": "error",
+            "message": f"key {CUSTOMER_KEY} / Bearer {MANAGEMENT_KEY} refused",
+            "code": f"bad_{LEXI_KEY}",
+        },
+    ),
+    chat_event(3, "[DONE]"),
+]
 ECHO_LEXI = [lexi_event("error", f"upstream said Authorization: Bearer {LEXI_KEY}"), b"data: [DONE]\n\n"]
 
 
@@ -74,9 +82,11 @@ async def drive_everything(client: Client, sandbox: Sandbox, seen: list[str]) ->
     await call("run_customer_scenario", {"messages": ["hi", "refund please"]})
     await call("get_conversation_messages", {"conversation_id": cid})
     for status in (400, 401, 402, 403, 404, 429, 500, 503):
-        for target, tool, args in (("customer", "send_customer_message", {"message": "x", "conversation_id": cid}),
-                                   ("management", "configure_org", {"instruction": "x"}),
-                                   ("lexi", "lexi_chat", {"message": "x"})):
+        for target, tool, args in (
+            ("customer", "send_customer_message", {"message": "x", "conversation_id": cid}),
+            ("management", "configure_org", {"instruction": "x"}),
+            ("lexi", "lexi_chat", {"message": "x"}),
+        ):
             sandbox.inject(Fault(target=target, status=status, times=4))
             await call(tool, args)
             sandbox.clear_faults()
@@ -122,19 +132,27 @@ async def test_keys_refused_by_the_upstream_and_wrong_key_settings(capfd: pytest
 
 async def _refused_everywhere(seen: list[str]) -> None:
     async with Sandbox(SandboxConfig(delay=0, keys=frozenset({"lxc_other", "lxm_other", "wbk_other"}))) as sb:
-        for overrides in ({}, {"management_key": CUSTOMER_KEY, "customer_key": LEXI_KEY},
-                          {"lexi_api_key": f" {LEXI_KEY}\n", "customer_key": f"{CUSTOMER_KEY[:9]} {CUSTOMER_KEY[9:]}"}):
+        for overrides in (
+            {},
+            {"management_key": CUSTOMER_KEY, "customer_key": LEXI_KEY},
+            {"lexi_api_key": f" {LEXI_KEY}\n", "customer_key": f"{CUSTOMER_KEY[:9]} {CUSTOMER_KEY[9:]}"},
+        ):
             async with Client(build_server(sandbox_settings_for(sb, **overrides))) as client:
-                for tool, args in (("create_conversation", {}), ("send_customer_message", {"message": "x"}),
-                                   ("configure_org", {"instruction": "x"}), ("lexi_chat", {"message": "x"})):
+                for tool, args in (
+                    ("create_conversation", {}),
+                    ("send_customer_message", {"message": "x"}),
+                    ("configure_org", {"instruction": "x"}),
+                    ("lexi_chat", {"message": "x"}),
+                ):
                     result = await client.call_tool(tool, args)
                     assert result.is_error
                     seen.append(json.dumps(result.model_dump(mode="json")))
 
 
 async def test_unreachable_upstream(sandbox: Sandbox, capfd: pytest.CaptureFixture[str]) -> None:
-    settings = sandbox_settings_for(sandbox, base_url="http://127.0.0.1:9/api/v1", max_retries=1,
-                                    max_retry_wait=0.1, stream_timeout=0.5)
+    settings = sandbox_settings_for(
+        sandbox, base_url="http://127.0.0.1:9/api/v1", max_retries=1, max_retry_wait=0.1, stream_timeout=0.5
+    )
     with debug_logging():
         async with Client(build_server(settings)) as client:
             unreachable = await client.call_tool("send_customer_message", {"message": "x"})
@@ -149,8 +167,9 @@ def test_tracebacks_in_logs_are_redacted() -> None:
     try:
         raise RuntimeError(f"boom with {CUSTOMER_KEY} and Bearer {LEXI_KEY}")
     except RuntimeError:
-        record = record_logger.makeRecord("x", logging.ERROR, __file__, 1, "failed: %s", (MANAGEMENT_KEY,),
-                                          sys.exc_info())
+        record = record_logger.makeRecord(
+            "x", logging.ERROR, __file__, 1, "failed: %s", (MANAGEMENT_KEY,), sys.exc_info()
+        )
     text = formatter.format(record)
     assert "RuntimeError" in text
     assert "Traceback" in text
@@ -159,9 +178,15 @@ def test_tracebacks_in_logs_are_redacted() -> None:
 
 async def test_no_key_over_stdio_at_debug(sandbox: Sandbox) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXEY_", "LEXI_"))}
-    env.update(LEXEY_LOG_LEVEL="DEBUG", LEXEY_BASE_URL=sandbox.base_url, LEXI_BASE_URL=sandbox.lexi_base_url,
-               LEXEY_CUSTOMER_KEY=CUSTOMER_KEY, LEXEY_MANAGEMENT_KEY=MANAGEMENT_KEY, LEXI_API_KEY=LEXI_KEY,
-               LEXEY_MCP_AUTH_TOKEN=AUTH_TOKEN)
+    env.update(
+        LEXEY_LOG_LEVEL="DEBUG",
+        LEXEY_BASE_URL=sandbox.base_url,
+        LEXI_BASE_URL=sandbox.lexi_base_url,
+        LEXEY_CUSTOMER_KEY=CUSTOMER_KEY,
+        LEXEY_MANAGEMENT_KEY=MANAGEMENT_KEY,
+        LEXI_API_KEY=LEXI_KEY,
+        LEXEY_MCP_AUTH_TOKEN=AUTH_TOKEN,
+    )
     params = StdioServerParameters(command=sys.executable, args=["-m", "lexey_mcp"], env=env)
     seen: list[str] = []
     with tempfile.TemporaryFile("w+") as errlog:

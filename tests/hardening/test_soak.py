@@ -76,8 +76,19 @@ class Step:
 
 
 def choose_fault(rng: random.Random, target: Target) -> tuple[str, tuple[Fault, ...], Expect]:
-    kinds = ["none", "none", "error_at", "drop_after", "end_without_done", "id_gaps", "malformed_json_at",
-             "chunking_byte", "crlf", "comments", "status"]
+    kinds = [
+        "none",
+        "none",
+        "error_at",
+        "drop_after",
+        "end_without_done",
+        "id_gaps",
+        "malformed_json_at",
+        "chunking_byte",
+        "crlf",
+        "comments",
+        "status",
+    ]
     if target == "lexi":
         kinds.append("lexi_429_then_retry")
     kind = rng.choice(kinds)
@@ -120,11 +131,14 @@ def plan(rng: random.Random, count: int, start: int) -> list[Step]:
         if tool == "send_customer_message":
             arguments: dict[str, Any] = {"message": f"What are your opening hours? (call {index})"}
         elif tool == "configure_org":
-            arguments = {"instruction": rng.choice(["How have we performed over the last 7 days?",
-                                                    "Show our configuration"])}
+            arguments = {
+                "instruction": rng.choice(["How have we performed over the last 7 days?", "Show our configuration"])
+            }
         elif tool == "lexi_chat":
-            arguments = {"message": rng.choice(["Which deals are open?", "Who is the contact at Acme?"]),
-                         "allow_tools": rng.random() < 0.7}
+            arguments = {
+                "message": rng.choice(["Which deals are open?", "Who is the contact at Acme?"]),
+                "allow_tools": rng.random() < 0.7,
+            }
         else:
             arguments = {}
         if target is None:
@@ -291,10 +305,13 @@ async def settled_fds(pid: int, sandbox: Sandbox, baseline: int | None = None) -
     return count
 
 
-@pytest.mark.parametrize(("calls", "time_limit"), [
-    pytest.param(200, 60.0, id="200-calls"),
-    pytest.param(2000, 400.0, id="2000-calls", marks=pytest.mark.soak),
-])
+@pytest.mark.parametrize(
+    ("calls", "time_limit"),
+    [
+        pytest.param(200, 60.0, id="200-calls"),
+        pytest.param(2000, 400.0, id="2000-calls", marks=pytest.mark.soak),
+    ],
+)
 async def test_soak_with_random_faults(anyio_backend: str, tmp_path: Path, calls: int, time_limit: float) -> None:
     rng = random.Random(SEED)  # reproducible choices
     warm_up = plan(rng, WARM_UP_CALLS, 0)
@@ -331,14 +348,18 @@ async def test_soak_with_random_faults(anyio_backend: str, tmp_path: Path, calls
             log = server.stderr()
 
     growth = mem_after["VmRSS"] - mem_before["VmRSS"]
-    print(f"\nsoak: {calls} calls (+{WARM_UP_CALLS} warm-up), concurrency {CONCURRENCY}: {soak_seconds:.1f} s "
-          f"({total_seconds:.1f} s with warm-up), {calls / soak_seconds:.0f} calls/s")
+    print(
+        f"\nsoak: {calls} calls (+{WARM_UP_CALLS} warm-up), concurrency {CONCURRENCY}: {soak_seconds:.1f} s "
+        f"({total_seconds:.1f} s with warm-up), {calls / soak_seconds:.0f} calls/s"
+    )
     print(f"soak: kinds {dict(sorted(runner.tally.by_kind.items()))}")
     print(f"soak: outcomes {dict(sorted(runner.tally.by_outcome.items()))}")
     print(f"soak: server fds {fd_before} after warm-up -> {fd_after} after the soak")
-    print(f"soak: server VmRSS {mem_before['VmRSS'] / 1024:.1f} MB -> {mem_after['VmRSS'] / 1024:.1f} MB "
-          f"(growth {growth / 1024:+.2f} MB, {growth * 1024 / calls:+.0f} bytes per call); "
-          f"peak VmHWM {mem_after['VmHWM'] / 1024:.1f} MB")
+    print(
+        f"soak: server VmRSS {mem_before['VmRSS'] / 1024:.1f} MB -> {mem_after['VmRSS'] / 1024:.1f} MB "
+        f"(growth {growth / 1024:+.2f} MB, {growth * 1024 / calls:+.0f} bytes per call); "
+        f"peak VmHWM {mem_after['VmHWM'] / 1024:.1f} MB"
+    )
     print(f"soak: sandbox {sandbox.stats.as_dict()}")
 
     assert sum(runner.tally.by_outcome.values()) == WARM_UP_CALLS + calls

@@ -37,32 +37,59 @@ CORPUS: dict[str, tuple[bytes, dict[str, Any]]] = {
     "lf_crlf": (D % b"a" + b"\n\r\n" + DONE, {"text": "a", "outcome": "complete"}),
     "cr_crlf": (D % b"a" + b"\r\r\n" + DONE, {"text": "a", "outcome": "complete"}),
     "emoji": (delta("🦊 ü 中") + DONE, {"text": "🦊 ü 中", "outcome": "complete"}),
-    "line_separators": ('data: {"type":"delta","text":"a\u2028b\u0085c\u2029"}\n\n'.encode() + DONE,
-                        {"text": "a\u2028b\u0085c\u2029", "outcome": "complete"}),
+    "line_separators": (
+        'data: {"type":"delta","text":"a\u2028b\u0085c\u2029"}\n\n'.encode() + DONE,
+        {"text": "a\u2028b\u0085c\u2029", "outcome": "complete"},
+    ),
     "multiline_data": (b'data: {"type":"delta",\ndata: "text":"a"}\n\n' + DONE, {"text": "a", "skipped_events": 0}),
     "done_no_space": (delta("a") + b"data:[DONE]\n\n", {"outcome": "complete"}),
     "done_with_suffix": (delta("a") + b"data: [DONE]x\n\n", {"outcome": "partial", "skipped_events": 1}),
     "data_no_value": (b"data\n\n" + delta("a") + DONE, {"text": "a", "skipped_events": 1, "events_received": 2}),
-    "field_only_blocks": (b"event: x\n\nid: 7\n\nretry: 5\n\n" + delta("a") + DONE,
-                          {"text": "a", "events_received": 1, "last_event_id": None}),
+    "field_only_blocks": (
+        b"event: x\n\nid: 7\n\nretry: 5\n\n" + delta("a") + DONE,
+        {"text": "a", "events_received": 1, "last_event_id": None},
+    ),
     "extra_blank_lines": (delta("a") + b"\n\n\n\n" + DONE, {"events_received": 1, "outcome": "complete"}),
     "comments": (b": hi\n:\n" + delta("a") + b": keep-alive\n\n" + DONE, {"text": "a", "events_received": 1}),
     "id_with_nul": (b"id: 1\x002\n" + D % b"a" + b"\n\n" + DONE, {"last_event_id": None, "text": "a"}),
     "bad_retry": (b"retry: -1\nretry: 1e3\n" + delta("a") + DONE, {"text": "a", "outcome": "complete"}),
-    "wrong_case_fields": (b'DATA: {"type":"delta","text":"x"}\nData: y\n\n' + delta("a") + DONE,
-                          {"text": "a", "events_received": 1}),
+    "wrong_case_fields": (
+        b'DATA: {"type":"delta","text":"x"}\nData: y\n\n' + delta("a") + DONE,
+        {"text": "a", "events_received": 1},
+    ),
     "invalid_utf8": (b'data: {"type":"delta","text":"a\xffb"}\n\n' + DONE, {"text": "a\ufffdb"}),
-    "truncated_final": (delta("a", 1) + b'id: 2\ndata: {"type":"delta","text":"b"}',
-                        {"text": "a", "outcome": "partial", "partial_reason": "ended_without_done"}),
-    "schema_violations": (b"".join(b"data: %s\n\n" % bad for bad in (
-        b"[1]", b'"s"', b"{}", b'{"type":"delta"}', b'{"type":"delta","text":1}', b'{"type":"what"}',
-        b'{"type":"delta","text":NaN}', b"[" * 100_000, b'{"type":"delta","text":"z","n":' + b"9" * 10_000 + b"}",
-    )) + delta("a") + DONE, {"text": "a", "skipped_events": 7, "events_received": 10}),  # {} and "what": ignored
-    "status_then_text": (delta("a", 1) + b'id: 2\ndata: {"type":"status","status":"escalated"}\n\n' + delta("b", 3)
-                         + DONE, {"text": "ab", "conversation_status": "escalated", "status_events": ["escalated"]}),
+    "truncated_final": (
+        delta("a", 1) + b'id: 2\ndata: {"type":"delta","text":"b"}',
+        {"text": "a", "outcome": "partial", "partial_reason": "ended_without_done"},
+    ),
+    "schema_violations": (
+        b"".join(
+            b"data: %s\n\n" % bad
+            for bad in (
+                b"[1]",
+                b'"s"',
+                b"{}",
+                b'{"type":"delta"}',
+                b'{"type":"delta","text":1}',
+                b'{"type":"what"}',
+                b'{"type":"delta","text":NaN}',
+                b"[" * 100_000,
+                b'{"type":"delta","text":"z","n":' + b"9" * 10_000 + b"}",
+            )
+        )
+        + delta("a")
+        + DONE,
+        {"text": "a", "skipped_events": 7, "events_received": 10},
+    ),  # {} and "what": ignored
+    "status_then_text": (
+        delta("a", 1) + b'id: 2\ndata: {"type":"status","status":"escalated"}\n\n' + delta("b", 3) + DONE,
+        {"text": "ab", "conversation_status": "escalated", "status_events": ["escalated"]},
+    ),
     "after_done": (delta("a") + DONE + delta("b"), {"text": "a", "events_received": 1}),
-    "gaps_repeats_regressions": (delta("a", 2) + delta("b", 2) + delta("c", 5) + delta("d", 1) + DONE,
-                                 {"missing_event_ids": [3, 4], "last_event_id": 5, "text": "abcd"}),
+    "gaps_repeats_regressions": (
+        delta("a", 2) + delta("b", 2) + delta("c", 5) + delta("d", 1) + DONE,
+        {"missing_event_ids": [3, 4], "last_event_id": 5, "text": "abcd"},
+    ),
 }
 
 
