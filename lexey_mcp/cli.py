@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8765)
     sandbox.add_argument("--delay", type=float, default=0.02, help="seconds between streamed events")
     sub.add_parser("demo", help="configure an org, run a scenario that escalates, review analytics (sandbox)")
+    from .qa.arguments import add_arguments as add_test_arguments
+
+    add_test_arguments(sub.add_parser("test", help="run a QA suite against the support agent (exit 0 all passed)"))
     return parser
 
 
@@ -122,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(settings)
+    if args.command == "test":
+        from .qa.command import run_test_command
+
+        return run_test_command(args, settings)
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
     if args.transport == "http" and not _is_loopback(args.host) and not token:
         print(

@@ -29,6 +29,7 @@ from .client import LexeyClient
 from .config import Settings
 from .errors import LexeyError, LexeyInputError, NotFoundError
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
+from .qa.report import SuiteReport
 from .validation import LEXI_MAX_MESSAGE_CHARS, check_message, check_uuid
 
 logger = logging.getLogger("lexey_mcp.server")
@@ -245,6 +246,32 @@ async def run_customer_scenario(
     return await _guard(run)
 
 
+async def run_test_suite(
+    suite: Annotated[str, Field(min_length=1, max_length=MAX_CHAT_MESSAGE_CHARS, description="YAML or JSON text.")],
+    ctx: Context[AppState],
+    repeat: Annotated[int, Field(ge=1, le=20, description="Runs per case, for a pass rate.")] = 1,
+) -> Annotated[CallToolResult, SuiteReport]:
+    """Run an agent QA suite: optional `setup` (configure_org instructions, in order), then `cases`, each
+    {name, turns: [{say, expect}], expect?} run in a fresh customer conversation. expect keys: contains,
+    not_contains (strings, case-insensitive), matches (regex), escalated (bool), outcome (complete|error|partial),
+    max_seconds. Returns pass/fail and pass rate per case, each failure with the reply excerpt."""
+    from .qa.output import failure_line, run_label, summary_table
+    from .qa.report import RunReport
+    from .qa.runner import run_suite
+    from .qa.suite import parse_suite
+
+    async def on_run(done: int, total: int, case: str, index: int, run: RunReport) -> None:
+        verdict = "passed" if run.passed else f"FAILED: {failure_line(run.failures[0])}"
+        await ctx.report_progress(done, total, f"{run_label(case, index, repeat)} {verdict}"[:PROGRESS_TEXT_CHARS])
+
+    async def run() -> CallToolResult:
+        parsed = parse_suite(suite, "suite")  # an invalid suite is a tool error naming the line and the field
+        report = await run_suite(_client(ctx), parsed, repeat=repeat, on_run=on_run)
+        return _result(report, summary_table(report))
+
+    return await _guard(run)
+
+
 @dataclass(frozen=True)
 class _ToolSpec:
     fn: Callable[..., Any]
@@ -258,6 +285,7 @@ TOOLS: tuple[_ToolSpec, ...] = (
     _ToolSpec(send_customer_message, "Send message as a customer", "customer", _NEW_CONVERSATION),
     _ToolSpec(get_conversation_messages, "Read conversation history", "customer", _READ),
     _ToolSpec(run_customer_scenario, "Run a customer test scenario", "customer", _NEW_CONVERSATION),
+    _ToolSpec(run_test_suite, "Run an agent QA suite", "customer", _CONFIGURE),  # setup may change the org
     _ToolSpec(configure_org, "Configure the organisation", "management", _CONFIGURE),
     _ToolSpec(lexi_chat, "Ask Lexi (CRM assistant)", "lexi", _NEW_CONVERSATION),
 )

@@ -30,6 +30,7 @@ TOOL_NAMES = {
     "configure_org",
     "lexi_chat",
     "run_customer_scenario",
+    "run_test_suite",
 }
 MIN_NODE = (22, 19)
 

@@ -25,6 +25,7 @@ TOOL_NAMES = {
     "configure_org",
     "lexi_chat",
     "run_customer_scenario",
+    "run_test_suite",
 }
 
 
@@ -367,7 +368,13 @@ async def test_cancel_mid_stream_closes_the_upstream_connection(sandbox: Sandbox
         (
             ["customer"],
             False,
-            {"create_conversation", "send_customer_message", "get_conversation_messages", "run_customer_scenario"},
+            {
+                "create_conversation",
+                "send_customer_message",
+                "get_conversation_messages",
+                "run_customer_scenario",
+                "run_test_suite",
+            },
         ),
         (["customer", "management", "lexi"], True, {"get_conversation_messages"}),
         (["lexi"], True, set()),

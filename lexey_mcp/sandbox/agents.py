@@ -60,6 +60,10 @@ _ESCALATION = re.compile(
     r"raises?|contains?|containing|includes?|involving|regarding|about|for)\s+(?P<list>.+)$",
     _FLAGS,
 )
+# "Always escalate legal issues", "Escalation rules: escalate refunds and chargebacks": the subjects follow the verb.
+_ESCALATE_SUBJECTS = re.compile(
+    r"(?:^|[:.;]\s*)(?:please\s+)?(?:always\s+)?escalate\s+(?:(?:all|any|every)\s+)?(?P<list>.+)$", _FLAGS
+)
 _HANDOVER = re.compile(
     r"\s+to\s+(?:a\s+|an\s+|the\s+)?(?:human|person|agent|operator|member\s+of\s+\w+\s+team)\b.*$", re.I
 )
@@ -124,8 +128,8 @@ class ManagementAgent:
             count = len(self._org.escalation_phrases)
             self._org.escalation_phrases.clear()
             return AgentReply(f"Removed {_plural(count, 'escalation rule')}. Nothing escalates automatically now.")
-        if _RULE_INTENT.search(text):
-            match = _ESCALATION.search(text)
+        if _RULE_INTENT.search(text) or _ESCALATE_SUBJECTS.search(text):
+            match = _ESCALATION.search(text) or _ESCALATE_SUBJECTS.search(text)
             return self._add_rules(match.group("list") if match else "")
         if _ANALYTICS.search(text):
             return self._analytics(text, moment)
