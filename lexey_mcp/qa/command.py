@@ -20,8 +20,6 @@ from .report import SuiteReport
 from .runner import SetupError, run_suite
 from .suite import Suite, load_suite
 
-logger = logging.getLogger("lexey_mcp.qa")
-
 PASSED, FAILED, UNUSABLE = 0, 1, 2
 
 
@@ -35,6 +33,9 @@ def run_test_command(args: argparse.Namespace, settings: Settings) -> int:
         suite = load_suite(args.suite)
     except LexeyInputError as exc:
         return _fail(str(exc))
+    for report in (args.junit, args.json):
+        if report is not None and not report.parent.is_dir():
+            return _fail(f"cannot write the report {report}: {report.parent} is not a directory")
     return anyio.run(_run, args, settings, suite)
 
 
@@ -42,6 +43,10 @@ async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> in
     async with AsyncExitStack() as stack:
         if getattr(args, "sandbox", False):
             from ..sandbox import Sandbox, SandboxConfig
+
+            if settings.log_level != "DEBUG":  # its start and stop lines are noise around a report
+                for name in ("uvicorn.error", "lexey_mcp.sandbox"):
+                    logging.getLogger(name).setLevel(logging.WARNING)
             from ..server import sandbox_settings
 
             sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=args.sandbox_delay)))
@@ -65,8 +70,10 @@ async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> in
 
 
 def _finish(args: argparse.Namespace, report: SuiteReport, title: str) -> int:
+    # A terminal gets a table that fits; a CI log gets whole lines (the first failure is the point of the table).
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 10_000
     print()
-    print(summary_table(report, width=shutil.get_terminal_size().columns))
+    print(summary_table(report, width=width))
     try:
         if args.junit is not None:
             args.junit.write_bytes(junit_xml(report, args.repeat, title))

@@ -78,7 +78,7 @@ def summary_table(report: SuiteReport, width: int = 120) -> str:
     name_w = min(40, max(len(r[0]) for r in rows))
     rate_w = max(len(r[1]) for r in rows)
     secs_w = max(len(r[2]) for r in rows)
-    rest = max(30, width - name_w - rate_w - secs_w - 6)
+    rest = max(20, width - name_w - rate_w - secs_w - 6)
     lines = [
         f"{_cell(n, name_w):<{name_w}}  {r:<{rate_w}}  {s:>{secs_w}}  {_cell(f, rest)}".rstrip() for n, r, s, f in rows
     ]
