@@ -48,6 +48,7 @@ TOOLS = {
     "configure_org",
     "lexi_chat",
     "run_customer_scenario",
+    "run_test_suite",
 }
 
 
@@ -140,7 +141,7 @@ async def drive(url: str, token: str, calls: int) -> list[str]:
         Client(streamable_http_client(url, http_client=http)) as client,
     ):
         names = {tool.name for tool in (await client.list_tools()).tools}
-        expect(names == TOOLS, "tools/list through nginx: the six tools")
+        expect(names == TOOLS, "tools/list through nginx: the expected tools")
         first = structured(await client.call_tool("send_customer_message", {"message": "Hi there!"}), "send")
         cid = first["conversation_id"]
         outcomes = [first["outcome"]]
