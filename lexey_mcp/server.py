@@ -267,7 +267,7 @@ async def run_test_suite(
     async def run() -> CallToolResult:
         parsed = parse_suite(suite, "suite")  # an invalid suite is a tool error naming the line and the field
         report = await run_suite(_client(ctx), parsed, repeat=repeat, on_run=on_run)
-        return _result(report, summary_table(report))
+        return _result(report, summary_table(report, width=10_000))  # whole lines: a model reads them
 
     return await _guard(run)
 

@@ -36,7 +36,11 @@ def run_test_command(args: argparse.Namespace, settings: Settings) -> int:
     for report in (args.junit, args.json):
         if report is not None and not report.parent.is_dir():
             return _fail(f"cannot write the report {report}: {report.parent} is not a directory")
-    return anyio.run(_run, args, settings, suite)
+    try:
+        return anyio.run(_run, args, settings, suite)
+    except KeyboardInterrupt:  # the runs were cancelled and their upstream streams closed on the way out
+        print("\nlexey-mcp test: interrupted", file=sys.stderr)
+        return 130
 
 
 async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> int:

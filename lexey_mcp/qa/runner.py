@@ -6,6 +6,7 @@ The report is the JSON report of `lexey-mcp test --json` and the structured resu
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -16,6 +17,8 @@ from ..errors import LexeyConfigError, LexeyError, LexeyInputError
 from ..models import ChatResult
 from .report import CaseReport, Failure, RunReport, SuiteReport
 from .suite import Case, Expect, Suite
+
+logger = logging.getLogger("lexey_mcp.qa")
 
 EXCERPT_CHARS = 160
 
@@ -111,6 +114,7 @@ async def run_setup(client: LexeyClient, instructions: Sequence[str]) -> None:
         conversation_id = await client.management.create_conversation()
         for i, instruction in enumerate(instructions, 1):
             reply = await client.management.send_message(conversation_id, instruction)
+            logger.info("setup %d/%d: %s", i, len(instructions), excerpt(reply.text))
             if reply.outcome == "complete":
                 continue
             why = reply.error.message if reply.error else reply.partial_reason or reply.outcome

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..errors import LexeyInputError
+from ..validation import check_message
 
 if TYPE_CHECKING:
     import yaml
@@ -125,8 +126,9 @@ class _Checker:
                 entries[key] = (key_node, value_node)
         return entries
 
-    def text(self, node: yaml.Node, path: str) -> str | None:
-        """A non-empty string. Any plain scalar counts as its text (`contains: [yes]` means the word "yes")."""
+    def text(self, node: yaml.Node, path: str, *, message: bool = False) -> str | None:
+        """A non-empty string. Any plain scalar counts as its text (`contains: [yes]` means the word "yes").
+        `message`: it is sent upstream, so it must pass the checks every message passes."""
         import yaml
 
         if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
@@ -135,18 +137,24 @@ class _Checker:
         if not node.value.strip():
             self.problem(node, path, "must not be empty")
             return None
+        if message:
+            try:
+                check_message(node.value)
+            except LexeyInputError as exc:
+                self.problem(node, path, str(exc).removeprefix("message "))
+                return None
         return str(node.value)
 
-    def texts(self, node: yaml.Node, path: str) -> tuple[str, ...]:
+    def texts(self, node: yaml.Node, path: str, *, message: bool = False) -> tuple[str, ...]:
         """A list of non-empty strings, or one string standing for a list of one."""
         import yaml
 
         if isinstance(node, yaml.SequenceNode):
             if not node.value:
                 self.problem(node, path, "must list at least one string")
-            values = [self.text(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+            values = [self.text(item, f"{path}[{i}]", message=message) for i, item in enumerate(node.value)]
             return tuple(v for v in values if v is not None)
-        value = self.text(node, path)
+        value = self.text(node, path, message=message)
         return (value,) if value is not None else ()
 
     def scalar(self, node: yaml.Node) -> Any:
@@ -229,7 +237,7 @@ class _Checker:
         entries = self.mapping(node, path, TURN_KEYS)
         say = ""
         if "say" in entries:
-            say = self.text(entries["say"][1], f"{path}.say") or ""
+            say = self.text(entries["say"][1], f"{path}.say", message=True) or ""
         elif isinstance(node, yaml.MappingNode):
             self.problem(node, path, "missing key 'say' (what the customer writes)")
         given = self.expect(entries["expect"][1], f"{path}.expect") if "expect" in entries else {}
@@ -272,7 +280,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     check = _Checker()
     entries = check.mapping(root, "", SUITE_KEYS)
     name = check.text(entries["name"][1], "name") if "name" in entries else None
-    setup = check.texts(entries["setup"][1], "setup") if "setup" in entries else ()
+    setup = check.texts(entries["setup"][1], "setup", message=True) if "setup" in entries else ()
     cases: list[Case] = []
     if "cases" not in entries:
         if isinstance(root, yaml.MappingNode):

@@ -305,3 +305,12 @@ def test_the_shipped_examples_parse() -> None:
     names = {p.name: load_suite(str(p)) for p in root.glob("*.yaml")}
     assert set(names) == {"acme-support.yaml", "fails-on-purpose.yaml"}
     assert all(s.setup and s.cases for s in names.values())
+
+
+def test_messages_are_checked_as_every_message_is() -> None:
+    with pytest.raises(SuiteError) as caught:
+        parse_suite('setup: ["ok", "bell \\a"]\ncases:\n  - {name: a, turns: [{say: "esc \\e[31m"}]}\n', "c.yaml")
+    assert str(caught.value).splitlines()[1:] == [
+        "  c.yaml:1:15: setup[1]: contains control characters; remove them.",
+        "  c.yaml:3:29: cases[0].turns[0].say: contains control characters; remove them.",
+    ]
