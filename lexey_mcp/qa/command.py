@@ -44,18 +44,18 @@ def run_test_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> int:
+    sandbox = bool(getattr(args, "sandbox", False))  # `lexey-mcp --sandbox test …` or `lexey-mcp test … --sandbox`
     async with AsyncExitStack() as stack:
-        if getattr(args, "sandbox", False):
+        if sandbox:
             from ..sandbox import Sandbox, SandboxConfig
+            from ..server import sandbox_settings
 
             if settings.log_level != "DEBUG":  # its start and stop lines are noise around a report
                 for name in ("uvicorn.error", "lexey_mcp.sandbox"):
                     logging.getLogger(name).setLevel(logging.WARNING)
-            from ..server import sandbox_settings
-
             sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=args.sandbox_delay)))
             settings = settings.model_copy(update=sandbox_settings(sb.env()))
-        client = await stack.enter_async_context(LexeyClient(settings, trust_env=not getattr(args, "sandbox", False)))
+        client = await stack.enter_async_context(LexeyClient(settings, trust_env=not sandbox))
         title = suite.name or Path(suite.source).stem
         print(f"{title}: running {suite.source}" + (" (setup skipped)" if args.skip_setup else ""), flush=True)
         try:

@@ -140,3 +140,9 @@ def test_an_unwritable_report_exits_2_before_the_run(tmp_path: Path, capsys: pyt
     (tmp_path / "taken.xml").mkdir()
     assert run([PASSING, "--sandbox", "--case", "pricing", "--junit", str(tmp_path / "taken.xml")]) == 2
     assert "cannot write the report: [Errno 21] Is a directory" in capsys.readouterr().err
+
+
+def test_the_global_sandbox_flag_works_too() -> None:
+    args = build_parser().parse_args(["--sandbox", "--sandbox-delay", "0", "test", PASSING, "--case", "pricing"])
+    assert args.sandbox is True  # the subcommand's own --sandbox does not reset it
+    assert run_test_command(args, Settings(_env_file=None)) == 0
