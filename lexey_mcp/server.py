@@ -200,7 +200,7 @@ class _Progress:
         """Another reply begins (a scenario's next turn): say which, one step on."""
         self._label = redact(label, self._secrets)
         self._base = self._sent + 1
-        await self._send(self._base, label)
+        await self._send(self._base, self._label)
 
     async def __call__(self, text: str) -> None:
         shown = redact(text, self._secrets)  # before cutting, so no cut can leave part of a key
