@@ -98,9 +98,7 @@ def describe(tool: str, error: ErrorDetails) -> str:
     return f"{where} is not valid for {tool}."
 
 
-def check_arguments(
-    tool: str, arguments: Mapping[str, Any], accepted: set[str], validate: Any
-) -> str | None:
+def check_arguments(tool: str, arguments: Mapping[str, Any], accepted: set[str], validate: Any) -> str | None:
     """None when `arguments` are fine for `tool`, else what is wrong (every problem, one per line).
 
     `validate` is the tool's own argument validation (the SDK's `FuncMetadata.validate_arguments`)."""

@@ -217,7 +217,9 @@ def _client(ctx: Context[AppState]) -> LexeyClient:
     return ctx.request_context.lifespan_context.client
 
 
-async def _chat(api: ChatAPI, who: str, message: str, conversation_id: str | None, ctx: Context[AppState]) -> Any:
+async def _chat(
+    api: ChatAPI, who: str, message: str, conversation_id: str | None, ctx: Context[AppState]
+) -> CallToolResult:
     """One message to a Lexey chat agent (customer or management), in a new conversation when none is given."""
     check_message(message)  # before a conversation is created for it
     cid = check_uuid(conversation_id) if conversation_id is not None else await api.create_conversation()
@@ -262,22 +264,22 @@ async def get_conversation_messages(
     return _result(page, f"{conversation_id}: {shown}{older}\n{_Fence()(lines)}")
 
 
-def _confirm_instruction(instruction: str, ctx: Context[AppState]) -> Any:
+class _CannotAsk(Confirmation):
+    """Confirmation is required and this client cannot be asked: never sent."""
+
+
+def _confirm_instruction(instruction: str, ctx: Context[AppState]) -> Confirmation | Elicit[Confirmation]:
     """With --confirm-changes, ask the user before an instruction is sent (MCP elicitation, both protocol eras)."""
     if not ctx.request_context.lifespan_context.confirm_changes:
-        return _NOT_ASKED
+        return Confirmation(send=True)
     capabilities = ctx.client_capabilities
     elicitation = capabilities.elicitation if capabilities is not None else None
     if elicitation is None or (elicitation.form is None and elicitation.url is not None):
-        return _CANNOT_ASK
+        return _CannotAsk(send=False)
     return Elicit(
         "Send this instruction to Lexey's management agent? It changes the organisation's setup.\n\n" + instruction,
         Confirmation,
     )
-
-
-_NOT_ASKED = "not asked"
-_CANNOT_ASK = "cannot ask"
 
 
 async def configure_org(
@@ -290,14 +292,15 @@ async def configure_org(
     context, knowledge articles, branding, escalation rules; it also answers analytics questions ("How have we
     performed over the last 7 days?"). Replies with what it changed."""
     if not isinstance(confirmation, AcceptedElicitation):
-        return _error(f"Nothing was sent: the user {confirmation.action}d the confirmation of this instruction.")
-    if confirmation.data == _CANNOT_ASK:
+        answered = "declined" if confirmation.action == "decline" else "cancelled"
+        return _error(f"Nothing was sent: the user {answered} the confirmation of this instruction.")
+    if isinstance(confirmation.data, _CannotAsk):
         return _error(
             "Nothing was sent: this server asks the user to confirm every configure_org instruction "
             "(--confirm-changes), and this client cannot ask (it declared no form elicitation capability). "
             "Use a client that supports elicitation, or run the server without --confirm-changes."
         )
-    if isinstance(confirmation.data, Confirmation) and not confirmation.data.send:
+    if not confirmation.data.send:
         return _error("Nothing was sent: the user answered no to sending this instruction.")
     return await _chat(_client(ctx).management, "Management agent", instruction, conversation_id, ctx)
 
@@ -396,7 +399,7 @@ def _check_arguments(server: MCPServer[AppState]) -> Any:
         if ctx.method == "tools/call" and ctx.params:
             name, arguments = ctx.params.get("name"), ctx.params.get("arguments") or {}
             tool = server._tool_manager.get_tool(name) if isinstance(name, str) else None
-            if tool is not None and isinstance(arguments, dict):
+            if isinstance(name, str) and tool is not None and isinstance(arguments, dict):
                 accepted = set(tool.parameters.get("properties", {}))
                 problem = check_arguments(name, arguments, accepted, tool.fn_metadata.validate_arguments)
                 if problem is not None:
@@ -438,7 +441,8 @@ def _redact_outgoing() -> Any:
             result = await call_next(ctx)
         except MCPError as exc:
             secrets = request_secrets(ctx)
-            raise MCPError(exc.error.code, redact(exc.error.message, secrets), redact_tree(exc.error.data, secrets))
+            error = exc.error
+            raise MCPError(error.code, redact(error.message, secrets), redact_tree(error.data, secrets)) from None
         if isinstance(result, BaseModel):
             result = result.model_dump(by_alias=True, mode="json", exclude_none=True)
         return _outgoing(ctx, result) if isinstance(result, dict) else result

@@ -15,6 +15,7 @@ from lexey_mcp.server import build_server
 from tests.conftest import sandbox_settings_for
 from tests.streams import (
     ALL_KEYS,
+    CID,
     CUSTOMER_KEY,
     LEXI_KEY,
     MANAGEMENT_KEY,
@@ -124,7 +125,9 @@ async def test_keys_echoed_in_headers_ids_and_protocol_errors_never_arrive() -> 
     async with Client(build_server(settings(max_retries=0), http_transport=upstream.transport())) as client:
         created = await seen.call(client, "create_conversation", {})
         sent = await seen.call(
-            client, "send_customer_message", {"message": "hi", "conversation_id": "550e8400-e29b-41d4-a716-446655440000"}
+            client,
+            "send_customer_message",
+            {"message": "hi", "conversation_id": CID},
         )
         redirected = await seen.call(client, "configure_org", {"instruction": "Set our agent name to Ava"})
         not_a_stream = await seen.call(client, "lexi_chat", {"message": "hi"})
@@ -132,8 +135,10 @@ async def test_keys_echoed_in_headers_ids_and_protocol_errors_never_arrive() -> 
     assert len(upstream.requests) == 5
     assert created["structured_content"]["conversation_id"] == "[redacted]"
     assert sent["structured_content"]["request_id"] == "req-[redacted]"
-    assert redirected["is_error"] and "redirect" in redirected["content"][0]["text"]
-    assert not_a_stream["is_error"] and "instead of an event stream" in not_a_stream["content"][0]["text"]
+    assert redirected["is_error"]
+    assert "redirect" in redirected["content"][0]["text"]
+    assert not_a_stream["is_error"]
+    assert "instead of an event stream" in not_a_stream["content"][0]["text"]
     assert shouting["is_error"]
     assert leaks(seen.text()) == []
 
