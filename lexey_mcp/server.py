@@ -203,8 +203,15 @@ class _Progress:
         await self._send(self._base, self._label)
 
     async def __call__(self, text: str) -> None:
-        shown = redact(text, self._secrets)  # before cutting, so no cut can leave part of a key
-        shown = shown if len(shown) <= PROGRESS_TEXT_CHARS else "…" + shown[-PROGRESS_TEXT_CHARS:]
+        if len(text) <= PROGRESS_TEXT_CHARS:
+            shown = redact(text, self._secrets)
+        else:
+            # Only the tail is redacted (the text grows: redacting all of it each time would be quadratic). A secret
+            # cut by the window's start is shorter than the margin and redaction never moves text before it, so
+            # dropping the margin after redacting drops it.
+            margin = max((len(s) for s in self._secrets), default=0) + 64
+            window = redact(text[-(PROGRESS_TEXT_CHARS + margin) :], self._secrets)
+            shown = "…" + window[margin:][-PROGRESS_TEXT_CHARS:]
         await self._send(self._base + len(text), self._label + shown)
 
     async def _send(self, value: float, message: str) -> None:

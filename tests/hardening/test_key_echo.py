@@ -162,3 +162,16 @@ def test_redaction_matches_any_case_and_glued_key_shapes() -> None:
     assert redact("LXM_SOMEKEYWEDONOTKNOW") == "LXM_[redacted]"
     assert redact("flxc_word stays") == "flxc_word stays"
     assert httpx2.URL(f"https://{MANAGEMENT_KEY}.evil.test/").host == MANAGEMENT_KEY.lower() + ".evil.test"
+
+
+async def test_progress_of_a_long_reply_shows_no_fragment_of_a_key(sandbox: Sandbox) -> None:
+    """Progress shows the reply's tail; a key straddling where that tail starts leaves no part of itself."""
+    seen = Seen()
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        for lead in range(0, 150, 3):  # the key at every offset around where the tail starts
+            text = "x" * 100 + CUSTOMER_KEY + "y" * (3950 + lead)
+            chunks = [chat_event(1, {"type": "delta", "text": text}), chat_event(2, "[DONE]")]
+            sandbox.inject(Fault(target="customer", raw_chunks=chunks))
+            await seen.call(client, "send_customer_message", {"message": "hi"})
+    assert sum(1 for part in seen.parts if part.startswith("…")) >= 40  # the tails were shown
+    assert leaks(seen.text()) == []
