@@ -38,7 +38,7 @@ from .config import Settings
 from .errors import LexeyAPIError, LexeyError, LexeyInputError, NotFoundError
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .redaction import redact, redact_tree
-from .validation import LEXI_MAX_MESSAGE_CHARS, check_message, check_uuid
+from .validation import _MAX_CONTEXT_VALUE_CHARS, LEXI_MAX_MESSAGE_CHARS, check_message, check_uuid
 
 logger = logging.getLogger("lexey_mcp.server")
 
@@ -49,7 +49,7 @@ PROGRESS_TEXT_CHARS = 4000
 MAX_CHAT_MESSAGE_CHARS = 100_000
 MAX_SCENARIO_MESSAGES = 20
 MAX_HISTORY_PAGE = 500
-ContextValue = Annotated[str, Field(min_length=1, max_length=500)]
+ContextValue = Annotated[str, Field(min_length=1, max_length=_MAX_CONTEXT_VALUE_CHARS)]
 
 INSTRUCTIONS = """\
 Drive Lexey (a customer-support agent platform) and Lexi (LeadLex's CRM assistant).

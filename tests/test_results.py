@@ -197,9 +197,15 @@ async def test_confirm_changes_asks_before_configure_org_sends(
         assert needle in text_of(result)
 
 
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_confirm_changes_with_a_client_that_cannot_ask_sends_nothing(sandbox: Sandbox, mode: str) -> None:
-    async with Client(build_server(sandbox_settings_for(sandbox), confirm_changes=True), mode=mode) as client:
+@pytest.mark.parametrize(("mode", "by_setting"), [("auto", False), ("legacy", False), ("auto", True)])
+async def test_confirm_changes_with_a_client_that_cannot_ask_sends_nothing(
+    sandbox: Sandbox, mode: str, by_setting: bool
+) -> None:
+    if by_setting:  # LEXEY_CONFIRM_CHANGES=1
+        server = build_server(sandbox_settings_for(sandbox, confirm_changes=True))
+    else:
+        server = build_server(sandbox_settings_for(sandbox), confirm_changes=True)
+    async with Client(server, mode=mode) as client:
         before = sandbox.stats.requests
         result = await client.call_tool("configure_org", {"instruction": INSTRUCTION})
         unconfirmed = await client.call_tool("send_customer_message", {"message": "hi"})
@@ -219,52 +225,50 @@ async def test_without_confirm_changes_nothing_is_asked(sandbox: Sandbox) -> Non
 
 
 class ToReplica(httpx2.AsyncBaseTransport):
-    """A load balancer in front of two replicas: the first round of a call goes to `first`, the round that carries
-    the user's answer (`requestState`) to `second`."""
+    """A load balancer in front of replicas: the first round of a call goes to `first`, the round that carries the
+    user's answer (`requestState`) to `answered_on`."""
 
-    def __init__(self, first: int, second: int) -> None:
-        self._ports = (first, second)
+    def __init__(self, first: int) -> None:
+        self.first = self.answered_on = first
         self._inner = httpx2.AsyncHTTPTransport()
-        self.answered_on_second = 0
+        self.answers = 0
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         answered = b"requestState" in request.content
-        self.answered_on_second += answered
-        request.url = request.url.copy_with(port=self._ports[answered])
+        self.answers += answered
+        request.url = request.url.copy_with(port=self.answered_on if answered else self.first)
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
 
-@pytest.mark.parametrize("shared", [True, False])
-async def test_a_confirmation_answered_on_another_stateless_replica(
-    sandbox: Sandbox, tmp_path: Path, shared: bool
-) -> None:
-    keys = ["k" * 40, "k" * 40] if shared else ["a" * 40, "b" * 40]
+async def test_a_confirmation_answered_on_another_stateless_replica(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Replicas sharing LEXEY_MCP_STATE_KEY accept each other's sealed elicitation state; one with another key
+    cannot open it, and nothing is sent."""
+    flags = ("--stateless", "--confirm-changes")
     async with (
-        http_server(sandbox, tmp_path, "--stateless", "--confirm-changes", LEXEY_MCP_STATE_KEY=keys[0]) as one,
-        http_server(sandbox, tmp_path, "--stateless", "--confirm-changes", LEXEY_MCP_STATE_KEY=keys[1]) as two,
+        http_server(sandbox, tmp_path, *flags, LEXEY_MCP_STATE_KEY="k" * 40) as one,
+        http_server(sandbox, tmp_path, *flags, LEXEY_MCP_STATE_KEY="k" * 40) as same_key,
+        http_server(sandbox, tmp_path, *flags, LEXEY_MCP_STATE_KEY="o" * 40) as other_key,
     ):
-        balancer = ToReplica(httpx2.URL(one.url).port or 0, httpx2.URL(two.url).port or 0)
+        balancer = ToReplica(httpx2.URL(one.url).port or 0)
         answer = Answers("accept")
         async with (
             httpx2.AsyncClient(transport=balancer, trust_env=False, timeout=30) as http,
             Client(streamable_http_client(one.url, http_client=http), elicitation_callback=answer) as client,
         ):
+            balancer.answered_on = httpx2.URL(same_key.url).port or 0
             before = sandbox.stats.requests
-            refused = ""
-            try:
-                result: CallToolResult | None = await client.call_tool("configure_org", {"instruction": INSTRUCTION})
-            except MCPError as exc:
-                refused, result = str(exc), None
-    assert len(answer.asked) == 1
-    assert balancer.answered_on_second == 1
-    if shared:
-        assert result is not None
-        assert not result.is_error
-        assert sandbox.stats.requests > before
-    else:  # the other replica cannot open the sealed state: nothing is sent
-        assert result is None
-        assert "requestState" in refused
-        assert sandbox.stats.requests == before
+            accepted = await client.call_tool("configure_org", {"instruction": INSTRUCTION})
+            sent = sandbox.stats.requests - before
+            balancer.answered_on = httpx2.URL(other_key.url).port or 0
+            before = sandbox.stats.requests
+            with pytest.raises(MCPError, match="requestState"):
+                await client.call_tool("configure_org", {"instruction": INSTRUCTION})
+            refused_sent = sandbox.stats.requests - before
+    assert len(answer.asked) == 2
+    assert balancer.answers == 2
+    assert not accepted.is_error
+    assert sent == 2  # the management conversation and its message
+    assert refused_sent == 0
