@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated: customer,management,lexi (default: all)",
     )
     parser.add_argument("--read-only", action="store_true", help="expose only tools that change nothing")
+    parser.add_argument(
+        "--confirm-changes",
+        action="store_true",
+        help="ask the user (MCP elicitation) before configure_org sends an instruction (or LEXEY_CONFIRM_CHANGES=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sandbox = sub.add_parser("sandbox", help="run the Lexey sandbox alone (a real HTTP server)")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -146,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sandbox=args.sandbox,
         sandbox_delay=args.sandbox_delay,
         auth_token=token if args.transport == "http" else None,
+        confirm_changes=args.confirm_changes or settings.confirm_changes,
     )
     if args.transport == "stdio":
         server.run()

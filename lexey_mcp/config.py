@@ -61,8 +61,14 @@ class Settings(BaseSettings):
     max_retries: int = Field(3, ge=0, le=10, validation_alias=_env("LEXEY_MAX_RETRIES"))
     #: The longest a retry will wait; a `Retry-After` beyond it is not waited for.
     max_retry_wait: float = Field(10.0, ge=0, validation_alias=_env("LEXEY_MAX_RETRY_WAIT"))
+    #: The longest text block a tool result carries; past it the text is cut with a note (hosts cut long output).
+    max_result_chars: int = Field(80_000, ge=1000, validation_alias=_env("LEXEY_MAX_RESULT_CHARS"))
+    #: Ask the user (MCP elicitation) before configure_org sends an instruction.
+    confirm_changes: bool = Field(False, validation_alias=_env("LEXEY_CONFIRM_CHANGES"))
+    #: Seals elicitation state; replicas behind one load balancer share it (at least 32 characters).
+    state_key: SecretStr | None = Field(None, validation_alias=_env("LEXEY_MCP_STATE_KEY"))
 
-    @field_validator("customer_key", "management_key", "lexi_api_key", "auth_token", mode="before")
+    @field_validator("customer_key", "management_key", "lexi_api_key", "auth_token", "state_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -109,5 +115,5 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction."""
-        values = (self.customer_key, self.management_key, self.lexi_api_key, self.auth_token)
+        values = (self.customer_key, self.management_key, self.lexi_api_key, self.auth_token, self.state_key)
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

@@ -45,6 +45,8 @@ class ChatResult(Schema):
     error: StreamError | None = None
     events_received: int = 0
     skipped_events: int = Field(0, description="Malformed or oversized events.")
+    ignored_events: int = 0
+    ignored_event_types: list[str] = []
     last_event_id: int | None = None
     missing_event_ids: list[int] = Field(default_factory=list, description="Lost event ids (first 1,000).")
     missing_event_count: int = 0
