@@ -24,7 +24,7 @@ from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import __version__
+from . import __version__, hosting
 from .client import LexeyClient
 from .config import Settings
 from .errors import LexeyError, LexeyInputError, NotFoundError
@@ -305,8 +305,12 @@ def build_server(
     sandbox: bool = False,
     sandbox_delay: float = 0.02,
     auth_token: str | None = None,
+    oauth: bool = False,
+    request_keys: hosting.RequestKeysMode = "optional",
 ) -> MCPServer[AppState]:
-    """The MCP server. `sandbox=True` starts the embedded simulator with the server and points it there."""
+    """The MCP server. `sandbox=True` starts the embedded simulator with the server and points it there.
+    HTTP only: `auth_token` (a static bearer token) or `oauth` (tokens from `settings.oauth_issuer`), and whether
+    each request must bring its own upstream keys (`request_keys`, see `hosting`)."""
     enabled = set(toolsets)
 
     @asynccontextmanager
@@ -319,12 +323,17 @@ def build_server(
                 sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=sandbox_delay)))
                 effective = settings.model_copy(update=sandbox_settings(sb.env()))
                 logger.info("sandbox serving at %s", sb.url)
-            warn_about_keys(effective, enabled)
+            if request_keys == "optional":  # else the environment's keys are never used
+                warn_about_keys(effective, enabled)
             client = await stack.enter_async_context(LexeyClient(effective, trust_env=not sandbox))
             yield AppState(client=client)
 
     auth: dict[str, Any] = {}
-    if auth_token:
+    if oauth:
+        from .oauth import server_auth  # joserfc only when OAuth is configured
+
+        auth = server_auth(settings)
+    elif auth_token:
         auth = {
             "token_verifier": StaticTokenVerifier(auth_token),
             "auth": AuthSettings(issuer_url="http://localhost", resource_server_url=None),
@@ -339,6 +348,9 @@ def build_server(
     if "customer" in enabled:
         _add_history_resource(server)
     _add_workflow_prompt(server)
+    toolset_of = {spec.fn.__name__: spec.toolset for spec in TOOLS}
+    hosted = hosting.middleware(server, keys_required=request_keys == "required", oauth=oauth, toolset_of=toolset_of)
+    server.middleware.append(hosted)  # first: everything after it (and the tools) sees this request's keys
     server.middleware.append(_reject_unknown_arguments(server))
     return server
 
