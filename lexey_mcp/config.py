@@ -115,14 +115,14 @@ class Settings(BaseSettings):
     def key(self, kind: KeyKind) -> SecretStr:
         """The usable key for `kind`, or `LexeyConfigError` saying what to set. The one place the client gets a key:
         in hosted mode the current HTTP request's key comes first (`hosting.request_key`)."""
-        from .hosting import request_key
+        from .hosting import request_key, request_key_hint
 
         requested = request_key(kind)
         if requested is not None:
             return requested
         problem = self.key_problem(kind)
         if problem is not None:
-            raise LexeyConfigError(problem)
+            raise LexeyConfigError(problem + request_key_hint(kind))
         key = self.configured_key(kind)
         assert key is not None
         return key

@@ -132,6 +132,11 @@ def request_key(kind: KeyKind) -> SecretStr | None:
     return key
 
 
+def request_key_hint(kind: KeyKind) -> str:
+    """Appended to a problem with the environment's key for `kind` when the current request could bring its own."""
+    return "" if _caller.get() is None else f" Or send this request's key in the {KEY_HEADERS[kind]} header."
+
+
 def request_secrets() -> list[str]:
     """The keys the current HTTP request brought, for redaction (empty outside a request)."""
     caller = _caller.get()
