@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -40,8 +42,9 @@ _JWKS_MAX_BYTES = 1024 * 1024
 
 
 class JWKSCache:
-    """The issuer's signing keys by `kid`: fetched on first use, again after `max_age`, and again on an unknown
-    `kid` (key rotation) when the last fetch is at least `refetch_after` old. One fetch at a time."""
+    """The issuer's signing keys by `kid`. Fetched on first use and after `max_age`; fetched again for a `kid` it
+    does not know (key rotation), but after such a refetch, or a failed fetch, not again for `refetch_after`
+    seconds, so tokens with made-up kids cannot make us hammer the issuer. One fetch at a time."""
 
     def __init__(
         self,
@@ -49,29 +52,30 @@ class JWKSCache:
         *,
         refetch_after: float = REFETCH_SECONDS,
         max_age: float = JWKS_MAX_AGE_SECONDS,
-        transport: httpx2.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
-        self.fetches = 0
         self._refetch_after = refetch_after
         self._max_age = max_age
-        self._transport = transport
+        self._clock = clock
         self._keys: dict[str | None, Key] = {}
         self._fetched_at: float | None = None
+        self._quiet_until = -math.inf
         self._lock: anyio.Lock | None = None
 
     async def key(self, kid: str | None) -> Key | None:
-        """The signing key named `kid` (a token without `kid`: the only key, if there is just one)."""
+        """The signing key named `kid` (for a token without `kid`: the only key, if there is just one)."""
         if self._lock is None:
             self._lock = anyio.Lock()
         async with self._lock:
-            now = time.monotonic()
-            stale = self._fetched_at is None or now - self._fetched_at >= self._max_age
-            unknown = self._find(kid) is None and (
-                self._fetched_at is None or now - self._fetched_at >= self._refetch_after
-            )
-            if stale or unknown:
-                await self._fetch()
+            now = self._clock()
+            expired = self._fetched_at is None or now - self._fetched_at >= self._max_age
+            if (expired or self._find(kid) is None) and now >= self._quiet_until:
+                fetched = await self._fetch()
+                if fetched:
+                    self._fetched_at = now
+                if not fetched or not expired:
+                    self._quiet_until = now + self._refetch_after
             return self._find(kid)
 
     def _find(self, kid: str | None) -> Key | None:
@@ -79,28 +83,27 @@ class JWKSCache:
             return next(iter(self._keys.values())) if len(self._keys) == 1 else None
         return self._keys.get(kid)
 
-    async def _fetch(self) -> None:
-        self._fetched_at = time.monotonic()  # a failed fetch also waits `refetch_after` before the next
-        self.fetches += 1
+    async def _fetch(self) -> bool:
+        """Replace the keys with the issuer's current ones; False (keys kept) when that fails."""
         try:
             async with httpx2.AsyncClient(
-                transport=self._transport,
                 timeout=10.0,
+                trust_env=False,
                 follow_redirects=False,
                 headers={"User-Agent": f"lexey-mcp/{__version__}", "Accept": "application/json"},
             ) as http:
                 response = await http.get(self.url)
             if response.status_code != 200 or len(response.content) > _JWKS_MAX_BYTES:
                 logger.warning("JWKS at %s answered HTTP %d; keeping the keys I had", self.url, response.status_code)
-                return
+                return False
             document = json.loads(response.content)
         except (httpx2.HTTPError, ValueError, RecursionError) as exc:
             logger.warning("could not fetch the JWKS at %s (%s); keeping the keys I had", self.url, type(exc).__name__)
-            return
+            return False
         raw_keys = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(raw_keys, list):
             logger.warning("JWKS at %s has no keys list; keeping the keys I had", self.url)
-            return
+            return False
         keys: dict[str | None, Key] = {}
         for raw in raw_keys:
             # Symmetric keys and encryption keys never verify a token here.
@@ -114,6 +117,7 @@ class JWKSCache:
             keys[raw.get("kid") if isinstance(raw.get("kid"), str) else None] = key
         self._keys = keys
         logger.info("JWKS at %s: %d signing keys", self.url, len(keys))
+        return True
 
 
 class JWTVerifier(TokenVerifier):
@@ -168,7 +172,7 @@ class JWTVerifier(TokenVerifier):
             token="[redacted]",  # noqa: S106 - the token itself stays out of the request state and reprs
             client_id=client,
             scopes=scope.split() if isinstance(scope, str) else [],
-            expires_at=int(claims["exp"]),
+            expires_at=int(claims["exp"]) + LEEWAY_SECONDS,  # the SDK checks it again, without leeway
             resource=self.audience,
             subject=subject if isinstance(subject, str) else None,
             claims={"iss": self.issuer},

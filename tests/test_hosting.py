@@ -52,8 +52,9 @@ def text_of(result: Any) -> str:
 
 @pytest.mark.parametrize("stateless", [False, True], ids=["stateful", "stateless"])
 async def test_two_callers_keys_never_cross(tmp_path: Path, stateless: bool) -> None:
-    """Two callers with their own keys, 50 concurrent calls each (messages, history, Lexi with retries):
-    every upstream request carries the key of the caller it was made for, and no key reaches the log."""
+    """Two callers with their own keys, 50 concurrent calls each (new conversations: two upstream requests with a
+    wait between them; history; Lexi with retries): every upstream request carries the key of the caller it was
+    made for, and no key reaches the log."""
     accepted = frozenset({*ALICE.values(), *BOB.values()})  # the server's own keys would be refused
     async with Sandbox(SandboxConfig(delay=0, keys=accepted)) as sb:
         sb.inject(Fault(target="lexi", status=503, retry_after="0", times=LEXI_FAULTS))
@@ -69,16 +70,19 @@ async def test_two_callers_keys_never_cross(tmp_path: Path, stateless: bool) -> 
             for name, client in callers.items():
                 created = await client.call_tool("create_conversation", {})
                 assert not created.is_error, text_of(created)
-                conversations[name] = created.structured_content["conversation_id"]  # type: ignore[index]
+                conversations[name] = created.structured_content["conversation_id"]
+            owners = {cid: name for name, cid in conversations.items()}
             idempotency_keys: dict[str, str] = {}
             errors: list[str] = []
 
             async def call(name: str, client: Client, i: int) -> None:
-                cid = conversations[name]
                 if i % 3 == 0:
-                    result = await client.call_tool("send_customer_message", {"message": "Hi", "conversation_id": cid})
+                    result = await client.call_tool("send_customer_message", {"message": "Hi"})
+                    if not result.is_error:
+                        owners[result.structured_content["conversation_id"]] = name
                 elif i % 3 == 1:
-                    result = await client.call_tool("get_conversation_messages", {"conversation_id": cid})
+                    arguments = {"conversation_id": conversations[name]}
+                    result = await client.call_tool("get_conversation_messages", arguments)
                 else:
                     key = str(uuid.uuid4())
                     idempotency_keys[key] = name
@@ -95,8 +99,8 @@ async def test_two_callers_keys_never_cross(tmp_path: Path, stateless: bool) -> 
 
     keys = {"alice": ALICE, "bob": BOB}
     fingerprints = {key_fingerprint(k): (name, kind) for name, ks in keys.items() for kind, k in ks.items()}
-    owners = {cid: name for name, cid in conversations.items()}
     carried: Counter[tuple[str, str]] = Counter()
+    attributed: Counter[tuple[str, str]] = Counter()
     for use in sb.key_log:
         assert use.key_id in fingerprints, f"{use.method} {use.path} carried a key nobody sent"
         carried[fingerprints[use.key_id]] += 1
@@ -106,12 +110,15 @@ async def test_two_callers_keys_never_cross(tmp_path: Path, stateless: bool) -> 
         if owner is not None:
             kind = "lexi" if use.idempotency_key else "customer"
             assert use.key_id == key_fingerprint(keys[owner][kind]), f"crossing: {use.path} made for {owner}"
-    lexi_calls = len(idempotency_keys)
-    assert sum(1 for use in sb.key_log if use.idempotency_key) == lexi_calls + LEXI_FAULTS  # retries included
-    chat_calls = CALLS_EACH - lexi_calls // 2
+            attributed[(owner, kind)] += 1
+    sends, reads, lexi_calls = (len(range(start, CALLS_EACH, 3)) for start in (0, 1, 2))
     for name in keys:
-        assert carried[(name, "customer")] == 1 + chat_calls  # the conversation, then each chat call
-    assert carried[("alice", "lexi")] + carried[("bob", "lexi")] == lexi_calls + LEXI_FAULTS
+        # Its first conversation, then two requests per new conversation and one per history read.
+        assert carried[(name, "customer")] == 1 + 2 * sends + reads
+        assert attributed[(name, "customer")] == sends + reads  # every message and history request was checked
+    lexi_requests = 2 * lexi_calls + LEXI_FAULTS  # the retries too
+    assert carried[("alice", "lexi")] + carried[("bob", "lexi")] == lexi_requests
+    assert attributed[("alice", "lexi")] + attributed[("bob", "lexi")] == lexi_requests
     assert leaks(stderr, (*ALICE.values(), *BOB.values())) == []
 
 
