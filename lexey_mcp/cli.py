@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .config import Settings
-from .hosting import auth_problem
+from .hosting import auth_problem, request_secrets
 from .hosting import is_loopback as _is_loopback
 from .redaction import redact
 from .server import TOOLSETS, Toolset
@@ -20,14 +20,15 @@ logger = logging.getLogger("lexey_mcp")
 
 
 class RedactingFormatter(logging.Formatter):
-    """Formats as usual, then removes secrets from the whole line, traceback included."""
+    """Formats as usual, then removes secrets from the whole line, traceback included: the configured ones and the
+    keys the HTTP request being served brought."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), self._secrets)
+        return redact(super().format(record), [*self._secrets, *request_secrets()])
 
 
 def configure_logging(level: str, secrets: list[str]) -> None:

@@ -13,7 +13,8 @@ Kept light (no MCP or Starlette import at module level): `config.py` imports it 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -105,6 +106,16 @@ class Caller:
 
 
 _caller: ContextVar[Caller | None] = ContextVar("lexey_mcp_caller", default=None)
+
+
+@contextmanager
+def acting_for(caller: Caller) -> Iterator[None]:
+    """Within this block (and the tasks it starts), keys and permissions are `caller`'s."""
+    token = _caller.set(caller)
+    try:
+        yield
+    finally:
+        _caller.reset(token)
 
 
 def request_key(kind: KeyKind) -> SecretStr | None:
@@ -232,8 +243,7 @@ def middleware(
             if ctx.method.startswith(("tools/", "resources/")):
                 raise MCPError(code=INVALID_REQUEST, message=caller)
             return await call_next(ctx)
-        token = _caller.set(caller)
-        try:
+        with acting_for(caller):
             if ctx.method == "tools/call" and isinstance(name := params.get("name"), str):
                 refusal = await tool_allowed(caller, name)
                 if refusal is not None:
@@ -254,8 +264,6 @@ def middleware(
                 allowed = [r for r in _items(result, key) if caller.resource_refusal(_field(r, field)) is None]
                 result = _with_items(result, key, allowed)
             return result
-        finally:
-            _caller.reset(token)
 
     return hosted
 

@@ -3,6 +3,7 @@ keys per request, `--request-keys required`, and the narrowing headers."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from lexey_mcp.hosting import KEY_HEADERS, TOOL_SCOPES
+from lexey_mcp.cli import RedactingFormatter
+from lexey_mcp.hosting import KEY_HEADERS, TOOL_SCOPES, Caller, acting_for, caller_of
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
 from lexey_mcp.sandbox.store import key_fingerprint
 from lexey_mcp.server import TOOLS, build_server
@@ -257,3 +259,19 @@ async def test_every_tool_has_an_oauth_scope() -> None:
     async with Client(build_server(settings())) as client:
         names = tool_names(await client.list_tools())
     assert names <= set(TOOL_SCOPES)
+
+
+def test_the_current_requests_keys_are_redacted() -> None:
+    """Logs and `Settings.secrets()` (the redaction list) include the keys of the request being served, even a key
+    not shaped like the ones the generic patterns catch."""
+    odd = "lxc_Odd.Key+With/Chars"
+    caller = caller_of({KEY_HEADERS["customer"]: odd}, None, keys_required=False, known_toolsets=[])
+    assert isinstance(caller, Caller)
+    record = logging.LogRecord("lexey_mcp", logging.INFO, __file__, 1, "upstream said %s", (odd,), None)
+    with acting_for(caller):
+        line = RedactingFormatter([]).format(record)
+        assert odd in settings().secrets()
+        assert settings().key("customer").get_secret_value() == odd
+    assert leaks(line, (odd,)) == []
+    assert odd not in repr(caller)
+    assert odd not in settings().secrets()
