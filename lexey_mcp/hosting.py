@@ -248,7 +248,7 @@ def middleware(
                 refusal = await tool_allowed(caller, name)
                 if refusal is not None:
                     return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
-            if ctx.method in ("resources/read", "resources/subscribe") and isinstance(uri := params.get("uri"), str):
+            for uri in _resource_uris(ctx.method, params):
                 refusal = caller.resource_refusal(uri)
                 if refusal is not None:
                     raise MCPError(code=INVALID_PARAMS, message=refusal)
@@ -266,6 +266,18 @@ def middleware(
             return result
 
     return hosted
+
+
+def _resource_uris(method: str, params: Mapping[str, Any]) -> list[str]:
+    """The resources a message reads or subscribes to (both protocol eras)."""
+    if method in ("resources/read", "resources/subscribe"):
+        uri = params.get("uri")
+        return [uri] if isinstance(uri, str) else []
+    if method == "subscriptions/listen":
+        notifications = params.get("notifications")
+        uris = notifications.get("resourceSubscriptions") if isinstance(notifications, Mapping) else None
+        return [u for u in uris if isinstance(u, str)] if isinstance(uris, list) else []
+    return []
 
 
 # A handler's result reaches middleware as a pydantic model or a plain dict; listings are filtered in either.

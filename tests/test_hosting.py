@@ -214,6 +214,9 @@ async def test_narrowing_headers_narrow(sandbox: Sandbox, tmp_path: Path) -> Non
         assert (await lexi_only.list_resource_templates()).resource_templates == []
         with pytest.raises(MCPError, match="outside the toolsets"):
             await lexi_only.read_resource(f"lexey://conversations/{CID}/messages")
+        with pytest.raises(MCPError, match="outside the toolsets"):
+            async with lexi_only.listen(resource_subscriptions=[f"lexey://conversations/{CID}/messages"]):
+                pass
         assert tool_names(await both.list_tools()) == {"get_conversation_messages"}
         assert [t.name for t in (await both.list_resource_templates()).resource_templates] == ["conversation_messages"]
         assert tool_names(await everything.list_tools()) == {spec.fn.__name__ for spec in TOOLS}
