@@ -125,12 +125,13 @@ async def test_two_callers_keys_never_cross(tmp_path: Path, stateless: bool) -> 
 
 
 async def test_optional_request_keys(sandbox: Sandbox, tmp_path: Path) -> None:
-    """Default mode: a header's key comes before the environment's, for its API only; a wrong key in a header is
-    refused naming the header; a missing key names both the variable and the header."""
+    """Default mode: a header's key comes before the environment's, for its API only (in both protocol eras: alice
+    speaks 2025-11-25); a wrong key in a header is refused naming the header; a missing key names both the variable
+    and the header."""
     wrong = {"customer": MANAGEMENT_KEY, "management": "lxm_has a space", "lexi": ALICE["customer"]}
     async with (
         http_server(sandbox, tmp_path, LEXEY_MANAGEMENT_KEY="") as server,
-        mcp_client(server.url, headers={KEY_HEADERS["customer"]: ALICE["customer"]}) as alice,
+        mcp_client(server.url, "legacy", headers={KEY_HEADERS["customer"]: ALICE["customer"]}) as alice,
         mcp_client(server.url) as anonymous,
         mcp_client(server.url, headers=headers(wrong)) as mistaken,
     ):

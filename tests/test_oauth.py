@@ -13,11 +13,13 @@ import httpx2
 import pytest
 from joserfc.jwk import RSAKey
 
+from lexey_mcp.hosting import auth_problem, jwks_url_of
 from lexey_mcp.oauth import JWKSCache, JWTVerifier
 from lexey_mcp.sandbox import Sandbox
 from lexey_mcp.server import TOOLS
 from tests.oauth_issuer import ALL_SCOPES, RESOURCE_URL, Issuer, serve_issuer
 from tests.processes import SERVER, clean_env, http_server, mcp_client
+from tests.streams import settings
 
 pytestmark = pytest.mark.anyio
 
@@ -88,7 +90,8 @@ async def test_tokens_over_streamable_http(sandbox: Sandbox, tmp_path: Path, sta
                 created = await everything.call_tool("create_conversation", {})
                 assert not created.is_error, text_of(created)
 
-            async with mcp_client(server.url, headers=bearer(issuer.token(issuer.ec, scope="lexi"))) as lexi_only:
+            lexi_token = issuer.token(issuer.ec, scope="lexi")
+            async with mcp_client(server.url, "legacy", headers=bearer(lexi_token)) as lexi_only:  # 2025-11-25
                 assert [t.name for t in (await lexi_only.list_tools()).tools] == ["lexi_chat"]
                 assert (await lexi_only.list_resource_templates()).resource_templates == []
                 refused = await lexi_only.call_tool("configure_org", {"instruction": "Add an FAQ."})
@@ -152,31 +155,41 @@ def run_http(**env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_static_token_and_oauth_together_exit_2_naming_both() -> None:
+    env = {"LEXEY_MCP_AUTH_TOKEN": "tok_static", "LEXEY_MCP_OAUTH_ISSUER": "https://issuer.example.test"}
+    done = run_http(**env)
+    assert done.returncode == 2
+    assert "LEXEY_MCP_AUTH_TOKEN and LEXEY_MCP_OAUTH_ISSUER are both set" in done.stderr
+    assert "tok_static" not in done.stderr
+    assert done.stdout == ""
+
+
 @pytest.mark.parametrize(
-    ("env", "message"),
+    ("values", "message"),
     [
-        (
-            {"LEXEY_MCP_AUTH_TOKEN": "tok_static", "LEXEY_MCP_OAUTH_ISSUER": "https://issuer.example.test"},
-            "LEXEY_MCP_AUTH_TOKEN and LEXEY_MCP_OAUTH_ISSUER are both set",
-        ),
-        ({"LEXEY_MCP_OAUTH_ISSUER": "https://issuer.example.test"}, "needs LEXEY_MCP_RESOURCE_URL"),
-        ({"LEXEY_MCP_RESOURCE_URL": RESOURCE_URL}, "take effect only with LEXEY_MCP_OAUTH_ISSUER"),
+        ({"oauth_issuer": "https://issuer.example.test"}, "needs LEXEY_MCP_RESOURCE_URL"),
+        ({"resource_url": RESOURCE_URL}, "take effect only with LEXEY_MCP_OAUTH_ISSUER"),
         (
             {
-                "LEXEY_MCP_OAUTH_ISSUER": "https://issuer.example.test",
-                "LEXEY_MCP_OAUTH_JWKS_URL": "http://issuer.example.test/jwks.json",
-                "LEXEY_MCP_RESOURCE_URL": RESOURCE_URL,
+                "oauth_issuer": "https://issuer.example.test",
+                "oauth_jwks_url": "http://issuer.example.test/jwks.json",
+                "resource_url": RESOURCE_URL,
             },
             "LEXEY_MCP_OAUTH_JWKS_URL must be an https:// URL",
         ),
     ],
 )
-def test_inconsistent_authentication_settings_exit_2(env: dict[str, str], message: str) -> None:
-    done = run_http(**env)
-    assert done.returncode == 2
-    assert message in done.stderr
-    assert "tok_static" not in done.stderr
-    assert done.stdout == ""
+def test_incomplete_oauth_settings_are_refused(values: dict[str, str], message: str) -> None:
+    problem = auth_problem(settings(**values))
+    assert problem is not None
+    assert message in problem
+
+
+def test_complete_oauth_settings_pass() -> None:
+    loopback = {"oauth_issuer": "http://127.0.0.1:9", "resource_url": RESOURCE_URL}
+    assert auth_problem(settings(**loopback)) is None  # plain http to the issuer only on loopback
+    assert jwks_url_of(settings(**loopback)) == "http://127.0.0.1:9/.well-known/jwks.json"
+    assert auth_problem(settings()) is None
 
 
 def test_request_keys_required_needs_http() -> None:
