@@ -39,13 +39,8 @@ KEY_HEADERS: dict[KeyKind, str] = {
 TOOLSETS_HEADER = "X-MCP-Toolsets"
 READONLY_HEADER = "X-MCP-Readonly"
 
-#: The OAuth scopes, and what each grants.
-SCOPES: dict[str, str] = {
-    "lexey:customer": "the customer tools and run_test_suite",
-    "lexey:management": "configure_org and test-suite setup",
-    "lexi": "lexi_chat",
-    "lexey:events": "list_escalations and the escalations resource",
-}
+#: The OAuth scopes (advertised in the protected resource metadata); what each grants is below.
+SCOPES = ("lexey:customer", "lexey:management", "lexi", "lexey:events")
 #: The scope each tool needs, by name. Under OAuth a tool missing here is refused, never shown.
 TOOL_SCOPES: dict[str, str] = {
     "create_conversation": "lexey:customer",
@@ -129,7 +124,9 @@ def request_key(kind: KeyKind) -> SecretStr | None:
     _, prefix, what = KEY_SPECS[kind]
     scope = KEY_SCOPES[kind]
     if caller.scopes is not None and scope not in caller.scopes:
-        raise LexeyConfigError(f"{what.capitalize()} needs the OAuth scope {scope}, which this token does not carry.")
+        raise LexeyConfigError(
+            f"Using {what} needs the OAuth scope {scope}, which this request's token does not carry."
+        )
     key = caller.keys.get(kind)
     if key is None:
         if not caller.keys_required:

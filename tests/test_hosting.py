@@ -15,6 +15,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from lexey_mcp.cli import RedactingFormatter
+from lexey_mcp.errors import LexeyConfigError
 from lexey_mcp.hosting import KEY_HEADERS, TOOL_SCOPES, Caller, acting_for, caller_of
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
 from lexey_mcp.sandbox.store import key_fingerprint
@@ -279,3 +280,16 @@ def test_the_current_requests_keys_are_redacted() -> None:
     assert leaks(line, (odd,)) == []
     assert odd not in repr(caller)
     assert odd not in settings().secrets()
+
+
+def test_a_token_without_its_scope_never_gets_that_key() -> None:
+    """Whatever asks for a key (a tool, test-suite setup), the token's scopes decide, the server's own keys too."""
+    lexi_only = Caller(keys={}, keys_required=False, scopes=frozenset({"lexi"}), toolsets=None, read_only=False)
+    with acting_for(lexi_only):
+        assert settings().key("lexi").get_secret_value() == LEXI_KEY
+        with pytest.raises(LexeyConfigError) as refused:
+            settings().key("management")
+    assert str(refused.value) == (
+        "Using a Lexey management key needs the OAuth scope lexey:management, "
+        "which this request's token does not carry."
+    )
