@@ -236,10 +236,10 @@ def middleware(
         scopes = (user.scopes if isinstance(user, AuthenticatedUser) else []) if oauth else None
         caller = caller_of(request.headers, scopes, keys_required=keys_required, known_toolsets=known_toolsets)
         params = ctx.params or {}
-        if isinstance(caller, str):
-            if ctx.method.startswith(("tools/", "resources/")):
-                raise MCPError(code=INVALID_REQUEST, message=caller)
-            return await call_next(ctx)
+        if isinstance(caller, str):  # a malformed narrowing header: nothing may pass unnarrowed
+            if ctx.method in ("initialize", "server/discover", "ping") or ctx.request_id is None:
+                return await call_next(ctx)
+            raise MCPError(code=INVALID_REQUEST, message=caller)
         with acting_for(caller):
             if ctx.method == "tools/call" and isinstance(name := params.get("name"), str):
                 refusal = await tool_allowed(caller, name)

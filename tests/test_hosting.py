@@ -256,6 +256,10 @@ async def test_bad_narrowing_headers_are_refused(sandbox: Sandbox, tmp_path: Pat
                 with pytest.raises(MCPError) as calling:
                     await client.call_tool("create_conversation", {})
                 assert str(calling.value) == message
+                with pytest.raises(MCPError) as listening:
+                    async with client.listen(resource_subscriptions=[f"lexey://conversations/{CID}/messages"]):
+                        pass
+                assert str(listening.value) == message
     assert sandbox.key_log == []
 
 
