@@ -25,16 +25,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from lexey_mcp.hosting import SCOPES
 from lexey_mcp.sandbox import Sandbox, SandboxConfig
 from lexey_mcp.sandbox.store import key_fingerprint
+from lexey_mcp.server import TOOLS
 from tests.oauth_issuer import RESOURCE_URL, serve_issuer
 from tests.processes import free_port, http_server, mcp_client
 from tests.test_examples import nginx_binary, require
+from tests.test_hosting import leaks
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "examples" / "hosting"
 ALICE = {"X-Lexey-Customer-Key": "lxc_AliceQ7vZp2KmX9rT4wLs", "X-Lexi-Api-Key": "wbk_AliceM3jKl9ZxC7vBn4Qw"}
 BOB = {"X-Lexi-Api-Key": "wbk_Bob1ErTy6UiP0oL3kJ9hG"}
+TEAM_TOKEN = "team_Hq2WsX7eDc4RfV9tGb1YnJ8u"
 
 
 @contextmanager
@@ -108,15 +112,22 @@ async def nginx(prefix: Path, site: str, port: int) -> AsyncIterator[None]:
 
 
 @pytest.mark.anyio
-async def test_the_team_recipe_behind_tls(tmp_path: Path) -> None:
+@pytest.mark.parametrize("auth", ["token", "oauth"])
+async def test_the_team_recipe_behind_tls(tmp_path: Path, auth: str) -> None:
+    """Step 1 as written (a shared token), or with OAuth instead; steps 2 and 3 the same."""
     accepted = frozenset({*ALICE.values(), *BOB.values()})
     with serve_issuer() as issuer, self_signed_certificate(tmp_path) as (cert, key):
-        oauth = {"LEXEY_MCP_OAUTH_ISSUER": issuer.url, "LEXEY_MCP_RESOURCE_URL": RESOURCE_URL}
+        if auth == "token":
+            env = {"LEXEY_MCP_AUTH_TOKEN": TEAM_TOKEN}
+            alice_token = bob_token = TEAM_TOKEN
+        else:
+            env = {"LEXEY_MCP_OAUTH_ISSUER": issuer.url, "LEXEY_MCP_RESOURCE_URL": RESOURCE_URL}
+            alice_token, bob_token = issuer.token(), issuer.token(issuer.ec, scope="lexi")
         replica_args = ("--stateless", "--request-keys", "required")
         async with (
             Sandbox(SandboxConfig(delay=0, keys=accepted)) as sb,
-            http_server(sb, tmp_path, *replica_args, **oauth) as first,
-            http_server(sb, tmp_path, *replica_args, **oauth) as second,
+            http_server(sb, tmp_path, *replica_args, **env) as first,
+            http_server(sb, tmp_path, *replica_args, **env) as second,
         ):
             port = free_port()
             site = as_written(
@@ -133,28 +144,32 @@ async def test_the_team_recipe_behind_tls(tmp_path: Path) -> None:
                 trusted = ssl.create_default_context(cafile=str(cert))
                 public = f"https://127.0.0.1:{port}"
                 async with httpx2.AsyncClient(verify=trusted, trust_env=False) as http:
-                    metadata = (await http.get(f"{public}/.well-known/oauth-protected-resource/mcp")).json()
                     unauthenticated = await http.post(f"{public}/mcp", json={}, headers={"Accept": "application/json"})
-                assert metadata["scopes_supported"] == ["lexey:customer", "lexey:management", "lexi", "lexey:events"]
+                    if auth == "oauth":
+                        metadata = (await http.get(f"{public}/.well-known/oauth-protected-resource/mcp")).json()
+                        assert metadata["scopes_supported"] == list(SCOPES)
+                        assert "resource_metadata=" in unauthenticated.headers["www-authenticate"]
                 assert unauthenticated.status_code == 401
-                assert "resource_metadata=" in unauthenticated.headers["www-authenticate"]
 
-                alice_headers = {"Authorization": f"Bearer {issuer.token()}", **ALICE}
-                bob_headers = {"Authorization": f"Bearer {issuer.token(issuer.ec, scope='lexi')}", **BOB}
+                alice_headers = {"Authorization": f"Bearer {alice_token}", **ALICE}
+                bob_headers = {"Authorization": f"Bearer {bob_token}", **BOB}
                 async with (
                     mcp_client(f"{public}/mcp", headers=alice_headers, verify=trusted) as alice,
                     mcp_client(f"{public}/mcp", headers=bob_headers, verify=trusted) as bob,
                 ):
                     created = await alice.call_tool("create_conversation", {})
                     assert not created.is_error
-                    assert [t.name for t in (await bob.list_tools()).tools] == ["lexi_chat"]
+                    bob_sees = {t.name for t in (await bob.list_tools()).tools}
+                    assert bob_sees == ({"lexi_chat"} if auth == "oauth" else {spec.fn.__name__ for spec in TOOLS})
                     for client in (alice, bob):
                         answered = await client.call_tool("lexi_chat", {"message": "Who is Jane?"})
                         assert not answered.is_error
                     refused = await alice.call_tool("configure_org", {"instruction": "Add an FAQ."})
                     assert "send the X-Lexey-Management-Key header" in refused.content[0].text  # type: ignore[union-attr]
+            served = (tmp_path / "nginx" / "access.log").read_text()
     expected = [ALICE["X-Lexey-Customer-Key"], ALICE["X-Lexi-Api-Key"], BOB["X-Lexi-Api-Key"]]
     assert [use.key_id for use in sb.key_log] == [key_fingerprint(k) for k in expected]
+    assert leaks(served, (*ALICE.values(), *BOB.values(), TEAM_TOKEN)) == []  # the proxy's log keeps no secret
 
 
 def test_the_readme_shows_the_recipe_files() -> None:
