@@ -209,3 +209,19 @@ def test_plain_start_does_not_load_joserfc() -> None:
     probe = "import sys, lexey_mcp.cli, lexey_mcp.server; print('joserfc' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_oauth_allows_a_non_loopback_bind() -> None:
+    """With OAuth no static token is needed off loopback: the server goes on to bind (192.0.2.10 is not ours)."""
+    env = {"LEXEY_MCP_OAUTH_ISSUER": "https://issuer.example.test", "LEXEY_MCP_RESOURCE_URL": RESOURCE_URL}
+    done = subprocess.run(
+        [*SERVER, "--transport", "http", "--host", "192.0.2.10", "--port", "8123"],
+        capture_output=True,
+        text=True,
+        env=clean_env(**env),
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode != 2
+    assert "refusing" not in done.stderr
+    assert "error while attempting to bind" in done.stderr
