@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
@@ -12,6 +11,8 @@ from pydantic import ValidationError
 
 from . import __version__
 from .config import Settings
+from .hosting import auth_problem, request_secrets
+from .hosting import is_loopback as _is_loopback
 from .redaction import redact
 from .server import TOOLSETS, Toolset
 
@@ -19,14 +20,15 @@ logger = logging.getLogger("lexey_mcp")
 
 
 class RedactingFormatter(logging.Formatter):
-    """Formats as usual, then removes secrets from the whole line, traceback included."""
+    """Formats as usual, then removes secrets from the whole line, traceback included: the configured ones and the
+    keys the HTTP request being served brought."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), self._secrets)
+        return redact(super().format(record), [*self._secrets, *request_secrets()])
 
 
 def configure_logging(level: str, secrets: list[str]) -> None:
@@ -49,15 +51,6 @@ def _toolsets(value: str) -> list[Toolset]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"choose from {', '.join(TOOLSETS)} (comma-separated)")
     return [n for n in TOOLSETS if n in names]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask the user (MCP elicitation) before configure_org sends an instruction (or LEXEY_CONFIRM_CHANGES=1)",
     )
+    parser.add_argument(
+        "--request-keys",
+        choices=["optional", "required"],
+        default="optional",
+        help="HTTP: upstream keys sent per request (X-Lexey-Customer-Key, X-Lexey-Management-Key, X-Lexi-Api-Key) "
+        "come before the environment's; 'required' never uses the environment's keys (default: optional)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sandbox = sub.add_parser("sandbox", help="run the Lexey sandbox alone (a real HTTP server)")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -135,10 +135,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_test_command(args, settings)
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    if args.transport == "http" and not _is_loopback(args.host) and not token:
+    oauth = args.transport == "http" and settings.oauth_issuer is not None
+    if args.transport == "http":
+        problem = auth_problem(settings)
+        if problem is not None:
+            print(f"lexey-mcp: {problem}", file=sys.stderr)
+            return 2
+    elif args.request_keys == "required":
+        print("lexey-mcp: --request-keys required needs --transport http (keys come in HTTP headers).", file=sys.stderr)
+        return 2
+    if args.transport == "http" and not _is_loopback(args.host) and not token and not oauth:
         print(
             f"lexey-mcp: refusing to serve HTTP on {args.host} without LEXEY_MCP_AUTH_TOKEN: anyone who can reach "
-            "it could use your Lexey keys. Set LEXEY_MCP_AUTH_TOKEN to a long random string, or bind 127.0.0.1.",
+            "it could use your Lexey keys. Set LEXEY_MCP_AUTH_TOKEN to a long random string (or configure OAuth "
+            "with LEXEY_MCP_OAUTH_ISSUER), or bind 127.0.0.1.",
             file=sys.stderr,
         )
         return 2
@@ -152,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sandbox_delay=args.sandbox_delay,
         auth_token=token if args.transport == "http" else None,
         confirm_changes=args.confirm_changes or settings.confirm_changes,
+        oauth=oauth,
+        request_keys=args.request_keys,
     )
     if args.transport == "stdio":
         server.run()
@@ -161,11 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = server.streamable_http_app(
         streamable_http_path="/mcp", stateless_http=args.stateless, json_response=False, host=args.host
     )
+    if oauth:
+        from .oauth import resource_metadata_route
+
+        app.router.routes.insert(0, resource_metadata_route(settings))
     logger.info(
         "serving streamable HTTP at http://%s:%d/mcp%s",
         args.host,
         args.port,
-        " (LEXEY_MCP_AUTH_TOKEN required)" if token else "",
+        " (LEXEY_MCP_AUTH_TOKEN required)" if token else " (OAuth tokens required)" if oauth else "",
     )
     uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, lifespan="on")).run()
     return 0

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
         "https://data.leadlex.com/functions/v1/api-gateway", validation_alias=_env("LEXI_BASE_URL")
     )
     auth_token: SecretStr | None = Field(None, validation_alias=_env("LEXEY_MCP_AUTH_TOKEN"))
+    #: OAuth 2.1 resource server (hosted mode, the alternative to the token above); see `oauth.py`.
+    oauth_issuer: str | None = Field(None, validation_alias=_env("LEXEY_MCP_OAUTH_ISSUER"))
+    oauth_jwks_url: str | None = Field(None, validation_alias=_env("LEXEY_MCP_OAUTH_JWKS_URL"))
+    resource_url: str | None = Field(None, validation_alias=_env("LEXEY_MCP_RESOURCE_URL"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", validation_alias=_env("LEXEY_LOG_LEVEL")
     )
@@ -68,10 +72,28 @@ class Settings(BaseSettings):
     #: Seals elicitation state; replicas behind one load balancer share it (at least 32 characters).
     state_key: SecretStr | None = Field(None, validation_alias=_env("LEXEY_MCP_STATE_KEY"))
 
-    @field_validator("customer_key", "management_key", "lexi_api_key", "auth_token", "state_key", mode="before")
+    @field_validator(
+        "customer_key",
+        "management_key",
+        "lexi_api_key",
+        "auth_token",
+        "state_key",
+        "oauth_issuer",
+        "oauth_jwks_url",
+        "resource_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("oauth_issuer", "oauth_jwks_url", "resource_url")
+    @classmethod
+    def _exact_http_url(cls, value: str | None) -> str | None:
+        # Kept as written, trailing slash included: tokens' `iss` and `aud` are compared as exact strings.
+        if value is not None and (not value.startswith(("http://", "https://")) or _BAD_KEY_CHARS.search(value)):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @field_validator("base_url", "lexi_base_url")
     @classmethod
@@ -95,25 +117,40 @@ class Settings(BaseSettings):
         key = self.configured_key(kind)
         if key is None:
             return f"{variable} is not set: set it to {what} (it starts with {prefix})."
-        value = key.get_secret_value()
-        if _BAD_KEY_CHARS.search(value):
-            return f"{variable} contains whitespace or control characters: set it to {what} ({prefix}…) alone."
-        if not value.startswith(prefix) or len(value) == len(prefix):
-            other = next((k for k, (_, p, _) in KEY_SPECS.items() if value.startswith(p)), None)
-            found = f" It holds an {KEY_SPECS[other][1]} key (for {KEY_SPECS[other][0]})." if other else ""
-            return f"{variable} must be {what}, starting with {prefix}.{found}"
-        return None
+        return key_value_problem(kind, key.get_secret_value(), {k: spec[0] for k, spec in KEY_SPECS.items()})
 
     def key(self, kind: KeyKind) -> SecretStr:
-        """The usable key for `kind`, or `LexeyConfigError` saying what to set."""
+        """The usable key for `kind`, or `LexeyConfigError` saying what to set. The one place the client gets a key:
+        in hosted mode the current HTTP request's key comes first (`hosting.request_key`)."""
+        from .hosting import request_key, request_key_hint
+
+        requested = request_key(kind)
+        if requested is not None:
+            return requested
         problem = self.key_problem(kind)
         if problem is not None:
-            raise LexeyConfigError(problem)
+            raise LexeyConfigError(problem + request_key_hint(kind))
         key = self.configured_key(kind)
         assert key is not None
         return key
 
     def secrets(self) -> list[str]:
-        """Every configured secret value, for redaction."""
+        """Every configured secret value, and the keys the current HTTP request brought, for redaction."""
+        from .hosting import request_secrets
+
         values = (self.customer_key, self.management_key, self.lexi_api_key, self.auth_token, self.state_key)
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()] + request_secrets()
+
+
+def key_value_problem(kind: KeyKind, value: str, names: dict[KeyKind, str]) -> str | None:
+    """Why `value` is not a usable key for `kind`, naming where it came from (`names`: kind -> variable or
+    header). Never includes the key."""
+    _, prefix, what = KEY_SPECS[kind]
+    name = names[kind]
+    if _BAD_KEY_CHARS.search(value):
+        return f"{name} contains whitespace or control characters: set it to {what} ({prefix}…) alone."
+    if not value.startswith(prefix) or len(value) == len(prefix):
+        other = next((k for k, (_, p, _) in KEY_SPECS.items() if value.startswith(p)), None)
+        found = f" It holds an {KEY_SPECS[other][1]} key (for {names[other]})." if other else ""
+        return f"{name} must be {what}, starting with {prefix}.{found}"
+    return None

@@ -31,7 +31,7 @@ from mcp.server.request_state import RequestStateSecurity
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
-from . import __version__
+from . import __version__, hosting
 from .arguments import check_arguments, plain_text
 from .client import ChatAPI, LexeyClient
 from .config import Settings
@@ -498,8 +498,12 @@ def build_server(
     auth_token: str | None = None,
     confirm_changes: bool | None = None,
     http_transport: httpx2.AsyncBaseTransport | None = None,
+    oauth: bool = False,
+    request_keys: hosting.RequestKeysMode = "optional",
 ) -> MCPServer[AppState]:
     """The MCP server. `sandbox=True` starts the embedded simulator with the server and points it there.
+    HTTP only: `auth_token` (a static bearer token) or `oauth` (tokens from `settings.oauth_issuer`), and whether
+    each request must bring its own upstream keys (`request_keys`, see `hosting`).
     `confirm_changes` (default: the LEXEY_CONFIRM_CHANGES setting) asks the user before configure_org sends.
     `http_transport` replaces the upstream HTTP transport (byte-level tests)."""
     enabled = set(toolsets)
@@ -515,13 +519,18 @@ def build_server(
                 sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=sandbox_delay)))
                 effective = settings.model_copy(update=sandbox_settings(sb.env()))
                 logger.info("sandbox serving at %s", sb.url)
-            warn_about_keys(effective, enabled)
+            if request_keys == "optional":  # else the environment's keys are never used
+                warn_about_keys(effective, enabled)
             client = LexeyClient(effective, transport=http_transport, trust_env=not sandbox)
             client = await stack.enter_async_context(client)
             yield AppState(client=client, confirm_changes=confirm)
 
     options: dict[str, Any] = {}
-    if auth_token:
+    if oauth:
+        from .oauth import server_auth  # joserfc only when OAuth is configured
+
+        options = server_auth(settings)
+    elif auth_token:
         options = {
             "token_verifier": StaticTokenVerifier(auth_token),
             "auth": AuthSettings(issuer_url="http://localhost", resource_server_url=None),
@@ -540,7 +549,10 @@ def build_server(
     if "customer" in enabled:
         _add_history_resource(server)
     _add_workflow_prompt(server)
-    server.middleware.extend([_redact_outgoing(), _check_arguments(server)])
+    toolset_of = {spec.fn.__name__: spec.toolset for spec in TOOLS}
+    hosted = hosting.middleware(server, keys_required=request_keys == "required", oauth=oauth, toolset_of=toolset_of)
+    # Hosted first: everything after it (and the tools) sees this request's keys, redaction included.
+    server.middleware.extend([hosted, _redact_outgoing(), _check_arguments(server)])
     return server
 
 

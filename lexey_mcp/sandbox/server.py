@@ -20,7 +20,7 @@ from anyio.abc import TaskStatus
 from .app import CHAT_PREFIX, LEXI_PREFIX, SandboxApp
 from .config import SandboxConfig
 from .faults import Fault
-from .store import CloseReason, RequestRecord, SandboxStats, Store
+from .store import CloseReason, KeyUse, RequestRecord, SandboxStats, Store
 
 logger = logging.getLogger("lexey_mcp.sandbox")
 
@@ -191,6 +191,11 @@ class Sandbox:
     @property
     def requests_log(self) -> list[RequestRecord]:
         return self.store.requests_log
+
+    @property
+    def key_log(self) -> list[KeyUse]:
+        """Which key each API request carried, as `key_fingerprint(key)`, oldest first (the last 10,000)."""
+        return list(self.store.key_log)
 
     async def wait_for_stream_closed(self, timeout: float = 5.0) -> CloseReason:  # noqa: ASYNC109
         """Wait until an open stream closes; return "completed", "dropped", "disconnected" or "cancelled".
