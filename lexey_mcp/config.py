@@ -8,6 +8,7 @@ names the variable and the expected prefix, never the key.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -62,7 +63,17 @@ class Settings(BaseSettings):
     #: The longest a retry will wait; a `Retry-After` beyond it is not waited for.
     max_retry_wait: float = Field(10.0, ge=0, validation_alias=_env("LEXEY_MAX_RETRY_WAIT"))
 
-    @field_validator("customer_key", "management_key", "lexi_api_key", "auth_token", mode="before")
+    # Events (lexey_mcp/events): Lexey's signed webhooks, kept and pushed to subscribed MCP clients.
+    #: The shared secret set in Lexey's webhook settings; unset: the receiver is off (404).
+    webhook_secret: SecretStr | None = Field(None, validation_alias=_env("LEXEY_WEBHOOK_SECRET"))
+    state_dir: Path = Field(Path("~/.local/state/lexey-mcp"), validation_alias=_env("LEXEY_STATE_DIR"))
+    event_retention_days: float = Field(30.0, gt=0, validation_alias=_env("LEXEY_EVENT_RETENTION_DAYS"))
+    #: redis://host:port/db: events in Redis, notifications fanned out to every replica through pub/sub.
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("LEXEY_REDIS_URL"))
+
+    @field_validator(
+        "customer_key", "management_key", "lexi_api_key", "auth_token", "webhook_secret", "redis_url", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -109,5 +120,11 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction."""
-        values = (self.customer_key, self.management_key, self.lexi_api_key, self.auth_token)
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        values = (self.customer_key, self.management_key, self.lexi_api_key, self.auth_token, self.webhook_secret)
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        if self.redis_url is not None:  # a password in the URL
+            from urllib.parse import urlsplit
+
+            password = urlsplit(self.redis_url.get_secret_value()).password
+            found += [password] if password else []
+        return found

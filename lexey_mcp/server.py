@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server import MCPServer, ServerRequestContext
 from mcp.server.auth.provider import AccessToken, TokenVerifier
@@ -31,10 +31,13 @@ from .errors import LexeyError, LexeyInputError, NotFoundError
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .validation import LEXI_MAX_MESSAGE_CHARS, check_message, check_uuid
 
+if TYPE_CHECKING:
+    from .events import EventFeed, EventOptions
+
 logger = logging.getLogger("lexey_mcp.server")
 
-Toolset = Literal["customer", "management", "lexi"]
-TOOLSETS: tuple[Toolset, ...] = ("customer", "management", "lexi")
+Toolset = Literal["customer", "management", "lexi", "events"]
+TOOLSETS: tuple[Toolset, ...] = ("customer", "management", "lexi", "events")
 #: The longest reply text sent in one progress message (the start is cut; the final result has it all).
 PROGRESS_TEXT_CHARS = 4000
 MAX_CHAT_MESSAGE_CHARS = 100_000
@@ -305,18 +308,24 @@ def build_server(
     sandbox: bool = False,
     sandbox_delay: float = 0.02,
     auth_token: str | None = None,
+    events: EventOptions | None = None,
 ) -> MCPServer[AppState]:
-    """The MCP server. `sandbox=True` starts the embedded simulator with the server and points it there."""
+    """The MCP server. `sandbox=True` starts the embedded simulator with the server and points it there.
+    `events`: how webhooks reach this process (the events toolset's feed)."""
     enabled = set(toolsets)
+    feed = _events_feed(settings, enabled, events, sandbox)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         async with AsyncExitStack() as stack:
+            if feed is not None:
+                await stack.enter_async_context(feed)
             effective = settings
             if sandbox:
                 from .sandbox import Sandbox, SandboxConfig  # imported only when asked for: a plain start stays light
 
-                sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=sandbox_delay)))
+                webhooks = _sandbox_webhooks(feed)
+                sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=sandbox_delay, **webhooks)))
                 effective = settings.model_copy(update=sandbox_settings(sb.env()))
                 logger.info("sandbox serving at %s", sb.url)
             warn_about_keys(effective, enabled)
@@ -330,7 +339,12 @@ def build_server(
             "auth": AuthSettings(issuer_url="http://localhost", resource_server_url=None),
         }
     server: MCPServer[AppState] = MCPServer(
-        "lexey-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, **auth
+        "lexey-mcp",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        subscriptions=feed.bus if feed is not None else None,
+        **auth,
     )
     for spec in TOOLS:
         if spec.toolset in enabled and (spec.annotations.read_only_hint or not read_only):
@@ -340,7 +354,37 @@ def build_server(
         _add_history_resource(server)
     _add_workflow_prompt(server)
     server.middleware.append(_reject_unknown_arguments(server))
+    if feed is not None:
+        _add_events(server, feed)
     return server
+
+
+# Events (lexey_mcp/events): Lexey's webhooks kept and pushed to subscribers; the logic lives in that package.
+def _events_feed(
+    settings: Settings, enabled: set[Toolset], options: EventOptions | None, sandbox: bool
+) -> EventFeed | None:
+    if "events" not in enabled:
+        return None
+    from dataclasses import replace
+
+    from .events import EventFeed, EventOptions
+
+    return EventFeed(settings, replace(options if options is not None else EventOptions(), sandbox=sandbox))
+
+
+def _add_events(server: MCPServer[AppState], feed: EventFeed) -> None:
+    from .events.surface import install
+
+    install(server, feed)
+
+
+def _sandbox_webhooks(feed: EventFeed | None) -> dict[str, Any]:
+    """SandboxConfig fields that send the sandbox's escalation webhooks to this server's own receiver."""
+    if feed is None or feed.webhook_url is None or feed.webhook_secret is None:
+        return {}
+    from pydantic import SecretStr
+
+    return {"webhook_url": feed.webhook_url, "webhook_secret": SecretStr(feed.webhook_secret)}
 
 
 def sandbox_settings(env: dict[str, str]) -> dict[str, Any]:
@@ -358,6 +402,8 @@ def sandbox_settings(env: dict[str, str]) -> dict[str, Any]:
 def warn_about_keys(settings: Settings, toolsets: Iterable[Toolset]) -> None:
     """One stderr line per enabled toolset whose key cannot be used; the server starts anyway."""
     for kind in toolsets:
+        if kind == "events":  # no key: webhooks are signed with LEXEY_WEBHOOK_SECRET
+            continue
         problem = settings.key_problem(kind)
         if problem is not None:
             level = logging.INFO if settings.configured_key(kind) is None else logging.WARNING
