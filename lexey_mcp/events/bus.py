@@ -24,6 +24,7 @@ from mcp.server.subscriptions import (
 from .store import redis_client, redis_errors, redis_location
 
 if TYPE_CHECKING:
+    from mcp.server.connection import Connection
     from mcp.server.session import ServerSession
 
 logger = logging.getLogger("lexey_mcp.events")
@@ -125,23 +126,32 @@ class RedisSubscriptionBus:
 
 
 class LegacySubscriptions:
-    """`resources/subscribe` sessions (protocol 2025-11-25 and earlier) and their URIs, notified with
-    `notifications/resources/updated` of every matching `ResourceUpdated` on the bus."""
+    """`resources/subscribe` connections (protocol 2025-11-25 and earlier) and their URIs, notified with
+    `notifications/resources/updated` of every matching `ResourceUpdated` on the bus.
+
+    Keyed by the connection, not the session: the SDK makes a `ServerSession` per request, while the
+    connection lives as long as the client is connected (weakly held: a closed one is forgotten with it).
+    """
 
     def __init__(self) -> None:
-        # Weak: a session that closes without unsubscribing is forgotten with it.
-        self._uris: weakref.WeakKeyDictionary[ServerSession, set[str]] = weakref.WeakKeyDictionary()
+        self._uris: weakref.WeakKeyDictionary[Connection, set[str]] = weakref.WeakKeyDictionary()
         self._group: TaskGroup | None = None
 
+    @staticmethod
+    def _connection(session: ServerSession) -> Connection:
+        connection: Connection = session._connection  # private, but the one stable handle on a client
+        return connection
+
     def add(self, session: ServerSession, uri: str) -> None:
-        self._uris.setdefault(session, set()).add(uri)
+        self._uris.setdefault(self._connection(session), set()).add(uri)
 
     def remove(self, session: ServerSession, uri: str) -> None:
-        uris = self._uris.get(session)
+        connection = self._connection(session)
+        uris = self._uris.get(connection)
         if uris is not None:
             uris.discard(uri)
             if not uris:
-                del self._uris[session]
+                del self._uris[connection]
 
     def count(self) -> int:
         return sum(len(u) for u in self._uris.values())
@@ -154,13 +164,13 @@ class LegacySubscriptions:
     def _deliver(self, event: ServerEvent) -> None:
         if not isinstance(event, ResourceUpdated) or self._group is None:
             return
-        for session, uris in list(self._uris.items()):
+        for connection, uris in list(self._uris.items()):
             if event.uri in uris:
-                self._group.start_soon(self._send, session, event.uri)
+                self._group.start_soon(self._send, connection, event.uri)
 
-    async def _send(self, session: ServerSession, uri: str) -> None:
+    async def _send(self, connection: Connection, uri: str) -> None:
         try:
-            await session.send_resource_updated(uri)
-        except Exception as exc:  # the session is gone (closed stream, client went away): forget it
+            await connection.outbound.notify("notifications/resources/updated", {"uri": uri})
+        except Exception as exc:  # the client went away (closed stream): forget it
             logger.debug("dropping a legacy subscription: %s", exc)
-            self._uris.pop(session, None)
+            self._uris.pop(connection, None)
