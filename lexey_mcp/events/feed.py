@@ -63,6 +63,7 @@ class EventFeed:
         self.webhook_url: str | None = None
         self._store: EventStore | None = None
         self._stack: AsyncExitStack | None = None
+        self._users = 0  # in-process clients each run the server's lifespan: the first opens, the last closes
 
     @property
     def webhook_secret(self) -> str | None:
@@ -99,6 +100,9 @@ class EventFeed:
         return str(state_dir / STATE_FILE)
 
     async def __aenter__(self) -> Self:
+        self._users += 1
+        if self._users > 1:
+            return self
         stack = AsyncExitStack()
         try:
             if self._options.sandbox:
@@ -121,6 +125,7 @@ class EventFeed:
             group.start_soon(self._prune_periodically)
             await self._start_receiver(group, state_dir)
         except BaseException:
+            self._users -= 1
             await stack.aclose()
             raise
         self._stack = stack
@@ -162,6 +167,9 @@ class EventFeed:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._users -= 1
+        if self._users > 0:
+            return
         stack, self._stack = self._stack, None
         self._store = None
         if stack is not None:

@@ -79,7 +79,7 @@ def install(server: MCPServer[Any], feed: EventFeed) -> None:
         try:
             found = EscalationList(escalations=await feed.escalations(start, limit))
         except EventStoreUnavailable as exc:
-            return _error(f"Escalations cannot be read now: {exc}.")
+            return _error(f"Escalations cannot be read now: {str(exc).rstrip('.')}.")
         return CallToolResult(
             content=[TextContent(type="text", text=_summary(found))], structured_content=found.model_dump(mode="json")
         )
@@ -97,7 +97,7 @@ def install(server: MCPServer[Any], feed: EventFeed) -> None:
         try:
             return EscalationList(escalations=await feed.escalations(None, DEFAULT_LIMIT)).model_dump_json(indent=2)
         except EventStoreUnavailable as exc:
-            raise ResourceError(f"Escalations cannot be read now: {exc}.") from None
+            raise ResourceError(f"Escalations cannot be read now: {str(exc).rstrip('.')}.") from None
 
     server.custom_route(WEBHOOK_PATH, methods=["POST"], include_in_schema=False)(feed.receiver.handle)
 

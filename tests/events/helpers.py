@@ -11,7 +11,7 @@ import httpx2
 
 from lexey_mcp.events.receiver import sign
 
-SECRET = "whsec-test-0123456789abcdef"  # noqa: S105 - a test secret
+SECRET = "whsec-test-0123456789abcdef"
 BASE_TIME = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 

@@ -179,7 +179,7 @@ async def test_the_sandbox_escalation_arrives_as_an_event(anyio_backend: str) ->
 async def test_both_eras_over_streamable_http_and_no_bearer_on_the_webhook(
     sandbox: Sandbox, tmp_path: Path, anyio_backend: str
 ) -> None:
-    token = "t0ken-for-mcp-requests-only"  # noqa: S105
+    token = "t0ken-for-mcp-requests-only"
     env = {"LEXEY_WEBHOOK_SECRET": SECRET, "LEXEY_STATE_DIR": str(tmp_path / "state"), "LEXEY_MCP_AUTH_TOKEN": token}
     inbox = LegacyInbox()
     auth = {"Authorization": f"Bearer {token}"}
