@@ -30,6 +30,7 @@ TOOL_NAMES = {
     "configure_org",
     "lexi_chat",
     "run_customer_scenario",
+    "list_escalations",
 }
 MIN_NODE = (22, 19)
 

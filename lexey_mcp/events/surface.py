@@ -7,6 +7,7 @@ webhook route, legacy `resources/subscribe`, and announcements after tool calls 
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -84,7 +85,8 @@ def install(server: MCPServer[Any], feed: EventFeed) -> None:
             content=[TextContent(type="text", text=_summary(found))], structured_content=found.model_dump(mode="json")
         )
 
-    server.add_tool(list_escalations, title="List escalations", annotations=READ_ONLY)
+    description = inspect.cleandoc(list_escalations.__doc__ or "")
+    server.add_tool(list_escalations, title="List escalations", description=description, annotations=READ_ONLY)
 
     @server.resource(
         ESCALATIONS_URI,
