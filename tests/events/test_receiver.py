@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -22,9 +23,9 @@ def stored(state_dir: Path) -> int:
 
 
 @pytest.fixture
-async def http(anyio_backend: str) -> httpx2.AsyncClient:
+async def http(anyio_backend: str) -> AsyncIterator[httpx2.AsyncClient]:
     async with httpx2.AsyncClient(trust_env=False, timeout=10) as client:
-        yield client  # type: ignore[misc]
+        yield client
 
 
 async def test_a_signed_escalation_is_kept_and_announced(
