@@ -117,13 +117,16 @@ def webhook_app(receiver: WebhookReceiver) -> Any:
     return Starlette(routes=[Route(WEBHOOK_PATH, receiver.handle, methods=["POST"])])
 
 
-def _uvicorn_server(config: uvicorn.Config) -> uvicorn.Server:
+def _uvicorn_server(config: uvicorn.Config, stop: anyio.Event) -> uvicorn.Server:
     import uvicorn
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Generator[None, None, None]:  # the host process owns the signals
             yield
+
+        async def main_loop(self) -> None:  # an event, not uvicorn's 100 ms polling of should_exit
+            await stop.wait()
 
     return Server(config)
 
@@ -152,8 +155,8 @@ async def serve_listener(
         server_header=False,
         timeout_graceful_shutdown=1,
     )
-    server = _uvicorn_server(config)
-    ended = anyio.Event()
+    stop, ended = anyio.Event(), anyio.Event()
+    server = _uvicorn_server(config, stop)
 
     async def run() -> None:
         try:
@@ -174,3 +177,4 @@ async def serve_listener(
             await anyio.sleep_forever()
         finally:
             server.should_exit = True
+            stop.set()
