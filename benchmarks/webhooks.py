@@ -45,7 +45,7 @@ def webhook(n: int) -> bytes:
     return json.dumps(
         {
             "event": "conversation.escalated",
-            "timestamp": f"2026-11-30T09:00:00.{n:06d}Z",
+            "timestamp": f"2026-11-30T09:00:00.{n + 1000:06d}Z",
             "conversation": {"id": str(uuid.uuid4()), "status": "escalated", "customerIdentifier": f"c{n}"},
             "messages": [{"role": "user", "content": "I want a refund.", "createdAt": "2026-11-30T08:59:00Z"}],
             "payload": {"reason": "Refund request"},
@@ -108,8 +108,8 @@ async def throughput(root: str, count: int, concurrency: int, *, signed: bool) -
         return count / (time.perf_counter() - started)
 
 
-async def delays(listen_root: str, post_root: str, count: int) -> list[float]:
-    """Milliseconds from each POST's start to the listener's notification."""
+async def delays(listen_root: str, post_root: str, count: int, warmup: int = 20) -> list[float]:
+    """Milliseconds from each POST's start to the listener's notification (after `warmup` unmeasured ones)."""
     found: list[float] = []
     async with (
         httpx2.AsyncClient(trust_env=False, timeout=60) as http,
@@ -117,7 +117,7 @@ async def delays(listen_root: str, post_root: str, count: int) -> list[float]:
         client.listen(resource_subscriptions=[ESCALATIONS]) as subscription,
         httpx2.AsyncClient(trust_env=False, timeout=60) as poster,
     ):
-        for n in range(count):
+        for n in range(-warmup, count):
             body = webhook(n)
             started = time.perf_counter()
             response = await poster.post(
@@ -127,7 +127,8 @@ async def delays(listen_root: str, post_root: str, count: int) -> list[float]:
                 raise RuntimeError(f"HTTP {response.status_code}")
             with anyio.fail_after(10):
                 await subscription.__anext__()
-            found.append((time.perf_counter() - started) * 1000)
+            if n >= 0:
+                found.append((time.perf_counter() - started) * 1000)
     return found
 
 
