@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> str:
     with tempfile.TemporaryDirectory(prefix="lexey-bench-webhooks-") as tmp:
         base = Path(tmp)
         with server_process(base / "sqlite") as root:
+            anyio.run(lambda: throughput(root, 200, args.concurrency, signed=False))  # warm-up
             refused = anyio.run(lambda: throughput(root, args.webhooks, args.concurrency, signed=False))
             accepted = anyio.run(lambda: throughput(root, args.webhooks, args.concurrency, signed=True))
             local = anyio.run(delays, root, root, args.notifications)

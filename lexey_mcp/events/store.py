@@ -182,9 +182,11 @@ class RedisEventStore:
         )
         ttl = max(1, int(event.received_at + self.retention - time.time()))
         try:
-            added = await self.redis.set(f"{self._prefix}event:{event.key}", record, nx=True, ex=ttl)
-            if added and event.type == ESCALATED:
-                await self.redis.zadd(f"{self._prefix}escalations", {event.key: event.occurred_at})
+            async with self.redis.pipeline(transaction=True) as pipe:  # one round trip
+                pipe.set(f"{self._prefix}event:{event.key}", record, nx=True, ex=ttl)
+                if event.type == ESCALATED:  # the same member and score again for a redelivery: a no-op
+                    pipe.zadd(f"{self._prefix}escalations", {event.key: event.occurred_at})
+                added = (await pipe.execute())[0]
         except redis_errors() as exc:
             raise self._unavailable(exc) from None
         return bool(added)
