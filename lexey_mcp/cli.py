@@ -153,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.transport == "http":
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104 - naming, not binding
-        events = EventOptions(public_url=f"http://{f'[{host}]' if ':' in host else host}:{args.port}/webhooks/lexey")
+        url = f"http://{f'[{host}]' if ':' in host else host}:{args.port}/webhooks/lexey"
+        events = EventOptions(public_url=url, sessions=not args.stateless)
     else:
         events = EventOptions(webhook_host=args.webhook_host, webhook_port=args.webhook_port)
     server = build_server(

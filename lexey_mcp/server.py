@@ -343,7 +343,7 @@ def build_server(
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
-        subscriptions=feed.bus if feed is not None else None,
+        subscriptions=feed.bus if feed is not None else False,  # nothing to announce without the events toolset
         **auth,
     )
     for spec in TOOLS:

@@ -36,13 +36,16 @@ class EventOptions:
     `webhook_port`: serve the receiver on its own listener (stdio mode; 0 picks a free port). `public_url`:
     where the MCP HTTP app's own route is reached (HTTP mode). `sandbox`: state in a temporary directory, a
     generated secret when none is set, and a free loopback listener when there is no other way in, so the
-    embedded sandbox's webhooks reach this server with no setup.
+    embedded sandbox's webhooks reach this server with no setup. `sessions`: False for stateless HTTP, where
+    legacy `resources/subscribe` cannot work (nothing is left to notify once the request is answered), so it is
+    neither served nor advertised; 2026-07-28 `subscriptions/listen` streams work either way.
     """
 
     webhook_host: str = "127.0.0.1"
     webhook_port: int | None = None
     public_url: str | None = None
     sandbox: bool = False
+    sessions: bool = True
 
 
 class EventFeed:
@@ -52,7 +55,7 @@ class EventFeed:
     def __init__(self, settings: Settings, options: EventOptions = EventOptions()) -> None:
         configured = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
         self._secret = configured or (secrets.token_urlsafe(32) if options.sandbox else None)
-        self._options = options
+        self.options = options
         self._settings = settings
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
         self._redis_url = redis_url
@@ -105,7 +108,7 @@ class EventFeed:
             return self
         stack = AsyncExitStack()
         try:
-            if self._options.sandbox:
+            if self.options.sandbox:
                 state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lexey-mcp-events-")))
             else:
                 state_dir = self._settings.state_dir.expanduser()
@@ -139,13 +142,13 @@ class EventFeed:
                 WEBHOOK_PATH,
             )
             return
-        port = self._options.webhook_port
-        if port is None and self._options.sandbox and self._options.public_url is None:
+        port = self.options.webhook_port
+        if port is None and self.options.sandbox and self.options.public_url is None:
             port = 0
         if port is not None:
-            self.webhook_url = await group.start(serve_listener, self.receiver, self._options.webhook_host, port)
+            self.webhook_url = await group.start(serve_listener, self.receiver, self.options.webhook_host, port)
         else:
-            self.webhook_url = self._options.public_url
+            self.webhook_url = self.options.public_url
         logger.info(
             "webhook receiver on at %s; events kept in %s for %g days",
             self.webhook_url or f"POST {WEBHOOK_PATH}",

@@ -112,10 +112,11 @@ def install(server: MCPServer[Any], feed: EventFeed) -> None:
         return EmptyResult()
 
     # MCPServer has no API for these legacy methods; its low-level server does (and then advertises
-    # `resources.subscribe` to 2025 clients, which is now true).
-    lowlevel = server._lowlevel_server
-    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
-    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+    # `resources.subscribe` to 2025 clients, which is true when there are sessions to notify).
+    if feed.options.sessions:
+        lowlevel = server._lowlevel_server
+        lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+        lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     server.middleware.append(_announce_customer_messages(feed))
 
 

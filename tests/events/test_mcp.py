@@ -213,3 +213,18 @@ async def test_http_without_a_secret_answers_404(sandbox: Sandbox, tmp_path: Pat
         response = await post(http, webhook_url, body_of(escalation()))
     assert response.status_code == 404
     assert "webhook receiver off" in server.stderr()
+
+
+async def test_only_what_works_is_advertised(tmp_path: Path, sandbox: Sandbox, anyio_backend: str) -> None:
+    settings = sandbox_settings_for(sandbox, state_dir=tmp_path)
+    stateless = build_server(settings, events=EventOptions(sessions=False))  # as --stateless builds it
+    async with Client(stateless, mode="legacy") as legacy, Client(stateless) as modern:
+        assert legacy.server_capabilities.resources is not None
+        assert not legacy.server_capabilities.resources.subscribe  # no session to notify later
+        assert modern.server_capabilities.resources is not None
+        assert modern.server_capabilities.resources.subscribe  # listen streams work without sessions
+    without_events = build_server(settings, toolsets=["customer"])
+    for mode in ("legacy", "auto"):
+        async with Client(without_events, mode=mode) as client:
+            assert client.server_capabilities.resources is not None
+            assert not client.server_capabilities.resources.subscribe  # nothing would ever be announced
