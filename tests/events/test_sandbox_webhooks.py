@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
 import httpx2
 from pydantic import SecretStr
 
-from lexey_mcp.events import EventFeed, EventOptions
+from lexey_mcp.events import Escalation, EventFeed, EventOptions
 from lexey_mcp.sandbox import Sandbox, SandboxConfig
 from tests.events.conftest import Heard, events_settings
 from tests.events.helpers import SECRET
-from tests.processes import free_port
+from tests.processes import clean_env, free_port
 from tests.streams import CUSTOMER_KEY, MANAGEMENT_KEY
 
 
@@ -70,3 +72,36 @@ async def test_a_wrong_secret_is_refused_and_not_kept(tmp_path: Path, anyio_back
             while sb.webhooks.failed < 1:  # noqa: ASYNC110
                 await anyio.sleep(0.05)
         assert await feed.escalations() == []
+
+
+async def test_lexey_mcp_sandbox_sends_webhooks_where_told(tmp_path: Path, anyio_backend: str) -> None:
+    receiver_port, sandbox_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{receiver_port}/webhooks/lexey"
+    command = [sys.executable, "-m", "lexey_mcp", "sandbox", "--port", str(sandbox_port), "--delay", "0"]
+    async with EventFeed(events_settings(tmp_path), EventOptions(webhook_port=receiver_port)) as feed:
+        process = subprocess.Popen(  # noqa: ASYNC220 - returns once forked
+            [*command, "--webhook-url", url],
+            env=clean_env(LEXEY_WEBHOOK_SECRET=SECRET),  # the secret from the environment, not the command line
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            with anyio.fail_after(20):
+                while True:
+                    try:
+                        await (await anyio.connect_tcp("127.0.0.1", sandbox_port)).aclose()
+                        break
+                    except OSError:
+                        await anyio.sleep(0.05)
+            sb = Sandbox(SandboxConfig(), port=sandbox_port)  # only for its URLs: the process is the sandbox
+            cid = await _escalate(sb)
+            found: list[Escalation] = []
+            with anyio.fail_after(10):
+                while not found:  # delivered in the background
+                    found = await feed.escalations()
+                    await anyio.sleep(0.05)
+        finally:
+            process.terminate()
+            process.wait(10)
+    assert [e.conversation_id for e in found] == [cid]
