@@ -152,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .server import build_server
 
     if args.transport == "http":
+        if args.webhook_port is not None:
+            logger.warning("--webhook-port is for stdio: over HTTP, webhooks arrive on the MCP port (/webhooks/lexey)")
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104 - naming, not binding
         url = f"http://{f'[{host}]' if ':' in host else host}:{args.port}/webhooks/lexey"
         events = EventOptions(public_url=url, sessions=not args.stateless)

@@ -153,9 +153,6 @@ class LegacySubscriptions:
             if not uris:
                 del self._uris[connection]
 
-    def count(self) -> int:
-        return sum(len(u) for u in self._uris.values())
-
     def attach(self, bus: SubscriptionBus, group: TaskGroup) -> Callable[[], None]:
         """Start forwarding `bus` events; returns the detach callable."""
         self._group = group

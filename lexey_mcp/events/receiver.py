@@ -46,7 +46,7 @@ def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
     """Constant-time check of an `X-Lexey-Signature` header against `body`."""
     if header is None:
         return False
-    return hmac.compare_digest(header.strip().encode(), sign(secret, body).encode())
+    return hmac.compare_digest(header.strip().lower().encode(), sign(secret, body).encode())
 
 
 def _answer(status: int, message: str | None = None) -> JSONResponse:

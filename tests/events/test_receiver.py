@@ -188,3 +188,10 @@ async def test_a_thousand_concurrent_webhooks_none_lost_or_duplicated(
     assert sorted(announced) == sorted(expected)
     newest = await feed.escalations(limit=100)
     assert [e.conversation_id for e in newest] == [p["conversation"]["id"] for p in reversed(payloads[-100:])]
+
+
+async def test_the_signature_hex_may_be_upper_case(feed: EventFeed, http: httpx2.AsyncClient) -> None:
+    body = body_of(escalation())
+    assert feed.webhook_url is not None
+    response = await post(http, feed.webhook_url, body, signature="sha256=" + sign(SECRET, body)[7:].upper())
+    assert response.status_code == 200
