@@ -13,7 +13,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 from lexey_mcp.events import EventFeed, EventOptions, parse_event
 from lexey_mcp.events.store import DAY, RedisEventStore
 from lexey_mcp.server import build_server
-from tests.events.conftest import events_settings
+from tests.events.conftest import Heard, events_settings
 from tests.events.helpers import body_of, escalation, post
 from tests.events.test_mcp import ESCALATIONS, WAIT, LegacyInbox, subscribe
 from tests.processes import free_port
@@ -110,3 +110,47 @@ async def test_redis_store_redelivery_and_retention(tmp_path: Path, anyio_backen
         assert [e.conversation_id for e in await store.escalations(None, 10)] == [recent["conversation"]["id"]]
         assert await store.redis.zcard("lexey-mcp:escalations") == 1  # the index forgot it too
         await store.aclose()
+
+
+async def test_concurrent_webhooks_through_redis_none_lost_or_duplicated(tmp_path: Path, anyio_backend: str) -> None:
+    with redis_server(tmp_path) as redis:
+        settings = events_settings(tmp_path, redis_url=redis.url)
+        async with (
+            EventFeed(settings, EventOptions(webhook_port=0)) as replica_a,
+            EventFeed(settings, EventOptions(webhook_port=0)) as replica_b,
+        ):
+            heard = Heard()
+            replica_a.bus.subscribe(heard)
+            payloads = [escalation(minutes=i) for i in range(300)]
+            deliveries = [body_of(p) for p in payloads] + [body_of(p) for p in payloads[::10]]
+            statuses: list[int] = []
+            urls = [replica_a.webhook_url, replica_b.webhook_url]
+            async with httpx2.AsyncClient(trust_env=False, timeout=60) as http, anyio.create_task_group() as tg:
+
+                async def one(n: int, body: bytes) -> None:
+                    url = urls[n % 2]  # a redelivery may reach the other replica
+                    assert url is not None
+                    statuses.append((await post(http, url, body)).status_code)
+
+                for n, body in enumerate(deliveries):
+                    tg.start_soon(one, n, body)
+            assert statuses == [200] * len(deliveries)
+            assert await redis_count(replica_a) == 300
+            # Every announcement was published before its 200; Redis delivers in the order it took the PUBLISHes,
+            # so once a later marker arrives, every earlier announcement (and any duplicate) has arrived too.
+            marker = escalation(minutes=999)
+            async with httpx2.AsyncClient(trust_env=False, timeout=60) as http:
+                assert urls[1] is not None
+                assert (await post(http, urls[1], body_of(marker))).status_code == 200
+            marker_uri = f"lexey://conversations/{marker['conversation']['id']}/messages"
+            with anyio.fail_after(WAIT):
+                while marker_uri not in heard.uris:  # noqa: ASYNC110 - pub/sub delivers in the background
+                    await anyio.sleep(0.02)
+            assert heard.uris.count(ESCALATIONS) == 301
+
+
+async def redis_count(feed: EventFeed) -> int:
+    store = feed.store
+    assert isinstance(store, RedisEventStore)
+    count: int = await store.redis.zcard("lexey-mcp:escalations")
+    return count
