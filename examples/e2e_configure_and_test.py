@@ -35,6 +35,7 @@ TOOLS = {
     "lexi_chat",
     "run_customer_scenario",
     "run_test_suite",
+    "list_escalations",
 }
 CONTEXT = "Our business is Northwind Bikes, an online shop that sells and repairs city bikes."
 ARTICLE = (

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from . import __version__
 from .config import Settings
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_toolsets,
         default=list(TOOLSETS),
         metavar="LIST",
-        help="comma-separated: customer,management,lexi (default: all)",
+        help="comma-separated: customer,management,lexi,events (default: all)",
     )
     parser.add_argument("--read-only", action="store_true", help="expose only tools that change nothing")
     parser.add_argument(
@@ -99,11 +100,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTTP: upstream keys sent per request (X-Lexey-Customer-Key, X-Lexey-Management-Key, X-Lexi-Api-Key) "
         "come before the environment's; 'required' never uses the environment's keys (default: optional)",
     )
+    parser.add_argument(
+        "--webhook-port",
+        type=int,
+        metavar="P",
+        help="stdio mode: receive Lexey's webhooks at http://HOST:P/webhooks/lexey (needs LEXEY_WEBHOOK_SECRET); "
+        "over HTTP they arrive on the MCP port",
+    )
+    parser.add_argument("--webhook-host", default="127.0.0.1", help="with --webhook-port (default 127.0.0.1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sandbox = sub.add_parser("sandbox", help="run the Lexey sandbox alone (a real HTTP server)")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765)
     sandbox.add_argument("--delay", type=float, default=0.02, help="seconds between streamed events")
+    sandbox.add_argument(
+        "--webhook-url",
+        help="POST signed conversation.escalated webhooks here, e.g. http://127.0.0.1:8000/webhooks/lexey",
+    )
+    sandbox.add_argument(
+        "--webhook-secret", help="signs them (default: $LEXEY_WEBHOOK_SECRET, better: arguments show in ps)"
+    )
     sub.add_parser("demo", help="configure an org, run a scenario that escalates, review analytics (sandbox)")
     from .qa.arguments import add_arguments as add_test_arguments
 
@@ -117,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .sandbox import SandboxConfig, serve
 
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        serve(args.host, args.port, SandboxConfig(delay=args.delay))
+        secret = args.webhook_secret or os.environ.get("LEXEY_WEBHOOK_SECRET") or None
+        webhooks = {"webhook_url": args.webhook_url, "webhook_secret": SecretStr(secret) if secret else None}
+        serve(args.host, args.port, SandboxConfig(delay=args.delay, **(webhooks if args.webhook_url else {})))
         return 0
     try:
         settings = Settings()
@@ -152,8 +170,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from .events.feed import EventOptions
     from .server import build_server
 
+    if args.transport == "http":
+        if args.webhook_port is not None:
+            logger.warning("--webhook-port is for stdio: over HTTP, webhooks arrive on the MCP port (/webhooks/lexey)")
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104 - naming, not binding
+        url = f"http://{f'[{host}]' if ':' in host else host}:{args.port}/webhooks/lexey"
+        events = EventOptions(public_url=url, sessions=not args.stateless)
+    else:
+        events = EventOptions(webhook_host=args.webhook_host, webhook_port=args.webhook_port)
     server = build_server(
         settings,
         toolsets=args.toolsets,
@@ -164,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         confirm_changes=args.confirm_changes or settings.confirm_changes,
         oauth=oauth,
         request_keys=args.request_keys,
+        events=events,
     )
     if args.transport == "stdio":
         server.run()

@@ -8,6 +8,7 @@ names the variable and the expected prefix, never the key.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -72,6 +73,14 @@ class Settings(BaseSettings):
     #: Seals elicitation state; replicas behind one load balancer share it (at least 32 characters).
     state_key: SecretStr | None = Field(None, validation_alias=_env("LEXEY_MCP_STATE_KEY"))
 
+    # Events (lexey_mcp/events): Lexey's signed webhooks, kept and pushed to subscribed MCP clients.
+    #: The shared secret set in Lexey's webhook settings; unset: the receiver is off (404).
+    webhook_secret: SecretStr | None = Field(None, validation_alias=_env("LEXEY_WEBHOOK_SECRET"))
+    state_dir: Path = Field(Path("~/.local/state/lexey-mcp"), validation_alias=_env("LEXEY_STATE_DIR"))
+    event_retention_days: float = Field(30.0, gt=0, validation_alias=_env("LEXEY_EVENT_RETENTION_DAYS"))
+    #: redis://host:port/db: events in Redis, notifications fanned out to every replica through pub/sub.
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("LEXEY_REDIS_URL"))
+
     @field_validator(
         "customer_key",
         "management_key",
@@ -81,6 +90,8 @@ class Settings(BaseSettings):
         "oauth_issuer",
         "oauth_jwks_url",
         "resource_url",
+        "webhook_secret",
+        "redis_url",
         mode="before",
     )
     @classmethod
@@ -138,8 +149,21 @@ class Settings(BaseSettings):
         """Every configured secret value, and the keys the current HTTP request brought, for redaction."""
         from .hosting import request_secrets
 
-        values = (self.customer_key, self.management_key, self.lexi_api_key, self.auth_token, self.state_key)
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()] + request_secrets()
+        values = (
+            self.customer_key,
+            self.management_key,
+            self.lexi_api_key,
+            self.auth_token,
+            self.state_key,
+            self.webhook_secret,
+        )
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        if self.redis_url is not None:  # a password in the URL
+            from urllib.parse import urlsplit
+
+            password = urlsplit(self.redis_url.get_secret_value()).password
+            found += [password] if password else []
+        return found + request_secrets()
 
 
 def key_value_problem(kind: KeyKind, value: str, names: dict[KeyKind, str]) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from secrets import token_hex
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import httpx2
 from mcp import MCPError
@@ -36,15 +36,19 @@ from .arguments import check_arguments, plain_text
 from .client import ChatAPI, LexeyClient
 from .config import Settings
 from .errors import LexeyAPIError, LexeyError, LexeyInputError, NotFoundError
+from .events.model import DEFAULT_LIMIT, MAX_LIMIT, EscalationList
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .qa.report import SuiteReport
 from .redaction import redact, redact_tree
 from .validation import _MAX_CONTEXT_VALUE_CHARS, LEXI_MAX_MESSAGE_CHARS, check_message, check_uuid
 
+if TYPE_CHECKING:
+    from .events.feed import EventFeed, EventOptions
+
 logger = logging.getLogger("lexey_mcp.server")
 
-Toolset = Literal["customer", "management", "lexi"]
-TOOLSETS: tuple[Toolset, ...] = ("customer", "management", "lexi")
+Toolset = Literal["customer", "management", "lexi", "events"]
+TOOLSETS: tuple[Toolset, ...] = ("customer", "management", "lexi", "events")
 #: The longest reply text sent in one progress message (the start is cut; the final result has it all).
 PROGRESS_TEXT_CHARS = 4000
 MAX_CHAT_MESSAGE_CHARS = 100_000
@@ -72,6 +76,7 @@ boundary with another value, and it never ends the quote."""
 class AppState:
     client: LexeyClient
     confirm_changes: bool = False
+    feed: EventFeed | None = None  # with the events toolset
 
 
 def request_secrets(ctx: ServerRequestContext[AppState, Any]) -> list[str]:
@@ -134,6 +139,7 @@ _NEW_CONVERSATION = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
 )
 _READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+_READ_LOCAL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 _CONFIGURE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
 
 
@@ -397,6 +403,28 @@ async def run_test_suite(
     return _result(report, summary_table(report, width=10_000))  # whole lines: a model reads them
 
 
+async def list_escalations(
+    ctx: Context[AppState],
+    since: Annotated[
+        str | None,
+        Field(
+            description="ISO 8601 date-time: only escalations at or after it.",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+    limit: Annotated[
+        int, Field(description=f"1-{MAX_LIMIT}.", json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})
+    ] = DEFAULT_LIMIT,
+) -> Annotated[CallToolResult, EscalationList]:
+    """Conversations Lexey's agent handed to a human (received as signed webhooks), newest first, with the
+    reason, the customer and the last messages. Subscribe to lexey://escalations to hear of new ones."""
+    from .events.surface import escalations_result
+
+    feed = ctx.request_context.lifespan_context.feed
+    assert feed is not None  # registered only with the events toolset, which has a feed
+    return await escalations_result(feed, since, limit)
+
+
 @dataclass(frozen=True)
 class _ToolSpec:
     fn: Callable[..., Any]
@@ -413,6 +441,7 @@ TOOLS: tuple[_ToolSpec, ...] = (
     _ToolSpec(run_test_suite, "Run an agent QA suite", "customer", _CONFIGURE),  # setup may change the org
     _ToolSpec(configure_org, "Configure the organisation", "management", _CONFIGURE),
     _ToolSpec(lexi_chat, "Ask Lexi (CRM assistant)", "lexi", _NEW_CONVERSATION),
+    _ToolSpec(list_escalations, "List escalations", "events", _READ_LOCAL),
 )
 
 
@@ -496,6 +525,7 @@ def build_server(
     sandbox: bool = False,
     sandbox_delay: float = 0.02,
     auth_token: str | None = None,
+    events: EventOptions | None = None,
     confirm_changes: bool | None = None,
     http_transport: httpx2.AsyncBaseTransport | None = None,
     oauth: bool = False,
@@ -505,25 +535,30 @@ def build_server(
     HTTP only: `auth_token` (a static bearer token) or `oauth` (tokens from `settings.oauth_issuer`), and whether
     each request must bring its own upstream keys (`request_keys`, see `hosting`).
     `confirm_changes` (default: the LEXEY_CONFIRM_CHANGES setting) asks the user before configure_org sends.
-    `http_transport` replaces the upstream HTTP transport (byte-level tests)."""
+    `http_transport` replaces the upstream HTTP transport (byte-level tests).
+    `events`: how webhooks reach this process (the events toolset's feed)."""
     enabled = set(toolsets)
     confirm = settings.confirm_changes if confirm_changes is None else confirm_changes
+    feed = _events_feed(settings, enabled, events, sandbox)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         async with AsyncExitStack() as stack:
+            if feed is not None:
+                await stack.enter_async_context(feed)
             effective = settings
             if sandbox:
                 from .sandbox import Sandbox, SandboxConfig  # imported only when asked for: a plain start stays light
 
-                sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=sandbox_delay)))
+                webhooks = _sandbox_webhooks(feed)
+                sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=sandbox_delay, **webhooks)))
                 effective = settings.model_copy(update=sandbox_settings(sb.env()))
                 logger.info("sandbox serving at %s", sb.url)
             if request_keys == "optional":  # else the environment's keys are never used
                 warn_about_keys(effective, enabled)
             client = LexeyClient(effective, transport=http_transport, trust_env=not sandbox)
             client = await stack.enter_async_context(client)
-            yield AppState(client=client, confirm_changes=confirm)
+            yield AppState(client=client, confirm_changes=confirm, feed=feed)
 
     options: dict[str, Any] = {}
     if oauth:
@@ -539,7 +574,12 @@ def build_server(
         # Replicas sharing the key accept each other's sealed elicitation state (a confirmation answered elsewhere).
         options["request_state_security"] = RequestStateSecurity(keys=[settings.state_key.get_secret_value()])
     server: MCPServer[AppState] = MCPServer(
-        "lexey-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, **options
+        "lexey-mcp",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        subscriptions=feed.bus if feed is not None else False,  # nothing to announce without the events toolset
+        **options,
     )
     for spec in TOOLS:
         if spec.toolset in enabled and (spec.annotations.read_only_hint or not read_only):
@@ -549,11 +589,41 @@ def build_server(
     if "customer" in enabled:
         _add_history_resource(server)
     _add_workflow_prompt(server)
-    toolset_of = {spec.fn.__name__: spec.toolset for spec in TOOLS}
+    toolset_of: dict[str, Toolset] = {spec.fn.__name__: spec.toolset for spec in TOOLS}
     hosted = hosting.middleware(server, keys_required=request_keys == "required", oauth=oauth, toolset_of=toolset_of)
     # Hosted first: everything after it (and the tools) sees this request's keys, redaction included.
     server.middleware.extend([hosted, _redact_outgoing(), _check_arguments(server)])
+    if feed is not None:
+        _add_events(server, feed)
     return server
+
+
+# Events (lexey_mcp/events): Lexey's webhooks kept and pushed to subscribers; the logic lives in that package.
+def _events_feed(
+    settings: Settings, enabled: set[Toolset], options: EventOptions | None, sandbox: bool
+) -> EventFeed | None:
+    if "events" not in enabled:
+        return None
+    from dataclasses import replace
+
+    from .events.feed import EventFeed, EventOptions
+
+    return EventFeed(settings, replace(options if options is not None else EventOptions(), sandbox=sandbox))
+
+
+def _add_events(server: MCPServer[AppState], feed: EventFeed) -> None:
+    from .events.surface import install
+
+    install(server, feed)
+
+
+def _sandbox_webhooks(feed: EventFeed | None) -> dict[str, Any]:
+    """SandboxConfig fields that send the sandbox's escalation webhooks to this server's own receiver."""
+    if feed is None or feed.webhook_url is None or feed.webhook_secret is None:
+        return {}
+    from pydantic import SecretStr
+
+    return {"webhook_url": feed.webhook_url, "webhook_secret": SecretStr(feed.webhook_secret)}
 
 
 def sandbox_settings(env: dict[str, str]) -> dict[str, Any]:
@@ -571,6 +641,8 @@ def sandbox_settings(env: dict[str, str]) -> dict[str, Any]:
 def warn_about_keys(settings: Settings, toolsets: Iterable[Toolset]) -> None:
     """One stderr line per enabled toolset whose key cannot be used; the server starts anyway."""
     for kind in toolsets:
+        if kind == "events":  # no key: webhooks are signed with LEXEY_WEBHOOK_SECRET
+            continue
         problem = settings.key_problem(kind)
         if problem is not None:
             level = logging.INFO if settings.configured_key(kind) is None else logging.WARNING

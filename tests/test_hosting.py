@@ -200,7 +200,7 @@ async def test_narrowing_headers_narrow(sandbox: Sandbox, tmp_path: Path) -> Non
         mcp_client(server.url, headers={"X-MCP-Toolsets": "customer", "X-MCP-Readonly": "TRUE"}) as both,
         mcp_client(server.url, headers={"X-MCP-Readonly": "false"}) as everything,
     ):
-        assert tool_names(await reader.list_tools()) == {"get_conversation_messages"}
+        assert tool_names(await reader.list_tools()) == {"get_conversation_messages", "list_escalations"}
         refused = await reader.call_tool("send_customer_message", {"message": "Hi"})
         assert refused.is_error
         assert text_of(refused) == (

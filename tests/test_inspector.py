@@ -31,6 +31,7 @@ TOOL_NAMES = {
     "lexi_chat",
     "run_customer_scenario",
     "run_test_suite",
+    "list_escalations",
 }
 MIN_NODE = (22, 19)
 

@@ -26,6 +26,7 @@ TOOL_NAMES = {
     "lexi_chat",
     "run_customer_scenario",
     "run_test_suite",
+    "list_escalations",
 }
 
 
@@ -59,7 +60,9 @@ async def test_tools_list_is_complete_truthful_and_compact(sandbox: Sandbox, mod
     }
     assert hints["get_conversation_messages"] == (True, False)
     assert hints["configure_org"] == (False, True)
-    assert all(not read_only for n, (read_only, _) in hints.items() if n != "get_conversation_messages")
+    assert hints["list_escalations"] == (True, False)
+    readers = {"get_conversation_messages", "list_escalations"}
+    assert all(not read_only for n, (read_only, _) in hints.items() if n not in readers)
     # What a model reads of each tool (hosts validate against outputSchema; it does not go into the prompt).
     visible = [
         t.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"output_schema"}) for t in tools.values()
@@ -397,6 +400,7 @@ async def test_cancel_mid_stream_closes_the_upstream_connection(sandbox: Sandbox
         ),
         (["customer", "management", "lexi"], True, {"get_conversation_messages"}),
         (["lexi"], True, set()),
+        (["events"], True, {"list_escalations"}),
     ],
 )
 async def test_toolsets_and_read_only_change_the_list(

@@ -14,6 +14,7 @@ from .textmatch import keywords, overlap, phrase_matches, stem, tokens
 class AgentReply:
     text: str
     statuses: list[str] = field(default_factory=list)
+    escalation_reason: str | None = None  # set on the reply that escalated the conversation
 
 
 _FLAGS = re.IGNORECASE | re.DOTALL
@@ -241,13 +242,16 @@ class CustomerAgent:
         org = self._store.org
         first_reply = not any(m.role == "assistant" for m in conversation.messages)
         intro = f"Hi, I'm {org.agent_name}. " if org.agent_name and first_reply else ""
-        if any(phrase_matches(phrase, message) for phrase in org.escalation_phrases):
-            if conversation.escalated_at is None:
+        matched = next((phrase for phrase in org.escalation_phrases if phrase_matches(phrase, message)), None)
+        if matched is not None:
+            first = conversation.escalated_at is None
+            if first:
                 conversation.escalated_at = moment
             return AgentReply(
                 intro + "I understand this needs a person's attention, so I'm handing you over to a member of our "
                 "team. They'll pick up this conversation shortly.",
                 ["escalated"],
+                f"The customer mentioned {matched}" if first else None,
             )
         article = self._best_article(message, org)
         if article is not None:

@@ -23,6 +23,7 @@ from .faults import Fault, RouteKind, chat_error_message, html_page, lexi_error,
 from .responses import RAW_SEND, SSEStream
 from .store import ChatKind, Conversation, IdempotentReply, Store, now
 from .store import Message as StoredMessage
+from .webhooks import WebhookSender, escalated_payload
 from .wire import Frame, dumps, words
 
 logger = logging.getLogger("lexey_mcp.sandbox")
@@ -130,8 +131,9 @@ class _Front:
 class SandboxApp:
     """The route handlers, bound to one store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, webhooks: WebhookSender | None = None) -> None:
         self.store = store
+        self.webhooks = webhooks
         self.config = store.config
         self.management = ManagementAgent(store)
         self.customer = CustomerAgent(store)
@@ -240,6 +242,9 @@ class SandboxApp:
         else:
             reply = self.management.respond(message, moment)
         conversation.messages.append(StoredMessage("assistant", reply.text, now()))
+        if reply.escalation_reason is not None and self.webhooks is not None:
+            customer = f"visitor-{conversation.id[:8]}"  # the sandbox knows no customer identity
+            self.webhooks.send(escalated_payload(conversation, reply.escalation_reason, customer))
         events = [Frame(dumps({"type": "delta", "text": w})) for w in words(reply.text)]
         events += [Frame(dumps({"type": "status", "status": s})) for s in reply.statuses]
         return self._stream(events, kind, fault, {})

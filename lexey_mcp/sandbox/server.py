@@ -21,6 +21,7 @@ from .app import CHAT_PREFIX, LEXI_PREFIX, SandboxApp
 from .config import SandboxConfig
 from .faults import Fault
 from .store import CloseReason, KeyUse, RequestRecord, SandboxStats, Store
+from .webhooks import WebhookSender
 
 logger = logging.getLogger("lexey_mcp.sandbox")
 
@@ -138,7 +139,10 @@ class Sandbox:
         self.host = host
         self.port = port
         self.store = Store(self.config)
-        self._app = SandboxApp(self.store).asgi()
+        secret = self.config.webhook_secret.get_secret_value() if self.config.webhook_secret else None
+        url = self.config.webhook_url
+        self.webhooks = WebhookSender(url, secret) if url else None
+        self._app = SandboxApp(self.store, self.webhooks).asgi()
         self._stack: AsyncExitStack | None = None
         self._server: _Server | None = None
 
@@ -226,6 +230,8 @@ class Sandbox:
         server = _Server(config, self.store)
         stack = AsyncExitStack()
         try:
+            if self.webhooks is not None:
+                await stack.enter_async_context(self.webhooks)
             group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(server.exit.set)
             await group.start(self._run, server, sock)
