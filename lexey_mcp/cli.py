@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
 
+import anyio
 from pydantic import ValidationError
 
-from . import __version__
-from .config import Settings
+from . import __version__, interrupt
+from .config import Settings, describe_settings_error
+from .http_transport import is_loopback
 from .redaction import redact
 from .server import TOOLSETS, Toolset
 
@@ -51,13 +52,16 @@ def _toolsets(value: str) -> list[Toolset]:
     return [n for n in TOOLSETS if n in names]
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's default in its help, in words (no `False`, no Python lists)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or default is None or default is False or default == argparse.SUPPRESS:
+            return text
+        shown = ",".join(default) if isinstance(default, list) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,64 +70,112 @@ def build_parser() -> argparse.ArgumentParser:
         description="MCP server for Lexey (customer-support agents) and Lexi (LeadLex CRM assistant).",
         epilog="Configuration comes from the environment or a .env file: LEXEY_CUSTOMER_KEY, LEXEY_MANAGEMENT_KEY, "
         "LEXI_API_KEY, LEXEY_BASE_URL, LEXI_BASE_URL, LEXEY_MCP_AUTH_TOKEN, LEXEY_LOG_LEVEL, and the timeouts and "
-        "caps listed in the README (LEXEY_READ_TIMEOUT, LEXEY_STREAM_TIMEOUT, …).",
+        "caps listed in the README (LEXEY_READ_TIMEOUT, LEXEY_STREAM_TIMEOUT, …). Options before a COMMAND are "
+        "the server's; a command's own options go after it (lexey-mcp COMMAND --help).",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lexey-mcp {__version__}")
-    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
-    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="how hosts reach the server")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port")
     parser.add_argument(
         "--stateless",
         action="store_true",
-        help="HTTP without sessions, for replicas behind a load balancer. Clients on protocol 2025-11-25 cannot "
-        "cancel calls there (a cancelled call's upstream stream runs to its end, at most LEXEY_STREAM_TIMEOUT)",
+        help="HTTP without sessions, for replicas behind a load balancer. Clients cannot cancel calls there (a "
+        "cancelled call's upstream stream runs to its end, at most LEXEY_STREAM_TIMEOUT) unless they close the "
+        "connection",
     )
     parser.add_argument("--sandbox", action="store_true", help="start the embedded Lexey sandbox and use it")
     parser.add_argument(
-        "--sandbox-delay",
-        type=float,
-        default=0.02,
-        metavar="SECONDS",
-        help="with --sandbox: seconds between streamed events (default 0.02)",
+        "--sandbox-delay", type=float, default=0.02, metavar="SECONDS", help="with --sandbox: seconds between events"
+    )
+    parser.add_argument(
+        "--sandbox-port", type=int, default=0, metavar="PORT", help="with --sandbox: its port (0: any free port)"
     )
     parser.add_argument(
         "--toolsets",
         type=_toolsets,
         default=list(TOOLSETS),
         metavar="LIST",
-        help="comma-separated: customer,management,lexi (default: all)",
+        help="comma-separated: customer,management,lexi",
     )
     parser.add_argument("--read-only", action="store_true", help="expose only tools that change nothing")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sandbox = sub.add_parser("sandbox", help="run the Lexey sandbox alone (a real HTTP server)")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8765)
-    sandbox.add_argument("--delay", type=float, default=0.02, help="seconds between streamed events")
-    sub.add_parser("demo", help="configure an org, run a scenario that escalates, review analytics (sandbox)")
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="run the Lexey sandbox alone (a real HTTP server)",
+        description="Run the Lexey + Lexi sandbox alone, a real HTTP server, until Ctrl-C. It prints the export "
+        "lines that point a client (lexey-mcp, or your own) at it.",
+        formatter_class=_HelpFormatter,
+    )
+    sandbox.add_argument("--host", dest="sandbox_host", default="127.0.0.1", help="bind address")
+    sandbox.add_argument("--port", dest="sandbox_bind_port", type=int, default=8765, help="port")
+    sandbox.add_argument("--delay", type=float, default=0.02, metavar="SECONDS", help="seconds between events")
+    demo = sub.add_parser(
+        "demo",
+        help="configure an org, run a scenario that escalates, review analytics (sandbox)",
+        description="The vendor's workflow end to end, through this MCP server against the embedded sandbox: "
+        "configure an organisation, run a customer scenario that escalates, review the analytics. Needs no keys.",
+        formatter_class=_HelpFormatter,
+    )
+    demo.add_argument("--delay", type=float, default=0.02, metavar="SECONDS", help="seconds between events")
+    demo.add_argument("-v", "--verbose", action="store_true", help="show the server's and the sandbox's logs")
     return parser
 
 
+def _top_level_options_given(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """The server options (those before COMMAND) given on this command line."""
+    unset = object()
+    options = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings and a.default is not None}
+    probe = argparse.Namespace(**dict.fromkeys(options, unset))
+    parser.parse_args(argv, probe)
+    return [flag for dest, flag in options.items() if getattr(probe, dest) is not unset and dest != "help"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    interrupt.install()
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        return interrupt.EXIT_INTERRUPTED
+    except BaseExceptionGroup as group:  # Ctrl-C inside a task group
+        if group.subgroup(KeyboardInterrupt) is None:
+            raise
+        return interrupt.EXIT_INTERRUPTED
+
+
+def _main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is not None:
+        misplaced = _top_level_options_given(parser, argv)
+        if misplaced:
+            print(
+                f"lexey-mcp: {', '.join(misplaced)} {'is an option' if len(misplaced) == 1 else 'are options'} of "
+                f"the server, not of `{args.command}`: put a command's options after it "
+                f"(lexey-mcp {args.command} --help lists them).",
+                file=sys.stderr,
+            )
+            return 2
     if args.command == "sandbox":
         from .sandbox import SandboxConfig, serve
 
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        serve(args.host, args.port, SandboxConfig(delay=args.delay))
-        return 0
+        return serve(args.sandbox_host, args.sandbox_bind_port, SandboxConfig(delay=args.delay))
     try:
         settings = Settings()
     except ValidationError as exc:
-        fields = ", ".join(str(e["loc"][0]).upper() for e in exc.errors())
-        print(f"lexey-mcp: invalid configuration ({fields}):\n{redact(str(exc))}", file=sys.stderr)
+        for line in describe_settings_error(exc).splitlines():
+            print(f"lexey-mcp: {line}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.secrets())
     if args.command == "demo":
         from .demo import run_demo
 
-        return run_demo(settings)
+        configure_logging(settings.log_level if args.verbose else "WARNING", settings.secrets())
+        return run_demo(settings, delay=args.delay)
+    configure_logging(settings.log_level, settings.secrets())
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    if args.transport == "http" and not _is_loopback(args.host) and not token:
+    if args.transport == "http" and not is_loopback(args.host) and not token:
         print(
             f"lexey-mcp: refusing to serve HTTP on {args.host} without LEXEY_MCP_AUTH_TOKEN: anyone who can reach "
             "it could use your Lexey keys. Set LEXEY_MCP_AUTH_TOKEN to a long random string, or bind 127.0.0.1.",
@@ -138,15 +190,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         read_only=args.read_only,
         sandbox=args.sandbox,
         sandbox_delay=args.sandbox_delay,
+        sandbox_port=args.sandbox_port,
         auth_token=token if args.transport == "http" else None,
     )
     if args.transport == "stdio":
-        server.run()
+        from . import stdio_transport
+
+        if sys.stdin.isatty():
+            print(
+                "lexey-mcp: waiting for an MCP host on stdin (Ctrl-D quits). `lexey-mcp demo` shows what it does; "
+                "`lexey-mcp --help` lists the options.",
+                file=sys.stderr,
+            )
+        anyio.run(stdio_transport.serve, server, settings.max_line_bytes, settings.max_in_flight)
         return 0
-    import uvicorn
+    from . import http_transport
 
     app = server.streamable_http_app(
-        streamable_http_path="/mcp", stateless_http=args.stateless, json_response=False, host=args.host
+        streamable_http_path="/mcp",
+        stateless_http=args.stateless,
+        json_response=False,
+        host=args.host,
+        transport_security=http_transport.transport_security(args.host, args.port),
+        session_idle_timeout=settings.session_idle_minutes * 60,
     )
     logger.info(
         "serving streamable HTTP at http://%s:%d/mcp%s",
@@ -154,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.port,
         " (LEXEY_MCP_AUTH_TOKEN required)" if token else "",
     )
-    uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, lifespan="on")).run()
+    http_transport.serve(app, args.host, args.port, settings)
     return 0
 
 

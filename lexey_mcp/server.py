@@ -304,6 +304,7 @@ def build_server(
     read_only: bool = False,
     sandbox: bool = False,
     sandbox_delay: float = 0.02,
+    sandbox_port: int = 0,
     auth_token: str | None = None,
 ) -> MCPServer[AppState]:
     """The MCP server. `sandbox=True` starts the embedded simulator with the server and points it there."""
@@ -316,7 +317,7 @@ def build_server(
             if sandbox:
                 from .sandbox import Sandbox, SandboxConfig  # imported only when asked for: a plain start stays light
 
-                sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=sandbox_delay)))
+                sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=sandbox_delay), port=sandbox_port))
                 effective = settings.model_copy(update=sandbox_settings(sb.env()))
                 logger.info("sandbox serving at %s", sb.url)
             warn_about_keys(effective, enabled)

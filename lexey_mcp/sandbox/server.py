@@ -271,18 +271,22 @@ def banner(sandbox: Sandbox) -> str:
     return "\n".join(lines)
 
 
-async def _serve(host: str, port: int, config: SandboxConfig) -> None:
+async def _serve(host: str, port: int, config: SandboxConfig) -> int:
     async with Sandbox(config, host=host, port=port) as sandbox:
         print(banner(sandbox), flush=True)
         try:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    break
+                async for signum in signals:
+                    return 128 + signum
         except NotImplementedError:  # no signal receiver on this platform: Ctrl-C raises KeyboardInterrupt instead
             await anyio.sleep_forever()
+    return 0
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> None:
-    """Run a sandbox until Ctrl-C (or SIGTERM), after printing `export` lines that point a client at it."""
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(_serve, host, port, config if config is not None else SandboxConfig())
+def serve(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> int:
+    """Run a sandbox until Ctrl-C (or SIGTERM), after printing `export` lines that point a client at it. Returns
+    the exit status a shell expects: 128 + the signal's number (130 for Ctrl-C)."""
+    try:
+        return anyio.run(_serve, host, port, config if config is not None else SandboxConfig())
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT

@@ -1,0 +1,182 @@
+"""Serving streamable HTTP with uvicorn, configured for exposure.
+
+uvicorn alone waits forever for a request's headers, so a few hundred connections that never finish them use up
+the process's file descriptors; asyncio then logs every failed accept (thousands of lines a second). Here:
+a header timeout, a concurrency limit, a keep-alive limit, the descriptor limit raised to its hard limit, and the
+accept-failure log rate-limited. On a loopback bind, the SDK's DNS-rebinding guard allows only that address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import socket
+import time
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp
+
+from . import interrupt
+from .config import Settings
+
+logger = logging.getLogger("lexey_mcp.http")
+
+#: At most one accept-failure line per this many seconds (the rest are counted in the next line).
+ACCEPT_LOG_INTERVAL = 5.0
+#: Seconds a Ctrl-C or SIGTERM leaves open requests to finish in, before they are cancelled.
+SHUTDOWN_GRACE = 1
+
+
+def bind_address(host: str) -> str:
+    """The address to bind: `[::1]` is a URL spelling of `::1`."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def is_loopback(host: str) -> bool:
+    host = bind_address(host)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_names(host: str) -> list[str]:
+    """Every `Host` spelling (without port) that names a loopback bind address."""
+    host = bind_address(host)
+    if host == "localhost":
+        return ["localhost", "127.0.0.1", "[::1]"]
+    address = ipaddress.ip_address(host)
+    if address.version == 6:
+        names = [f"[{address.compressed}]", f"[{address.exploded}]", f"[{host}]"]
+    else:
+        names = [str(address)]
+    if str(address) in ("127.0.0.1", "::1"):
+        names.append("localhost")
+    return list(dict.fromkeys(names))
+
+
+def transport_security(host: str, port: int) -> TransportSecuritySettings | None:
+    """On a loopback bind, the rebinding guard with only that address and port allowed; None elsewhere (a
+    non-loopback bind needs the bearer token, and its Host is whatever name clients use)."""
+    if not is_loopback(host):
+        return None
+    hosts = [f"{name}:{port}" for name in _host_names(host)]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=hosts,
+        allowed_origins=[f"http://{h}" for h in hosts],
+    )
+
+
+def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, closing a connection whose request headers are not complete within `seconds`
+    (counted from the connection, or from a later request's first byte on a kept-alive connection)."""
+    import h11  # imported here, as uvicorn does: a stdio start does not need it
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is h11.IDLE:
+                if self._header_timer is None and not self.transport.is_closing():
+                    self._arm()
+            else:
+                self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._header_timer = self.loop.call_later(seconds, self._expired)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _expired(self) -> None:
+            self._header_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
+class RateLimitedAcceptLog:
+    """An event-loop exception handler: accept failures (EMFILE, ENFILE, ENOBUFS, ENOMEM) at most once per
+    `interval`, with a count of those not shown; everything else as asyncio would."""
+
+    def __init__(self, interval: float = ACCEPT_LOG_INTERVAL) -> None:
+        self._interval = interval
+        self._last = float("-inf")
+        self._suppressed = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if not str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+            loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            self._suppressed += 1
+            return
+        more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
+        logger.error("cannot accept connections: %s%s", context.get("exception"), more)
+        self._last, self._suppressed = now, 0
+
+
+def raise_fd_limit() -> None:
+    """Raise this process's open-file limit to its hard limit (many clients, each with a socket)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft >= hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError):
+        logger.debug("could not raise the open-file limit from %d to %d", soft, hard)
+
+
+class _Server(uvicorn.Server):
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(RateLimitedAcceptLog())
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGINT:
+            interrupt.exit_soon()
+        super().handle_exit(sig, frame)
+
+
+def serve(app: ASGIApp, host: str, port: int, settings: Settings) -> None:
+    """Serve `app` until Ctrl-C or SIGTERM (uvicorn then re-raises the signal to this process)."""
+    raise_fd_limit()
+    config = uvicorn.Config(
+        app,
+        host=bind_address(host),
+        port=port,
+        log_config=None,
+        lifespan="on",
+        http=header_timeout_protocol(settings.header_timeout),
+        ws="none",
+        limit_concurrency=settings.max_concurrency,
+        timeout_keep_alive=settings.keep_alive,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+    )
+    _Server(config).run()
