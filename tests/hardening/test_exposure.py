@@ -1,0 +1,117 @@
+"""Streamable HTTP exposed to clients that misbehave: slow headers past the descriptor limit, foreign Host headers
+on every loopback spelling, too many connections, abandoned sessions."""
+
+from __future__ import annotations
+
+import resource
+import socket
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+
+from lexey_mcp.sandbox import Sandbox
+from tests.processes import http_server, mcp_client
+
+pytestmark = pytest.mark.anyio
+
+FD_LIMIT = 256
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}},
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def _low_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+def _slow_header_connections(port: int, count: int) -> list[socket.socket]:
+    """Connections that start a request and never finish its headers."""
+    held = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        held.append(sock)
+    return held
+
+
+async def test_a_slow_header_flood_past_the_fd_limit_does_not_lock_out_a_client(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    async with http_server(
+        sandbox, tmp_path, preexec_fn=_low_fd_limit, LEXEY_MCP_HEADER_TIMEOUT="1", LEXEY_LOG_LEVEL="INFO"
+    ) as server:
+        port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+        flood = _slow_header_connections(port, FD_LIMIT + 150)
+        try:
+            with anyio.fail_after(20):  # generous: the point is served or not, not how fast
+                async with mcp_client(server.url) as client:
+                    tools = await client.list_tools()
+        finally:
+            for sock in flood:
+                sock.close()
+        assert tools.tools
+        assert server.alive()
+        lines = server.stderr().splitlines()
+        assert len(lines) < 50, "\n".join(lines[:20])
+        assert any("cannot accept connections" in line for line in lines)
+
+
+async def test_headers_not_complete_in_time_close_the_connection(sandbox: Sandbox, tmp_path: Path) -> None:
+    async with http_server(sandbox, tmp_path, LEXEY_MCP_HEADER_TIMEOUT="0.5") as server:
+        port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        with anyio.fail_after(10):
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError)):
+                await stream.receive()
+        await stream.aclose()
+
+
+async def test_past_the_concurrency_limit_a_request_gets_503(sandbox: Sandbox, tmp_path: Path) -> None:
+    async with http_server(sandbox, tmp_path, LEXEY_MCP_MAX_CONCURRENCY="2") as server:
+        port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+        idle = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(2)]
+        await anyio.sleep(0.2)  # accepted
+        async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+            response = await http.post(server.url, json=INITIALIZE, headers=MCP_HEADERS)
+        for stream in idle:
+            await stream.aclose()
+        assert response.status_code == 503
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "127.1.2.3", "0:0:0:0:0:0:0:1", "[::1]", "localhost", "127.0.0.1"])
+async def test_every_loopback_bind_refuses_a_foreign_host(sandbox: Sandbox, tmp_path: Path, host: str) -> None:
+    async with http_server(sandbox, tmp_path, host=host) as server:
+        async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+            foreign = await http.post(
+                server.url, json=INITIALIZE, headers={**MCP_HEADERS, "Host": "rebind.attacker.example"}
+            )
+            wrong_port = await http.post(
+                server.url, json=INITIALIZE, headers={**MCP_HEADERS, "Host": server.url.split("/")[2] + "1"}
+            )
+            origin = await http.post(
+                server.url, json=INITIALIZE, headers={**MCP_HEADERS, "Origin": "http://rebind.attacker.example"}
+            )
+        assert foreign.status_code == 421
+        assert wrong_port.status_code == 421
+        assert origin.status_code == 403
+        async with mcp_client(server.url) as client:
+            assert (await client.list_tools()).tools
+
+
+async def test_an_idle_session_is_closed_after_the_idle_timeout(sandbox: Sandbox, tmp_path: Path) -> None:
+    async with http_server(sandbox, tmp_path, LEXEY_MCP_SESSION_IDLE_MINUTES="0.01") as server:
+        async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+            opened = await http.post(server.url, json=INITIALIZE, headers=MCP_HEADERS)
+            assert opened.status_code == 200
+            session = {**MCP_HEADERS, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
+            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+            assert (await http.post(server.url, json=ping, headers=session)).status_code == 200
+            await anyio.sleep(2.0)  # the timeout is 0.6 s
+            assert (await http.post(server.url, json=ping, headers=session)).status_code == 404
