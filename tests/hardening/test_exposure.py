@@ -106,12 +106,14 @@ async def test_every_loopback_bind_refuses_a_foreign_host(sandbox: Sandbox, tmp_
 
 
 async def test_an_idle_session_is_closed_after_the_idle_timeout(sandbox: Sandbox, tmp_path: Path) -> None:
-    async with http_server(sandbox, tmp_path, LEXEY_MCP_SESSION_IDLE_MINUTES="0.01") as server:
-        async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
-            opened = await http.post(server.url, json=INITIALIZE, headers=MCP_HEADERS)
-            assert opened.status_code == 200
-            session = {**MCP_HEADERS, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
-            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-            assert (await http.post(server.url, json=ping, headers=session)).status_code == 200
-            await anyio.sleep(2.0)  # the timeout is 0.6 s
-            assert (await http.post(server.url, json=ping, headers=session)).status_code == 404
+    async with (
+        http_server(sandbox, tmp_path, LEXEY_MCP_SESSION_IDLE_MINUTES="0.01") as server,
+        httpx2.AsyncClient(trust_env=False, timeout=10) as http,
+    ):
+        opened = await http.post(server.url, json=INITIALIZE, headers=MCP_HEADERS)
+        assert opened.status_code == 200
+        session = {**MCP_HEADERS, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        assert (await http.post(server.url, json=ping, headers=session)).status_code == 200
+        await anyio.sleep(2.0)  # the timeout is 0.6 s
+        assert (await http.post(server.url, json=ping, headers=session)).status_code == 404

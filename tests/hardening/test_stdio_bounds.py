@@ -21,7 +21,8 @@ LINE_CAP = 64 * 1024
 
 class Wire:
     def __init__(self, process: Process) -> None:
-        assert process.stdin is not None and process.stdout is not None
+        assert process.stdin is not None
+        assert process.stdout is not None
         self._process = process
         self._out = BufferedByteReceiveStream(process.stdout)
 
@@ -114,8 +115,10 @@ async def test_requests_past_the_in_flight_bound_are_refused_then_served_again()
             later = await wire.receive()
     assert answers[12]["error"]["code"] == -32000
     assert "Too many requests in flight (2, LEXEY_MCP_MAX_IN_FLIGHT)" in answers[12]["error"]["message"]
-    assert "result" in answers[10] and "result" in answers[11]
-    assert later["id"] == 13 and "result" in later
+    assert "result" in answers[10]
+    assert "result" in answers[11]
+    assert later["id"] == 13
+    assert "result" in later
 
 
 async def test_a_request_id_in_use_is_refused_and_the_first_still_answered() -> None:
@@ -130,4 +133,5 @@ async def test_a_request_id_in_use_is_refused_and_the_first_still_answered() -> 
     assert refused["error"]["message"] == (
         "Request id 20 is already in use by a request in flight: use a new id for each request."
     )
-    assert first["id"] == 20 and "result" in first
+    assert first["id"] == 20
+    assert "result" in first
