@@ -38,9 +38,14 @@ def configure_logging(level: str, secrets: list[str]) -> None:
     handler.setFormatter(RedactingFormatter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    if level != "DEBUG":  # one line per upstream request is noise at INFO
-        for name in ("httpx2", "httpcore2", "mcp.server.streamable_http_manager", "uvicorn.access"):
+    # DEBUG is ours alone: one line per upstream request (client.py). Third-party DEBUG logs every SSE chunk
+    # and every MCP message in full, so they stay at INFO, and httpx2's own line per request is a duplicate.
+    root.setLevel(max(logging.INFO, logging.getLevelName(level)))
+    logging.getLogger("lexey_mcp").setLevel(level)
+    for name in ("httpx2", "httpcore2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if level != "DEBUG":  # one line per session or per HTTP request is noise at INFO
+        for name in ("mcp.server.streamable_http_manager", "uvicorn.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
