@@ -190,7 +190,8 @@ class Sandbox:
 
     @property
     def requests_log(self) -> list[RequestRecord]:
-        return self.store.requests_log
+        """The latest requests (at most HISTORY_LIMIT), oldest first."""
+        return list(self.store.requests_log)
 
     async def wait_for_stream_closed(self, timeout: float = 5.0) -> CloseReason:  # noqa: ASYNC109
         """Wait until an open stream closes; return "completed", "dropped", "disconnected" or "cancelled".

@@ -194,7 +194,7 @@ async def test_cancel_mid_stream_closes_upstream_at_once(
             except TimeoutError:
                 reason = None
             closed_after = time.monotonic() - cancelled_at
-            closed = sandbox.store.closed_reasons[closed_before:]
+            closed = list(sandbox.store.closed_reasons)[closed_before:]
 
             # Nothing more arrives for the cancelled call afterwards: no result, no progress.
             await anyio.sleep(1.0)
