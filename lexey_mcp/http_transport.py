@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import signal
 import socket
@@ -18,8 +19,8 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from mcp.server.transport_security import TransportSecuritySettings
-from starlette.types import ASGIApp
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import interrupt
 from .config import Settings
@@ -153,6 +154,71 @@ def raise_fd_limit() -> None:
         logger.debug("could not raise the open-file limit from %d to %d", soft, hard)
 
 
+class DuplicateRequestIds:
+    """ASGI middleware: within a session, a request reusing the JSON-RPC id of one still in flight is answered with
+    an error (409). The SDK would overwrite the first request's response stream, and the first would never be
+    answered. Bodies over `max_body` bytes pass through untouched (the SDK refuses them)."""
+
+    def __init__(self, app: ASGIApp, max_body: int = DEFAULT_MAX_REQUEST_BODY_SIZE) -> None:
+        self._app = app
+        self._max_body = max_body
+        self._in_flight: set[tuple[str, str]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        session = _header(scope, b"mcp-session-id") if scope["type"] == "http" and scope["method"] == "POST" else None
+        if session is None:
+            await self._app(scope, receive, send)
+            return
+        received: list[Message] = []
+        size, more = 0, True
+        while more and size <= self._max_body:
+            message = await receive()
+            received.append(message)
+            size += len(message.get("body", b""))
+            more = message["type"] == "http.request" and message.get("more_body", False)
+        request_id = None if more else _request_id(b"".join(m.get("body", b"") for m in received))
+        key = (session, str(request_id))  # the SDK's own key: 1 and "1" are the same request
+
+        async def replay() -> Message:
+            return received.pop(0) if received else await receive()
+
+        if request_id is None:
+            await self._app(scope, replay, send)
+        elif key in self._in_flight:
+            await _refuse_duplicate(request_id, send)
+        else:
+            self._in_flight.add(key)
+            try:
+                await self._app(scope, replay, send)
+            finally:
+                self._in_flight.discard(key)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _request_id(body: bytes) -> int | str | None:
+    """The id of a JSON-RPC request; None for anything else (notifications, responses, batches, junk)."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    request_id = message.get("id") if isinstance(message, dict) and "method" in message else None
+    return request_id if isinstance(request_id, int | str) else None
+
+
+async def _refuse_duplicate(request_id: int | str, send: Send) -> None:
+    message = f"Request id {request_id} is already in use by a request in flight: use a new id for each request."
+    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32600, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 409, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         asyncio.get_running_loop().set_exception_handler(RateLimitedAcceptLog())
@@ -168,7 +234,7 @@ def serve(app: ASGIApp, host: str, port: int, settings: Settings) -> None:
     """Serve `app` until Ctrl-C or SIGTERM (uvicorn then re-raises the signal to this process)."""
     raise_fd_limit()
     config = uvicorn.Config(
-        app,
+        DuplicateRequestIds(app),
         host=bind_address(host),
         port=port,
         log_config=None,

@@ -11,7 +11,7 @@ import anyio
 import httpx2
 import pytest
 
-from lexey_mcp.sandbox import Sandbox
+from lexey_mcp.sandbox import Fault, Sandbox
 from tests.processes import http_server, mcp_client
 
 pytestmark = pytest.mark.anyio
@@ -117,3 +117,46 @@ async def test_an_idle_session_is_closed_after_the_idle_timeout(sandbox: Sandbox
         assert (await http.post(server.url, json=ping, headers=session)).status_code == 200
         await anyio.sleep(2.0)  # the timeout is 0.6 s
         assert (await http.post(server.url, json=ping, headers=session)).status_code == 404
+
+
+async def test_a_request_id_in_flight_is_refused_and_the_first_still_answered(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=1.0))
+    call = {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "method": "tools/call",
+        "params": {"name": "send_customer_message", "arguments": {"message": "Hello"}},
+    }
+    async with (
+        http_server(sandbox, tmp_path) as server,
+        httpx2.AsyncClient(trust_env=False, timeout=30) as http,
+    ):
+        opened = await http.post(server.url, json=INITIALIZE, headers=MCP_HEADERS)
+        session = {
+            **MCP_HEADERS,
+            "Mcp-Session-Id": opened.headers["mcp-session-id"],
+            "Mcp-Protocol-Version": "2025-06-18",
+        }
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await http.post(server.url, json=initialized, headers=session)).status_code == 202
+        answers: dict[str, httpx2.Response] = {}
+
+        async def post(name: str) -> None:
+            answers[name] = await http.post(server.url, json=call, headers=session)
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as group:
+                group.start_soon(post, "first")
+                await anyio.sleep(0.5)  # the first is in flight: its upstream stream stalls for 1 s
+                group.start_soon(post, "second")
+    assert answers["second"].status_code == 409
+    assert answers["second"].json() == {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "error": {
+            "code": -32600,
+            "message": "Request id 5 is already in use by a request in flight: use a new id for each request.",
+        },
+    }
+    assert answers["first"].status_code == 200
+    assert '"result"' in answers["first"].text
