@@ -216,7 +216,7 @@ def _main(argv: list[str]) -> int:
         stateless_http=args.stateless,
         json_response=False,
         host=args.host,
-        transport_security=http_transport.transport_security(args.host, args.port),
+        transport_security=http_transport.transport_security(args.host),
         session_idle_timeout=settings.session_idle_minutes * 60,
     )
     logger.info(

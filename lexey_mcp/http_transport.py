@@ -63,16 +63,17 @@ def _host_names(host: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def transport_security(host: str, port: int) -> TransportSecuritySettings | None:
-    """On a loopback bind, the rebinding guard with only that address and port allowed; None elsewhere (a
-    non-loopback bind needs the bearer token, and its Host is whatever name clients use)."""
+def transport_security(host: str) -> TransportSecuritySettings | None:
+    """On a loopback bind, the rebinding guard allowing only the names of that address (any port: a proxy in
+    front may name its own); None elsewhere (a non-loopback bind needs the bearer token, and its Host is whatever
+    name clients use)."""
     if not is_loopback(host):
         return None
-    hosts = [f"{name}:{port}" for name in _host_names(host)]
+    names = _host_names(host)
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=hosts,
-        allowed_origins=[f"http://{h}" for h in hosts],
+        allowed_hosts=[f"{name}:*" for name in names],
+        allowed_origins=[f"http://{name}:*" for name in names],
     )
 
 
