@@ -86,9 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stateless",
         action="store_true",
-        help="HTTP without sessions, for replicas behind a load balancer. Clients cannot cancel calls there (a "
-        "cancelled call's upstream stream runs to its end, at most LEXEY_STREAM_TIMEOUT) unless they close the "
-        "connection",
+        help="HTTP without sessions, for replicas behind a load balancer. Legacy clients (protocol 2025-11-25 or "
+        "2025-06-18) can cancel a call there only by closing its connection (a notifications/cancelled is not routed, "
+        "and the upstream stream runs to its end, at most LEXEY_STREAM_TIMEOUT)",
     )
     parser.add_argument("--sandbox", action="store_true", help="start the embedded Lexey sandbox and use it")
     parser.add_argument(

@@ -160,3 +160,25 @@ async def test_a_request_id_in_flight_is_refused_and_the_first_still_answered(sa
     }
     assert answers["first"].status_code == 200
     assert '"result"' in answers["first"].text
+
+
+async def test_closing_the_connection_cancels_a_stateless_2025_06_18_call(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The README's claim: on --stateless, a legacy client's notifications/cancelled cannot be routed, but closing
+    the call's connection does cancel it (its upstream stream closes)."""
+    sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=30.0))
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "send_customer_message", "arguments": {"message": "Hello"}},
+    }
+    headers = {**MCP_HEADERS, "Mcp-Protocol-Version": "2025-06-18"}
+    async with http_server(sandbox, tmp_path, "--stateless") as server:
+        async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
+            with anyio.move_on_after(1.0):  # the upstream stalls: give up on the call, closing its connection
+                await http.post(server.url, json=call, headers=headers)
+            assert sandbox.stats.open_streams == 1
+        with anyio.fail_after(10):
+            reason = await sandbox.wait_for_stream_closed(timeout=10)
+        assert reason in ("disconnected", "cancelled")
+        assert sandbox.stats.open_streams == 0
