@@ -182,3 +182,14 @@ async def test_closing_the_connection_cancels_a_stateless_2025_06_18_call(sandbo
             reason = await sandbox.wait_for_stream_closed(timeout=10)
         assert reason in ("disconnected", "cancelled")
         assert sandbox.stats.open_streams == 0
+
+
+def _low_soft_fd_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, 4 * FD_LIMIT))
+
+
+async def test_the_open_file_limit_is_raised_to_the_hard_limit(sandbox: Sandbox, tmp_path: Path) -> None:
+    async with http_server(sandbox, tmp_path, preexec_fn=_low_soft_fd_limit) as server:
+        limits = await anyio.Path(f"/proc/{server.pid}/limits").read_text()
+    line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+    assert line.split()[3:5] == [str(4 * FD_LIMIT), str(4 * FD_LIMIT)], line
