@@ -10,9 +10,8 @@ from collections.abc import Sequence
 import anyio
 from pydantic import ValidationError
 
-from . import __version__, interrupt
+from . import __version__, http_transport, interrupt, stdio_transport
 from .config import Settings, describe_settings_error
-from .http_transport import is_loopback
 from .redaction import redact
 from .server import TOOLSETS, Toolset
 
@@ -105,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated: customer,management,lexi",
     )
     parser.add_argument("--read-only", action="store_true", help="expose only tools that change nothing")
+    # A command's options need dests of their own, not a server option's (see _top_level_options_given).
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sandbox = sub.add_parser(
         "sandbox",
@@ -131,10 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _top_level_options_given(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
     """The server options (those before COMMAND) given on this command line."""
     unset = object()
-    options = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings and a.default is not None}
+    options = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings and a.dest != "help"}
     probe = argparse.Namespace(**dict.fromkeys(options, unset))
     parser.parse_args(argv, probe)
-    return [flag for dest, flag in options.items() if getattr(probe, dest) is not unset and dest != "help"]
+    return [flag for dest, flag in options.items() if getattr(probe, dest) is not unset]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,7 +180,7 @@ def _main(argv: list[str]) -> int:
         return run_demo(settings, delay=args.delay)
     configure_logging(settings.log_level, settings.secrets())
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    if args.transport == "http" and not is_loopback(args.host) and not token:
+    if args.transport == "http" and not http_transport.is_loopback(args.host) and not token:
         print(
             f"lexey-mcp: refusing to serve HTTP on {args.host} without LEXEY_MCP_AUTH_TOKEN: anyone who can reach "
             "it could use your Lexey keys. Set LEXEY_MCP_AUTH_TOKEN to a long random string, or bind 127.0.0.1.",
@@ -199,8 +199,6 @@ def _main(argv: list[str]) -> int:
         auth_token=token if args.transport == "http" else None,
     )
     if args.transport == "stdio":
-        from . import stdio_transport
-
         if sys.stdin.isatty():
             print(
                 "lexey-mcp: waiting for an MCP host on stdin (Ctrl-D quits). `lexey-mcp demo` shows what it does; "
@@ -209,8 +207,6 @@ def _main(argv: list[str]) -> int:
             )
         anyio.run(stdio_transport.serve, server, settings.max_line_bytes, settings.max_in_flight)
         return 0
-    from . import http_transport
-
     app = server.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=args.stateless,
