@@ -12,7 +12,7 @@ from mcp import Client, StdioServerParameters
 
 from lexey_mcp.models import ChatResult
 from lexey_mcp.sandbox import Fault, Sandbox
-from tests.processes import SERVER, clean_env, http_server, mcp_client, upstream_env
+from tests.processes import SERVER, clean_env, free_port, http_server, mcp_client, upstream_env
 from tests.streams import CUSTOMER_KEY, LEXI_KEY, chat_event
 
 pytestmark = pytest.mark.anyio
@@ -55,6 +55,19 @@ async def test_stdio_sandbox_mode_needs_no_keys() -> None:
         result = await client.call_tool("lexi_chat", {"message": "Which deals are open?"})
     assert names == ["lexi_chat"]
     assert not result.is_error
+
+
+async def test_sandbox_port_chooses_the_embedded_sandbox_port() -> None:
+    port = free_port()
+    params = StdioServerParameters(
+        command=SERVER[0], args=[*SERVER[1:], "--sandbox", "--sandbox-port", str(port)], env=clean_env()
+    )
+    async with Client(params) as client:
+        result = await client.call_tool("send_customer_message", {"message": "Hello"})
+        async with httpx2.AsyncClient(trust_env=False) as http:
+            stats = (await http.get(f"http://127.0.0.1:{port}/_sandbox/stats")).json()
+    assert not result.is_error
+    assert stats["requests"] >= 1
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

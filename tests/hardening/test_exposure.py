@@ -85,6 +85,23 @@ async def test_past_the_concurrency_limit_a_request_gets_503(sandbox: Sandbox, t
         assert response.status_code == 503
 
 
+async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive(sandbox: Sandbox, tmp_path: Path) -> None:
+    async with http_server(sandbox, tmp_path, LEXEY_MCP_KEEP_ALIVE="1") as server:
+        port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
+        received = b""
+        with anyio.fail_after(10):
+            while not received.endswith(b"\r\n\r\nNot Found"):
+                received += await stream.receive()
+        await anyio.sleep(2.5)  # past the 1 s keep-alive
+        # Already closed: uvicorn's default (5 s) would still hold it for another 2.5 s.
+        with anyio.fail_after(1), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError)):
+            await stream.receive()
+        await stream.aclose()
+        assert received.startswith(b"HTTP/1.1 404")
+
+
 @pytest.mark.parametrize("host", ["127.0.0.2", "127.1.2.3", "0:0:0:0:0:0:0:1", "[::1]", "localhost", "127.0.0.1"])
 async def test_every_loopback_bind_refuses_a_foreign_host(sandbox: Sandbox, tmp_path: Path, host: str) -> None:
     async with http_server(sandbox, tmp_path, host=host) as server:
