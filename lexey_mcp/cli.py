@@ -217,7 +217,7 @@ def _main(argv: list[str]) -> int:
     )
     logger.info(
         "serving streamable HTTP at http://%s:%d/mcp%s",
-        args.host,
+        http_transport.url_host(args.host),
         args.port,
         " (LEXEY_MCP_AUTH_TOKEN required)" if token else "",
     )

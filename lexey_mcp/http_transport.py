@@ -3,7 +3,8 @@
 uvicorn alone waits forever for a request's headers, so a few hundred connections that never finish them use up
 the process's file descriptors; asyncio then logs every failed accept (thousands of lines a second). Here:
 a header timeout, a concurrency limit, a keep-alive limit, the descriptor limit raised to its hard limit, and the
-accept-failure log rate-limited. On a loopback bind, the SDK's DNS-rebinding guard allows only that address.
+accept-failure log rate-limited. On a loopback bind, the SDK's DNS-rebinding guard allows only the names of that
+address.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ SHUTDOWN_GRACE = 1
 def bind_address(host: str) -> str:
     """The address to bind: `[::1]` is a URL spelling of `::1`."""
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def url_host(host: str) -> str:
+    """`host` as it goes in a URL (an IPv6 address in brackets)."""
+    address = bind_address(host)
+    return f"[{address}]" if ":" in address else address
 
 
 def is_loopback(host: str) -> bool:

@@ -104,7 +104,7 @@ async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive(sand
 
 @pytest.mark.parametrize("host", ["127.0.0.2", "127.1.2.3", "0:0:0:0:0:0:0:1", "[::1]", "localhost", "127.0.0.1"])
 async def test_every_loopback_bind_refuses_a_foreign_host(sandbox: Sandbox, tmp_path: Path, host: str) -> None:
-    async with http_server(sandbox, tmp_path, host=host) as server:
+    async with http_server(sandbox, tmp_path, host=host, LEXEY_LOG_LEVEL="INFO") as server:
         async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
             foreign = await http.post(
                 server.url, json=INITIALIZE, headers={**MCP_HEADERS, "Host": "rebind.attacker.example"}
@@ -120,6 +120,7 @@ async def test_every_loopback_bind_refuses_a_foreign_host(sandbox: Sandbox, tmp_
         assert origin.status_code == 403
         async with mcp_client(server.url) as client:
             assert (await client.list_tools()).tools
+        assert f"serving streamable HTTP at {server.url}\n" in server.stderr()
 
 
 async def test_an_idle_session_is_closed_after_the_idle_timeout(sandbox: Sandbox, tmp_path: Path) -> None:
