@@ -2,7 +2,8 @@
 
 uvicorn alone waits forever for a request's headers, so a few hundred connections that never finish them use up
 the process's file descriptors; asyncio then logs every failed accept (thousands of lines a second). Here:
-a header timeout, a concurrency limit, a keep-alive limit, the descriptor limit raised to its hard limit, and the
+a header timeout, a concurrency limit, a keep-alive limit, the descriptor limit raised to its hard limit, and when
+descriptors run out anyway, the oldest connections still waiting for headers closed to make room and the
 accept-failure log rate-limited. On a loopback bind, the SDK's DNS-rebinding guard allows only the names of that
 address.
 """
@@ -84,9 +85,30 @@ def transport_security(host: str) -> TransportSecuritySettings | None:
     )
 
 
-def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+class WaitingForHeaders:
+    """The connections whose request headers are not complete yet, oldest first. When the process is out of file
+    descriptors, the oldest make room for new connections: a client that sent its headers is never dropped."""
+
+    def __init__(self) -> None:
+        self._transports: dict[asyncio.BaseTransport, None] = {}
+
+    def add(self, transport: asyncio.BaseTransport) -> None:
+        self._transports[transport] = None
+
+    def discard(self, transport: asyncio.BaseTransport) -> None:
+        self._transports.pop(transport, None)
+
+    def close_oldest(self) -> None:
+        if self._transports:
+            oldest = next(iter(self._transports))
+            self.discard(oldest)
+            oldest.close()
+
+
+def header_timeout_protocol(seconds: float, waiting: WaitingForHeaders) -> type[asyncio.Protocol]:
     """uvicorn's h11 protocol, closing a connection whose request headers are not complete within `seconds`
-    (counted from the connection, or from a later request's first byte on a kept-alive connection)."""
+    (counted from the connection, or from a later request's first byte on a kept-alive connection), and listing
+    such connections in `waiting` meanwhile."""
     import h11  # imported here, as uvicorn does: a stdio start does not need it
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -111,25 +133,30 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
 
         def _arm(self) -> None:
             self._header_timer = self.loop.call_later(seconds, self._expired)
+            waiting.add(self.transport)
 
         def _disarm(self) -> None:
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
+                waiting.discard(self.transport)
 
         def _expired(self) -> None:
             self._header_timer = None
+            waiting.discard(self.transport)
             if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
                 self.transport.close()
 
     return HeaderTimeoutProtocol
 
 
-class RateLimitedAcceptLog:
-    """An event-loop exception handler: accept failures (EMFILE, ENFILE, ENOBUFS, ENOMEM) at most once per
-    `interval`, with a count of those not shown; everything else as asyncio would."""
+class AcceptFailures:
+    """An event-loop exception handler for accept failures (EMFILE, ENFILE, ENOBUFS, ENOMEM): each closes the oldest
+    connection still waiting for its headers, and they are logged at most once per `interval`, with a count of those
+    not shown. Everything else is handled as asyncio would."""
 
-    def __init__(self, interval: float = ACCEPT_LOG_INTERVAL) -> None:
+    def __init__(self, waiting: WaitingForHeaders, interval: float = ACCEPT_LOG_INTERVAL) -> None:
+        self._waiting = waiting
         self._interval = interval
         self._last = float("-inf")
         self._suppressed = 0
@@ -138,6 +165,7 @@ class RateLimitedAcceptLog:
         if not str(context.get("message", "")).startswith("socket.accept() out of system resource"):
             loop.default_exception_handler(context)
             return
+        self._waiting.close_oldest()
         now = time.monotonic()
         if now - self._last < self._interval:
             self._suppressed += 1
@@ -228,8 +256,12 @@ async def _refuse_duplicate(request_id: int | str, send: Send) -> None:
 
 
 class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, waiting: WaitingForHeaders) -> None:
+        super().__init__(config)
+        self._waiting = waiting
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        asyncio.get_running_loop().set_exception_handler(RateLimitedAcceptLog())
+        asyncio.get_running_loop().set_exception_handler(AcceptFailures(self._waiting))
         await super().startup(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -241,16 +273,17 @@ class _Server(uvicorn.Server):
 def serve(app: ASGIApp, host: str, port: int, settings: Settings) -> None:
     """Serve `app` until Ctrl-C or SIGTERM (uvicorn then re-raises the signal to this process)."""
     raise_fd_limit()
+    waiting = WaitingForHeaders()
     config = uvicorn.Config(
         DuplicateRequestIds(app),
         host=bind_address(host),
         port=port,
         log_config=None,
         lifespan="on",
-        http=header_timeout_protocol(settings.header_timeout),
+        http=header_timeout_protocol(settings.header_timeout, waiting),
         ws="none",
         limit_concurrency=settings.max_concurrency,
         timeout_keep_alive=settings.keep_alive,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
-    _Server(config).run()
+    _Server(config, waiting).run()
