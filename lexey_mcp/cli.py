@@ -8,12 +8,13 @@ import os
 import sys
 from collections.abc import Sequence
 
+import anyio
 from pydantic import SecretStr, ValidationError
 
-from . import __version__
-from .config import Settings
+from . import __version__, http_transport, interrupt, stdio_transport
+from .addresses import is_loopback, url_host
+from .config import Settings, describe_settings_error
 from .hosting import auth_problem, request_secrets
-from .hosting import is_loopback as _is_loopback
 from .redaction import redact
 from .server import TOOLSETS, Toolset
 
@@ -21,8 +22,7 @@ logger = logging.getLogger("lexey_mcp")
 
 
 class RedactingFormatter(logging.Formatter):
-    """Formats as usual, then removes secrets from the whole line, traceback included: the configured ones and the
-    keys the HTTP request being served brought."""
+    """Formats as usual, then removes secrets from the whole line, traceback included."""
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -40,9 +40,14 @@ def configure_logging(level: str, secrets: list[str]) -> None:
     handler.setFormatter(RedactingFormatter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    if level != "DEBUG":  # one line per upstream request is noise at INFO
-        for name in ("httpx2", "httpcore2", "mcp.server.streamable_http_manager", "uvicorn.access"):
+    # DEBUG is ours alone: one line per upstream request (client.py). Third-party DEBUG logs every SSE chunk
+    # and every MCP message in full, so they stay at INFO, and httpx2's own line per request is a duplicate.
+    root.setLevel(max(logging.INFO, logging.getLevelName(level)))
+    logging.getLogger("lexey_mcp").setLevel(level)
+    for name in ("httpx2", "httpcore2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if level != "DEBUG":  # one line per session or per HTTP request is noise at INFO
+        for name in ("mcp.server.streamable_http_manager", "uvicorn.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -54,38 +59,52 @@ def _toolsets(value: str) -> list[Toolset]:
     return [n for n in TOOLSETS if n in names]
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's default in its help, in words (no `False`, no Python lists)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or default is None or default is False or default == argparse.SUPPRESS:
+            return text
+        shown = ",".join(default) if isinstance(default, list) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lexey-mcp",
         description="MCP server for Lexey (customer-support agents) and Lexi (LeadLex CRM assistant).",
         epilog="Configuration comes from the environment or a .env file: LEXEY_CUSTOMER_KEY, LEXEY_MANAGEMENT_KEY, "
         "LEXI_API_KEY, LEXEY_BASE_URL, LEXI_BASE_URL, LEXEY_MCP_AUTH_TOKEN, LEXEY_LOG_LEVEL, and the timeouts and "
-        "caps listed in the README (LEXEY_READ_TIMEOUT, LEXEY_STREAM_TIMEOUT, …).",
+        "caps listed in the README (LEXEY_READ_TIMEOUT, LEXEY_STREAM_TIMEOUT, …). Options before a COMMAND are "
+        "the server's; a command's own options go after it (lexey-mcp COMMAND --help).",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lexey-mcp {__version__}")
-    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
-    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="how hosts reach the server")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port")
     parser.add_argument(
         "--stateless",
         action="store_true",
-        help="HTTP without sessions, for replicas behind a load balancer. Clients on protocol 2025-11-25 cannot "
-        "cancel calls there (a cancelled call's upstream stream runs to its end, at most LEXEY_STREAM_TIMEOUT)",
+        help="HTTP without sessions, for replicas behind a load balancer. Legacy clients (protocol 2025-11-25 or "
+        "2025-06-18) can cancel a call there only by closing its connection (a notifications/cancelled is not routed, "
+        "and the upstream stream runs to its end, at most LEXEY_STREAM_TIMEOUT)",
     )
     parser.add_argument("--sandbox", action="store_true", help="start the embedded Lexey sandbox and use it")
     parser.add_argument(
-        "--sandbox-delay",
-        type=float,
-        default=0.02,
-        metavar="SECONDS",
-        help="with --sandbox: seconds between streamed events (default 0.02)",
+        "--sandbox-delay", type=float, default=0.02, metavar="SECONDS", help="with --sandbox: seconds between events"
+    )
+    parser.add_argument(
+        "--sandbox-port", type=int, default=0, metavar="PORT", help="with --sandbox: its port (0: any free port)"
     )
     parser.add_argument(
         "--toolsets",
         type=_toolsets,
         default=list(TOOLSETS),
         metavar="LIST",
-        help="comma-separated: customer,management,lexi,events (default: all)",
+        help="comma-separated: customer,management,lexi,events",
     )
     parser.add_argument("--read-only", action="store_true", help="expose only tools that change nothing")
     parser.add_argument(
@@ -98,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["optional", "required"],
         default="optional",
         help="HTTP: upstream keys sent per request (X-Lexey-Customer-Key, X-Lexey-Management-Key, X-Lexi-Api-Key) "
-        "come before the environment's; 'required' never uses the environment's keys (default: optional)",
+        "come before the environment's; 'required' never uses the environment's keys",
     )
     parser.add_argument(
         "--webhook-port",
@@ -107,12 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="stdio mode: receive Lexey's webhooks at http://HOST:P/webhooks/lexey (needs LEXEY_WEBHOOK_SECRET); "
         "over HTTP they arrive on the MCP port",
     )
-    parser.add_argument("--webhook-host", default="127.0.0.1", help="with --webhook-port (default 127.0.0.1)")
+    parser.add_argument("--webhook-host", default="127.0.0.1", help="with --webhook-port")
+    # A command's options need dests of their own, not a server option's (see _top_level_options_given).
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sandbox = sub.add_parser("sandbox", help="run the Lexey sandbox alone (a real HTTP server)")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8765)
-    sandbox.add_argument("--delay", type=float, default=0.02, help="seconds between streamed events")
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="run the Lexey sandbox alone (a real HTTP server)",
+        description="Run the Lexey + Lexi sandbox alone, a real HTTP server, until Ctrl-C. It prints the export "
+        "lines that point a client (lexey-mcp, or your own) at it.",
+        formatter_class=_HelpFormatter,
+    )
+    sandbox.add_argument("--host", dest="sandbox_host", default="127.0.0.1", help="bind address")
+    sandbox.add_argument("--port", dest="sandbox_bind_port", type=int, default=8765, help="port")
+    sandbox.add_argument("--delay", type=float, default=0.02, metavar="SECONDS", help="seconds between events")
     sandbox.add_argument(
         "--webhook-url",
         help="POST signed conversation.escalated webhooks here, e.g. http://127.0.0.1:8000/webhooks/lexey",
@@ -120,34 +146,84 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--webhook-secret", help="signs them (default: $LEXEY_WEBHOOK_SECRET, better: arguments show in ps)"
     )
-    sub.add_parser("demo", help="configure an org, run a scenario that escalates, review analytics (sandbox)")
+    demo = sub.add_parser(
+        "demo",
+        help="configure an org, run a scenario that escalates, review analytics (sandbox)",
+        description="The vendor's workflow end to end, through this MCP server against the embedded sandbox: "
+        "configure an organisation, run a customer scenario that escalates, review the analytics. Needs no keys.",
+        formatter_class=_HelpFormatter,
+    )
+    demo.add_argument("--delay", type=float, default=0.02, metavar="SECONDS", help="seconds between events")
+    demo.add_argument("-v", "--verbose", action="store_true", help="show the server's and the sandbox's logs")
     from .qa.arguments import add_arguments as add_test_arguments
 
-    add_test_arguments(sub.add_parser("test", help="run a QA suite against the support agent (exit 0 all passed)"))
+    add_test_arguments(
+        sub.add_parser(
+            "test",
+            help="run a QA suite against the support agent (exit 0 all passed)",
+            description="Run an agent QA suite (YAML or JSON): its setup through the management agent, then each "
+            "case in a fresh customer conversation. Exit 0 when every run passed, 1 when any failed, 2 for an "
+            "invalid suite or configuration.",
+            formatter_class=_HelpFormatter,
+        )
+    )
     return parser
 
 
+def _top_level_options_given(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """The server options (those before COMMAND) given on this command line."""
+    unset = object()
+    options = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings and a.dest != "help"}
+    probe = argparse.Namespace(**dict.fromkeys(options, unset))
+    parser.parse_args(argv, probe)
+    return [flag for dest, flag in options.items() if getattr(probe, dest) is not unset]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    interrupt.install()
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        return interrupt.EXIT_INTERRUPTED
+    except BaseExceptionGroup as group:  # Ctrl-C inside a task group
+        if group.subgroup(KeyboardInterrupt) is None:
+            raise
+        return interrupt.EXIT_INTERRUPTED
+
+
+def _main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is not None:
+        misplaced = _top_level_options_given(parser, argv)
+        if misplaced:
+            print(
+                f"lexey-mcp: {', '.join(misplaced)} {'is an option' if len(misplaced) == 1 else 'are options'} of "
+                f"the server, not of `{args.command}`: put a command's options after it "
+                f"(lexey-mcp {args.command} --help lists them).",
+                file=sys.stderr,
+            )
+            return 2
     if args.command == "sandbox":
         from .sandbox import SandboxConfig, serve
 
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         secret = args.webhook_secret or os.environ.get("LEXEY_WEBHOOK_SECRET") or None
         webhooks = {"webhook_url": args.webhook_url, "webhook_secret": SecretStr(secret) if secret else None}
-        serve(args.host, args.port, SandboxConfig(delay=args.delay, **(webhooks if args.webhook_url else {})))
-        return 0
+        config = SandboxConfig(delay=args.delay, **(webhooks if args.webhook_url else {}))
+        return serve(args.sandbox_host, args.sandbox_bind_port, config)
     try:
         settings = Settings()
     except ValidationError as exc:
-        fields = ", ".join(str(e["loc"][0]).upper() for e in exc.errors())
-        print(f"lexey-mcp: invalid configuration ({fields}):\n{redact(str(exc))}", file=sys.stderr)
+        for line in describe_settings_error(exc).splitlines():
+            print(f"lexey-mcp: {line}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.secrets())
     if args.command == "demo":
         from .demo import run_demo
 
-        return run_demo(settings)
+        configure_logging(settings.log_level if args.verbose else "WARNING", settings.secrets())
+        return run_demo(settings, delay=args.delay)
+    configure_logging(settings.log_level, settings.secrets())
     if args.command == "test":
         from .qa.command import run_test_command
 
@@ -162,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.request_keys == "required":
         print("lexey-mcp: --request-keys required needs --transport http (keys come in HTTP headers).", file=sys.stderr)
         return 2
-    if args.transport == "http" and not _is_loopback(args.host) and not token and not oauth:
+    if args.transport == "http" and not is_loopback(args.host) and not token and not oauth:
         print(
             f"lexey-mcp: refusing to serve HTTP on {args.host} without LEXEY_MCP_AUTH_TOKEN: anyone who can reach "
             "it could use your Lexey keys. Set LEXEY_MCP_AUTH_TOKEN to a long random string (or configure OAuth "
@@ -177,16 +253,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.webhook_port is not None:
             logger.warning("--webhook-port is for stdio: over HTTP, webhooks arrive on the MCP port (/webhooks/lexey)")
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104 - naming, not binding
-        url = f"http://{f'[{host}]' if ':' in host else host}:{args.port}/webhooks/lexey"
+        url = f"http://{url_host(host)}:{args.port}/webhooks/lexey"
         events = EventOptions(public_url=url, sessions=not args.stateless)
     else:
         events = EventOptions(webhook_host=args.webhook_host, webhook_port=args.webhook_port)
+
     server = build_server(
         settings,
         toolsets=args.toolsets,
         read_only=args.read_only,
         sandbox=args.sandbox,
         sandbox_delay=args.sandbox_delay,
+        sandbox_port=args.sandbox_port,
         auth_token=token if args.transport == "http" else None,
         confirm_changes=args.confirm_changes or settings.confirm_changes,
         oauth=oauth,
@@ -194,12 +272,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         events=events,
     )
     if args.transport == "stdio":
-        server.run()
+        if sys.stdin.isatty():
+            print(
+                "lexey-mcp: waiting for an MCP host on stdin (Ctrl-D quits). `lexey-mcp demo` shows what it does; "
+                "`lexey-mcp --help` lists the options.",
+                file=sys.stderr,
+            )
+        anyio.run(stdio_transport.serve, server, settings.max_line_bytes, settings.max_in_flight)
         return 0
-    import uvicorn
-
     app = server.streamable_http_app(
-        streamable_http_path="/mcp", stateless_http=args.stateless, json_response=False, host=args.host
+        streamable_http_path="/mcp",
+        stateless_http=args.stateless,
+        json_response=False,
+        host=args.host,
+        transport_security=http_transport.transport_security(args.host),
+        session_idle_timeout=settings.session_idle_minutes * 60,
     )
     if oauth:
         from .oauth import resource_metadata_route
@@ -207,11 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.router.routes.insert(0, resource_metadata_route(settings))
     logger.info(
         "serving streamable HTTP at http://%s:%d/mcp%s",
-        args.host,
+        url_host(args.host),
         args.port,
         " (LEXEY_MCP_AUTH_TOKEN required)" if token else " (OAuth tokens required)" if oauth else "",
     )
-    uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, lifespan="on")).run()
+    http_transport.serve(app, args.host, args.port, settings)
     return 0
 
 

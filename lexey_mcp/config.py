@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import LexeyConfigError
@@ -27,6 +28,9 @@ KEY_SPECS: dict[KeyKind, tuple[str, str, str]] = {
 
 # Whitespace, C0/C1 controls and DEL: nothing a real key contains, and a header-injection risk.
 _BAD_KEY_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+MIN_AUTH_TOKEN_CHARS = 16
 
 
 def _env(name: str) -> AliasChoices:
@@ -72,6 +76,13 @@ class Settings(BaseSettings):
     confirm_changes: bool = Field(False, validation_alias=_env("LEXEY_CONFIRM_CHANGES"))
     #: Seals elicitation state; replicas behind one load balancer share it (at least 32 characters).
     state_key: SecretStr | None = Field(None, validation_alias=_env("LEXEY_MCP_STATE_KEY"))
+    # Exposure limits (see http_transport.py and stdio_transport.py; the README's Security section lists them).
+    header_timeout: float = Field(10.0, gt=0, validation_alias=_env("LEXEY_MCP_HEADER_TIMEOUT"))
+    max_concurrency: int = Field(1000, ge=1, validation_alias=_env("LEXEY_MCP_MAX_CONCURRENCY"))
+    keep_alive: int = Field(5, ge=1, validation_alias=_env("LEXEY_MCP_KEEP_ALIVE"))
+    session_idle_minutes: float = Field(10.0, gt=0, validation_alias=_env("LEXEY_MCP_SESSION_IDLE_MINUTES"))
+    max_line_bytes: int = Field(16 * 1024 * 1024, ge=1024, validation_alias=_env("LEXEY_MCP_MAX_LINE_BYTES"))
+    max_in_flight: int = Field(64, ge=1, validation_alias=_env("LEXEY_MCP_MAX_IN_FLIGHT"))
 
     # Events (lexey_mcp/events): Lexey's signed webhooks, kept and pushed to subscribed MCP clients.
     #: The shared secret set in Lexey's webhook settings; unset: the receiver is off (404).
@@ -111,7 +122,20 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")) or _BAD_KEY_CHARS.search(value):
             raise ValueError("must be an http:// or https:// URL")
+        if "@" in urlsplit(value).netloc:
+            raise ValueError("must be a URL without credentials (no user:password@): keys go in their own variables")
         return value.rstrip("/")
+
+    @field_validator("auth_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_AUTH_TOKEN_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_AUTH_TOKEN_CHARS} characters (a short token is guessable, and redacting it "
+                "would mangle every log line): generate one with "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -178,3 +202,47 @@ def key_value_problem(kind: KeyKind, value: str, names: dict[KeyKind, str]) -> s
         found = f" It holds an {KEY_SPECS[other][1]} key (for {names[other]})." if other else ""
         return f"{name} must be {what}, starting with {prefix}.{found}"
     return None
+
+
+def _requirement(error: dict[str, object], whole: bool) -> str:
+    """What a setting must be, from one pydantic error; never the value it had."""
+    ctx = error.get("ctx")
+    limits = ctx if isinstance(ctx, dict) else {}
+    kind = str(error["type"])
+    if kind == "value_error":
+        return str(limits.get("error", "is invalid"))
+    number = "a whole number" if whole else "a number"
+    for bound, words in (("gt", "greater than"), ("ge", "at least"), ("lt", "less than"), ("le", "at most")):
+        if bound in limits:
+            return f"must be {number} {words} {limits[bound]:g}"
+    if kind == "literal_error":
+        return f"must be one of {limits.get('expected', '')}".strip()
+    if kind in ("int_parsing", "int_from_float"):
+        return "must be a whole number"
+    if kind in ("float_parsing", "finite_number"):
+        return "must be a number"
+    return "is invalid"
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line per bad setting, naming its variable and what it must be. Never the value: it may be a secret."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = str(error["loc"][0]).lower() if error["loc"] else ""
+        variable, whole = _VARIABLES.get(name, (name.upper(), False))
+        lines.append(f"{variable} {_requirement(dict(error), whole)}.")
+    return "\n".join(dict.fromkeys(lines))
+
+
+def _variables() -> dict[str, tuple[str, bool]]:
+    """Field name or alias (lower case) -> (environment variable, whether it takes a whole number)."""
+    table: dict[str, tuple[str, bool]] = {}
+    for field, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        variable = str(alias.choices[-1]) if isinstance(alias, AliasChoices) else field.upper()
+        for name in (field, variable.lower()):
+            table[name] = (variable, info.annotation is int)
+    return table
+
+
+_VARIABLES = _variables()

@@ -6,6 +6,7 @@ message escalates → the analytics review. Replies print as they stream (MCP pr
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -29,6 +30,11 @@ SCENARIO = [
 ]
 REVIEW = "How have we performed over the last 7 days?"
 EVENT_WAIT = 5.0
+NEXT = """
+Next:
+  connect a host:   claude mcp add lexey-sandbox --transport stdio -- lexey-mcp --sandbox
+  test your agent:  lexey-mcp test examples/suites/support.yaml
+  escalations:      follow the escalation feed (README: "Escalation feed")"""
 
 
 class _StreamPrinter:
@@ -48,10 +54,13 @@ class _StreamPrinter:
         self._last = message
 
 
-async def _call(client: Client, tool: str, arguments: dict[str, Any], title: str) -> dict[str, Any]:
+async def _call(
+    client: Client, tool: str, arguments: dict[str, Any], title: str, *, stream: bool = True
+) -> dict[str, Any]:
     print(f"\n== {title}")
-    result = await client.call_tool(tool, arguments, progress_callback=_StreamPrinter())
-    print()
+    result = await client.call_tool(tool, arguments, progress_callback=_StreamPrinter() if stream else None)
+    if stream:
+        print()
     if result.is_error or result.structured_content is None:
         text = result.content[0].text if result.content and result.content[0].type == "text" else "no detail"
         raise RuntimeError(f"{tool} failed: {text}")
@@ -82,16 +91,30 @@ async def demo(settings: Settings, *, delay: float = 0.02) -> int:
             reply = await _call(client, "configure_org", args, f"configure {step}/3: {instruction[:60]}…")
             conversation = reply["conversation_id"]
         async with client.listen(resource_subscriptions=[ESCALATIONS_URI]) as escalations:
-            scenario = await _call(client, "run_customer_scenario", {"messages": SCENARIO}, "customer scenario")
+            scenario = await _call(
+                client, "run_customer_scenario", {"messages": SCENARIO}, "customer scenario", stream=False
+            )
             await _show_escalation_event(client, escalations)
         for message, turn in zip(SCENARIO, scenario["turns"], strict=True):
-            print(f"  > {message}\n    {turn['text']} [{turn['outcome']}, status {turn['conversation_status']}]")
+            print(f"  customer: {message}\n  agent:    {turn['text']}\n            ({_turn_state(turn)})")
         review = await _call(client, "configure_org", {"instruction": REVIEW}, f"review: {REVIEW}")
     escalated = bool(scenario["escalated"])
     complete = all(t["outcome"] == "complete" for t in scenario["turns"]) and review["outcome"] == "complete"
-    print(f"\nescalated: {escalated}; every reply complete: {complete}")
+    print(f"\nescalated: {_yes(escalated)}; every reply complete: {_yes(complete)}")
+    print(NEXT)
     return 0 if escalated and complete else 1
 
 
-def run_demo(settings: Settings) -> int:
-    return anyio.run(demo, settings)
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _turn_state(turn: dict[str, Any]) -> str:
+    """A turn's outcome and conversation status in words."""
+    state = f"reply {turn['outcome']}"
+    status = turn.get("conversation_status")
+    return f"{state}; conversation {status}" if status else state
+
+
+def run_demo(settings: Settings, *, delay: float = 0.02) -> int:
+    return anyio.run(functools.partial(demo, settings, delay=delay))

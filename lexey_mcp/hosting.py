@@ -12,7 +12,6 @@ Kept light (no MCP or Starlette import at module level): `config.py` imports it 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from .addresses import is_loopback
 from .config import KEY_SPECS, KeyKind, Settings, key_value_problem
 from .errors import LexeyConfigError
 
@@ -149,15 +149,6 @@ def request_secrets() -> list[str]:
     """The keys the current HTTP request brought, for redaction (empty outside a request)."""
     caller = _caller.get()
     return [] if caller is None else [key.get_secret_value() for key in caller.keys.values()]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def jwks_url_of(settings: Settings) -> str:

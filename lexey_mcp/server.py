@@ -524,6 +524,7 @@ def build_server(
     read_only: bool = False,
     sandbox: bool = False,
     sandbox_delay: float = 0.02,
+    sandbox_port: int = 0,
     auth_token: str | None = None,
     events: EventOptions | None = None,
     confirm_changes: bool | None = None,
@@ -551,7 +552,9 @@ def build_server(
                 from .sandbox import Sandbox, SandboxConfig  # imported only when asked for: a plain start stays light
 
                 webhooks = _sandbox_webhooks(feed)
-                sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=sandbox_delay, **webhooks)))
+                sb = await stack.enter_async_context(
+                    Sandbox(SandboxConfig(delay=sandbox_delay, **webhooks), port=sandbox_port)
+                )
                 effective = settings.model_copy(update=sandbox_settings(sb.env()))
                 logger.info("sandbox serving at %s", sb.url)
             if request_keys == "optional":  # else the environment's keys are never used

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -45,9 +46,9 @@ def upstream_env(sb: Sandbox) -> dict[str, str]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(address: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
+        s.bind((address, 0))
         port: int = s.getsockname()[1]
         return port
 
@@ -70,28 +71,43 @@ class ServerProcess:
 
 
 @asynccontextmanager
-async def http_server(sb: Sandbox, log_dir: Path, *args: str, **env: str) -> AsyncIterator[ServerProcess]:
-    """`lexey-mcp --transport http` on a free loopback port, pointed at `sb`; stderr goes to a file (never a pipe
-    nobody reads, which would block a chatty server)."""
-    port = free_port()
+async def http_server(
+    sb: Sandbox,
+    log_dir: Path,
+    *args: str,
+    host: str = "127.0.0.1",
+    open_files: str = "",
+    **env: str,
+) -> AsyncIterator[ServerProcess]:
+    """`lexey-mcp --transport http` on a free loopback port of `host` (any spelling), pointed at `sb`; stderr goes
+    to a file (never a pipe nobody reads, which would block a chatty server). `open_files="SOFT:HARD"` starts it
+    with that RLIMIT_NOFILE."""
+    preexec_fn = None
+    if open_files:
+        soft, hard = (int(n) for n in open_files.split(":"))
+        preexec_fn = functools.partial(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+    address = host.strip("[]")
+    port = free_port(address if address != "localhost" else "127.0.0.1")
     log = log_dir / f"lexey-mcp-{port}.stderr"
     with log.open("wb") as err:
         process = subprocess.Popen(  # noqa: ASYNC220 - returns once the child is forked; waits below are async
-            [*SERVER, "--transport", "http", "--host", "127.0.0.1", "--port", str(port), *args],
+            [*SERVER, "--transport", "http", "--host", host, "--port", str(port), *args],
             env=clean_env(**{**upstream_env(sb), **env}),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,
             cwd=log_dir,  # no .env file there
+            preexec_fn=preexec_fn,
         )
-    server = ServerProcess(f"http://127.0.0.1:{port}/mcp", process, log)
+    url_host = f"[{address}]" if ":" in address else address
+    server = ServerProcess(f"http://{url_host}:{port}/mcp", process, log)
     try:
         with anyio.fail_after(STARTUP_SECONDS):
             while True:
                 if process.poll() is not None:
                     raise AssertionError(f"server exited with {process.returncode}: {server.stderr()[-3000:]}")
                 try:
-                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                    stream = await anyio.connect_tcp(address, port)
                 except OSError:
                     await anyio.sleep(0.05)
                     continue

@@ -12,7 +12,7 @@ from mcp import Client, StdioServerParameters
 
 from lexey_mcp.models import ChatResult
 from lexey_mcp.sandbox import Fault, Sandbox
-from tests.processes import SERVER, clean_env, http_server, mcp_client, upstream_env
+from tests.processes import SERVER, clean_env, free_port, http_server, mcp_client, upstream_env
 from tests.streams import CUSTOMER_KEY, LEXI_KEY, chat_event
 
 pytestmark = pytest.mark.anyio
@@ -55,6 +55,19 @@ async def test_stdio_sandbox_mode_needs_no_keys() -> None:
         result = await client.call_tool("lexi_chat", {"message": "Which deals are open?"})
     assert names == ["lexi_chat"]
     assert not result.is_error
+
+
+async def test_sandbox_port_chooses_the_embedded_sandbox_port() -> None:
+    port = free_port()
+    params = StdioServerParameters(
+        command=SERVER[0], args=[*SERVER[1:], "--sandbox", "--sandbox-port", str(port)], env=clean_env()
+    )
+    async with Client(params) as client:
+        result = await client.call_tool("send_customer_message", {"message": "Hello"})
+        async with httpx2.AsyncClient(trust_env=False) as http:
+            stats = (await http.get(f"http://127.0.0.1:{port}/_sandbox/stats")).json()
+    assert not result.is_error
+    assert stats["requests"] >= 1
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -121,8 +134,60 @@ def test_bad_configuration_exits_with_the_variable_named() -> None:
         env=clean_env(LEXEY_BASE_URL="ftp://nope", LEXEY_CUSTOMER_KEY=CUSTOMER_KEY),
     )
     assert done.returncode == 2
-    assert "LEXEY_BASE_URL" in done.stderr
+    assert done.stderr == "lexey-mcp: LEXEY_BASE_URL must be an http:// or https:// URL.\n"
     assert CUSTOMER_KEY[4:12] not in done.stderr + done.stdout
+
+
+SECRET = "wbk_Pasted_By_Mistake_9f3k2"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("LEXEY_STREAM_TIMEOUT", "-5", "LEXEY_STREAM_TIMEOUT must be a number greater than 0."),
+        ("LEXEY_READ_TIMEOUT", SECRET, "LEXEY_READ_TIMEOUT must be a number."),
+        ("LEXEY_MAX_RETRIES", SECRET, "LEXEY_MAX_RETRIES must be a whole number."),
+        ("LEXEY_MAX_RETRIES", "11", "LEXEY_MAX_RETRIES must be a whole number at most 10."),
+        (
+            "LEXEY_BASE_URL",
+            f"https://user:{SECRET}@lexey.example/api/v1",
+            "LEXEY_BASE_URL must be a URL without credentials (no user:password@): keys go in their own variables.",
+        ),
+        (
+            "LEXI_BASE_URL",
+            f"http://{SECRET}@127.0.0.1:9/gw",
+            "LEXI_BASE_URL must be a URL without credentials (no user:password@): keys go in their own variables.",
+        ),
+        (
+            "LEXEY_LOG_LEVEL",
+            SECRET,
+            "LEXEY_LOG_LEVEL must be one of 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'.",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable_never_its_value(variable: str, value: str, message: str) -> None:
+    done = subprocess.run(
+        SERVER, capture_output=True, text=True, timeout=30, check=False, env=clean_env(**{variable: value})
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"lexey-mcp: {message}\n"
+    assert "Pasted" not in done.stderr
+    assert "pydantic" not in done.stderr
+
+
+def test_a_short_auth_token_is_refused_saying_why() -> None:
+    done = subprocess.run(
+        [*SERVER, "--transport", "http"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=clean_env(LEXEY_MCP_AUTH_TOKEN="tok_15_chars_xx"),
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("lexey-mcp: LEXEY_MCP_AUTH_TOKEN must be at least 16 characters")
+    assert "tok_15_chars_xx" not in done.stderr
+    assert len(done.stderr.splitlines()) == 1
 
 
 async def test_read_only_over_stdio() -> None:
@@ -133,8 +198,36 @@ async def test_read_only_over_stdio() -> None:
 
 
 def test_demo_runs_the_whole_workflow() -> None:
-    done = subprocess.run([SCRIPT, "demo"], capture_output=True, text=True, env=clean_env(), timeout=120, check=False)
+    done = subprocess.run(
+        [SCRIPT, "demo"],
+        capture_output=True,
+        text=True,
+        env=clean_env(LEXEY_LOG_LEVEL="INFO"),
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "escalated: True; every reply complete: True" in done.stdout
+    assert "escalated: yes; every reply complete: yes" in done.stdout
     assert "handing you over" in done.stdout
     assert "1 escalation" in done.stdout
+    # The transcript once, in words, then where to go next; no log lines unless -v.
+    assert done.stdout.count("I was charged twice") == 1
+    assert "None" not in done.stdout
+    assert "True" not in done.stdout
+    assert "(reply complete; conversation escalated)" in done.stdout
+    assert "\nNext:\n  connect a host:" in done.stdout
+    assert "lexey-mcp test examples/suites/" in done.stdout
+    assert done.stderr == ""
+
+
+def test_demo_verbose_shows_the_logs() -> None:
+    done = subprocess.run(
+        [SCRIPT, "demo", "-v", "--delay", "0"],
+        capture_output=True,
+        text=True,
+        env=clean_env(LEXEY_LOG_LEVEL="INFO"),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "INFO lexey_mcp.server: sandbox serving at" in done.stderr

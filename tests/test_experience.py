@@ -204,4 +204,4 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_demo(tmp_path: Path) ->
         check=False,
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert "escalated: True; every reply complete: True" in demo.stdout
+    assert "escalated: yes; every reply complete: yes" in demo.stdout

@@ -17,10 +17,10 @@ def positive_int(value: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `test` subcommand's arguments (its --sandbox leaves a global `--sandbox` alone)."""
+    """The `test` subcommand's arguments (dests of their own: a server option given with a command is refused)."""
     parser.add_argument("suite", metavar="SUITE", help="the suite file (YAML or JSON)")
     parser.add_argument(
-        "--sandbox", action="store_true", default=argparse.SUPPRESS, help="run against a fresh embedded sandbox"
+        "--sandbox", dest="test_sandbox", action="store_true", help="run against a fresh embedded sandbox"
     )
     parser.add_argument("--skip-setup", action="store_true", help="do not run the suite's setup instructions")
     parser.add_argument("--case", action="append", default=[], metavar="NAME", help="run only this case (repeatable)")

@@ -44,7 +44,7 @@ def run_test_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> int:
-    sandbox = bool(getattr(args, "sandbox", False))  # `lexey-mcp --sandbox test …` or `lexey-mcp test … --sandbox`
+    sandbox = bool(args.test_sandbox)
     async with AsyncExitStack() as stack:
         if sandbox:
             from ..sandbox import Sandbox, SandboxConfig

@@ -67,6 +67,7 @@ MATTERS = (Matter("mt_001", "Rossi v. Example Corp", "co_001", "open"),)
 _CONTACT_WORDS = wordset("contact contacts email emails phone who person people")
 _DEAL_WORDS = wordset("deal deals pipeline opportunity opportunities stage amount worth value revenue forecast closing")
 _COMPANY_WORDS = wordset("company companies account accounts client clients organisation organization firm")
+_OPEN_WORDS = wordset("open active current pending live ongoing")
 _SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£"}
 MAX_TOOLS = 4
 
@@ -193,10 +194,20 @@ def answer(message: str, context: dict[str, str], *, allow_tools: bool, history:
         companies = company_hits or list(COMPANIES)
         found.companies.update((c.id, c) for c in companies)
         tools.append(ToolCall("search_companies", f"Found {_count(len(companies), 'company', 'companies')}"))
+    notes: list[str] = []
     if wants_deals and len(tools) < MAX_TOOLS:
-        deals = deal_hits or list(DEALS)
+        # Named records first; else the record the user is looking at (the page context); else the whole CRM.
+        scope = {c.id for c in found.companies.values()} | {c.company_id for c in found.contacts.values()}
+        deals = deal_hits or [d for d in DEALS if not scope or d.company_id in scope]
+        kind = "deal"
+        if words & _OPEN_WORDS:
+            deals = [d for d in deals if not d.stage.startswith("closed")]
+            kind = "open deal"
         found.deals.update((d.id, d) for d in deals)
-        tools.append(ToolCall("search_deals", f"Found {_count(len(deals), 'deal')}"))
+        tools.append(ToolCall("search_deals", f"Found {_count(len(deals), kind)}"))
+        if not deals:
+            where = " for " + ", ".join(_company(c).name for c in sorted(scope)) if scope else ""
+            notes.append(f"There are no {kind}s{where}.")
 
     if not tools:
         return LexiAnswer(
@@ -205,7 +216,7 @@ def answer(message: str, context: dict[str, str], *, allow_tools: bool, history:
             "Hi! I'm Lexi, your CRM assistant. Ask me about your contacts, companies or deals, for example: "
             '"What stage is the BrightPath deal at?"',
         )
-    lines = _describe(found)
+    lines = _describe(found) + notes
     text = " ".join(lines) if lines else "I couldn't find anything matching that in your CRM."
     thinking = [f"Checking the CRM with {_count(len(tools), 'tool call')}: {', '.join(t.tool for t in tools)}."]
     return LexiAnswer(thinking, tools, text)

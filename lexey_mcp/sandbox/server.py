@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import shlex
 import signal
@@ -17,6 +16,7 @@ import anyio
 import uvicorn
 from anyio.abc import TaskStatus
 
+from ..addresses import is_loopback
 from .app import CHAT_PREFIX, LEXI_PREFIX, SandboxApp
 from .config import SandboxConfig
 from .faults import Fault
@@ -103,15 +103,6 @@ def _client_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def client_env(
     url: str, *, customer_key: str = CUSTOMER_KEY, management_key: str = MANAGEMENT_KEY, lexi_key: str = LEXI_KEY
 ) -> dict[str, str]:
@@ -194,7 +185,8 @@ class Sandbox:
 
     @property
     def requests_log(self) -> list[RequestRecord]:
-        return self.store.requests_log
+        """The latest requests (at most HISTORY_LIMIT), oldest first."""
+        return list(self.store.requests_log)
 
     @property
     def key_log(self) -> list[KeyUse]:
@@ -212,7 +204,7 @@ class Sandbox:
     async def _start(self) -> None:
         if self._stack is not None:
             raise RuntimeError("the sandbox is already running")
-        if not _is_loopback(self.host):
+        if not is_loopback(self.host):
             logger.warning("sandbox bound to %s: anyone who can reach it can use it (it has no real auth)", self.host)
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
@@ -282,18 +274,22 @@ def banner(sandbox: Sandbox) -> str:
     return "\n".join(lines)
 
 
-async def _serve(host: str, port: int, config: SandboxConfig) -> None:
+async def _serve(host: str, port: int, config: SandboxConfig) -> int:
     async with Sandbox(config, host=host, port=port) as sandbox:
         print(banner(sandbox), flush=True)
         try:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    break
+                async for signum in signals:
+                    return 128 + signum
         except NotImplementedError:  # no signal receiver on this platform: Ctrl-C raises KeyboardInterrupt instead
             await anyio.sleep_forever()
+    return 0
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> None:
-    """Run a sandbox until Ctrl-C (or SIGTERM), after printing `export` lines that point a client at it."""
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(_serve, host, port, config if config is not None else SandboxConfig())
+def serve(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> int:
+    """Run a sandbox until Ctrl-C (or SIGTERM), after printing `export` lines that point a client at it. Returns
+    the exit status a shell expects: 128 + the signal's number (130 for Ctrl-C)."""
+    try:
+        return anyio.run(_serve, host, port, config if config is not None else SandboxConfig())
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT

@@ -20,6 +20,8 @@ from .wire import Frame
 ChatKind = Literal["customer", "management"]
 Role = Literal["user", "assistant"]
 CloseReason = Literal["completed", "dropped", "disconnected", "cancelled"]
+#: The request log and the list of close reasons keep this many of the latest entries (a sandbox may run for days).
+HISTORY_LIMIT = 1000
 
 IDEMPOTENCY_TTL = 24 * 3600.0
 #: API requests remembered in `Store.key_log` (the oldest are forgotten first).
@@ -142,9 +144,10 @@ class Store:
         self.faults = FaultQueue()
         self.stats = SandboxStats()
         self.last_headers: dict[str, dict[str, str]] = {}
-        self.requests_log: list[RequestRecord] = []
+        self.requests_log: deque[RequestRecord] = deque(maxlen=HISTORY_LIMIT)
+        self.closed_reasons: deque[CloseReason] = deque(maxlen=HISTORY_LIMIT)
         self.key_log: deque[KeyUse] = deque(maxlen=KEY_LOG_LIMIT)
-        self.closed_reasons: list[CloseReason] = []
+        self._closed_count = 0
         self._closed_event: anyio.Event | None = None
         self._open_scopes: set[anyio.CancelScope] = set()
         self.shutting_down = False
@@ -248,6 +251,7 @@ class Store:
         else:
             self.stats.streams_cancelled += 1
         self.closed_reasons.append(reason)
+        self._closed_count += 1
         if self._closed_event is not None:
             self._closed_event.set()
             self._closed_event = None
@@ -263,12 +267,13 @@ class Store:
 
         Raises TimeoutError after `timeout` seconds.
         """
-        seen = len(self.closed_reasons)
+        seen = self._closed_count
         with anyio.fail_after(timeout):
             if self.stats.open_streams == 0 and self.closed_reasons:
                 return self.closed_reasons[-1]
-            while len(self.closed_reasons) == seen:
+            while self._closed_count == seen:
                 if self._closed_event is None:
                     self._closed_event = anyio.Event()
                 await self._closed_event.wait()
-        return self.closed_reasons[seen]
+        # The first stream to close after the call (or the oldest kept, if more than HISTORY_LIMIT closed since).
+        return self.closed_reasons[max(0, len(self.closed_reasons) - (self._closed_count - seen))]

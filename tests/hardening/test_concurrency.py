@@ -131,8 +131,8 @@ STATELESS_LEGACY_CANCEL = (
     "--stateless cannot honour a 2025-11-25 (legacy) client's cancel: on that wire the client keeps the call's POST "
     "stream open and POSTs notifications/cancelled instead, and the SDK's stateless path gives that POST a fresh "
     "throw-away transport that knows no such request; the tool reads the upstream stream to its end (measured: the "
-    "30 s stall and the 4.8 s drip both ran to 'completed'). DESIGN.md promises 'Cancelling a tool call closes the "
-    "upstream HTTP stream at once' without this exception"
+    "30 s stall and the 4.8 s drip both ran to 'completed'). The README states this exception (Tools), for "
+    "2025-06-18 clients too; closing the connection does cancel (test_exposure.py)"
 )
 CANCEL_CASES = [
     pytest.param("stateful", "auto", id="stateful-auto"),
@@ -194,7 +194,7 @@ async def test_cancel_mid_stream_closes_upstream_at_once(
             except TimeoutError:
                 reason = None
             closed_after = time.monotonic() - cancelled_at
-            closed = sandbox.store.closed_reasons[closed_before:]
+            closed = list(sandbox.store.closed_reasons)[closed_before:]
 
             # Nothing more arrives for the cancelled call afterwards: no result, no progress.
             await anyio.sleep(1.0)

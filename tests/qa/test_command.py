@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lexey_mcp.cli import build_parser
+from lexey_mcp.cli import build_parser, main
 from lexey_mcp.config import Settings
 from lexey_mcp.qa.command import run_test_command
 from lexey_mcp.qa.report import SuiteReport
@@ -142,7 +142,6 @@ def test_an_unwritable_report_exits_2_before_the_run(tmp_path: Path, capsys: pyt
     assert "cannot write the report: [Errno 21] Is a directory" in capsys.readouterr().err
 
 
-def test_the_global_sandbox_flag_works_too() -> None:
-    args = build_parser().parse_args(["--sandbox", "--sandbox-delay", "0", "test", PASSING, "--case", "pricing"])
-    assert args.sandbox is True  # the subcommand's own --sandbox does not reset it
-    assert run_test_command(args, Settings(_env_file=None)) == 0
+def test_a_server_option_before_test_is_refused_not_ignored(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--sandbox", "test", PASSING, "--case", "pricing"]) == 2
+    assert "--sandbox is an option of the server, not of `test`" in capsys.readouterr().err

@@ -6,10 +6,12 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import httpx2
 import pytest
 
 from lexey_mcp.sandbox import Sandbox, SandboxConfig
+from lexey_mcp.sandbox.store import HISTORY_LIMIT
 
 from .helpers import LEXI, REQUEST_ID, lexi, lexi_events, lexi_text, lexi_url
 
@@ -211,3 +213,42 @@ async def test_daily_rate_limit(client: httpx2.AsyncClient) -> None:
         assert limited.json() == {"error": {"code": "rate_limited", "message": "Daily rate limit exceeded"}}
         _assert_rate_headers(limited, 2, 0)
         assert 0 < int(limited.headers["retry-after"]) <= 86_400
+
+
+@pytest.mark.parametrize(
+    ("company_id", "expected", "absent"),
+    [
+        ("co_001", ["Acme Legal annual retainer: stage negotiation"], ["BrightPath fleet", "Northwind expansion"]),
+        ("co_003", ["There are no open deals for Northwind Traders."], ["Northwind expansion:", "Acme Legal annual"]),
+    ],
+)
+async def test_open_deals_of_the_company_in_context(
+    sb: Sandbox, client: httpx2.AsyncClient, company_id: str, expected: list[str], absent: list[str]
+) -> None:
+    response = await lexi(client, sb, {"message": "Which deals are open?", "context": {"company_id": company_id}})
+    text = lexi_text(response.text)
+    for part in expected:
+        assert part in text
+    for part in absent:
+        assert part not in text
+
+
+async def test_open_deals_across_the_crm_exclude_closed_ones(sb: Sandbox, client: httpx2.AsyncClient) -> None:
+    text = lexi_text((await lexi(client, sb, {"message": "Which deals are open?"})).text)
+    assert "Acme Legal annual retainer" in text
+    assert "BrightPath fleet contract" in text
+    assert "closed won" not in text
+
+
+async def test_the_request_log_and_close_reasons_are_bounded(sb: Sandbox, client: httpx2.AsyncClient) -> None:
+    for _ in range(HISTORY_LIMIT + 5):
+        sb.store.record_request("GET", "/x", None, None, {})
+        scope = anyio.CancelScope()
+        sb.store.stream_opened(scope)
+        sb.store.stream_closed(scope, "completed")
+    assert len(sb.requests_log) == HISTORY_LIMIT
+    assert len(sb.store.closed_reasons) == HISTORY_LIMIT
+    response = await lexi(client, sb, {"message": "hello"})
+    assert response.status_code == 200
+    assert sb.requests_log[-1].path.endswith("/lexi/chat/stream")
+    assert await sb.wait_for_stream_closed() == "completed"

@@ -1,0 +1,269 @@
+"""Serving streamable HTTP with uvicorn, configured for exposure.
+
+uvicorn alone waits forever for a request's headers, so a few hundred connections that never finish them use up
+the process's file descriptors; asyncio then logs every failed accept (thousands of lines a second). Here:
+a header timeout, a concurrency limit, a keep-alive limit, the descriptor limit raised to its hard limit, and when
+descriptors run out anyway, the oldest connections still waiting for headers closed to make room and the
+accept-failure log rate-limited. On a loopback bind, the SDK's DNS-rebinding guard allows only the names of that
+address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import signal
+import socket
+import time
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import interrupt
+from .addresses import bind_address, is_loopback
+from .config import Settings
+
+logger = logging.getLogger("lexey_mcp.http")
+
+#: At most one accept-failure line per this many seconds (the rest are counted in the next line).
+ACCEPT_LOG_INTERVAL = 5.0
+#: Seconds a Ctrl-C or SIGTERM leaves open requests to finish in, before they are cancelled.
+SHUTDOWN_GRACE = 1
+
+
+def _host_names(host: str) -> list[str]:
+    """Every `Host` spelling (without port) that names a loopback bind address."""
+    host = bind_address(host)
+    if host == "localhost":
+        return ["localhost", "127.0.0.1", "[::1]"]
+    address = ipaddress.ip_address(host)
+    if address.version == 6:
+        names = [f"[{address.compressed}]", f"[{address.exploded}]", f"[{host}]"]
+    else:
+        names = [str(address)]
+    if str(address) in ("127.0.0.1", "::1"):
+        names.append("localhost")
+    return list(dict.fromkeys(names))
+
+
+def transport_security(host: str) -> TransportSecuritySettings | None:
+    """On a loopback bind, the rebinding guard allowing only the names of that address (any port: a proxy in
+    front may name its own); None elsewhere (a non-loopback bind needs the bearer token, and its Host is whatever
+    name clients use)."""
+    if not is_loopback(host):
+        return None
+    names = _host_names(host)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{name}:*" for name in names],
+        allowed_origins=[f"http://{name}:*" for name in names],
+    )
+
+
+class WaitingForHeaders:
+    """The connections whose request headers are not complete yet, oldest first. When the process is out of file
+    descriptors, the oldest make room for new connections: a client that sent its headers is never dropped."""
+
+    def __init__(self) -> None:
+        self._transports: dict[asyncio.BaseTransport, None] = {}
+
+    def add(self, transport: asyncio.BaseTransport) -> None:
+        self._transports[transport] = None
+
+    def discard(self, transport: asyncio.BaseTransport) -> None:
+        self._transports.pop(transport, None)
+
+    def close_oldest(self) -> None:
+        if self._transports:
+            oldest = next(iter(self._transports))
+            self.discard(oldest)
+            oldest.close()
+
+
+def header_timeout_protocol(seconds: float, waiting: WaitingForHeaders) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, closing a connection whose request headers are not complete within `seconds`
+    (counted from the connection, or from a later request's first byte on a kept-alive connection), and listing
+    such connections in `waiting` meanwhile."""
+    import h11  # imported here, as uvicorn does: a stdio start does not need it
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is h11.IDLE:
+                if self._header_timer is None and not self.transport.is_closing():
+                    self._arm()
+            else:
+                self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._header_timer = self.loop.call_later(seconds, self._expired)
+            waiting.add(self.transport)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+                waiting.discard(self.transport)
+
+        def _expired(self) -> None:
+            self._header_timer = None
+            waiting.discard(self.transport)
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
+class AcceptFailures:
+    """An event-loop exception handler for accept failures (EMFILE, ENFILE, ENOBUFS, ENOMEM): each closes the oldest
+    connection still waiting for its headers, and they are logged at most once per `interval`, with a count of those
+    not shown. Everything else is handled as asyncio would."""
+
+    def __init__(self, waiting: WaitingForHeaders, interval: float = ACCEPT_LOG_INTERVAL) -> None:
+        self._waiting = waiting
+        self._interval = interval
+        self._last = float("-inf")
+        self._suppressed = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if not str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+            loop.default_exception_handler(context)
+            return
+        self._waiting.close_oldest()
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            self._suppressed += 1
+            return
+        more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
+        logger.error("cannot accept connections: %s%s", context.get("exception"), more)
+        self._last, self._suppressed = now, 0
+
+
+def raise_fd_limit() -> None:
+    """Raise this process's open-file limit to its hard limit (many clients, each with a socket)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft >= hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError):
+        logger.debug("could not raise the open-file limit from %d to %d", soft, hard)
+
+
+class DuplicateRequestIds:
+    """ASGI middleware: within a session, a request reusing the JSON-RPC id of one still in flight is answered with
+    an error (409). The SDK would overwrite the first request's response stream, and the first would never be
+    answered. Bodies over `max_body` bytes pass through untouched (the SDK refuses them)."""
+
+    def __init__(self, app: ASGIApp, max_body: int = DEFAULT_MAX_REQUEST_BODY_SIZE) -> None:
+        self._app = app
+        self._max_body = max_body
+        self._in_flight: set[tuple[str, str]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        session = _header(scope, b"mcp-session-id") if scope["type"] == "http" and scope["method"] == "POST" else None
+        if session is None:
+            await self._app(scope, receive, send)
+            return
+        received: list[Message] = []
+        size, more = 0, True
+        while more and size <= self._max_body:
+            message = await receive()
+            received.append(message)
+            size += len(message.get("body", b""))
+            more = message["type"] == "http.request" and message.get("more_body", False)
+        request_id = None if more else _request_id(b"".join(m.get("body", b"") for m in received))
+        key = (session, str(request_id))  # the SDK's own key: 1 and "1" are the same request
+
+        async def replay() -> Message:
+            return received.pop(0) if received else await receive()
+
+        if request_id is None:
+            await self._app(scope, replay, send)
+        elif key in self._in_flight:
+            await _refuse_duplicate(request_id, send)
+        else:
+            self._in_flight.add(key)
+            try:
+                await self._app(scope, replay, send)
+            finally:
+                self._in_flight.discard(key)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _request_id(body: bytes) -> int | str | None:
+    """The id of a JSON-RPC request; None for anything else (notifications, responses, batches, junk)."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    request_id = message.get("id") if isinstance(message, dict) and "method" in message else None
+    return request_id if isinstance(request_id, int | str) else None
+
+
+async def _refuse_duplicate(request_id: int | str, send: Send) -> None:
+    message = f"Request id {request_id} is already in use by a request in flight: use a new id for each request."
+    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32600, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 409, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, waiting: WaitingForHeaders) -> None:
+        super().__init__(config)
+        self._waiting = waiting
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(AcceptFailures(self._waiting))
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGINT:
+            interrupt.exit_soon()
+        super().handle_exit(sig, frame)
+
+
+def serve(app: ASGIApp, host: str, port: int, settings: Settings) -> None:
+    """Serve `app` until Ctrl-C or SIGTERM (uvicorn then re-raises the signal to this process)."""
+    raise_fd_limit()
+    waiting = WaitingForHeaders()
+    config = uvicorn.Config(
+        DuplicateRequestIds(app),
+        host=bind_address(host),
+        port=port,
+        log_config=None,
+        lifespan="on",
+        http=header_timeout_protocol(settings.header_timeout, waiting),
+        ws="none",
+        limit_concurrency=settings.max_concurrency,
+        timeout_keep_alive=settings.keep_alive,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+    )
+    _Server(config, waiting).run()

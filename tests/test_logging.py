@@ -1,0 +1,44 @@
+"""Logs at DEBUG: one line per upstream request, never a dependency's line per SSE chunk."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from mcp import Client
+
+from lexey_mcp.cli import configure_logging
+from lexey_mcp.sandbox import Sandbox
+from lexey_mcp.server import build_server
+from tests.conftest import sandbox_settings_for
+
+pytestmark = pytest.mark.anyio
+
+LONG_REPLY = "Tell me everything about pricing " + "please " * 50
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in ("lexey_mcp", "httpx2", "httpcore2")}
+    yield
+    root.handlers[:], level = saved
+    root.setLevel(level)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
+
+
+async def test_debug_is_one_line_per_upstream_request(
+    sandbox: Sandbox, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    configure_logging("DEBUG", [])
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        result = await client.call_tool("send_customer_message", {"message": LONG_REPLY})
+    assert not result.is_error
+    lines = capsys.readouterr().err.splitlines()
+    upstream = [line for line in lines if "DEBUG lexey_mcp.client:" in line and "-> 200" in line]
+    assert len(upstream) == 1, lines
+    assert not [line for line in lines if " httpcore2" in line or " httpx2" in line], lines
+    assert len(lines) < 15, lines
