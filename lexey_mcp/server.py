@@ -38,7 +38,7 @@ from .config import Settings
 from .errors import LexeyAPIError, LexeyError, LexeyInputError, NotFoundError
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .qa.report import SuiteReport
-from .redaction import redact, redact_tree
+from .redaction import SPELLING_FACTOR, redact, redact_tree
 from .validation import _MAX_CONTEXT_VALUE_CHARS, LEXI_MAX_MESSAGE_CHARS, check_message, check_uuid
 
 logger = logging.getLogger("lexey_mcp.server")
@@ -215,7 +215,7 @@ class _Progress:
             # Only the tail is redacted (the text grows: redacting all of it each time would be quadratic). A secret
             # cut by the window's start is shorter than the margin and redaction never moves text before it, so
             # dropping the margin after redacting drops it.
-            margin = max((len(s) for s in self._secrets), default=0) + 64
+            margin = SPELLING_FACTOR * max((len(s) for s in self._secrets), default=0) + 64
             window = redact(text[-(PROGRESS_TEXT_CHARS + margin) :], self._secrets)
             shown = "…" + window[margin:][-PROGRESS_TEXT_CHARS:]
         await self._send(self._base + len(text), self._label + shown)

@@ -175,3 +175,24 @@ async def test_progress_of_a_long_reply_shows_no_fragment_of_a_key(sandbox: Sand
             await seen.call(client, "send_customer_message", {"message": "hi"})
     assert sum(1 for part in seen.parts if part.startswith("…")) >= 40  # the tails were shown
     assert leaks(seen.text()) == []
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_keys_percent_encoded_or_json_escaped_never_arrive(sandbox: Sandbox, mode: str) -> None:
+    """A proxy may send a key back URL-encoded or inside JSON text; another tenant's key may sit after a newline,
+    which the history resource's JSON text spells `\\n`."""
+    encoded = CUSTOMER_KEY.replace("_", "%5F")
+    escaped = CUSTOMER_KEY.upper().replace("_", "\\u005f")
+    chunks = [chat_event(1, {"type": "delta", "text": f"url ?k={encoded} json {escaped}"}), chat_event(2, "[DONE]")]
+    sandbox.inject(Fault(target="customer", raw_chunks=chunks))
+    other_tenant = "lxc_OtherTenantKey0123456789"
+    seen = Seen()
+    async with Client(build_server(sandbox_settings_for(sandbox)), mode=mode) as client:
+        echoed = await seen.call(client, "send_customer_message", {"message": "hi"})
+        stored = await seen.call(client, "send_customer_message", {"message": f"two lines\n{other_tenant}"})
+        cid = stored["structured_content"]["conversation_id"]
+        resource = await client.read_resource(f"lexey://conversations/{cid}/messages")
+        seen.parts.append(json.dumps(resource.model_dump(mode="json")))
+    assert echoed["structured_content"]["text"] == "url ?k=[redacted] json [redacted]"
+    assert "OtherTenant" not in seen.text()
+    assert leaks(seen.text().replace("%5F", "_").replace("\\\\u005f", "_")) == []
