@@ -11,6 +11,7 @@ import functools
 import hmac
 import inspect
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -145,11 +146,39 @@ class _Fence:
     """Boundary lines around upstream words in a text block, with a nonce new on every call, so a reply cannot
     fake the end of its own quote."""
 
+    LINE = re.compile(r"^<<<(end )?reply ([0-9a-f]{16})>>>$", re.MULTILINE)
+
     def __init__(self) -> None:
         self.nonce = token_hex(8)
 
     def __call__(self, text: str) -> str:
-        return f"<<<reply {self.nonce}>>>\n{text}\n<<<end reply {self.nonce}>>>"
+        return f"<<<reply {self.nonce}>>>\n{text}\n{self.end(self.nonce)}"
+
+    @staticmethod
+    def end(nonce: str) -> str:
+        return f"<<<end reply {nonce}>>>"
+
+    @classmethod
+    def open_at(cls, text: str, at: int) -> list[str]:
+        """The nonces of the fences in `text` opened before `at` and closed after it, innermost last. Upstream text
+        cannot know a nonce, so a fence closed after `at` is ours, or a fake one inside ours."""
+        opened: list[str] = []
+        closed_after: set[str] = set()
+        for line in cls.LINE.finditer(text):
+            is_end, nonce = line[1] is not None, line[2]
+            if line.end() > at:
+                if is_end:
+                    closed_after.add(nonce)
+            elif not is_end:
+                opened.append(nonce)
+            elif nonce in opened:
+                del opened[len(opened) - 1 - opened[::-1].index(nonce)]
+        return [nonce for nonce in opened if nonce in closed_after]
+
+
+def _one_line(text: str) -> str:
+    """Upstream words outside a fence (a status, an error) cannot start a line of their own."""
+    return " ".join(text.split())
 
 
 def _chat_text(who: str, result: ChatResult, fence: _Fence) -> str:
@@ -167,7 +196,7 @@ def _chat_text(who: str, result: ChatResult, fence: _Fence) -> str:
         notes.append(f"{result.ignored_events} events of unknown types ignored ({types})")
     if result.outcome == "complete" and not result.text:
         notes.append("the reply has no text" + ("" if result.ignored_events else " and no events were ignored"))
-    return f"[{who} reply; {', '.join(notes)}]\n{fence(result.text)}"
+    return f"[{_one_line(f'{who} reply; ' + ', '.join(notes))}]\n{fence(result.text)}"
 
 
 def _result(model: BaseModel, text: str) -> CallToolResult:
@@ -369,7 +398,8 @@ async def run_customer_scenario(
     fence = _Fence()
     blocks = [f"> {m}\n{_chat_text('Support agent', t, fence)}" for m, t in zip(messages, turns, strict=False)]
     if error is not None:
-        blocks.append(f"> {messages[error.turn - 1]}\n[turn {error.turn} failed; scenario stopped: {error.message}]")
+        failed = _one_line(f"turn {error.turn} failed; scenario stopped: {error.message}")
+        blocks.append(f"> {messages[error.turn - 1]}\n[{failed}]")
     return _result(scenario, f"Scenario in {cid}; escalated: {escalated}\n\n" + "\n\n".join(blocks))
 
 
@@ -461,8 +491,10 @@ def _outgoing(ctx: ServerRequestContext[AppState, Any], result: dict[str, Any]) 
         for block in result.get("content") or []:
             text = block.get("text") if isinstance(block, dict) else None
             if isinstance(text, str) and len(text) > limit:
+                closing = "".join(f"\n{_Fence.end(nonce)}" for nonce in reversed(_Fence.open_at(text, limit)))
                 block["text"] = (
-                    f"{text[:limit]}\n[Cut here: {limit:,} of {len(text):,} characters shown (LEXEY_MAX_RESULT_CHARS). "
+                    f"{text[:limit]}{closing}\n[Cut here: {limit:,} of {len(text):,} characters shown "
+                    "(LEXEY_MAX_RESULT_CHARS). "
                     "The structured content has the whole result; for a long history ask get_conversation_messages "
                     "for fewer messages (limit, before).]"
                 )
