@@ -25,12 +25,12 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.request_state import RequestStateSecurity
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from . import __version__
 from .arguments import check_arguments, plain_text
@@ -120,7 +120,8 @@ class HistoryPage(ConversationMessages):
 class Confirmation(BaseModel):
     """What the user is asked before configure_org sends an instruction."""
 
-    send: bool = Field(description="Send this instruction to Lexey's management agent?")
+    # Strict: only a true answer sends ("true" or 1 from a careless client is not a yes).
+    send: StrictBool = Field(description="Send this instruction to Lexey's management agent?")
 
 
 # UUIDs are checked by the client before any request; the schema only says what is expected.
@@ -520,6 +521,25 @@ def _redact_outgoing() -> Any:
     return middleware
 
 
+class _Server(MCPServer[AppState]):
+    """The SDK's server, with a failure it words itself ("Error executing tool …: Resolver …") answered in ours."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            # A tool body never raises ToolError (it raises LexeyError, mapped at registration): one caused by a
+            # ToolError comes from a resolver, and the only resolver reads the answer to --confirm-changes.
+            if isinstance(exc.__cause__, ToolError):
+                return _error(
+                    "Nothing was sent: the client's answer to the confirmation could not be read "
+                    "(it must be an accept with send: true or false, a decline or a cancel)."
+                )
+            raise
+
+
 def build_server(
     settings: Settings,
     *,
@@ -561,7 +581,7 @@ def build_server(
     if settings.state_key is not None:
         # Replicas sharing the key accept each other's sealed elicitation state (a confirmation answered elsewhere).
         options["request_state_security"] = RequestStateSecurity(keys=[settings.state_key.get_secret_value()])
-    server: MCPServer[AppState] = MCPServer(
+    server: MCPServer[AppState] = _Server(
         "lexey-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, **options
     )
     for spec in TOOLS:

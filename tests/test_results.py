@@ -241,6 +241,26 @@ async def test_confirm_changes_asks_before_configure_org_sends(
         assert needle in text_of(result)
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize("content", [{"send": "true"}, {"send": 1}, {"send": "maybe"}, {"sent": True}, {}, None])
+async def test_confirm_changes_with_an_unreadable_answer_sends_nothing(
+    sandbox: Sandbox, mode: str, content: dict[str, Any] | None
+) -> None:
+    """Only an accept with send: true sends; anything else a client answers is a tool error in our voice."""
+
+    async def answer(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(action="accept", content=content)
+
+    server = build_server(sandbox_settings_for(sandbox), confirm_changes=True)
+    async with Client(server, mode=mode, elicitation_callback=answer) as client:
+        before = sandbox.stats.requests
+        result = await client.call_tool("configure_org", {"instruction": INSTRUCTION})
+    assert result.is_error
+    assert sandbox.stats.requests == before
+    assert text_of(result).startswith("Nothing was sent: the client's answer to the confirmation could not be read")
+    assert "Resolver" not in text_of(result)
+
+
 @pytest.mark.parametrize(("mode", "by_setting"), [("auto", False), ("legacy", False), ("auto", True)])
 async def test_confirm_changes_with_a_client_that_cannot_ask_sends_nothing(
     sandbox: Sandbox, mode: str, by_setting: bool
