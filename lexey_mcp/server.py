@@ -29,7 +29,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.request_state import RequestStateSecurity
-from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
+from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, TextContent, ToolAnnotations
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from . import __version__
@@ -460,24 +460,6 @@ class StaticTokenVerifier(TokenVerifier):
         return None
 
 
-def _check_arguments(server: MCPServer[AppState]) -> Any:
-    """Arguments are checked before the tool runs, on the tool's own argument model, and every problem is
-    answered in our voice (see `arguments.py`)."""
-
-    async def middleware(ctx: ServerRequestContext[AppState, Any], call_next: Any) -> Any:
-        if ctx.method == "tools/call" and ctx.params:
-            name, arguments = ctx.params.get("name"), ctx.params.get("arguments") or {}
-            tool = server._tool_manager.get_tool(name) if isinstance(name, str) else None
-            if isinstance(name, str) and tool is not None and isinstance(arguments, dict):
-                accepted = set(tool.parameters.get("properties", {}))
-                problem = check_arguments(name, arguments, accepted, tool.fn_metadata.validate_arguments)
-                if problem is not None:
-                    return _error(problem)
-        return await call_next(ctx)
-
-    return middleware
-
-
 # What a protocol-era elicitation round carries back and forth: opaque to us, and never upstream text.
 _ROUND_TRIP = frozenset({"requestState", "inputRequests", "resultType"})
 
@@ -522,11 +504,19 @@ def _redact_outgoing() -> Any:
 
 
 class _Server(MCPServer[AppState]):
-    """The SDK's server, with a failure it words itself ("Error executing tool …: Resolver …") answered in ours."""
+    """The SDK's server, with what it would word itself (a pydantic dump, "Error executing tool …", "Internal
+    server error") answered in our voice: arguments are checked before a tool or prompt runs (see `arguments.py`)."""
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        # The SDK offers no public way to a tool's argument model: the one use of its private tool manager.
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            accepted = set(tool.parameters.get("properties", {}))
+            problem = check_arguments(name, arguments, accepted, tool.fn_metadata.validate_arguments)
+            if problem is not None:
+                return _error(problem)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -538,6 +528,18 @@ class _Server(MCPServer[AppState]):
                     "(it must be an accept with send: true or false, a decline or a cancel)."
                 )
             raise
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        prompts = {prompt.name: prompt for prompt in await self.list_prompts()}
+        if name not in prompts:
+            raise MCPError(INVALID_PARAMS, f"There is no prompt {name!r}; prompts: {', '.join(sorted(prompts))}.")
+        accepted = {argument.name for argument in prompts[name].arguments or []}
+        problem = check_arguments(name, arguments or {}, accepted, lambda _: None)  # every value is a string
+        if problem is not None:
+            raise MCPError(INVALID_PARAMS, problem)
+        return await super().get_prompt(name, arguments, context)
 
 
 def build_server(
@@ -592,7 +594,7 @@ def build_server(
     if "customer" in enabled:
         _add_history_resource(server)
     _add_workflow_prompt(server)
-    server.middleware.extend([_redact_outgoing(), _check_arguments(server)])
+    server.middleware.append(_redact_outgoing())
     return server
 
 
