@@ -319,8 +319,10 @@ def _confirm_instruction(instruction: str, ctx: Context[AppState]) -> Confirmati
     elicitation = capabilities.elicitation if capabilities is not None else None
     if elicitation is None or (elicitation.form is None and elicitation.url is not None):
         return _CannotAsk(send=False)
+    # A request to the client, not a result: the outgoing choke point never sees it (legacy) or must not touch it.
+    shown = redact(instruction, request_secrets(ctx.request_context))
     return Elicit(
-        "Send this instruction to Lexey's management agent? It changes the organisation's setup.\n\n" + instruction,
+        "Send this instruction to Lexey's management agent? It changes the organisation's setup.\n\n" + shown,
         Confirmation,
     )
 

@@ -9,6 +9,8 @@ from typing import Any
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.context import ClientRequestContext
+from mcp.types import ElicitRequestParams, ElicitResult
 
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import build_server
@@ -196,3 +198,20 @@ async def test_keys_percent_encoded_or_json_escaped_never_arrive(sandbox: Sandbo
     assert echoed["structured_content"]["text"] == "url ?k=[redacted] json [redacted]"
     assert "OtherTenant" not in seen.text()
     assert leaks(seen.text().replace("%5F", "_").replace("\\\\u005f", "_")) == []
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_key_in_an_instruction_is_not_shown_in_the_confirmation(sandbox: Sandbox, mode: str) -> None:
+    """The confirmation question is a request to the client, outside the result choke point: it is redacted too."""
+    asked: list[str] = []
+
+    async def answer(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.model_dump_json())
+        return ElicitResult(action="decline")
+
+    server = build_server(sandbox_settings_for(sandbox), confirm_changes=True)
+    async with Client(server, mode=mode, elicitation_callback=answer) as client:
+        await client.call_tool("configure_org", {"instruction": f"Use the key {MANAGEMENT_KEY} for the widget"})
+    assert len(asked) == 1
+    assert "Use the key [redacted] for the widget" in asked[0]
+    assert leaks(asked[0]) == []
