@@ -40,7 +40,7 @@ from .errors import LexeyAPIError, LexeyError, LexeyInputError, NotFoundError
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .qa.report import SuiteReport
 from .redaction import SPELLING_FACTOR, redact, redact_tree
-from .validation import _MAX_CONTEXT_VALUE_CHARS, LEXI_MAX_MESSAGE_CHARS, check_message, check_uuid
+from .validation import _MAX_CONTEXT_VALUE_CHARS, LEXI_MAX_MESSAGE_CHARS, check_uuid
 
 logger = logging.getLogger("lexey_mcp.server")
 
@@ -264,7 +264,6 @@ async def _chat(
     api: ChatAPI, who: str, message: str, conversation_id: str | None, ctx: Context[AppState]
 ) -> CallToolResult:
     """One message to a Lexey chat agent (customer or management), in a new conversation when none is given."""
-    check_message(message)  # before a conversation is created for it
     cid = check_uuid(conversation_id) if conversation_id is not None else await api.create_conversation()
     result = await api.send_message(cid, message, on_text=_Progress(ctx))
     return _result(result, _chat_text(who, result, _Fence()))
@@ -381,8 +380,6 @@ async def run_customer_scenario(
     it escalated; use after configure_org to check knowledge and escalation rules. A turn that fails before its
     reply stops the scenario: the completed turns come back with that turn's error."""
     api = _client(ctx).customer
-    for message in messages:
-        check_message(message)
     cid = await api.create_conversation()
     turns: list[ChatResult] = []
     error: ScenarioError | None = None
