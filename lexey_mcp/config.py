@@ -36,7 +36,12 @@ class Settings(BaseSettings):
     """Everything the server and the client read from the environment (or `.env`)."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True, case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=False,
+        hide_input_in_errors=True,  # a secret pasted into the wrong setting is never echoed
     )
 
     customer_key: SecretStr | None = Field(None, validation_alias=_env("LEXEY_CUSTOMER_KEY"))
@@ -66,7 +71,7 @@ class Settings(BaseSettings):
     #: Ask the user (MCP elicitation) before configure_org sends an instruction.
     confirm_changes: bool = Field(False, validation_alias=_env("LEXEY_CONFIRM_CHANGES"))
     #: Seals elicitation state; replicas behind one load balancer share it (at least 32 characters).
-    state_key: SecretStr | None = Field(None, validation_alias=_env("LEXEY_MCP_STATE_KEY"))
+    state_key: SecretStr | None = Field(None, min_length=32, validation_alias=_env("LEXEY_MCP_STATE_KEY"))
 
     @field_validator("customer_key", "management_key", "lexi_api_key", "auth_token", "state_key", mode="before")
     @classmethod

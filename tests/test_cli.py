@@ -125,6 +125,21 @@ def test_bad_configuration_exits_with_the_variable_named() -> None:
     assert CUSTOMER_KEY[4:12] not in done.stderr + done.stdout
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("LEXEY_MCP_STATE_KEY", "tooShortStateKey"), ("LEXEY_MAX_RETRIES", "aSecretPastedIntoTheWrongSetting")],
+)
+def test_a_bad_setting_exits_with_the_variable_named_and_its_value_never_echoed(variable: str, value: str) -> None:
+    """A state key under 32 bytes (the SDK would refuse it with a traceback), a secret in a numeric setting."""
+    done = subprocess.run(
+        SERVER, capture_output=True, text=True, timeout=30, check=False, env=clean_env(**{variable: value})
+    )
+    assert done.returncode == 2
+    assert variable in done.stderr
+    assert value not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
 async def test_read_only_over_stdio() -> None:
     params = StdioServerParameters(command=SERVER[0], args=[*SERVER[1:], "--sandbox", "--read-only"], env=clean_env())
     async with Client(params) as client:
