@@ -49,5 +49,35 @@ def redact_tree(value: Any, secrets: Iterable[str] = ()) -> Any:
     if isinstance(value, dict):
         return {redact_tree(k, secrets): redact_tree(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        if len(value) > 1 and all(isinstance(item, str) for item in value):
+            value = _across_pieces(value, secrets)
         return [redact_tree(item, secrets) for item in value]
     return value
+
+
+def _across_pieces(pieces: list[str] | tuple[str, ...], secrets: list[str]) -> list[str]:
+    """Strings that may be one text in pieces (Lexi's `thinking` deltas): a secret or key shape that runs across a
+    boundary between pieces has its part in each piece redacted. Matches within one piece are left to `redact`."""
+    joined = "".join(pieces)
+    patterns = [_spellings(secret) for secret in secrets if secret] + [_KEY_SHAPES]
+    spans = [match.span() for pattern in patterns for match in pattern.finditer(joined)]
+    starts = [0]
+    for piece in pieces:
+        starts.append(starts[-1] + len(piece))
+    out: list[str] = []
+    for piece, start, end in zip(pieces, starts, starts[1:], strict=False):
+        crossing = sorted(
+            (max(a, start) - start, min(b, end) - start)
+            for a, b in spans
+            if a < end and b > start and not (start <= a and b <= end)
+        )
+        merged: list[tuple[int, int]] = []
+        for a, b in crossing:
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+            else:
+                merged.append((a, b))
+        for a, b in reversed(merged):
+            piece = piece[:a] + REDACTED + piece[b:]
+        out.append(piece)
+    return out

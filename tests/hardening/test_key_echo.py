@@ -215,3 +215,16 @@ async def test_a_key_in_an_instruction_is_not_shown_in_the_confirmation(sandbox:
     assert len(asked) == 1
     assert "Use the key [redacted] for the widget" in asked[0]
     assert leaks(asked[0]) == []
+
+
+async def test_a_key_split_across_thinking_deltas_never_arrives(sandbox: Sandbox) -> None:
+    """Lexi streams its thinking in pieces, one list item each: a key cut across pieces is redacted in every piece."""
+    pieces = [f"the caller used {LEXI_KEY[:7]}", LEXI_KEY[7:15], f"{LEXI_KEY[15:]} to ask"]
+    thinking = [lexi_event("thinking", {"text": piece}) for piece in pieces]
+    done = [lexi_event("text", {"delta": "Hi"}), lexi_event("done", {"credits_remaining": 3}), b"data: [DONE]\n\n"]
+    sandbox.inject(Fault(target="lexi", raw_chunks=[*thinking, *done]))
+    seen = Seen()
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        lexi = await seen.call(client, "lexi_chat", {"message": "Who is Jane?"})
+    assert lexi["structured_content"]["thinking"] == ["the caller used [redacted]", "[redacted]", "[redacted] to ask"]
+    assert all(piece not in seen.text() for piece in (LEXI_KEY[:7], LEXI_KEY[7:15], LEXI_KEY[15:]))
