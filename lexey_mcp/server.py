@@ -473,14 +473,18 @@ def _outgoing(ctx: ServerRequestContext[AppState, Any], result: dict[str, Any]) 
         for block in result.get("content") or []:
             text = block.get("text") if isinstance(block, dict) else None
             if isinstance(text, str) and len(text) > limit:
-                closing = "".join(f"\n{_Fence.end(nonce)}" for nonce in reversed(_Fence.open_at(text, limit)))
-                block["text"] = (
-                    f"{text[:limit]}{closing}\n[Cut here: {limit:,} of {len(text):,} characters shown "
-                    "(LEXEY_MAX_RESULT_CHARS). "
-                    "The structured content has the whole result; for a long history ask get_conversation_messages "
-                    "for fewer messages (limit, before).]"
-                )
+                block["text"] = _cut(text, limit)
     return result
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` cut at `limit` characters, a reply open there closed, then a note saying how to get the rest."""
+    closing = "".join(f"\n{_Fence.end(nonce)}" for nonce in reversed(_Fence.open_at(text, limit)))
+    return (
+        f"{text[:limit]}{closing}\n[Cut here: {limit:,} of {len(text):,} characters shown (LEXEY_MAX_RESULT_CHARS). "
+        "The structured content has the whole result; for a long history ask get_conversation_messages "
+        "for fewer messages (limit, before).]"
+    )
 
 
 def _redact_outgoing() -> Any:
