@@ -7,7 +7,7 @@ errors.pydantic.dev link); it also ignores arguments a tool does not declare, so
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -114,7 +114,9 @@ def describe(tool: str, error: ErrorDetails) -> str:
     return f"{where} is not valid for {tool}."
 
 
-def check_arguments(tool: str, arguments: Mapping[str, Any], accepted: set[str], validate: Any) -> str | None:
+def check_arguments(
+    tool: str, arguments: Mapping[str, Any], accepted: set[str], validate: Callable[[dict[str, Any]], object]
+) -> str | None:
     """None when `arguments` are fine for `tool`, else what is wrong (every problem, one per line).
 
     `validate` is the tool's own argument validation (the SDK's `FuncMetadata.validate_arguments`)."""
