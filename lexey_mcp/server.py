@@ -310,20 +310,59 @@ class _CannotAsk(Confirmation):
     """Confirmation is required and this client cannot be asked: never sent."""
 
 
-def _confirm_instruction(instruction: str, ctx: Context[AppState]) -> Confirmation | Elicit[Confirmation]:
-    """With --confirm-changes, ask the user before an instruction is sent (MCP elicitation, both protocol eras)."""
-    if not ctx.request_context.lifespan_context.confirm_changes:
-        return Confirmation(send=True)
+def _ask(question: str, ctx: Context[AppState]) -> Confirmation | Elicit[Confirmation]:
+    """Ask the user before the organisation is changed (MCP elicitation, both protocol eras)."""
     capabilities = ctx.client_capabilities
     elicitation = capabilities.elicitation if capabilities is not None else None
     if elicitation is None or (elicitation.form is None and elicitation.url is not None):
         return _CannotAsk(send=False)
     # A request to the client, not a result: the outgoing choke point never sees it (legacy) or must not touch it.
-    shown = redact(instruction, request_secrets(ctx.request_context))
-    return Elicit(
-        "Send this instruction to Lexey's management agent? It changes the organisation's setup.\n\n" + shown,
-        Confirmation,
+    return Elicit(redact(question, request_secrets(ctx.request_context)), Confirmation)
+
+
+def _confirm_instruction(instruction: str, ctx: Context[AppState]) -> Confirmation | Elicit[Confirmation]:
+    """With --confirm-changes, ask the user before an instruction is sent."""
+    if not ctx.request_context.lifespan_context.confirm_changes:
+        return Confirmation(send=True)
+    return _ask(
+        "Send this instruction to Lexey's management agent? It changes the organisation's setup.\n\n" + instruction, ctx
     )
+
+
+def _confirm_setup(suite: str, ctx: Context[AppState]) -> Confirmation | Elicit[Confirmation]:
+    """With --confirm-changes, ask the user before a suite's setup instructions are sent."""
+    if not ctx.request_context.lifespan_context.confirm_changes:
+        return Confirmation(send=True)
+    from .qa.suite import parse_suite
+
+    try:
+        setup = parse_suite(suite, "suite").setup
+    except LexeyError:
+        return Confirmation(send=True)  # nothing will be sent: the tool answers what is wrong with the suite
+    if not setup:
+        return Confirmation(send=True)
+    steps = "\n".join(f"{i}. {instruction}" for i, instruction in enumerate(setup, 1))
+    return _ask(
+        "Run this test suite? Its setup first sends these instructions to Lexey's management agent, changing the "
+        "organisation's setup:\n\n" + steps,
+        ctx,
+    )
+
+
+def _unconfirmed(confirmation: ElicitationResult[Confirmation], what: str) -> CallToolResult | None:
+    """None when sending `what` is confirmed (or needs no confirmation), else the tool error saying why not."""
+    if not isinstance(confirmation, AcceptedElicitation):
+        answered = "declined" if confirmation.action == "decline" else "cancelled"
+        return _error(f"Nothing was sent: the user {answered} the confirmation of {what}.")
+    if isinstance(confirmation.data, _CannotAsk):
+        return _error(
+            "Nothing was sent: this server asks the user to confirm every change to the organisation "
+            "(--confirm-changes), and this client cannot ask (it declared no form elicitation capability). "
+            "Use a client that supports elicitation, or run the server without --confirm-changes."
+        )
+    if not confirmation.data.send:
+        return _error(f"Nothing was sent: the user answered no to sending {what}.")
+    return None
 
 
 async def configure_org(
@@ -335,17 +374,9 @@ async def configure_org(
     """Instruct Lexey's management agent in plain language; it changes the organisation's setup: business
     context, knowledge articles, branding, escalation rules; it also answers analytics questions ("How have we
     performed over the last 7 days?"). Replies with what it changed."""
-    if not isinstance(confirmation, AcceptedElicitation):
-        answered = "declined" if confirmation.action == "decline" else "cancelled"
-        return _error(f"Nothing was sent: the user {answered} the confirmation of this instruction.")
-    if isinstance(confirmation.data, _CannotAsk):
-        return _error(
-            "Nothing was sent: this server asks the user to confirm every configure_org instruction "
-            "(--confirm-changes), and this client cannot ask (it declared no form elicitation capability). "
-            "Use a client that supports elicitation, or run the server without --confirm-changes."
-        )
-    if not confirmation.data.send:
-        return _error("Nothing was sent: the user answered no to sending this instruction.")
+    refused = _unconfirmed(confirmation, "this instruction")
+    if refused is not None:
+        return refused
     return await _chat(_client(ctx).management, "Management agent", instruction, conversation_id, ctx)
 
 
@@ -406,6 +437,7 @@ async def run_customer_scenario(
 async def run_test_suite(
     suite: Annotated[str, Field(min_length=1, max_length=MAX_CHAT_MESSAGE_CHARS, description="YAML or JSON text.")],
     ctx: Context[AppState],
+    confirmation: Annotated[ElicitationResult[Confirmation], Resolve(_confirm_setup)],
     repeat: Annotated[int, Field(ge=1, le=20, description="Runs per case, for a pass rate.")] = 1,
 ) -> Annotated[CallToolResult, SuiteReport]:
     """Run an agent QA suite: optional `setup` (configure_org instructions, in order), then `cases`, each
@@ -423,6 +455,9 @@ async def run_test_suite(
         await ctx.report_progress(done, total, message[:PROGRESS_TEXT_CHARS])
 
     parsed = parse_suite(suite, "suite")  # an invalid suite is a tool error naming the line and the field
+    refused = _unconfirmed(confirmation, "this suite's setup")
+    if refused is not None:
+        return refused
     report = await run_suite(_client(ctx), parsed, repeat=repeat, on_run=on_run)
     return _result(report, summary_table(report, width=10_000))  # whole lines: a model reads them
 

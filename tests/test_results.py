@@ -280,6 +280,41 @@ async def test_confirm_changes_with_a_client_that_cannot_ask_sends_nothing(
     assert sandbox.stats.requests == before + 2  # the customer message's conversation and stream, nothing else
 
 
+SETUP_SUITE = f"setup: [{INSTRUCTION!r}]\ncases:\n  - {{name: hours, turns: [{{say: 'What are your hours?'}}]}}\n"
+NO_SETUP_SUITE = "cases:\n  - {name: hours, turns: [{say: 'What are your hours?'}]}\n"
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize(("answer", "sent"), [(Answers("accept"), True), (Answers("decline"), False)])
+async def test_confirm_changes_asks_before_a_suite_setup_changes_the_org(
+    sandbox: Sandbox, mode: str, answer: Answers, sent: bool
+) -> None:
+    """run_test_suite's setup sends management instructions: with --confirm-changes they are confirmed first."""
+    answer.asked.clear()
+    server = build_server(sandbox_settings_for(sandbox), confirm_changes=True)
+    async with Client(server, mode=mode, elicitation_callback=answer) as client:
+        before = sandbox.stats.requests
+        result = await client.call_tool("run_test_suite", {"suite": SETUP_SUITE})
+        requests = sandbox.stats.requests - before
+        no_setup = await client.call_tool("run_test_suite", {"suite": NO_SETUP_SUITE})
+    assert len(answer.asked) == 1  # the suite without setup changes nothing: not asked
+    assert f"1. {INSTRUCTION}" in answer.asked[0]
+    assert result.is_error is not sent
+    assert (requests > 0) is sent
+    if not sent:
+        assert text_of(result) == "Nothing was sent: the user declined the confirmation of this suite's setup."
+    assert not no_setup.is_error
+
+
+async def test_confirm_changes_with_a_client_that_cannot_ask_runs_no_suite_setup(sandbox: Sandbox) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox), confirm_changes=True)) as client:
+        before = sandbox.stats.requests
+        result = await client.call_tool("run_test_suite", {"suite": SETUP_SUITE})
+    assert result.is_error
+    assert "cannot ask" in text_of(result)
+    assert sandbox.stats.requests == before
+
+
 async def test_without_confirm_changes_nothing_is_asked(sandbox: Sandbox) -> None:
     answer = Answers("decline")
     async with Client(build_server(sandbox_settings_for(sandbox)), elicitation_callback=answer) as client:
