@@ -73,6 +73,8 @@ boundary with another value, and it never ends the quote."""
 class AppState:
     client: LexeyClient
     confirm_changes: bool = False
+    #: The management toolset is exposed: a suite's setup (management instructions) may run.
+    management: bool = True
 
 
 def request_secrets(ctx: ServerRequestContext[AppState, Any]) -> list[str]:
@@ -455,6 +457,12 @@ async def run_test_suite(
         await ctx.report_progress(done, total, message[:PROGRESS_TEXT_CHARS])
 
     parsed = parse_suite(suite, "suite")  # an invalid suite is a tool error naming the line and the field
+    if parsed.setup and not ctx.request_context.lifespan_context.management:
+        return _error(
+            "Nothing was sent: this suite has setup instructions, which change the organisation through the "
+            "management agent, and this server does not expose the management tools (--toolsets). Remove the setup, "
+            "or enable the management toolset."
+        )
     refused = _unconfirmed(confirmation, "this suite's setup")
     if refused is not None:
         return refused
@@ -610,7 +618,7 @@ def build_server(
             warn_about_keys(effective, enabled)
             client = LexeyClient(effective, transport=http_transport, trust_env=not sandbox)
             client = await stack.enter_async_context(client)
-            yield AppState(client=client, confirm_changes=confirm)
+            yield AppState(client=client, confirm_changes=confirm, management="management" in enabled)
 
     options: dict[str, Any] = {}
     if auth_token:
