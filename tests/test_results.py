@@ -212,6 +212,8 @@ class Answers:
 
 
 INSTRUCTION = "Add a knowledge article about returns: 30 days, no questions asked."
+SETUP_SUITE = f"setup: [{INSTRUCTION!r}]\ncases:\n  - {{name: hours, turns: [{{say: 'What are your hours?'}}]}}\n"
+NO_SETUP_SUITE = "cases:\n  - {name: hours, turns: [{say: 'What are your hours?'}]}\n"
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -224,16 +226,30 @@ INSTRUCTION = "Add a knowledge article about returns: 30 days, no questions aske
         (Answers("cancel"), False, "the user cancelled"),
     ],
 )
-async def test_confirm_changes_asks_before_configure_org_sends(
-    sandbox: Sandbox, mode: str, answer: Answers, sent: bool, needle: str
+@pytest.mark.parametrize(
+    ("tool", "arguments", "shown"),
+    [
+        ("configure_org", {"instruction": INSTRUCTION}, INSTRUCTION),
+        ("run_test_suite", {"suite": SETUP_SUITE}, f"1. {INSTRUCTION}"),  # a suite's setup changes the org too
+    ],
+)
+async def test_confirm_changes_asks_before_the_org_is_changed(
+    sandbox: Sandbox,
+    mode: str,
+    answer: Answers,
+    sent: bool,
+    needle: str,
+    tool: str,
+    arguments: dict[str, Any],
+    shown: str,
 ) -> None:
     answer.asked.clear()
     server = build_server(sandbox_settings_for(sandbox), confirm_changes=True)
     async with Client(server, mode=mode, elicitation_callback=answer) as client:
         before = sandbox.stats.requests
-        result = await client.call_tool("configure_org", {"instruction": INSTRUCTION})
+        result = await client.call_tool(tool, arguments)
     assert len(answer.asked) == 1
-    assert INSTRUCTION in answer.asked[0]
+    assert shown in answer.asked[0]
     assert result.is_error is not sent
     assert (sandbox.stats.requests > before) is sent
     if not sent:
@@ -280,30 +296,13 @@ async def test_confirm_changes_with_a_client_that_cannot_ask_sends_nothing(
     assert sandbox.stats.requests == before + 2  # the customer message's conversation and stream, nothing else
 
 
-SETUP_SUITE = f"setup: [{INSTRUCTION!r}]\ncases:\n  - {{name: hours, turns: [{{say: 'What are your hours?'}}]}}\n"
-NO_SETUP_SUITE = "cases:\n  - {name: hours, turns: [{say: 'What are your hours?'}]}\n"
-
-
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-@pytest.mark.parametrize(("answer", "sent"), [(Answers("accept"), True), (Answers("decline"), False)])
-async def test_confirm_changes_asks_before_a_suite_setup_changes_the_org(
-    sandbox: Sandbox, mode: str, answer: Answers, sent: bool
-) -> None:
-    """run_test_suite's setup sends management instructions: with --confirm-changes they are confirmed first."""
-    answer.asked.clear()
+async def test_a_suite_without_setup_needs_no_confirmation(sandbox: Sandbox) -> None:
+    answer = Answers("decline")
     server = build_server(sandbox_settings_for(sandbox), confirm_changes=True)
-    async with Client(server, mode=mode, elicitation_callback=answer) as client:
-        before = sandbox.stats.requests
-        result = await client.call_tool("run_test_suite", {"suite": SETUP_SUITE})
-        requests = sandbox.stats.requests - before
-        no_setup = await client.call_tool("run_test_suite", {"suite": NO_SETUP_SUITE})
-    assert len(answer.asked) == 1  # the suite without setup changes nothing: not asked
-    assert f"1. {INSTRUCTION}" in answer.asked[0]
-    assert result.is_error is not sent
-    assert (requests > 0) is sent
-    if not sent:
-        assert text_of(result) == "Nothing was sent: the user declined the confirmation of this suite's setup."
-    assert not no_setup.is_error
+    async with Client(server, elicitation_callback=answer) as client:
+        result = await client.call_tool("run_test_suite", {"suite": NO_SETUP_SUITE})
+    assert not result.is_error
+    assert answer.asked == []
 
 
 async def test_confirm_changes_with_a_client_that_cannot_ask_runs_no_suite_setup(sandbox: Sandbox) -> None:
