@@ -311,13 +311,17 @@ async def get_conversation_messages(
 class _CannotAsk(Confirmation):
     """Confirmation is required and this client cannot be asked: never sent."""
 
+    why: str
+
 
 def _ask(question: str, ctx: Context[AppState]) -> Confirmation | Elicit[Confirmation]:
     """Ask the user before the organisation is changed (MCP elicitation, both protocol eras)."""
     capabilities = ctx.client_capabilities
-    elicitation = capabilities.elicitation if capabilities is not None else None
+    if capabilities is None:  # a 2025 client on --stateless HTTP: no session, no way to ask in the middle of a call
+        return _CannotAsk(send=False, why="a 2025-era client cannot be asked in the middle of a call over --stateless")
+    elicitation = capabilities.elicitation
     if elicitation is None or (elicitation.form is None and elicitation.url is not None):
-        return _CannotAsk(send=False)
+        return _CannotAsk(send=False, why="it declared no form elicitation capability")
     # A request to the client, not a result: the outgoing choke point never sees it (legacy) or must not touch it.
     return Elicit(redact(question, request_secrets(ctx.request_context)), Confirmation)
 
@@ -359,7 +363,7 @@ def _unconfirmed(confirmation: ElicitationResult[Confirmation], what: str) -> Ca
     if isinstance(confirmation.data, _CannotAsk):
         return _error(
             "Nothing was sent: this server asks the user to confirm every change to the organisation "
-            "(--confirm-changes), and this client cannot ask (it declared no form elicitation capability). "
+            f"(--confirm-changes), and this client cannot ask ({confirmation.data.why}). "
             "Use a client that supports elicitation, or run the server without --confirm-changes."
         )
     if not confirmation.data.send:

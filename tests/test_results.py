@@ -356,7 +356,7 @@ class ToReplica(httpx2.AsyncBaseTransport):
 
 async def test_a_confirmation_answered_on_another_stateless_replica(sandbox: Sandbox, tmp_path: Path) -> None:
     """Replicas sharing LEXEY_MCP_STATE_KEY accept each other's sealed elicitation state; one with another key
-    cannot open it, and nothing is sent."""
+    cannot open it, and nothing is sent; a 2025-era client there is told why it cannot be asked."""
     flags = ("--stateless", "--confirm-changes")
     async with (
         http_server(sandbox, tmp_path, *flags, LEXEY_MCP_STATE_KEY="k" * 40) as one,
@@ -378,6 +378,12 @@ async def test_a_confirmation_answered_on_another_stateless_replica(sandbox: San
             with pytest.raises(MCPError, match="requestState"):
                 await client.call_tool("configure_org", {"instruction": INSTRUCTION})
             refused_sent = sandbox.stats.requests - before
+        async with Client(same_key.url, mode="legacy", elicitation_callback=answer) as legacy:
+            before = sandbox.stats.requests
+            unasked = await legacy.call_tool("configure_org", {"instruction": INSTRUCTION})
+            assert sandbox.stats.requests == before
+    assert unasked.is_error  # a 2025 client over --stateless has no session to be asked through
+    assert "cannot be asked in the middle of a call over --stateless" in text_of(unasked)
     assert len(answer.asked) == 2
     assert balancer.answers == 2
     assert not accepted.is_error
