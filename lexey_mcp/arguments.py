@@ -7,7 +7,7 @@ errors.pydantic.dev link); it also ignores arguments a tool does not declare, so
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,6 +27,22 @@ _KINDS = {
     "model_type": "an object",
     "model_attributes_type": "an object",
 }
+
+
+#: An answer about bad arguments names at most this many of them (or problems), each name cut at `_NAME_CHARS`.
+_SHOWN = 10
+_NAME_CHARS = 40
+
+
+def _name(name: object) -> str:
+    text = str(name)
+    return text if len(text) <= _NAME_CHARS else text[:_NAME_CHARS] + "…"
+
+
+def _first(items: list[str], sep: str, more: str) -> str:
+    """The first `_SHOWN` items joined by `sep`, then `more` (a format of the count left out) when some are."""
+    rest = len(items) - _SHOWN
+    return sep.join(items[:_SHOWN] + ([more.format(rest)] if rest > 0 else []))
 
 
 def plain_text(value: str) -> str:
@@ -83,7 +99,7 @@ def describe(tool: str, error: ErrorDetails) -> str:
         bound = f"at least {ctx.get('min_length')}" if kind == "too_short" else f"at most {ctx.get('max_length')}"
         return f"{where} takes {bound} item(s); it has {count}."
     if kind == "extra_forbidden" and len(loc) >= 2 and loc[0] == "context":
-        return f"context has an unknown key {loc[-1]!r}; accepted: {', '.join(sorted(LEXI_CONTEXT_KEYS))}."
+        return f"context has an unknown key {_name(loc[-1])!r}; accepted: {', '.join(sorted(LEXI_CONTEXT_KEYS))}."
     if kind == "extra_forbidden":
         return f"{where} is not accepted here."
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
@@ -98,18 +114,19 @@ def describe(tool: str, error: ErrorDetails) -> str:
     return f"{where} is not valid for {tool}."
 
 
-def check_arguments(tool: str, arguments: Mapping[str, Any], accepted: set[str], validate: Any) -> str | None:
+def check_arguments(
+    tool: str, arguments: Mapping[str, Any], accepted: set[str], validate: Callable[[dict[str, Any]], object]
+) -> str | None:
     """None when `arguments` are fine for `tool`, else what is wrong (every problem, one per line).
 
     `validate` is the tool's own argument validation (the SDK's `FuncMetadata.validate_arguments`)."""
     unknown = sorted(set(arguments) - accepted)
     if unknown:
-        return (
-            f"Unknown argument(s) for {tool}: {', '.join(unknown)}. Accepted: {', '.join(sorted(accepted)) or 'none'}."
-        )
+        names = _first([_name(name) for name in unknown], ", ", "and {:,} more")
+        return f"Unknown argument(s) for {tool}: {names}. Accepted: {', '.join(sorted(accepted)) or 'none'}."
     try:
         validate(dict(arguments))
     except ValidationError as exc:
         lines = list(dict.fromkeys(describe(tool, e) for e in exc.errors(include_url=False)))
-        return "\n".join(lines)
+        return _first(lines, "\n", "and {:,} more problems.")
     return None

@@ -41,7 +41,12 @@ class Settings(BaseSettings):
     """Everything the server and the client read from the environment (or `.env`)."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True, case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=False,
+        hide_input_in_errors=True,  # a secret pasted into the wrong setting is never echoed
     )
 
     customer_key: SecretStr | None = Field(None, validation_alias=_env("LEXEY_CUSTOMER_KEY"))
@@ -75,7 +80,7 @@ class Settings(BaseSettings):
     #: Ask the user (MCP elicitation) before configure_org sends an instruction.
     confirm_changes: bool = Field(False, validation_alias=_env("LEXEY_CONFIRM_CHANGES"))
     #: Seals elicitation state; replicas behind one load balancer share it (at least 32 characters).
-    state_key: SecretStr | None = Field(None, validation_alias=_env("LEXEY_MCP_STATE_KEY"))
+    state_key: SecretStr | None = Field(None, min_length=32, validation_alias=_env("LEXEY_MCP_STATE_KEY"))
     # Exposure limits (see http_transport.py and stdio_transport.py; the README's Security section lists them).
     header_timeout: float = Field(10.0, gt=0, validation_alias=_env("LEXEY_MCP_HEADER_TIMEOUT"))
     max_concurrency: int = Field(1000, ge=1, validation_alias=_env("LEXEY_MCP_MAX_CONCURRENCY"))
@@ -217,6 +222,8 @@ def _requirement(error: dict[str, object], whole: bool) -> str:
             return f"must be {number} {words} {limits[bound]:g}"
     if kind == "literal_error":
         return f"must be one of {limits.get('expected', '')}".strip()
+    if kind in ("string_too_short", "too_short"):
+        return f"must be at least {limits.get('min_length')} characters"
     if kind in ("int_parsing", "int_from_float"):
         return "must be a whole number"
     if kind in ("float_parsing", "finite_number"):

@@ -11,6 +11,7 @@ import functools
 import hmac
 import inspect
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -24,12 +25,12 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.request_state import RequestStateSecurity
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, TextContent, ToolAnnotations
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from . import __version__, hosting
 from .arguments import check_arguments, plain_text
@@ -39,8 +40,8 @@ from .errors import LexeyAPIError, LexeyError, LexeyInputError, NotFoundError
 from .events.model import DEFAULT_LIMIT, MAX_LIMIT, EscalationList
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .qa.report import SuiteReport
-from .redaction import redact, redact_tree
-from .validation import _MAX_CONTEXT_VALUE_CHARS, LEXI_MAX_MESSAGE_CHARS, check_message, check_uuid
+from .redaction import SPELLING_FACTOR, redact, redact_tree
+from .validation import _MAX_CONTEXT_VALUE_CHARS, LEXI_MAX_MESSAGE_CHARS, check_uuid
 
 if TYPE_CHECKING:
     from .events.feed import EventFeed, EventOptions
@@ -77,6 +78,8 @@ class AppState:
     client: LexeyClient
     confirm_changes: bool = False
     feed: EventFeed | None = None  # with the events toolset
+    #: The management toolset is exposed: a suite's setup (management instructions) may run.
+    management: bool = True
 
 
 def request_secrets(ctx: ServerRequestContext[AppState, Any]) -> list[str]:
@@ -124,7 +127,8 @@ class HistoryPage(ConversationMessages):
 class Confirmation(BaseModel):
     """What the user is asked before configure_org sends an instruction."""
 
-    send: bool = Field(description="Send this instruction to Lexey's management agent?")
+    # Strict: only a true answer sends ("true" or 1 from a careless client is not a yes).
+    send: StrictBool = Field(description="Send this instruction to Lexey's management agent?")
 
 
 # UUIDs are checked by the client before any request; the schema only says what is expected.
@@ -151,11 +155,39 @@ class _Fence:
     """Boundary lines around upstream words in a text block, with a nonce new on every call, so a reply cannot
     fake the end of its own quote."""
 
+    LINE = re.compile(r"^<<<(end )?reply ([0-9a-f]{16})>>>$", re.MULTILINE)
+
     def __init__(self) -> None:
         self.nonce = token_hex(8)
 
     def __call__(self, text: str) -> str:
-        return f"<<<reply {self.nonce}>>>\n{text}\n<<<end reply {self.nonce}>>>"
+        return f"<<<reply {self.nonce}>>>\n{text}\n{self.end(self.nonce)}"
+
+    @staticmethod
+    def end(nonce: str) -> str:
+        return f"<<<end reply {nonce}>>>"
+
+    @classmethod
+    def open_at(cls, text: str, at: int) -> list[str]:
+        """The nonces of the fences in `text` opened before `at` and closed after it, innermost last. Upstream text
+        cannot know a nonce, so a fence closed after `at` is ours, or a fake one inside ours."""
+        opened: list[str] = []
+        closed_after: set[str] = set()
+        for line in cls.LINE.finditer(text):
+            is_end, nonce = line[1] is not None, line[2]
+            if line.end() > at:
+                if is_end:
+                    closed_after.add(nonce)
+            elif not is_end:
+                opened.append(nonce)
+            elif nonce in opened:
+                del opened[len(opened) - 1 - opened[::-1].index(nonce)]
+        return [nonce for nonce in opened if nonce in closed_after]
+
+
+def _one_line(text: str) -> str:
+    """Upstream words outside a fence (a status, an error) cannot start a line of their own."""
+    return " ".join(text.split())
 
 
 def _chat_text(who: str, result: ChatResult, fence: _Fence) -> str:
@@ -173,7 +205,7 @@ def _chat_text(who: str, result: ChatResult, fence: _Fence) -> str:
         notes.append(f"{result.ignored_events} events of unknown types ignored ({types})")
     if result.outcome == "complete" and not result.text:
         notes.append("the reply has no text" + ("" if result.ignored_events else " and no events were ignored"))
-    return f"[{who} reply; {', '.join(notes)}]\n{fence(result.text)}"
+    return f"[{_one_line(f'{who} reply; ' + ', '.join(notes))}]\n{fence(result.text)}"
 
 
 def _result(model: BaseModel, text: str) -> CallToolResult:
@@ -221,7 +253,7 @@ class _Progress:
             # Only the tail is redacted (the text grows: redacting all of it each time would be quadratic). A secret
             # cut by the window's start is shorter than the margin and redaction never moves text before it, so
             # dropping the margin after redacting drops it.
-            margin = max((len(s) for s in self._secrets), default=0) + 64
+            margin = SPELLING_FACTOR * max((len(s) for s in self._secrets), default=0) + 64
             window = redact(text[-(PROGRESS_TEXT_CHARS + margin) :], self._secrets)
             shown = "…" + window[margin:][-PROGRESS_TEXT_CHARS:]
         await self._send(self._base + len(text), self._label + shown)
@@ -240,7 +272,6 @@ async def _chat(
     api: ChatAPI, who: str, message: str, conversation_id: str | None, ctx: Context[AppState]
 ) -> CallToolResult:
     """One message to a Lexey chat agent (customer or management), in a new conversation when none is given."""
-    check_message(message)  # before a conversation is created for it
     cid = check_uuid(conversation_id) if conversation_id is not None else await api.create_conversation()
     result = await api.send_message(cid, message, on_text=_Progress(ctx))
     return _result(result, _chat_text(who, result, _Fence()))
@@ -286,19 +317,64 @@ async def get_conversation_messages(
 class _CannotAsk(Confirmation):
     """Confirmation is required and this client cannot be asked: never sent."""
 
+    why: str
+
+
+def _ask(question: str, ctx: Context[AppState]) -> Confirmation | Elicit[Confirmation]:
+    """Ask the user before the organisation is changed (MCP elicitation, both protocol eras)."""
+    capabilities = ctx.client_capabilities
+    if capabilities is None:  # a 2025 client on --stateless HTTP: no session, no way to ask in the middle of a call
+        return _CannotAsk(send=False, why="a 2025-era client cannot be asked in the middle of a call over --stateless")
+    elicitation = capabilities.elicitation
+    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+        return _CannotAsk(send=False, why="it declared no form elicitation capability")
+    # A request to the client, not a result: the outgoing choke point never sees it (legacy) or must not touch it.
+    return Elicit(redact(question, request_secrets(ctx.request_context)), Confirmation)
+
 
 def _confirm_instruction(instruction: str, ctx: Context[AppState]) -> Confirmation | Elicit[Confirmation]:
-    """With --confirm-changes, ask the user before an instruction is sent (MCP elicitation, both protocol eras)."""
+    """With --confirm-changes, ask the user before an instruction is sent."""
     if not ctx.request_context.lifespan_context.confirm_changes:
         return Confirmation(send=True)
-    capabilities = ctx.client_capabilities
-    elicitation = capabilities.elicitation if capabilities is not None else None
-    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
-        return _CannotAsk(send=False)
-    return Elicit(
-        "Send this instruction to Lexey's management agent? It changes the organisation's setup.\n\n" + instruction,
-        Confirmation,
+    return _ask(
+        "Send this instruction to Lexey's management agent? It changes the organisation's setup.\n\n" + instruction, ctx
     )
+
+
+def _confirm_setup(suite: str, ctx: Context[AppState]) -> Confirmation | Elicit[Confirmation]:
+    """With --confirm-changes, ask the user before a suite's setup instructions are sent."""
+    if not ctx.request_context.lifespan_context.confirm_changes:
+        return Confirmation(send=True)
+    from .qa.suite import parse_suite
+
+    try:
+        setup = parse_suite(suite, "suite").setup
+    except LexeyError:
+        return Confirmation(send=True)  # nothing will be sent: the tool answers what is wrong with the suite
+    if not setup:
+        return Confirmation(send=True)
+    steps = "\n".join(f"{i}. {instruction}" for i, instruction in enumerate(setup, 1))
+    return _ask(
+        "Run this test suite? Its setup first sends these instructions to Lexey's management agent, changing the "
+        "organisation's setup:\n\n" + steps,
+        ctx,
+    )
+
+
+def _unconfirmed(confirmation: ElicitationResult[Confirmation], what: str) -> CallToolResult | None:
+    """None when sending `what` is confirmed (or needs no confirmation), else the tool error saying why not."""
+    if not isinstance(confirmation, AcceptedElicitation):
+        answered = "declined" if confirmation.action == "decline" else "cancelled"
+        return _error(f"Nothing was sent: the user {answered} the confirmation of {what}.")
+    if isinstance(confirmation.data, _CannotAsk):
+        return _error(
+            "Nothing was sent: this server asks the user to confirm every change to the organisation "
+            f"(--confirm-changes), and this client cannot ask ({confirmation.data.why}). "
+            "Use a client that supports elicitation, or run the server without --confirm-changes."
+        )
+    if not confirmation.data.send:
+        return _error(f"Nothing was sent: the user answered no to sending {what}.")
+    return None
 
 
 async def configure_org(
@@ -310,17 +386,9 @@ async def configure_org(
     """Instruct Lexey's management agent in plain language; it changes the organisation's setup: business
     context, knowledge articles, branding, escalation rules; it also answers analytics questions ("How have we
     performed over the last 7 days?"). Replies with what it changed."""
-    if not isinstance(confirmation, AcceptedElicitation):
-        answered = "declined" if confirmation.action == "decline" else "cancelled"
-        return _error(f"Nothing was sent: the user {answered} the confirmation of this instruction.")
-    if isinstance(confirmation.data, _CannotAsk):
-        return _error(
-            "Nothing was sent: this server asks the user to confirm every configure_org instruction "
-            "(--confirm-changes), and this client cannot ask (it declared no form elicitation capability). "
-            "Use a client that supports elicitation, or run the server without --confirm-changes."
-        )
-    if not confirmation.data.send:
-        return _error("Nothing was sent: the user answered no to sending this instruction.")
+    refused = _unconfirmed(confirmation, "this instruction")
+    if refused is not None:
+        return refused
     return await _chat(_client(ctx).management, "Management agent", instruction, conversation_id, ctx)
 
 
@@ -355,8 +423,6 @@ async def run_customer_scenario(
     it escalated; use after configure_org to check knowledge and escalation rules. A turn that fails before its
     reply stops the scenario: the completed turns come back with that turn's error."""
     api = _client(ctx).customer
-    for message in messages:
-        check_message(message)
     cid = await api.create_conversation()
     turns: list[ChatResult] = []
     error: ScenarioError | None = None
@@ -375,13 +441,15 @@ async def run_customer_scenario(
     fence = _Fence()
     blocks = [f"> {m}\n{_chat_text('Support agent', t, fence)}" for m, t in zip(messages, turns, strict=False)]
     if error is not None:
-        blocks.append(f"> {messages[error.turn - 1]}\n[turn {error.turn} failed; scenario stopped: {error.message}]")
+        failed = _one_line(f"turn {error.turn} failed; scenario stopped: {error.message}")
+        blocks.append(f"> {messages[error.turn - 1]}\n[{failed}]")
     return _result(scenario, f"Scenario in {cid}; escalated: {escalated}\n\n" + "\n\n".join(blocks))
 
 
 async def run_test_suite(
     suite: Annotated[str, Field(min_length=1, max_length=MAX_CHAT_MESSAGE_CHARS, description="YAML or JSON text.")],
     ctx: Context[AppState],
+    confirmation: Annotated[ElicitationResult[Confirmation], Resolve(_confirm_setup)],
     repeat: Annotated[int, Field(ge=1, le=20, description="Runs per case, for a pass rate.")] = 1,
 ) -> Annotated[CallToolResult, SuiteReport]:
     """Run an agent QA suite: optional `setup` (configure_org instructions, in order), then `cases`, each
@@ -399,6 +467,15 @@ async def run_test_suite(
         await ctx.report_progress(done, total, message[:PROGRESS_TEXT_CHARS])
 
     parsed = parse_suite(suite, "suite")  # an invalid suite is a tool error naming the line and the field
+    if parsed.setup and not ctx.request_context.lifespan_context.management:
+        return _error(
+            "Nothing was sent: this suite has setup instructions, which change the organisation through the "
+            "management agent, and this server does not expose the management tools (--toolsets). Remove the setup, "
+            "or enable the management toolset."
+        )
+    refused = _unconfirmed(confirmation, "this suite's setup")
+    if refused is not None:
+        return refused
     report = await run_suite(_client(ctx), parsed, repeat=repeat, on_run=on_run)
     return _result(report, summary_table(report, width=10_000))  # whole lines: a model reads them
 
@@ -458,24 +535,6 @@ class StaticTokenVerifier(TokenVerifier):
         return None
 
 
-def _check_arguments(server: MCPServer[AppState]) -> Any:
-    """Arguments are checked before the tool runs, on the tool's own argument model, and every problem is
-    answered in our voice (see `arguments.py`)."""
-
-    async def middleware(ctx: ServerRequestContext[AppState, Any], call_next: Any) -> Any:
-        if ctx.method == "tools/call" and ctx.params:
-            name, arguments = ctx.params.get("name"), ctx.params.get("arguments") or {}
-            tool = server._tool_manager.get_tool(name) if isinstance(name, str) else None
-            if isinstance(name, str) and tool is not None and isinstance(arguments, dict):
-                accepted = set(tool.parameters.get("properties", {}))
-                problem = check_arguments(name, arguments, accepted, tool.fn_metadata.validate_arguments)
-                if problem is not None:
-                    return _error(problem)
-        return await call_next(ctx)
-
-    return middleware
-
-
 # What a protocol-era elicitation round carries back and forth: opaque to us, and never upstream text.
 _ROUND_TRIP = frozenset({"requestState", "inputRequests", "resultType"})
 
@@ -490,12 +549,18 @@ def _outgoing(ctx: ServerRequestContext[AppState, Any], result: dict[str, Any]) 
         for block in result.get("content") or []:
             text = block.get("text") if isinstance(block, dict) else None
             if isinstance(text, str) and len(text) > limit:
-                block["text"] = (
-                    f"{text[:limit]}\n[Cut here: {limit:,} of {len(text):,} characters shown (LEXEY_MAX_RESULT_CHARS). "
-                    "The structured content has the whole result; for a long history ask get_conversation_messages "
-                    "for fewer messages (limit, before).]"
-                )
+                block["text"] = _cut(text, limit)
     return result
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` cut at `limit` characters, a reply open there closed, then a note saying how to get the rest."""
+    closing = "".join(f"\n{_Fence.end(nonce)}" for nonce in reversed(_Fence.open_at(text, limit)))
+    return (
+        f"{text[:limit]}{closing}\n[Cut here: {limit:,} of {len(text):,} characters shown (LEXEY_MAX_RESULT_CHARS). "
+        "The structured content has the whole result; for a long history ask get_conversation_messages "
+        "for fewer messages (limit, before).]"
+    )
 
 
 def _redact_outgoing() -> Any:
@@ -515,6 +580,45 @@ def _redact_outgoing() -> Any:
         return _outgoing(ctx, result) if isinstance(result, dict) else result
 
     return middleware
+
+
+class _Server(MCPServer[AppState]):
+    """The SDK's server, with what it would word itself (a pydantic dump, "Error executing tool …", "Internal
+    server error") answered in our voice: arguments are checked before a tool or prompt runs (see `arguments.py`)."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        # The SDK offers no public way to a tool's argument model: the one use of its private tool manager.
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            accepted = set(tool.parameters.get("properties", {}))
+            problem = check_arguments(name, arguments, accepted, tool.fn_metadata.validate_arguments)
+            if problem is not None:
+                return _error(problem)
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            # A tool body never raises ToolError (it raises LexeyError, mapped at registration): one caused by a
+            # ToolError comes from a resolver, and the only resolver reads the answer to --confirm-changes.
+            if isinstance(exc.__cause__, ToolError):
+                return _error(
+                    "Nothing was sent: the client's answer to the confirmation could not be read "
+                    "(it must be an accept with send: true or false, a decline or a cancel)."
+                )
+            raise
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        prompts = {prompt.name: prompt for prompt in await self.list_prompts()}
+        if name not in prompts:
+            raise MCPError(INVALID_PARAMS, f"There is no prompt {name!r}; prompts: {', '.join(sorted(prompts))}.")
+        accepted = {argument.name for argument in prompts[name].arguments or []}
+        problem = check_arguments(name, arguments or {}, accepted, lambda _: None)  # every value is a string
+        if problem is not None:
+            raise MCPError(INVALID_PARAMS, problem)
+        return await super().get_prompt(name, arguments, context)
 
 
 def build_server(
@@ -561,7 +665,7 @@ def build_server(
                 warn_about_keys(effective, enabled)
             client = LexeyClient(effective, transport=http_transport, trust_env=not sandbox)
             client = await stack.enter_async_context(client)
-            yield AppState(client=client, confirm_changes=confirm, feed=feed)
+            yield AppState(client=client, confirm_changes=confirm, feed=feed, management="management" in enabled)
 
     options: dict[str, Any] = {}
     if oauth:
@@ -576,7 +680,7 @@ def build_server(
     if settings.state_key is not None:
         # Replicas sharing the key accept each other's sealed elicitation state (a confirmation answered elsewhere).
         options["request_state_security"] = RequestStateSecurity(keys=[settings.state_key.get_secret_value()])
-    server: MCPServer[AppState] = MCPServer(
+    server: MCPServer[AppState] = _Server(
         "lexey-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,
@@ -595,7 +699,7 @@ def build_server(
     toolset_of: dict[str, Toolset] = {spec.fn.__name__: spec.toolset for spec in TOOLS}
     hosted = hosting.middleware(server, keys_required=request_keys == "required", oauth=oauth, toolset_of=toolset_of)
     # Hosted first: everything after it (and the tools) sees this request's keys, redaction included.
-    server.middleware.extend([hosted, _redact_outgoing(), _check_arguments(server)])
+    server.middleware.extend([hosted, _redact_outgoing()])
     if feed is not None:
         _add_events(server, feed)
     return server

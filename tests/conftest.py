@@ -1,6 +1,7 @@
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+import anyio
 import pytest
 
 from lexey_mcp.config import Settings
@@ -45,3 +46,18 @@ def sandbox_settings_for(sb: Sandbox, **overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(_env_file=None, **values)
+
+
+async def cancel_once_streaming(
+    sb: Sandbox, streams: int, call: Callable[..., Coroutine[Any, Any, Any]], *args: Any
+) -> None:
+    """Run `call(*args)`, cancel it once `sb` has `streams` streams open, and wait until every one is closed."""
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(call, *args)
+            while sb.stats.open_streams < streams:  # noqa: ASYNC110 - the sandbox has no event for this
+                await anyio.sleep(0.005)
+            group.cancel_scope.cancel()
+    with anyio.fail_after(1):
+        while sb.stats.open_streams:
+            await sb.wait_for_stream_closed(1)

@@ -148,6 +148,8 @@ SECRET = "wbk_Pasted_By_Mistake_9f3k2"
         ("LEXEY_READ_TIMEOUT", SECRET, "LEXEY_READ_TIMEOUT must be a number."),
         ("LEXEY_MAX_RETRIES", SECRET, "LEXEY_MAX_RETRIES must be a whole number."),
         ("LEXEY_MAX_RETRIES", "11", "LEXEY_MAX_RETRIES must be a whole number at most 10."),
+        # Under 32 characters the SDK would refuse it later, with a traceback.
+        ("LEXEY_MCP_STATE_KEY", "tooShortStateKey", "LEXEY_MCP_STATE_KEY must be at least 32 characters."),
         (
             "LEXEY_BASE_URL",
             f"https://user:{SECRET}@lexey.example/api/v1",
@@ -172,6 +174,7 @@ def test_a_bad_setting_is_one_line_naming_the_variable_never_its_value(variable:
     assert done.returncode == 2
     assert done.stderr == f"lexey-mcp: {message}\n"
     assert "Pasted" not in done.stderr
+    assert value not in done.stderr
     assert "pydantic" not in done.stderr
 
 

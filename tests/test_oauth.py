@@ -156,7 +156,10 @@ def run_http(**env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_static_token_and_oauth_together_exit_2_naming_both() -> None:
-    env = {"LEXEY_MCP_AUTH_TOKEN": "tok_static_long_enough_0123", "LEXEY_MCP_OAUTH_ISSUER": "https://issuer.example.test"}
+    env = {
+        "LEXEY_MCP_AUTH_TOKEN": "tok_static_long_enough_0123",
+        "LEXEY_MCP_OAUTH_ISSUER": "https://issuer.example.test",
+    }
     done = run_http(**env)
     assert done.returncode == 2
     assert "LEXEY_MCP_AUTH_TOKEN and LEXEY_MCP_OAUTH_ISSUER are both set" in done.stderr

@@ -442,6 +442,19 @@ async def test_workflow_prompt(sandbox: Sandbox) -> None:
     assert "run_customer_scenario" in text
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_prompt_asked_with_an_unknown_argument_or_name_is_answered_in_our_voice(
+    sandbox: Sandbox, mode: str
+) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox)), mode=mode) as client:
+        with pytest.raises(MCPError) as unknown_argument:
+            await client.get_prompt("e2e_workflow", {"busines": "A bakery"})
+        with pytest.raises(MCPError) as unknown_prompt:
+            await client.get_prompt("e2e_workfow", {})
+    assert str(unknown_argument.value) == "Unknown argument(s) for e2e_workflow: busines. Accepted: business, scenario."
+    assert str(unknown_prompt.value) == "There is no prompt 'e2e_workfow'; prompts: e2e_workflow."
+
+
 async def test_sandbox_mode_needs_no_keys(anyio_backend: str) -> None:
     from lexey_mcp.config import Settings
 

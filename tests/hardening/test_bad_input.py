@@ -154,3 +154,25 @@ async def test_extra_arguments_are_refused_by_name(
     text = await refused(client, sandbox, tool, arguments)
     assert "Unknown argument" in text
     assert "lxc_x" not in text
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "needle"),
+    [
+        ("lexi_chat", {"message": "hi", "x" * 1_000_000: 1}, "Unknown argument(s) for lexi_chat: xxxxxxxx"),
+        ("lexi_chat", {"message": "hi", "context": {"k" * 1_000_000: "v"}}, "context has an unknown key 'kkkkkkkk"),
+        ("lexi_chat", {"message": "hi", **{f"a{i}": 1 for i in range(5000)}}, "and 4,990 more. Accepted:"),
+        (
+            "run_customer_scenario",
+            {"messages": [5] * 20},
+            "messages item 10 must be a string, not the number 5.\nand 10 more",
+        ),
+    ],
+)
+async def test_an_answer_about_bad_arguments_stays_short(
+    client: Client, sandbox: Sandbox, tool: str, arguments: dict[str, Any], needle: str
+) -> None:
+    """A huge or numerous argument name, or many problems, is named in part: the answer stays a few lines."""
+    text = await refused(client, sandbox, tool, arguments)
+    assert needle in text
+    assert len(text) < 1000

@@ -9,6 +9,8 @@ from typing import Any
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.context import ClientRequestContext
+from mcp.types import ElicitRequestParams, ElicitResult
 
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import build_server
@@ -175,3 +177,54 @@ async def test_progress_of_a_long_reply_shows_no_fragment_of_a_key(sandbox: Sand
             await seen.call(client, "send_customer_message", {"message": "hi"})
     assert sum(1 for part in seen.parts if part.startswith("…")) >= 40  # the tails were shown
     assert leaks(seen.text()) == []
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_keys_percent_encoded_or_json_escaped_never_arrive(sandbox: Sandbox, mode: str) -> None:
+    """A proxy may send a key back URL-encoded or inside JSON text; another tenant's key may sit after a newline,
+    which the history resource's JSON text spells `\\n`."""
+    encoded = CUSTOMER_KEY.replace("_", "%5F")
+    escaped = CUSTOMER_KEY.upper().replace("_", "\\u005f")
+    chunks = [chat_event(1, {"type": "delta", "text": f"url ?k={encoded} json {escaped}"}), chat_event(2, "[DONE]")]
+    sandbox.inject(Fault(target="customer", raw_chunks=chunks))
+    other_tenant = "lxc_OtherTenantKey0123456789"
+    seen = Seen()
+    async with Client(build_server(sandbox_settings_for(sandbox)), mode=mode) as client:
+        echoed = await seen.call(client, "send_customer_message", {"message": "hi"})
+        stored = await seen.call(client, "send_customer_message", {"message": f"two lines\n{other_tenant}"})
+        cid = stored["structured_content"]["conversation_id"]
+        resource = await client.read_resource(f"lexey://conversations/{cid}/messages")
+        seen.parts.append(json.dumps(resource.model_dump(mode="json")))
+    assert echoed["structured_content"]["text"] == "url ?k=[redacted] json [redacted]"
+    assert "OtherTenant" not in seen.text()
+    assert leaks(seen.text().replace("%5F", "_").replace("\\\\u005f", "_")) == []
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_key_in_an_instruction_is_not_shown_in_the_confirmation(sandbox: Sandbox, mode: str) -> None:
+    """The confirmation question is a request to the client, outside the result choke point: it is redacted too."""
+    asked: list[str] = []
+
+    async def answer(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.model_dump_json())
+        return ElicitResult(action="decline")
+
+    server = build_server(sandbox_settings_for(sandbox), confirm_changes=True)
+    async with Client(server, mode=mode, elicitation_callback=answer) as client:
+        await client.call_tool("configure_org", {"instruction": f"Use the key {MANAGEMENT_KEY} for the widget"})
+    assert len(asked) == 1
+    assert "Use the key [redacted] for the widget" in asked[0]
+    assert leaks(asked[0]) == []
+
+
+async def test_a_key_split_across_thinking_deltas_never_arrives(sandbox: Sandbox) -> None:
+    """Lexi streams its thinking in pieces, one list item each: a key cut across pieces is redacted in every piece."""
+    pieces = [f"the caller used {LEXI_KEY[:7]}", LEXI_KEY[7:15], f"{LEXI_KEY[15:]} to ask"]
+    thinking = [lexi_event("thinking", {"text": piece}) for piece in pieces]
+    done = [lexi_event("text", {"delta": "Hi"}), lexi_event("done", {"credits_remaining": 3}), b"data: [DONE]\n\n"]
+    sandbox.inject(Fault(target="lexi", raw_chunks=[*thinking, *done]))
+    seen = Seen()
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        lexi = await seen.call(client, "lexi_chat", {"message": "Who is Jane?"})
+    assert lexi["structured_content"]["thinking"] == ["the caller used [redacted]", "[redacted]", "[redacted] to ask"]
+    assert all(piece not in seen.text() for piece in (LEXI_KEY[:7], LEXI_KEY[7:15], LEXI_KEY[15:]))

@@ -17,7 +17,7 @@ from lexey_mcp.qa.report import RunReport, SuiteReport
 from lexey_mcp.qa.runner import SetupError, check_reply, excerpt, run_suite
 from lexey_mcp.qa.suite import Expect, parse_suite
 from lexey_mcp.sandbox import Fault, Sandbox
-from tests.conftest import sandbox_settings_for
+from tests.conftest import cancel_once_streaming, sandbox_settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -227,13 +227,5 @@ async def test_selected_cases_only(lexey: LexeyClient) -> None:
 async def test_cancelling_a_suite_run_closes_its_upstream_streams(sandbox: Sandbox, lexey: LexeyClient) -> None:
     suite = parse_suite("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: hello}}]}}\n" for i in range(4)))
     sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=30, times=4))
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as group:
-            group.start_soon(run_suite, lexey, suite)
-            while sandbox.stats.open_streams < 4:  # noqa: ASYNC110 - the sandbox has no event for this
-                await anyio.sleep(0.005)
-            group.cancel_scope.cancel()
-    with anyio.fail_after(1):
-        while sandbox.stats.open_streams:
-            await sandbox.wait_for_stream_closed(1)
+    await cancel_once_streaming(sandbox, 4, run_suite, lexey, suite)
     assert sandbox.store.closed_reasons == ["disconnected"] * 4

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
@@ -12,7 +11,7 @@ from mcp.types import CallToolResult, TextContent
 from lexey_mcp.qa.report import SuiteReport
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import build_server
-from tests.conftest import sandbox_settings_for
+from tests.conftest import cancel_once_streaming, sandbox_settings_for
 from tests.processes import SERVER, clean_env
 
 pytestmark = pytest.mark.anyio
@@ -118,15 +117,7 @@ async def test_cancelling_the_tool_call_closes_every_upstream_stream(sandbox: Sa
     suite = "cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: hello}}]}}\n" for i in range(3))
     async with Client(build_server(sandbox_settings_for(sandbox)), mode=mode) as client:
         sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=30, times=3))
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as group:
-                group.start_soon(client.call_tool, "run_test_suite", {"suite": suite})
-                while sandbox.stats.open_streams < 3:  # noqa: ASYNC110 - the sandbox has no event for this
-                    await anyio.sleep(0.005)
-                group.cancel_scope.cancel()
-        with anyio.fail_after(1):
-            while sandbox.stats.open_streams:
-                await sandbox.wait_for_stream_closed(1)
+        await cancel_once_streaming(sandbox, 3, client.call_tool, "run_test_suite", {"suite": suite})
         assert sandbox.store.closed_reasons == ["disconnected"] * 3
         after = await client.call_tool("create_conversation", {})  # the session still works
     assert not after.is_error
