@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lexey_mcp.errors import LexeyInputError
-from lexey_mcp.qa.suite import Expect, SuiteError, load_suite, parse_suite
+from lexey_mcp.qa.suite import MAX_SUITE_BYTES, MAX_VALUES, Expect, SuiteError, load_suite, parse_suite
 
 DESIGN_EXAMPLE = """\
 name: Acme support                 # optional
@@ -295,9 +295,65 @@ def test_load_suite_reads_a_file_and_refuses_an_unreadable_one(tmp_path: Path) -
     with pytest.raises(SuiteError, match=r"missing\.yaml:1:1: cannot read the suite: No such file or directory"):
         load_suite(str(tmp_path / "missing.yaml"))
     binary = tmp_path / "binary.yaml"
-    binary.write_bytes(b"\xff\xfe\x00cases")
-    with pytest.raises(SuiteError, match="cannot read the suite"):
+    binary.write_bytes(b"cases:\n  - name: caf\xe9\n")  # Latin-1, not UTF-8
+    with pytest.raises(SuiteError, match=r"binary\.yaml:2:14: not UTF-8: the byte 0xe9 cannot be decoded"):
         load_suite(str(binary))
+    with pytest.raises(SuiteError, match="cannot read the suite: Is a directory"):
+        load_suite(str(tmp_path))
+
+
+def test_a_file_past_the_size_limit_is_refused_unparsed(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(CASE + "#" * MAX_SUITE_BYTES, encoding="utf-8")
+    with pytest.raises(SuiteError, match=r"huge\.yaml:1:1: the suite is larger than 1024 KiB: split it"):
+        load_suite(str(huge))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("!!python/name:os.system ''", "the tag 'tag:yaml.org,2002:python/name:os.system' is not allowed"),
+        ("!!python/object/apply:os.system [ls]", "the tag 'tag:yaml.org,2002:python/object/apply:os.system' is not"),
+        ("!custom x", "the tag '!custom' is not allowed: a suite is plain data"),
+        ("!!float abc", "must be true or false"),
+        ("!!timestamp 2020-13-45", "must be true or false"),
+    ],
+)
+def test_tags_outside_yamls_core_schema_are_refused_not_constructed(value: str, message: str) -> None:
+    text = f"cases:\n  - name: a\n    turns: [{{say: hi, expect: {{escalated: {value}}}}}]\n"
+    with pytest.raises(SuiteError) as caught:
+        parse_suite(text, "t.yaml")
+    assert f"t.yaml:3:43: cases[0].turns[0].expect.escalated: {message}" in str(caught.value)
+    with pytest.raises(SuiteError, match=re.escape("turns[0].say: the tag 'tag:yaml.org,2002:binary' is not allowed")):
+        parse_suite("cases:\n  - name: a\n    turns: [{say: !!binary aGk=}]\n")
+
+
+def test_aliases_cannot_expand_a_small_file_into_a_huge_suite() -> None:
+    # 100 strings in each turn, 100 turns in each case, 21 cases: over 200,000 values from 24 lines.
+    text = "cases:\n  - name: c0\n    turns:\n      - say: hi\n        expect: {contains: &w ["
+    text += ", ".join(f"w{i}" for i in range(100)) + "]}\n"
+    text += "  - {name: c1, turns: &t [" + ", ".join(["{say: hi, expect: {contains: *w}}"] * 100) + "]}\n"
+    text += "".join(f"  - {{name: c{i}, turns: *t}}\n" for i in range(2, 22))
+    with pytest.raises(SuiteError) as caught:
+        parse_suite(text, "bomb.yaml")
+    (problem,) = caught.value.problems
+    assert problem.message == f"the suite has more than {MAX_VALUES} values once its aliases are expanded"
+
+
+def test_messages_stay_short_whatever_the_suite_holds() -> None:
+    with pytest.raises(SuiteError) as caught:
+        parse_suite("cases:\n  - " + "y" * 100_000 + "\n" + "  - 1\n" * 500, "big.yaml")
+    message = str(caught.value)
+    assert len(caught.value.problems) == 501
+    assert len(message) < 5000
+    assert "cases[0]: must be a mapping with the keys name, turns, expect, not 'yyyy" in message
+    assert "… (100000 characters)" in message
+    assert message.endswith("… and 481 more problems")
+
+
+def test_a_character_yaml_refuses_is_placed_by_line_and_column() -> None:
+    with pytest.raises(SuiteError, match=r"n\.yaml:3:12: not valid YAML: the character '\\x00' is not allowed"):
+        parse_suite("cases:\n  - name: a\n    turns: \x00\n", "n.yaml")
 
 
 def test_the_shipped_examples_parse() -> None:
