@@ -100,6 +100,18 @@ async def test_setup_without_a_management_key_is_refused_before_anything_runs(sa
     assert sandbox.stats.requests == 0
 
 
+async def test_setup_is_refused_when_the_server_leaves_out_the_management_toolset(sandbox: Sandbox) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox), toolsets=["customer"])) as client:
+        refused = await client.call_tool("run_test_suite", {"suite": PASSING})
+        assert refused.is_error
+        assert text_of(refused).startswith("This suite has setup instructions, which configure the organisation")
+        assert sandbox.stats.requests == 0  # the management key is set, but --toolsets customer keeps it unused
+        without_setup = await client.call_tool(
+            "run_test_suite", {"suite": "cases:\n  - {name: hi, turns: [{say: hello}]}\n"}
+        )
+    assert SuiteReport.model_validate(without_setup.structured_content).passed
+
+
 async def test_repeat_is_bounded_in_the_schema(sandbox: Sandbox) -> None:
     async with Client(build_server(sandbox_settings_for(sandbox))) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
