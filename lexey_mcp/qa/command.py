@@ -33,9 +33,14 @@ def run_test_command(args: argparse.Namespace, settings: Settings) -> int:
         suite = load_suite(args.suite)
     except LexeyInputError as exc:
         return _fail(str(exc))
-    for report in (args.junit, args.json):
-        if report is not None and not report.parent.is_dir():
+    reports = [path for path in (args.junit, args.json) if path is not None]
+    for report in reports:  # found out now, not after a long run whose report would be lost
+        if not report.parent.is_dir():
             return _fail(f"cannot write the report {report}: {report.parent} is not a directory")
+        if report.is_dir():
+            return _fail(f"cannot write the report {report}: it is a directory")
+    if len(reports) == 2 and reports[0].resolve() == reports[1].resolve():
+        return _fail(f"--junit and --json both name {reports[0]}: give each report its own file")
     try:
         return anyio.run(_run, args, settings, suite)
     except KeyboardInterrupt:  # the runs were cancelled and their upstream streams closed on the way out

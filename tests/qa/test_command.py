@@ -124,12 +124,23 @@ def test_cases_repeat_and_skip_setup(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "missing '$12', 'unlimited projects'" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("flag", ["--concurrency", "--repeat"])
-def test_counts_below_one_are_refused(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("flag", "value", "maximum"),
+    [
+        ("--concurrency", "0", 64),
+        ("--repeat", "-3", 1000),
+        ("--concurrency", "65", 64),
+        ("--repeat", "1000000000", 1000),
+        ("--repeat", "two", 1000),
+    ],
+)
+def test_counts_out_of_bounds_are_refused(
+    flag: str, value: str, maximum: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exited:
-        build_parser().parse_args(["test", PASSING, flag, "0"])
+        build_parser().parse_args(["test", PASSING, flag, value])
     assert exited.value.code == 2
-    assert f"argument {flag}: must be a whole number of at least 1, not '0'" in capsys.readouterr().err
+    assert f"argument {flag}: must be a whole number from 1 to {maximum}, not {value!r}" in capsys.readouterr().err
 
 
 def test_an_unwritable_report_exits_2_before_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,7 +150,13 @@ def test_an_unwritable_report_exits_2_before_the_run(tmp_path: Path, capsys: pyt
     assert captured.out == ""
     (tmp_path / "taken.xml").mkdir()
     assert run([PASSING, "--sandbox", "--case", "pricing", "--junit", str(tmp_path / "taken.xml")]) == 2
-    assert "cannot write the report: [Errno 21] Is a directory" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert f"cannot write the report {tmp_path / 'taken.xml'}: it is a directory" in captured.err
+    assert captured.out == ""
+    assert run([PASSING, "--sandbox", "--junit", str(tmp_path / "r"), "--json", str(tmp_path / "." / "r")]) == 2
+    captured = capsys.readouterr()
+    assert f"--junit and --json both name {tmp_path / 'r'}: give each report its own file" in captured.err
+    assert captured.out == ""
 
 
 def test_the_global_sandbox_flag_works_too() -> None:
