@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -163,3 +164,18 @@ def test_the_global_sandbox_flag_works_too() -> None:
     args = build_parser().parse_args(["--sandbox", "--sandbox-delay", "0", "test", PASSING, "--case", "pricing"])
     assert args.sandbox is True  # the subcommand's own --sandbox does not reset it
     assert run_test_command(args, Settings(_env_file=None)) == 0
+
+
+def test_ctrl_c_stops_the_run_and_exits_130(tmp_path: Path) -> None:
+    suite = tmp_path / "slow.yaml"
+    suite.write_text("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: pricing please}}]}}\n" for i in range(2)))
+    command = [*SERVER, "--sandbox-delay", "5", "test", str(suite), "--sandbox", "--json", str(tmp_path / "r.json")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env()) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("slow: running")  # the runs are under way (each takes 5 s a word)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, out + err
+    assert err.rstrip().endswith("lexey-mcp test: interrupted")
+    assert "Traceback" not in err
+    assert not (tmp_path / "r.json").exists()  # no report of a run that did not finish
