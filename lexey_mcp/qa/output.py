@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+import textwrap
 import xml.etree.ElementTree as ET
 from typing import TextIO
 
@@ -16,6 +17,10 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 def _xml(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
+
+
+#: Lines the first failure may take in the summary table on a narrow terminal.
+FAILURE_LINES = 4
 
 
 def run_label(case: str, index: int, repeat: int) -> str:
@@ -79,9 +84,11 @@ def summary_table(report: SuiteReport, width: int = 120) -> str:
     rate_w = max(len(r[1]) for r in rows)
     secs_w = max(len(r[2]) for r in rows)
     rest = max(20, width - name_w - rate_w - secs_w - 6)
-    lines = [
-        f"{_cell(n, name_w):<{name_w}}  {r:<{rate_w}}  {s:>{secs_w}}  {_cell(f, rest)}".rstrip() for n, r, s, f in rows
-    ]
+    lines = []
+    for n, r, s, f in rows:  # the failure wraps under its column: cut, it would lose the reply that failed it
+        cell = textwrap.wrap(f, rest, max_lines=FAILURE_LINES, placeholder=" …") or [""]
+        lines.append(f"{_cell(n, name_w):<{name_w}}  {r:<{rate_w}}  {s:>{secs_w}}  {cell[0]}".rstrip())
+        lines += [" " * (width - rest) + more for more in cell[1:]]
     lines.insert(1, "-" * min(width, len(max(lines, key=len))))
     runs = [r for c in report.cases for r in c.runs]
     failed_cases = [c.name for c in report.cases if not c.passed]

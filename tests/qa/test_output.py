@@ -103,10 +103,19 @@ def test_summary_table_names_flaky_cases() -> None:
     assert summary_table(passing).endswith("PASSED: 1 cases, 0 runs, all passed.")
 
 
-def test_summary_table_fits_a_narrow_terminal() -> None:
+def test_summary_table_fits_a_narrow_terminal_and_wraps_the_failure() -> None:
     table = summary_table(report(1), width=60)
-    assert all(len(line) <= 60 for line in table.splitlines()[:4])
-    assert "…" in table.splitlines()[3]
+    lines = table.splitlines()
+    assert all(len(line) <= 60 for line in lines)
+    assert lines[3].startswith("refund ")
+    failure = " ".join(line.strip() for line in lines[3:6])
+    assert failure.endswith("1.50  turn 1 contains: missing '$12'; reply: \"Pro costs twelve\"")  # nothing cut
+    assert lines[4].startswith(" " * 31 + "'$12'")  # under the failure column
+    long = Failure(turn=1, expectation="contains", detail="reply: " + "word " * 200)
+    case = CaseReport(name="a", passed=False, pass_rate=0.0, flaky=False, runs=[run(False, 1.0, long)])
+    lines = summary_table(SuiteReport(name=None, passed=False, cases=[case]), width=60).splitlines()
+    assert len(lines) == 2 + 4 + 2  # header, rule, 4 lines of failure at most, blank, verdict
+    assert lines[5].endswith(" …")
 
 
 class Terminal(io.StringIO):
