@@ -15,7 +15,7 @@ import anyio
 from ..client import LexeyClient
 from ..config import Settings
 from ..errors import LexeyConfigError, LexeyInputError
-from .output import Progress, junit_xml, summary_table
+from .output import Progress, junit_xml, summary_table, write
 from .report import SuiteReport
 from .runner import SetupError, run_suite
 from .suite import Suite, load_suite
@@ -62,7 +62,7 @@ async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> in
             settings = settings.model_copy(update=sandbox_settings(sb.env()))
         client = await stack.enter_async_context(LexeyClient(settings, trust_env=not sandbox))
         title = suite.name or Path(suite.source).stem
-        print(f"{title}: running {suite.source}" + (" (setup skipped)" if args.skip_setup else ""), flush=True)
+        write(sys.stdout, f"{title}: running {suite.source}" + (" (setup skipped)" if args.skip_setup else "") + "\n")
         try:
             report = await run_suite(
                 client,
@@ -81,8 +81,7 @@ async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> in
 def _finish(args: argparse.Namespace, report: SuiteReport, title: str) -> int:
     # A terminal gets a table that fits; a CI log gets whole lines (the first failure is the point of the table).
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 10_000
-    print()
-    print(summary_table(report, width=width))
+    write(sys.stdout, f"\n{summary_table(report, width=width)}\n")
     try:
         if args.junit is not None:
             args.junit.write_bytes(junit_xml(report, args.repeat, title))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -50,18 +51,29 @@ class Progress:
         lines = [f"{verdict} {label} ({run.seconds:.2f}s)"]
         lines += [f"     {failure_line(f)}" for f in run.failures]
         if not self._live:
-            self._out.write(f"[{done}/{total}] " + "\n".join(lines) + "\n")
-        else:
-            self._out.write("\r\x1b[2K")  # clear the status line, print above it, then draw it again
-            if not run.passed:
-                self._out.write("\n".join(lines) + "\n")
-            width = shutil.get_terminal_size().columns
-            failing = f"; failing: {', '.join(self._failing)}" if self._failing else ""
-            status = f"{done}/{total} runs done{failing}"
-            self._out.write(status[: max(20, width - 1)])
-            if done == total:
-                self._out.write("\r\x1b[2K")
-        self._out.flush()
+            write(self._out, f"[{done}/{total}] " + "\n".join(lines) + "\n")
+            return
+        text = "\r\x1b[2K"  # clear the status line, print above it, then draw it again
+        if not run.passed:
+            text += "\n".join(lines) + "\n"
+        width = shutil.get_terminal_size().columns
+        failing = f"; failing: {', '.join(self._failing)}" if self._failing else ""
+        text += f"{done}/{total} runs done{failing}"[: max(20, width - 1)]
+        if done == total:
+            text += "\r\x1b[2K"
+        write(self._out, text)
+
+
+def write(stream: TextIO, text: str) -> None:
+    """Write and flush. When the reader has gone (`lexey-mcp test … | head`), the rest of the output goes to
+    /dev/null: the run still finishes, and its exit status still says whether it passed."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
 
 def _cell(text: str, width: int) -> str:

@@ -179,3 +179,18 @@ def test_ctrl_c_stops_the_run_and_exits_130(tmp_path: Path) -> None:
     assert err.rstrip().endswith("lexey-mcp test: interrupted")
     assert "Traceback" not in err
     assert not (tmp_path / "r.json").exists()  # no report of a run that did not finish
+
+
+def test_a_reader_that_goes_away_silences_the_output_not_the_run(tmp_path: Path) -> None:
+    command = [*SERVER, "--sandbox-delay", "0", "test", FAILING, "--sandbox", "--json", str(tmp_path / "r.json")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env()) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        assert proc.stdout.readline().startswith("Acme support (fails on purpose): running")
+        proc.stdout.close()  # `lexey-mcp test … | head -1`
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
+    assert proc.returncode == 1, err  # the run finished, and failed as the example does
+    assert "Traceback" not in err
+    assert "BrokenPipeError" not in err
+    assert not SuiteReport.model_validate_json((tmp_path / "r.json").read_text()).passed
