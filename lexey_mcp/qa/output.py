@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from typing import TextIO
 
 from .report import CaseReport, Failure, RunReport, SuiteReport
+from .suite import CONTROL
 
 # Characters XML 1.0 cannot carry at all (a reply is upstream text: it may hold any of them).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -30,7 +31,13 @@ def run_label(case: str, index: int, repeat: int) -> str:
 
 
 def failure_line(failure: Failure) -> str:
-    return f"turn {failure.turn} {failure.expectation}: {failure.detail}"
+    """One line for people: control characters from the reply (an ANSI escape would act on the terminal) are
+    shown as `\\x1b`, line breaks as spaces."""
+    return _visible(f"turn {failure.turn} {failure.expectation}: {failure.detail}")
+
+
+def _visible(text: str) -> str:
+    return CONTROL.sub(lambda found: " " if found[0] in "\t\n\r" else f"\\x{ord(found[0]):02x}", text)
 
 
 class Progress:

@@ -35,6 +35,8 @@ CASE_KEYS = ("name", "turns", "expect")
 TURN_KEYS = ("say", "expect")
 EXPECT_KEYS = ("contains", "not_contains", "matches", "escalated", "outcome", "max_seconds")
 
+#: Line breaks, tabs and every other C0 or C1 control character: none in a name, none shown raw on a terminal.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: A suite file larger than this is refused before it is parsed (PyYAML reads about 100 KB a second).
 MAX_SUITE_BYTES = 1024 * 1024
 #: Values checked, counting each use of an alias: a few aliases must not turn a small file into millions of turns.
@@ -158,9 +160,10 @@ class _Checker:
                 entries[key] = (key_node, value_node)
         return entries
 
-    def text(self, node: yaml.Node, path: str, *, message: bool = False) -> str | None:
+    def text(self, node: yaml.Node, path: str, *, message: bool = False, label: bool = False) -> str | None:
         """A non-empty string. Any plain scalar counts as its text (`contains: [yes]` means the word "yes").
-        `message`: it is sent upstream, so it must pass the checks every message passes."""
+        `message`: it is sent upstream, so it must pass the checks every message passes. `label`: it names a suite
+        or case on a terminal, in a table and in JUnit, so it is one line without control characters."""
         import yaml
 
         if not self.visit(node, path):
@@ -170,6 +173,9 @@ class _Checker:
             return None
         if not node.value.strip():
             self.problem(node, path, "must not be empty")
+            return None
+        if label and CONTROL.search(node.value):
+            self.problem(node, path, "must be one line, without control characters")
             return None
         if message:
             try:
@@ -256,7 +262,7 @@ class _Checker:
         entries = self.mapping(node, path, CASE_KEYS)
         if not entries and not isinstance(node, yaml.MappingNode):
             return None, []
-        name = self.text(entries["name"][1], f"{path}.name") if "name" in entries else None
+        name = self.text(entries["name"][1], f"{path}.name", label=True) if "name" in entries else None
         if "name" not in entries:
             self.problem(node, path, "missing key 'name'")
         turns: list[Turn] = []
@@ -321,7 +327,7 @@ def _walk(check: _Checker, root: yaml.Node) -> tuple[str | None, tuple[str, ...]
     import yaml
 
     entries = check.mapping(root, "", SUITE_KEYS)
-    name = check.text(entries["name"][1], "name") if "name" in entries else None
+    name = check.text(entries["name"][1], "name", label=True) if "name" in entries else None
     setup = check.texts(entries["setup"][1], "setup", message=True) if "setup" in entries else ()
     cases: list[Case] = []
     if "cases" not in entries:

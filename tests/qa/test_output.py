@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from lexey_mcp.qa.output import Progress, junit_xml, summary_table
+from lexey_mcp.qa.output import Progress, failure_line, junit_xml, summary_table
 from lexey_mcp.qa.report import CaseReport, Failure, RunReport, SuiteReport
 
 pytestmark = pytest.mark.anyio
@@ -78,7 +78,19 @@ def test_junit_survives_characters_xml_cannot_carry() -> None:
     testcase = root.find("./testsuite/testcase")
     assert testcase is not None
     assert testcase.get("name") == "nul\ufffd"
-    assert testcase.findtext("failure") == 'turn 1 contains: reply: "a\ufffdb\ufffd[31m"'
+    assert testcase.findtext("failure") == 'turn 1 contains: reply: "a\\x00b\\x1b[31m"'
+
+
+async def test_control_characters_from_a_reply_never_reach_the_terminal_raw() -> None:
+    hostile = Failure(turn=1, expectation="contains", detail='reply: "\x1b]0;pwned\x07\x1b[2J\tline\r\nnext\x9b"')
+    shown = 'turn 1 contains: reply: "\\x1b]0;pwned\\x07\\x1b[2J line  next\\x9b"'
+    assert failure_line(hostile) == shown
+    case = CaseReport(name="a", passed=False, pass_rate=0.0, flaky=False, runs=[run(False, 1.0, hostile)])
+    assert shown in summary_table(SuiteReport(name=None, passed=False, cases=[case]), width=200)
+    out = Terminal()
+    await Progress(repeat=1, stream=out)(1, 1, "a", 0, run(False, 1.0, hostile))
+    assert "\x1b]" not in out.getvalue()
+    assert "\x07" not in out.getvalue()
 
 
 def test_summary_table_shows_rate_median_and_first_failure() -> None:

@@ -340,6 +340,15 @@ def test_aliases_cannot_expand_a_small_file_into_a_huge_suite() -> None:
     assert problem.message == f"the suite has more than {MAX_VALUES} values once its aliases are expanded"
 
 
+def test_names_are_one_line_without_control_characters() -> None:
+    with pytest.raises(SuiteError) as caught:
+        parse_suite('name: "x\\e]0;title\\a"\ncases:\n  - name: "two\\nlines"\n    turns: [{say: hi}]\n', "n.yaml")
+    assert str(caught.value).splitlines()[1:] == [
+        "  n.yaml:1:7: name: must be one line, without control characters",
+        "  n.yaml:3:11: cases[0].name: must be one line, without control characters",
+    ]
+
+
 def test_messages_stay_short_whatever_the_suite_holds() -> None:
     with pytest.raises(SuiteError) as caught:
         parse_suite("cases:\n  - " + "y" * 100_000 + "\n" + "  - 1\n" * 500, "big.yaml")
