@@ -95,6 +95,8 @@ class SandboxStats:
     streams_disconnected: int = 0
     streams_cancelled: int = 0
     open_streams: int = 0
+    #: The most streams open at once so far (what a concurrency limit is measured by).
+    peak_open_streams: int = 0
     faults_applied: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -128,6 +130,7 @@ class Store:
         self.requests_log: list[RequestRecord] = []
         self.closed_reasons: list[CloseReason] = []
         self._closed_event: anyio.Event | None = None
+        self._opened_event: anyio.Event | None = None
         self._open_scopes: set[anyio.CancelScope] = set()
         self.shutting_down = False
 
@@ -213,7 +216,11 @@ class Store:
     def stream_opened(self, scope: anyio.CancelScope) -> None:
         self.stats.streams_started += 1
         self.stats.open_streams += 1
+        self.stats.peak_open_streams = max(self.stats.peak_open_streams, self.stats.open_streams)
         self._open_scopes.add(scope)
+        if self._opened_event is not None:
+            self._opened_event.set()
+            self._opened_event = None
         if self.shutting_down:
             scope.cancel()
 
@@ -251,3 +258,11 @@ class Store:
                     self._closed_event = anyio.Event()
                 await self._closed_event.wait()
         return self.closed_reasons[seen]
+
+    async def wait_for_open_streams(self, count: int, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until at least `count` streams are open at once; raises TimeoutError after `timeout` seconds."""
+        with anyio.fail_after(timeout):
+            while self.stats.open_streams < count:
+                if self._opened_event is None:
+                    self._opened_event = anyio.Event()
+                await self._opened_event.wait()

@@ -209,20 +209,9 @@ async def test_repeat_counts_runs_and_names_a_flaky_case(sandbox: Sandbox, lexey
 async def test_concurrency_bounds_the_runs_in_flight(sandbox: Sandbox, lexey: LexeyClient, concurrency: int) -> None:
     suite = parse_suite("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: hello}}]}}\n" for i in range(5)))
     sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=0.15, times=5))
-    peak = 0
-
-    async def watch() -> None:
-        nonlocal peak
-        while True:
-            peak = max(peak, sandbox.stats.open_streams)
-            await anyio.sleep(0.005)
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(watch)
-        report = await run_suite(lexey, suite, concurrency=concurrency)
-        group.cancel_scope.cancel()
+    report = await run_suite(lexey, suite, concurrency=concurrency)
     assert report.passed
-    assert peak == concurrency
+    assert sandbox.stats.peak_open_streams == concurrency
     assert sandbox.stats.streams_started == 5
 
 
@@ -275,8 +264,7 @@ async def test_cancelling_a_suite_run_closes_its_upstream_streams(sandbox: Sandb
     with anyio.fail_after(10):
         async with anyio.create_task_group() as group:
             group.start_soon(run_suite, lexey, suite)
-            while sandbox.stats.open_streams < 4:  # noqa: ASYNC110 - the sandbox has no event for this
-                await anyio.sleep(0.005)
+            await sandbox.wait_for_open_streams(4)
             group.cancel_scope.cancel()
     with anyio.fail_after(1):
         while sandbox.stats.open_streams:

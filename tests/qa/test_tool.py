@@ -133,8 +133,7 @@ async def test_cancelling_the_tool_call_closes_every_upstream_stream(sandbox: Sa
         with anyio.fail_after(10):
             async with anyio.create_task_group() as group:
                 group.start_soon(client.call_tool, "run_test_suite", {"suite": suite})
-                while sandbox.stats.open_streams < 3:  # noqa: ASYNC110 - the sandbox has no event for this
-                    await anyio.sleep(0.005)
+                await sandbox.wait_for_open_streams(3)
                 group.cancel_scope.cancel()
         with anyio.fail_after(1):
             while sandbox.stats.open_streams:
