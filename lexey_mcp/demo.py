@@ -46,6 +46,10 @@ class _StreamPrinter:
         self._last = message
 
 
+#: What the demo points to next: the same kind of check as a repeatable QA suite (README "Test your support agent").
+QA_SUITE_COMMAND = "lexey-mcp test examples/suites/acme-support.yaml --sandbox"
+
+
 async def _call(client: Client, tool: str, arguments: dict[str, Any], title: str) -> dict[str, Any]:
     print(f"\n== {title}")
     result = await client.call_tool(tool, arguments, progress_callback=_StreamPrinter())
@@ -74,6 +78,7 @@ async def demo(settings: Settings, *, delay: float = 0.02) -> int:
     escalated = bool(scenario["escalated"])
     complete = all(t["outcome"] == "complete" for t in scenario["turns"]) and review["outcome"] == "complete"
     print(f"\nescalated: {escalated}; every reply complete: {complete}")
+    print(f"To check a configuration like this one after every change: {QA_SUITE_COMMAND}")
     return 0 if escalated and complete else 1
 
 

@@ -138,3 +138,4 @@ def test_demo_runs_the_whole_workflow() -> None:
     assert "escalated: True; every reply complete: True" in done.stdout
     assert "handing you over" in done.stdout
     assert "1 escalation" in done.stdout
+    assert "after every change: lexey-mcp test examples/suites/acme-support.yaml --sandbox" in done.stdout
