@@ -236,6 +236,8 @@ class _Checker:
                         given[key] = re.compile(pattern)
                     except re.error as exc:
                         self.problem(value, where, f"is not a valid regular expression: {exc}")
+                    except (RecursionError, OverflowError):  # what `re` raises past its own limits
+                        self.problem(value, where, "is too deeply nested or repeats too many times for Python's re")
             elif key == "escalated":
                 flag = self.scalar(value, where)
                 if isinstance(flag, bool):

@@ -340,6 +340,15 @@ def test_aliases_cannot_expand_a_small_file_into_a_huge_suite() -> None:
     assert problem.message == f"the suite has more than {MAX_VALUES} values once its aliases are expanded"
 
 
+@pytest.mark.parametrize("pattern", ["(" * 2000 + ")" * 2000, "(?:" * 5000 + "a" + ")" * 5000, "a{4294967295}"])
+def test_a_regex_past_the_limits_of_re_is_a_problem_not_a_crash(pattern: str) -> None:
+    with pytest.raises(SuiteError) as caught:
+        parse_suite(f"cases:\n  - name: a\n    turns: [{{say: hi, expect: {{matches: '{pattern}'}}}}]\n", "r.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.field) == (3, "cases[0].turns[0].expect.matches")
+    assert problem.message == "is too deeply nested or repeats too many times for Python's re"
+
+
 def test_names_are_one_line_without_control_characters() -> None:
     with pytest.raises(SuiteError) as caught:
         parse_suite('name: "x\\e]0;title\\a"\ncases:\n  - name: "two\\nlines"\n    turns: [{say: hi}]\n', "n.yaml")
