@@ -17,6 +17,7 @@ all of them at once. PyYAML is imported only here, when a suite is parsed.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -41,6 +42,8 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_SUITE_BYTES = 1024 * 1024
 #: Values checked, counting each use of an alias: a few aliases must not turn a small file into millions of turns.
 MAX_VALUES = 100_000
+#: Levels of nesting a suite may use (it needs 7); PyYAML composes recursively, so a deeper file would crash it.
+MAX_DEPTH = 20
 #: Problems listed in the message of a `SuiteError` (all are kept in `problems`).
 SHOWN_PROBLEMS = 20
 #: The tags a value may carry: YAML's core schema. Anything else (`!!python/…`, `!!binary`, `!custom`) is refused.
@@ -353,12 +356,34 @@ def _walk(check: _Checker, root: yaml.Node) -> tuple[str | None, tuple[str, ...]
     return name, setup, cases
 
 
+@functools.cache
+def _loader() -> type[yaml.SafeLoader]:
+    """PyYAML's safe loader, refusing nesting deeper than MAX_DEPTH at the node that goes too deep."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+            super().descend_resolver(current_node, current_index)
+
+        def ascend_resolver(self) -> None:
+            self.depth -= 1
+            super().ascend_resolver()
+
+    return Loader
+
+
 def parse_suite(text: str, source: str = "<suite>") -> Suite:
     """Parse and check a suite; `SuiteError` lists every problem with its line. Nothing is sent."""
     import yaml
 
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_loader())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lexey_mcp.errors import LexeyInputError
-from lexey_mcp.qa.suite import MAX_SUITE_BYTES, MAX_VALUES, Expect, SuiteError, load_suite, parse_suite
+from lexey_mcp.qa.suite import MAX_DEPTH, MAX_SUITE_BYTES, MAX_VALUES, Expect, SuiteError, load_suite, parse_suite
 
 DESIGN_EXAMPLE = """\
 name: Acme support                 # optional
@@ -347,6 +347,18 @@ def test_a_regex_past_the_limits_of_re_is_a_problem_not_a_crash(pattern: str) ->
     (problem,) = caught.value.problems
     assert (problem.line, problem.field) == (3, "cases[0].turns[0].expect.matches")
     assert problem.message == "is too deeply nested or repeats too many times for Python's re"
+
+
+@pytest.mark.parametrize(
+    "text", ["cases: " + "[" * 5000 + "]" * 5000, "cases:\n- " + "{a: " * 3000 + "1" + "}" * 3000, "- " * 2000 + "x"]
+)
+def test_nesting_past_the_limit_is_refused_where_it_starts(text: str) -> None:
+    with pytest.raises(SuiteError) as caught:
+        parse_suite(text, "deep.yaml")
+    (problem,) = caught.value.problems
+    assert problem.message == f"not valid YAML: nested more than {MAX_DEPTH} levels deep"
+    assert problem.line in (1, 2)
+    assert problem.column > MAX_DEPTH
 
 
 def test_names_are_one_line_without_control_characters() -> None:
