@@ -7,9 +7,20 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lexey_mcp.errors import LexeyInputError
-from lexey_mcp.qa.suite import MAX_DEPTH, MAX_SUITE_BYTES, MAX_VALUES, Expect, SuiteError, load_suite, parse_suite
+from lexey_mcp.qa.suite import (
+    EXPECT_KEYS,
+    MAX_DEPTH,
+    MAX_SUITE_BYTES,
+    MAX_VALUES,
+    Expect,
+    SuiteError,
+    load_suite,
+    parse_suite,
+)
 
 DESIGN_EXAMPLE = """\
 name: Acme support                 # optional
@@ -400,3 +411,55 @@ def test_messages_are_checked_as_every_message_is() -> None:
         "  c.yaml:1:15: setup[1]: contains control characters; remove them.",
         "  c.yaml:3:29: cases[0].turns[0].say: contains control characters; remove them.",
     ]
+
+
+# Pieces of YAML and of the suite format, and the tags, aliases and characters that crashed the parser before.
+_PIECES = st.sampled_from(
+    [
+        *("cases:", "\n", "  ", "- ", "name: ", "turns: ", "say: ", "expect: ", "setup: ", "contains: ", "matches: "),
+        *("escalated: ", "outcome: ", "max_seconds: ", "{", "}", "[", "]", ",", ":", "? ", "<<: ", "&a ", "*a", "'"),
+        *("!!python/name:x ", "!!float ", "!!timestamp ", "!!binary ", "!!set ", "!x ", "x", "1", "1e999", ".nan"),
+        *("~", "yes", "(", ")", "a+", "|", ">", "#", "---\n", "\t", "\x00", "\x1b", "\ufeff", "[" * 30, '"'),
+    ]
+)
+
+
+# Values that are valid YAML but odd for a suite: foreign tags, tags their text does not fit, deep or huge things.
+_ODD = st.sampled_from(
+    [
+        *("!!python/name:os.system ''", "!!python/object/apply:os.system [ls]", "!!float abc", "!!int 1.5", "!x y"),
+        *("!!timestamp 2020-13-45", "!!binary aGk=", "!!set {a}", "!!null ''", ".inf", "-1", "1e400", "[]", "{}"),
+        *(
+            "'(((((((((('",
+            "'a{99999999999}'",
+            "'(?:' + 'a'",
+            "'" + "(" * 2000 + ")" * 2000 + "'",
+            "[" * 2000 + "]" * 2000,
+        ),
+        *('"\\e[2J"', '"a\\nb"', "'" + "x" * 5000 + "'", "&v [x, y]", "*v"),
+    ]
+)
+_VALUE = st.one_of(_ODD, st.lists(_PIECES, max_size=6).map("".join))
+# The suite's shape with any value in any field: what reaches the checker rather than stopping in PyYAML.
+_SHAPED = st.builds(
+    "cases:\n  - name: {}\n    turns:\n      - say: {}\n        expect: {{{}: {}}}\n    expect: {{{}: {}}}\n".format,
+    _VALUE,
+    _VALUE,
+    st.sampled_from(EXPECT_KEYS),
+    _VALUE,
+    st.sampled_from(EXPECT_KEYS),
+    _VALUE,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_SHAPED, st.lists(_PIECES, max_size=40).map("".join)))
+def test_any_text_parses_or_is_refused_with_problems_never_a_crash(text: str) -> None:
+    try:
+        parse_suite(text, "any.yaml")
+    except SuiteError as refused:
+        problems = refused.problems
+    else:
+        return
+    assert problems
+    assert all(p.line >= 1 and p.column >= 1 for p in problems)
