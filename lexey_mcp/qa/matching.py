@@ -12,9 +12,13 @@ import re
 import sys
 
 import anyio
+from anyio.lowlevel import RunVar
 
 #: The longest one search may take; a slower one fails its expectation.
 MATCH_SECONDS = 2.0
+#: Searches (child processes) at once in this process, whatever the number of runs or of tool calls.
+MAX_SEARCHES = 4
+_SEARCHES: RunVar[anyio.CapacityLimiter] = RunVar("lexey_mcp.qa.searches")
 
 # Isolated (-I) and without site (-S): nothing but the standard library is imported, nothing from the environment.
 _SEARCH = "import json, re, sys; p, f, t = json.load(sys.stdin); sys.stdout.write('1' if re.search(p, t, f) else '0')"
@@ -23,8 +27,19 @@ _SEARCH = "import json, re, sys; p, f, t = json.load(sys.stdin); sys.stdout.writ
 async def search(pattern: re.Pattern[str], text: str, seconds: float = MATCH_SECONDS) -> bool | None:
     """Whether `pattern` occurs in `text`; None when the search did not finish within `seconds` (it is killed)."""
     payload = json.dumps([pattern.pattern, pattern.flags, text]).encode()
-    with anyio.move_on_after(seconds):
-        done = await anyio.run_process([sys.executable, "-I", "-S", "-c", _SEARCH], input=payload, check=False)
-        if done.returncode == 0:
-            return done.stdout == b"1"
+    async with _limiter():
+        with anyio.move_on_after(seconds):
+            done = await anyio.run_process([sys.executable, "-I", "-S", "-c", _SEARCH], input=payload, check=False)
+            if done.returncode == 0:
+                return done.stdout == b"1"
     return None
+
+
+def _limiter() -> anyio.CapacityLimiter:
+    """This event loop's limiter (a limiter belongs to one loop)."""
+    try:
+        return _SEARCHES.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(MAX_SEARCHES)
+        _SEARCHES.set(limiter)
+        return limiter

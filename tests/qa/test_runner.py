@@ -3,8 +3,11 @@ flakiness, upstream failures, keys checked before anything is sent, and cancella
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,7 +16,7 @@ import pytest
 from lexey_mcp.client import LexeyClient
 from lexey_mcp.errors import LexeyConfigError, LexeyInputError
 from lexey_mcp.models import ChatResult, StreamError
-from lexey_mcp.qa.matching import MATCH_SECONDS, search
+from lexey_mcp.qa.matching import MATCH_SECONDS, MAX_SEARCHES, search
 from lexey_mcp.qa.report import RunReport, SuiteReport
 from lexey_mcp.qa.runner import SetupError, check_reply, excerpt, run_suite
 from lexey_mcp.qa.suite import Expect, parse_suite
@@ -97,6 +100,34 @@ async def test_a_regex_that_backtracks_without_end_fails_instead_of_hanging() ->
         assert await search(catastrophic, "a" * 4_000_000 + "b", seconds=0.3) is None
     assert await search(re.compile("(?i)PRO"), "pro") is True
     assert await search(re.compile(r"\$\d+"), "twelve dollars") is False
+
+
+def children() -> list[str] | None:
+    """The ids of the child processes this thread started (Linux), or None without /proc."""
+    listing = Path(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/children")
+    return listing.read_text().split() if listing.exists() else None
+
+
+async def test_searches_at_once_are_bounded_and_killed_after_their_time() -> None:
+    if children() is None:
+        pytest.skip("needs Linux /proc to count child processes")
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, len(children() or []))
+            await anyio.sleep(0.01)
+
+    catastrophic = re.compile(r"(a+)+$")
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        async with anyio.create_task_group() as searches:
+            for _ in range(2 * MAX_SEARCHES):
+                searches.start_soon(search, catastrophic, "a" * 100 + "b", 0.3)
+        group.cancel_scope.cancel()
+    assert peak == MAX_SEARCHES
+    assert children() == []  # every child killed and reaped
 
 
 async def test_max_seconds_stops_a_turn_that_takes_longer(sandbox: Sandbox, lexey: LexeyClient) -> None:
