@@ -35,10 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-setup", action="store_true", help="do not run the suite's setup instructions")
     parser.add_argument("--case", action="append", default=[], metavar="NAME", help="run only this case (repeatable)")
     parser.add_argument(
-        "--concurrency", type=whole_number(MAX_CONCURRENCY), default=4, metavar="N", help="runs at once (default 4)"
+        "--concurrency",
+        type=whole_number(MAX_CONCURRENCY),
+        default=4,
+        metavar="N",
+        help=f"runs at once (default 4, at most {MAX_CONCURRENCY})",
     )
     parser.add_argument(
-        "--repeat", type=whole_number(MAX_REPEAT), default=1, metavar="N", help="runs per case (default 1)"
+        "--repeat",
+        type=whole_number(MAX_REPEAT),
+        default=1,
+        metavar="N",
+        help=f"runs per case, for a pass rate (default 1, at most {MAX_REPEAT})",
     )
     parser.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report")
