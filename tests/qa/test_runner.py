@@ -3,6 +3,8 @@ flakiness, upstream failures, keys checked before anything is sent, and cancella
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import re
 import threading
@@ -17,11 +19,13 @@ from lexey_mcp.client import LexeyClient
 from lexey_mcp.errors import LexeyConfigError, LexeyInputError
 from lexey_mcp.models import ChatResult, StreamError
 from lexey_mcp.qa.matching import MATCH_SECONDS, MAX_SEARCHES, search
+from lexey_mcp.qa.output import Progress, junit_xml, summary_table
 from lexey_mcp.qa.report import RunReport, SuiteReport
 from lexey_mcp.qa.runner import SetupError, check_reply, excerpt, run_suite
 from lexey_mcp.qa.suite import Expect, parse_suite
 from lexey_mcp.sandbox import Fault, Sandbox
 from tests.conftest import sandbox_settings_for
+from tests.streams import CUSTOMER_KEY, MANAGEMENT_KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -301,3 +305,22 @@ async def test_cancelling_a_suite_run_closes_its_upstream_streams(sandbox: Sandb
         while sandbox.stats.open_streams:
             await sandbox.wait_for_stream_closed(1)
     assert sandbox.store.closed_reasons == ["disconnected"] * 4
+
+
+async def test_no_key_in_any_report_or_log(
+    sandbox: Sandbox, lexey: LexeyClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    suite = parse_suite(
+        f"setup: [{PRICING!r}]\ncases:\n"
+        + "".join(f"  - {{name: c{i}, turns: [{{say: hello, expect: {{contains: nope}}}}]}}\n" for i in range(3))
+    )
+    sandbox.inject(Fault(target="customer", status=401))
+    sandbox.inject(Fault(target="customer", error_at=1))
+    out = io.StringIO()
+    report = await run_suite(lexey, suite, concurrency=1, on_run=Progress(1, stream=out))
+    assert [f.expectation for c in report.cases for r in c.runs for f in r.failures][:2] == ["request", "outcome"]
+    shown = [out.getvalue(), summary_table(report), junit_xml(report, 1, "s").decode(), report.model_dump_json()]
+    shown.append(caplog.text)
+    for key in (CUSTOMER_KEY, MANAGEMENT_KEY):
+        assert not any(key in text or key[4:16] in text for text in shown)
