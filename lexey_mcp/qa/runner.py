@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import anyio
 
 from ..client import LexeyClient
-from ..errors import LexeyConfigError, LexeyError, LexeyInputError
+from ..errors import AuthenticationError, LexeyConfigError, LexeyError, LexeyInputError, PermissionDeniedError
 from ..models import ChatResult
 from .matching import MATCH_SECONDS, search
 from .report import CaseReport, Failure, RunReport, SuiteReport
@@ -22,6 +22,10 @@ from .suite import Case, Expect, Suite
 logger = logging.getLogger("lexey_mcp.qa")
 
 EXCERPT_CHARS = 160
+
+
+#: Upstream answers that mean the key, not the agent, is wrong: they stop the whole suite as a configuration error.
+KEY_REFUSED = (AuthenticationError, PermissionDeniedError)
 
 
 class SetupError(LexeyError):
@@ -79,7 +83,8 @@ async def check_reply(expect: Expect, reply: ChatResult, seconds: float, escalat
 
 
 async def run_case(client: LexeyClient, case: Case) -> RunReport:
-    """One run of `case` in a fresh conversation. An upstream failure ends the run as a `request` failure."""
+    """One run of `case` in a fresh conversation. An upstream failure ends the run as a `request` failure; a refused
+    key (KEY_REFUSED) is raised."""
     started = time.monotonic()
     failures: list[Failure] = []
     conversation_id: str | None = None
@@ -98,6 +103,8 @@ async def run_case(client: LexeyClient, case: Case) -> RunReport:
                 break
             status = reply.conversation_status or status  # a reply without a status event leaves it as it was
             failures += await check_reply(step.expect, reply, seconds, status == "escalated", turn)
+    except KEY_REFUSED:
+        raise  # not the agent failing: nothing can pass with this key
     except LexeyError as exc:
         failures.append(Failure(turn=max(turn, 1), expectation="request", detail=str(exc)))
     return RunReport(
@@ -167,10 +174,17 @@ async def run_suite(
     # Run-major order: with repeats, every case gets its first run before any gets a second.
     pending = ((case, index) for index in range(repeat) for case in selected)
 
+    refused: LexeyError | None = None
+
     async def worker() -> None:
-        nonlocal done
+        nonlocal done, refused
         for case, index in pending:  # shared by the workers: each run is taken once
-            report = await run_case(client, case)
+            try:
+                report = await run_case(client, case)
+            except KEY_REFUSED as exc:
+                refused = exc
+                group.cancel_scope.cancel()
+                return
             runs[case.name][index] = report
             async with reporting:  # one report at a time, so that `done` (MCP progress) only ever increases
                 done += 1
@@ -180,6 +194,8 @@ async def run_suite(
     async with anyio.create_task_group() as group:
         for _ in range(min(concurrency, total)):
             group.start_soon(worker)
+    if refused is not None:
+        raise LexeyConfigError(f"The suite stopped: {refused}")
     reports = []
     for case in selected:
         finished = [r for r in runs[case.name] if r is not None]

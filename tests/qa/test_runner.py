@@ -307,6 +307,18 @@ async def test_cancelling_a_suite_run_closes_its_upstream_streams(sandbox: Sandb
     assert sandbox.store.closed_reasons == ["disconnected"] * 4
 
 
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_key_stops_the_suite_as_a_configuration_error(
+    sandbox: Sandbox, lexey: LexeyClient, status: int
+) -> None:
+    suite = parse_suite("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: hello}}]}}\n" for i in range(20)))
+    sandbox.inject(Fault(target="customer", status=status, times=100))
+    with pytest.raises(LexeyConfigError, match=f"^The suite stopped: Lexey customer API answered HTTP {status}"):
+        await run_suite(lexey, suite, concurrency=2)
+    # The first refusal stopped both workers (each refused at most once): not 20 refusals.
+    assert sandbox.stats.faults_applied <= 2
+
+
 async def test_no_key_in_any_report_or_log(
     sandbox: Sandbox, lexey: LexeyClient, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -315,12 +327,15 @@ async def test_no_key_in_any_report_or_log(
         f"setup: [{PRICING!r}]\ncases:\n"
         + "".join(f"  - {{name: c{i}, turns: [{{say: hello, expect: {{contains: nope}}}}]}}\n" for i in range(3))
     )
-    sandbox.inject(Fault(target="customer", status=401))
+    sandbox.inject(Fault(target="customer", status=402))
     sandbox.inject(Fault(target="customer", error_at=1))
     out = io.StringIO()
     report = await run_suite(lexey, suite, concurrency=1, on_run=Progress(1, stream=out))
     assert [f.expectation for c in report.cases for r in c.runs for f in r.failures][:2] == ["request", "outcome"]
+    sandbox.inject(Fault(target="customer", status=401))
+    with pytest.raises(LexeyConfigError) as refused:
+        await run_suite(lexey, suite, setup=False)
     shown = [out.getvalue(), summary_table(report), junit_xml(report, 1, "s").decode(), report.model_dump_json()]
-    shown.append(caplog.text)
+    shown += [str(refused.value), caplog.text]
     for key in (CUSTOMER_KEY, MANAGEMENT_KEY):
         assert not any(key in text or key[4:16] in text for text in shown)

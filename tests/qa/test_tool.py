@@ -112,6 +112,15 @@ async def test_setup_is_refused_when_the_server_leaves_out_the_management_toolse
     assert SuiteReport.model_validate(without_setup.structured_content).passed
 
 
+async def test_a_refused_key_is_a_tool_error_not_a_report_of_failed_cases(sandbox: Sandbox) -> None:
+    sandbox.inject(Fault(target="customer", status=401))
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        result = await client.call_tool("run_test_suite", {"suite": "cases:\n  - {name: a, turns: [{say: hi}]}\n"})
+    assert result.is_error
+    assert text_of(result).startswith("The suite stopped: Lexey customer API answered HTTP 401")
+    assert "LEXEY_CUSTOMER_KEY" in text_of(result)
+
+
 async def test_repeat_is_bounded_in_the_schema(sandbox: Sandbox) -> None:
     async with Client(build_server(sandbox_settings_for(sandbox))) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
