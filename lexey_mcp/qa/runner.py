@@ -157,7 +157,7 @@ async def run_suite(
     on_run: OnRun | None = None,
 ) -> SuiteReport:
     """Run `suite`: keys checked and cases selected before anything is sent, then setup, then every case
-    `repeat` times with at most `concurrency` runs at once."""
+    `repeat` times with at most `concurrency` runs at once. A refused key stops it all with `LexeyConfigError`."""
     if repeat < 1 or concurrency < 1:
         raise LexeyInputError("repeat and concurrency must be at least 1.")
     selected = select_cases(suite, cases)
