@@ -33,7 +33,7 @@ EVENT_WAIT = 5.0
 NEXT = """
 Next:
   connect a host:   claude mcp add lexey-sandbox --transport stdio -- lexey-mcp --sandbox
-  test your agent:  lexey-mcp test examples/suites/support.yaml
+  test your agent:  lexey-mcp test examples/suites/acme-support.yaml --sandbox
   escalations:      follow the escalation feed (README: "Escalation feed")"""
 
 

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import threading
+import warnings
 from types import FrameType
 
 EXIT_INTERRUPTED = 130
@@ -31,6 +32,8 @@ def exit_soon(status: int = EXIT_INTERRUPTED) -> None:
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     exit_soon()
-    # What unwinding logs (cancelled requests, "Exception in ASGI application") is noise after a Ctrl-C.
+    # What unwinding logs or warns of (cancelled requests, "Exception in ASGI application", a task the interrupt
+    # kept from starting) is noise after a Ctrl-C.
     logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
     raise KeyboardInterrupt

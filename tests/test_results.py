@@ -314,19 +314,6 @@ async def test_confirm_changes_with_a_client_that_cannot_ask_runs_no_suite_setup
     assert sandbox.stats.requests == before
 
 
-async def test_a_suite_setup_is_refused_when_the_management_tools_are_not_exposed(sandbox: Sandbox) -> None:
-    """--toolsets customer keeps configure_org out; run_test_suite's setup cannot change the org instead."""
-    async with Client(build_server(sandbox_settings_for(sandbox), toolsets=["customer"])) as client:
-        before = sandbox.stats.requests
-        refused = await client.call_tool("run_test_suite", {"suite": SETUP_SUITE})
-        requests = sandbox.stats.requests - before
-        no_setup = await client.call_tool("run_test_suite", {"suite": NO_SETUP_SUITE})
-    assert refused.is_error
-    assert "does not expose the management tools (--toolsets)" in text_of(refused)
-    assert requests == 0
-    assert not no_setup.is_error
-
-
 async def test_without_confirm_changes_nothing_is_asked(sandbox: Sandbox) -> None:
     answer = Answers("decline")
     async with Client(build_server(sandbox_settings_for(sandbox)), elicitation_callback=answer) as client:

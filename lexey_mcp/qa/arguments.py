@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
+#: Bounds a mistyped count cannot pass: every run's report is kept, and each run holds an upstream stream.
+MAX_REPEAT = 1000
+MAX_CONCURRENCY = 64
 
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value!r}")
-    return number
+
+def whole_number(maximum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to `maximum`, refused in the argument's own words otherwise."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= maximum:
+            raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {maximum}, not {value!r}")
+        return number
+
+    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,9 +32,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sandbox", dest="test_sandbox", action="store_true", help="run against a fresh embedded sandbox"
     )
+    parser.add_argument(
+        "--delay", type=float, default=0.02, metavar="SECONDS", help="with --sandbox: seconds between events"
+    )
     parser.add_argument("--skip-setup", action="store_true", help="do not run the suite's setup instructions")
     parser.add_argument("--case", action="append", default=[], metavar="NAME", help="run only this case (repeatable)")
-    parser.add_argument("--concurrency", type=positive_int, default=4, metavar="N", help="runs at once (default 4)")
-    parser.add_argument("--repeat", type=positive_int, default=1, metavar="N", help="runs per case (default 1)")
+    parser.add_argument(
+        "--concurrency",
+        type=whole_number(MAX_CONCURRENCY),
+        default=4,
+        metavar="N",
+        help=f"runs at once (at most {MAX_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=whole_number(MAX_REPEAT),
+        default=1,
+        metavar="N",
+        help=f"runs per case, for a pass rate (at most {MAX_REPEAT})",
+    )
     parser.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report")

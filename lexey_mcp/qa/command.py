@@ -15,7 +15,7 @@ import anyio
 from ..client import LexeyClient
 from ..config import Settings
 from ..errors import LexeyConfigError, LexeyInputError
-from .output import Progress, junit_xml, summary_table
+from .output import Progress, junit_xml, summary_table, write
 from .report import SuiteReport
 from .runner import SetupError, run_suite
 from .suite import Suite, load_suite
@@ -33,9 +33,14 @@ def run_test_command(args: argparse.Namespace, settings: Settings) -> int:
         suite = load_suite(args.suite)
     except LexeyInputError as exc:
         return _fail(str(exc))
-    for report in (args.junit, args.json):
-        if report is not None and not report.parent.is_dir():
+    reports = [path for path in (args.junit, args.json) if path is not None]
+    for report in reports:  # found out now, not after a long run whose report would be lost
+        if not report.parent.is_dir():
             return _fail(f"cannot write the report {report}: {report.parent} is not a directory")
+        if report.is_dir():
+            return _fail(f"cannot write the report {report}: it is a directory")
+    if len(reports) == 2 and reports[0].resolve() == reports[1].resolve():
+        return _fail(f"--junit and --json both name {reports[0]}: give each report its own file")
     try:
         return anyio.run(_run, args, settings, suite)
     except KeyboardInterrupt:  # the runs were cancelled and their upstream streams closed on the way out
@@ -53,11 +58,11 @@ async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> in
             if settings.log_level != "DEBUG":  # its start and stop lines are noise around a report
                 for name in ("uvicorn.error", "lexey_mcp.sandbox"):
                     logging.getLogger(name).setLevel(logging.WARNING)
-            sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=args.sandbox_delay)))
+            sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=args.delay)))
             settings = settings.model_copy(update=sandbox_settings(sb.env()))
         client = await stack.enter_async_context(LexeyClient(settings, trust_env=not sandbox))
         title = suite.name or Path(suite.source).stem
-        print(f"{title}: running {suite.source}" + (" (setup skipped)" if args.skip_setup else ""), flush=True)
+        write(sys.stdout, f"{title}: running {suite.source}" + (" (setup skipped)" if args.skip_setup else "") + "\n")
         try:
             report = await run_suite(
                 client,
@@ -76,8 +81,7 @@ async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> in
 def _finish(args: argparse.Namespace, report: SuiteReport, title: str) -> int:
     # A terminal gets a table that fits; a CI log gets whole lines (the first failure is the point of the table).
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 10_000
-    print()
-    print(summary_table(report, width=width))
+    write(sys.stdout, f"\n{summary_table(report, width=width)}\n")
     try:
         if args.junit is not None:
             args.junit.write_bytes(junit_xml(report, args.repeat, title))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
+import textwrap
 import xml.etree.ElementTree as ET
 from typing import TextIO
 
 from .report import CaseReport, Failure, RunReport, SuiteReport
+from .suite import CONTROL
 
 # Characters XML 1.0 cannot carry at all (a reply is upstream text: it may hold any of them).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -18,13 +21,23 @@ def _xml(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
+#: Lines the first failure may take in the summary table on a narrow terminal.
+FAILURE_LINES = 4
+
+
 def run_label(case: str, index: int, repeat: int) -> str:
     """`name`, or `name [run i]` (1-based) when the case runs more than once: the JUnit testcase name."""
     return case if repeat == 1 else f"{case} [run {index + 1}]"
 
 
 def failure_line(failure: Failure) -> str:
-    return f"turn {failure.turn} {failure.expectation}: {failure.detail}"
+    """One line for people: control characters from the reply (an ANSI escape would act on the terminal) are
+    shown as `\\x1b`, line breaks as spaces."""
+    return _visible(f"turn {failure.turn} {failure.expectation}: {failure.detail}")
+
+
+def _visible(text: str) -> str:
+    return CONTROL.sub(lambda found: " " if found[0] in "\t\n\r" else f"\\x{ord(found[0]):02x}", text)
 
 
 class Progress:
@@ -45,18 +58,29 @@ class Progress:
         lines = [f"{verdict} {label} ({run.seconds:.2f}s)"]
         lines += [f"     {failure_line(f)}" for f in run.failures]
         if not self._live:
-            self._out.write(f"[{done}/{total}] " + "\n".join(lines) + "\n")
-        else:
-            self._out.write("\r\x1b[2K")  # clear the status line, print above it, then draw it again
-            if not run.passed:
-                self._out.write("\n".join(lines) + "\n")
-            width = shutil.get_terminal_size().columns
-            failing = f"; failing: {', '.join(self._failing)}" if self._failing else ""
-            status = f"{done}/{total} runs done{failing}"
-            self._out.write(status[: max(20, width - 1)])
-            if done == total:
-                self._out.write("\r\x1b[2K")
-        self._out.flush()
+            write(self._out, f"[{done}/{total}] " + "\n".join(lines) + "\n")
+            return
+        text = "\r\x1b[2K"  # clear the status line, print above it, then draw it again
+        if not run.passed:
+            text += "\n".join(lines) + "\n"
+        width = shutil.get_terminal_size().columns
+        failing = f"; failing: {', '.join(self._failing)}" if self._failing else ""
+        text += f"{done}/{total} runs done{failing}"[: max(20, width - 1)]
+        if done == total:
+            text += "\r\x1b[2K"
+        write(self._out, text)
+
+
+def write(stream: TextIO, text: str) -> None:
+    """Write and flush. When the reader has gone (`lexey-mcp test … | head`), the rest of the output goes to
+    /dev/null: the run still finishes, and its exit status still says whether it passed."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
 
 def _cell(text: str, width: int) -> str:
@@ -79,9 +103,11 @@ def summary_table(report: SuiteReport, width: int = 120) -> str:
     rate_w = max(len(r[1]) for r in rows)
     secs_w = max(len(r[2]) for r in rows)
     rest = max(20, width - name_w - rate_w - secs_w - 6)
-    lines = [
-        f"{_cell(n, name_w):<{name_w}}  {r:<{rate_w}}  {s:>{secs_w}}  {_cell(f, rest)}".rstrip() for n, r, s, f in rows
-    ]
+    lines = []
+    for n, r, s, f in rows:  # the failure wraps under its column: cut, it would lose the reply that failed it
+        cell = textwrap.wrap(f, rest, max_lines=FAILURE_LINES, placeholder=" …") or [""]
+        lines.append(f"{_cell(n, name_w):<{name_w}}  {r:<{rate_w}}  {s:>{secs_w}}  {cell[0]}".rstrip())
+        lines += [" " * (width - rest) + more for more in cell[1:]]
     lines.insert(1, "-" * min(width, len(max(lines, key=len))))
     runs = [r for c in report.cases for r in c.runs]
     failed_cases = [c.name for c in report.cases if not c.passed]

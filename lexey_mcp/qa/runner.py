@@ -13,14 +13,19 @@ from collections.abc import Awaitable, Callable, Sequence
 import anyio
 
 from ..client import LexeyClient
-from ..errors import LexeyConfigError, LexeyError, LexeyInputError
+from ..errors import AuthenticationError, LexeyConfigError, LexeyError, LexeyInputError, PermissionDeniedError
 from ..models import ChatResult
+from .matching import MATCH_SECONDS, search
 from .report import CaseReport, Failure, RunReport, SuiteReport
 from .suite import Case, Expect, Suite
 
 logger = logging.getLogger("lexey_mcp.qa")
 
 EXCERPT_CHARS = 160
+
+
+#: Upstream answers that mean the key, not the agent, is wrong: they stop the whole suite as a configuration error.
+KEY_REFUSED = (AuthenticationError, PermissionDeniedError)
 
 
 class SetupError(LexeyError):
@@ -39,7 +44,7 @@ def excerpt(text: str, at: int = 0, length: int = 0) -> str:
     return f'"{"…" if start else ""}{piece}{"…" if end < len(text) else ""}"'
 
 
-def check_reply(expect: Expect, reply: ChatResult, seconds: float, escalated: bool, turn: int) -> list[Failure]:
+async def check_reply(expect: Expect, reply: ChatResult, seconds: float, escalated: bool, turn: int) -> list[Failure]:
     """Every expectation of `expect` that `reply` (which took `seconds`; conversation now `escalated`) fails."""
     failures: list[Failure] = []
     text, folded = reply.text, reply.text.casefold()
@@ -58,8 +63,15 @@ def check_reply(expect: Expect, reply: ChatResult, seconds: float, escalated: bo
         at = folded.find(forbidden.casefold())
         if at >= 0:
             fail("not_contains", f"found {forbidden!r}: {excerpt(text, at, len(forbidden))}")
-    if expect.matches is not None and expect.matches.search(text) is None:
-        fail("matches", f"no match for /{expect.matches.pattern}/; reply: {excerpt(text)}")
+    if expect.matches is not None:
+        found = await search(expect.matches, text)
+        if found is None:
+            fail(
+                "matches",
+                f"/{expect.matches.pattern}/ gave no answer within {MATCH_SECONDS:g}s; reply: {excerpt(text)}",
+            )
+        elif not found:
+            fail("matches", f"no match for /{expect.matches.pattern}/; reply: {excerpt(text)}")
     if expect.escalated is not None and expect.escalated != escalated:
         status = f"status {reply.conversation_status!r}" if reply.conversation_status else "no status event"
         state = "escalated" if escalated else "not escalated"
@@ -71,7 +83,8 @@ def check_reply(expect: Expect, reply: ChatResult, seconds: float, escalated: bo
 
 
 async def run_case(client: LexeyClient, case: Case) -> RunReport:
-    """One run of `case` in a fresh conversation. An upstream failure ends the run as a `request` failure."""
+    """One run of `case` in a fresh conversation. An upstream failure ends the run as a `request` failure; a refused
+    key (KEY_REFUSED) is raised."""
     started = time.monotonic()
     failures: list[Failure] = []
     conversation_id: str | None = None
@@ -81,10 +94,17 @@ async def run_case(client: LexeyClient, case: Case) -> RunReport:
         conversation_id = await client.customer.create_conversation()
         for turn, step in enumerate(case.turns, 1):
             sent = time.monotonic()
-            reply = await client.customer.send_message(conversation_id, step.say)
+            with anyio.move_on_after(step.expect.max_seconds) as limit:  # max_seconds: no waiting past it
+                reply = await client.customer.send_message(conversation_id, step.say)
             seconds = time.monotonic() - sent
+            if limit.cancelled_caught:
+                detail = f"no reply within {step.expect.max_seconds:g}s; the turn was stopped, and the run with it"
+                failures.append(Failure(turn=turn, expectation="max_seconds", detail=detail))
+                break
             status = reply.conversation_status or status  # a reply without a status event leaves it as it was
-            failures += check_reply(step.expect, reply, seconds, status == "escalated", turn)
+            failures += await check_reply(step.expect, reply, seconds, status == "escalated", turn)
+    except KEY_REFUSED:
+        raise  # not the agent failing: nothing can pass with this key
     except LexeyError as exc:
         failures.append(Failure(turn=max(turn, 1), expectation="request", detail=str(exc)))
     return RunReport(
@@ -137,7 +157,7 @@ async def run_suite(
     on_run: OnRun | None = None,
 ) -> SuiteReport:
     """Run `suite`: keys checked and cases selected before anything is sent, then setup, then every case
-    `repeat` times with at most `concurrency` runs at once."""
+    `repeat` times with at most `concurrency` runs at once. A refused key stops it all with `LexeyConfigError`."""
     if repeat < 1 or concurrency < 1:
         raise LexeyInputError("repeat and concurrency must be at least 1.")
     selected = select_cases(suite, cases)
@@ -150,22 +170,32 @@ async def run_suite(
     runs: dict[str, list[RunReport | None]] = {c.name: [None] * repeat for c in selected}
     total = len(selected) * repeat
     done = 0
-    limiter = anyio.CapacityLimiter(concurrency)
+    reporting = anyio.Lock()
+    # Run-major order: with repeats, every case gets its first run before any gets a second.
+    pending = ((case, index) for index in range(repeat) for case in selected)
 
-    async def one(case: Case, index: int) -> None:
-        nonlocal done
-        async with limiter:
-            report = await run_case(client, case)
-        runs[case.name][index] = report
-        done += 1
-        if on_run is not None:
-            await on_run(done, total, case.name, index, report)
+    refused: LexeyError | None = None
+
+    async def worker() -> None:
+        nonlocal done, refused
+        for case, index in pending:  # shared by the workers: each run is taken once
+            try:
+                report = await run_case(client, case)
+            except KEY_REFUSED as exc:
+                refused = exc
+                group.cancel_scope.cancel()
+                return
+            runs[case.name][index] = report
+            async with reporting:  # one report at a time, so that `done` (MCP progress) only ever increases
+                done += 1
+                if on_run is not None:
+                    await on_run(done, total, case.name, index, report)
 
     async with anyio.create_task_group() as group:
-        # Run-major order: with repeats, every case gets its first run before any gets a second.
-        for index in range(repeat):
-            for case in selected:
-                group.start_soon(one, case, index)
+        for _ in range(min(concurrency, total)):
+            group.start_soon(worker)
+    if refused is not None:
+        raise LexeyConfigError(f"The suite stopped: {refused}")
     reports = []
     for case in selected:
         finished = [r for r in runs[case.name] if r is not None]

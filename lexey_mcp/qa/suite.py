@@ -17,6 +17,7 @@ all of them at once. PyYAML is imported only here, when a suite is parsed.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -34,6 +35,21 @@ SUITE_KEYS = ("name", "setup", "cases")
 CASE_KEYS = ("name", "turns", "expect")
 TURN_KEYS = ("say", "expect")
 EXPECT_KEYS = ("contains", "not_contains", "matches", "escalated", "outcome", "max_seconds")
+
+#: Line breaks, tabs and every other C0 or C1 control character: none in a name, none shown raw on a terminal.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: A suite file larger than this is refused before it is parsed (PyYAML reads about 100 KB a second).
+MAX_SUITE_BYTES = 1024 * 1024
+#: Values checked, counting each use of an alias: a few aliases must not turn a small file into millions of turns.
+MAX_VALUES = 100_000
+#: Levels of nesting a suite may use (it needs 7); PyYAML composes recursively, so a deeper file would crash it.
+MAX_DEPTH = 20
+#: Problems listed in the message of a `SuiteError` (all are kept in `problems`).
+SHOWN_PROBLEMS = 20
+#: The tags a value may carry: YAML's core schema. Anything else (`!!python/…`, `!!binary`, `!custom`) is refused.
+CORE_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map")
+)
 
 
 @dataclass(frozen=True)
@@ -88,9 +104,16 @@ class SuiteError(LexeyInputError):
     def __init__(self, source: str, problems: list[Problem]) -> None:
         self.source = source
         self.problems = sorted(problems, key=lambda p: (p.line, p.column))
-        lines = [p.render(source) for p in self.problems]
-        head = "Invalid test suite" if len(lines) == 1 else f"Invalid test suite ({len(lines)} problems)"
+        lines = [p.render(source) for p in self.problems[:SHOWN_PROBLEMS]]
+        if len(self.problems) > SHOWN_PROBLEMS:
+            lines.append(f"… and {len(self.problems) - SHOWN_PROBLEMS} more problems")
+        count = len(self.problems)
+        head = "Invalid test suite" if count == 1 else f"Invalid test suite ({count} problems)"
         super().__init__(f"{head}:\n" + "\n".join(f"  {line}" for line in lines))
+
+
+class _TooLarge(Exception):
+    """Raised by the checker past MAX_VALUES: the walk stops there."""
 
 
 @dataclass
@@ -98,15 +121,29 @@ class _Checker:
     """Walks the composed YAML node tree (which keeps every node's position) and collects problems."""
 
     problems: list[Problem] = field(default_factory=list)
+    values: int = 0
 
     def problem(self, node: yaml.Node, path: str, message: str) -> None:
         mark = node.start_mark
         self.problems.append(Problem(mark.line + 1, mark.column + 1, path, message))
 
+    def visit(self, node: yaml.Node, path: str) -> bool:
+        """Count a value (each alias use counts again); False, with a problem, when its tag is not plain data."""
+        self.values += 1
+        if self.values > MAX_VALUES:
+            self.problem(node, path, f"the suite has more than {MAX_VALUES} values once its aliases are expanded")
+            raise _TooLarge
+        if node.tag in CORE_TAGS:
+            return True
+        self.problem(node, path, f"the tag {_clip(node.tag)} is not allowed: a suite is plain data")
+        return False
+
     def mapping(self, node: yaml.Node, path: str, allowed: tuple[str, ...]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         """The mapping's entries by key (key node, value node); unknown and repeated keys are problems."""
         import yaml
 
+        if not self.visit(node, path):
+            return {}
         if not isinstance(node, yaml.MappingNode):
             self.problem(node, path, f"must be a mapping with the keys {', '.join(allowed)}, not {_kind(node)}")
             return {}
@@ -115,7 +152,7 @@ class _Checker:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             where = f"{path}.{key}" if path and key else (key or path)
             if not isinstance(key, str) or key not in allowed:
-                shown = repr(key) if isinstance(key, str) else _kind(key_node)
+                shown = _clip(key) if isinstance(key, str) else _kind(key_node)
                 close = difflib.get_close_matches(key, allowed, n=1) if isinstance(key, str) else []
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 self.problem(key_node, where, f"unknown key {shown}{hint}; allowed: {', '.join(allowed)}")
@@ -126,16 +163,22 @@ class _Checker:
                 entries[key] = (key_node, value_node)
         return entries
 
-    def text(self, node: yaml.Node, path: str, *, message: bool = False) -> str | None:
+    def text(self, node: yaml.Node, path: str, *, message: bool = False, label: bool = False) -> str | None:
         """A non-empty string. Any plain scalar counts as its text (`contains: [yes]` means the word "yes").
-        `message`: it is sent upstream, so it must pass the checks every message passes."""
+        `message`: it is sent upstream, so it must pass the checks every message passes. `label`: it names a suite
+        or case on a terminal, in a table and in JUnit, so it is one line without control characters."""
         import yaml
 
+        if not self.visit(node, path):
+            return None
         if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
             self.problem(node, path, f"must be a string, not {_kind(node)}")
             return None
         if not node.value.strip():
             self.problem(node, path, "must not be empty")
+            return None
+        if label and CONTROL.search(node.value):
+            self.problem(node, path, "must be one line, without control characters")
             return None
         if message:
             try:
@@ -150,6 +193,8 @@ class _Checker:
         import yaml
 
         if isinstance(node, yaml.SequenceNode):
+            if not self.visit(node, path):
+                return ()
             if not node.value:
                 self.problem(node, path, "must list at least one string")
             values = [self.text(item, f"{path}[{i}]", message=message) for i, item in enumerate(node.value)]
@@ -157,12 +202,28 @@ class _Checker:
         value = self.text(node, path, message=message)
         return (value,) if value is not None else ()
 
-    def scalar(self, node: yaml.Node) -> Any:
+    def items(self, node: yaml.Node, path: str, what: str) -> list[yaml.Node]:
+        """The items of a non-empty list (of `what`); none, with a problem, for anything else."""
         import yaml
 
-        if not isinstance(node, yaml.ScalarNode):
+        if not self.visit(node, path):
+            return []
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            self.problem(node, path, f"must be a list of at least one {what}")
+            return []
+        return list(node.value)
+
+    def scalar(self, node: yaml.Node, path: str) -> Any:
+        """The scalar's value as YAML's core schema reads it; None for anything else, or for a value its own tag
+        refuses (`!!float abc`), so that the caller reports what it expected."""
+        import yaml
+
+        if not self.visit(node, path) or not isinstance(node, yaml.ScalarNode):
             return None
-        return yaml.constructor.SafeConstructor().construct_object(node)
+        try:
+            return yaml.constructor.SafeConstructor().construct_object(node)
+        except (yaml.YAMLError, ValueError):
+            return None
 
     def expect(self, node: yaml.Node, path: str) -> dict[str, Any]:
         """The expectations given (only the keys present), checked one by one."""
@@ -178,20 +239,22 @@ class _Checker:
                         given[key] = re.compile(pattern)
                     except re.error as exc:
                         self.problem(value, where, f"is not a valid regular expression: {exc}")
+                    except (RecursionError, OverflowError):  # what `re` raises past its own limits
+                        self.problem(value, where, "is too deeply nested or repeats too many times for Python's re")
             elif key == "escalated":
-                flag = self.scalar(value)
+                flag = self.scalar(value, where)
                 if isinstance(flag, bool):
                     given[key] = flag
                 else:
                     self.problem(value, where, "must be true or false")
             elif key == "outcome":
-                outcome = self.scalar(value)
+                outcome = self.scalar(value, where)
                 if outcome in OUTCOMES:
                     given[key] = outcome
                 else:
                     self.problem(value, where, f"must be one of {', '.join(OUTCOMES)}")
             else:
-                seconds = self.scalar(value)
+                seconds = self.scalar(value, where)
                 if isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 < seconds < float("inf"):
                     given[key] = float(seconds)
                 else:
@@ -204,18 +267,15 @@ class _Checker:
         entries = self.mapping(node, path, CASE_KEYS)
         if not entries and not isinstance(node, yaml.MappingNode):
             return None, []
-        name = self.text(entries["name"][1], f"{path}.name") if "name" in entries else None
+        name = self.text(entries["name"][1], f"{path}.name", label=True) if "name" in entries else None
         if "name" not in entries:
             self.problem(node, path, "missing key 'name'")
         turns: list[Turn] = []
         if "turns" not in entries:
             self.problem(node, path, "missing key 'turns' (a list of {say, expect})")
         else:
-            turns_node = entries["turns"][1]
-            if not isinstance(turns_node, yaml.SequenceNode) or not turns_node.value:
-                self.problem(turns_node, f"{path}.turns", "must be a list of at least one turn ({say, expect})")
-            else:
-                turns = [self.turn(t, f"{path}.turns[{i}]") for i, t in enumerate(turns_node.value)]
+            items = self.items(entries["turns"][1], f"{path}.turns", "turn ({say, expect})")
+            turns = [self.turn(t, f"{path}.turns[{i}]") for i, t in enumerate(items)]
         if "expect" in entries and turns:
             case_expect = self.expect(entries["expect"][1], f"{path}.expect")
             last = turns[-1]
@@ -259,7 +319,63 @@ def _kind(node: yaml.Node) -> str:
         return "a list"
     if node.tag == "tag:yaml.org,2002:null":
         return "empty"
-    return f"{node.value!r}"
+    return _clip(node.value)
+
+
+def _clip(text: str, chars: int = 60) -> str:
+    """`text` quoted for a message, cut to about `chars` (a suite's values can be megabytes long)."""
+    return repr(text) if len(text) <= chars else repr(text[:chars]) + f"… ({len(text)} characters)"
+
+
+def _walk(check: _Checker, root: yaml.Node) -> tuple[str | None, tuple[str, ...], list[Case]]:
+    """The suite's name, setup and cases; every problem goes to `check`."""
+    import yaml
+
+    entries = check.mapping(root, "", SUITE_KEYS)
+    name = check.text(entries["name"][1], "name", label=True) if "name" in entries else None
+    setup = check.texts(entries["setup"][1], "setup", message=True) if "setup" in entries else ()
+    cases: list[Case] = []
+    if "cases" not in entries:
+        if isinstance(root, yaml.MappingNode):
+            check.problem(root, "", "missing key 'cases' (a list of {name, turns})")
+    else:
+        first_line: dict[str, int] = {}
+        for i, case_node in enumerate(check.items(entries["cases"][1], "cases", "case ({name, turns})")):
+            path = f"cases[{i}]"
+            case_name, turns = check.case(case_node, path)
+            line = case_node.start_mark.line + 1
+            if case_name is not None and case_name in first_line:
+                name_node = cast("yaml.MappingNode", case_node)
+                key_node = next(v for k, v in name_node.value if k.value == "name")
+                check.problem(
+                    key_node, f"{path}.name", f"{_clip(case_name)} is already a case (line {first_line[case_name]})"
+                )
+            elif case_name is not None:
+                first_line[case_name] = line
+                cases.append(Case(case_name, tuple(turns), line))
+    return name, setup, cases
+
+
+@functools.cache
+def _loader() -> type[yaml.SafeLoader]:
+    """PyYAML's safe loader, refusing nesting deeper than MAX_DEPTH at the node that goes too deep."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+            super().descend_resolver(current_node, current_index)
+
+        def ascend_resolver(self) -> None:
+            self.depth -= 1
+            super().ascend_resolver()
+
+    return Loader
 
 
 def parse_suite(text: str, source: str = "<suite>") -> Suite:
@@ -267,43 +383,26 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     import yaml
 
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_loader())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         detail = " ".join(part for part in (exc.context, exc.problem) if part)
         raise SuiteError(source, [Problem(line, column, "", f"not valid YAML: {detail}")]) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses: no mark, an offset
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        problem = f"not valid YAML: the character {chr(exc.character)!r} is not allowed"
+        raise SuiteError(source, [Problem(line, column, "", problem)]) from None
     except yaml.YAMLError as exc:
         raise SuiteError(source, [Problem(1, 1, "", f"not valid YAML: {exc}")]) from None
     if root is None:
         raise SuiteError(source, [Problem(1, 1, "", "the suite is empty: it needs at least `cases`")])
     check = _Checker()
-    entries = check.mapping(root, "", SUITE_KEYS)
-    name = check.text(entries["name"][1], "name") if "name" in entries else None
-    setup = check.texts(entries["setup"][1], "setup", message=True) if "setup" in entries else ()
-    cases: list[Case] = []
-    if "cases" not in entries:
-        if isinstance(root, yaml.MappingNode):
-            check.problem(root, "", "missing key 'cases' (a list of {name, turns})")
-    else:
-        cases_node = entries["cases"][1]
-        if not isinstance(cases_node, yaml.SequenceNode) or not cases_node.value:
-            check.problem(cases_node, "cases", "must be a list of at least one case ({name, turns})")
-        else:
-            first_line: dict[str, int] = {}
-            for i, case_node in enumerate(cases_node.value):
-                path = f"cases[{i}]"
-                case_name, turns = check.case(case_node, path)
-                line = case_node.start_mark.line + 1
-                if case_name is not None and case_name in first_line:
-                    name_node = cast("yaml.MappingNode", case_node)
-                    key_node = next(v for k, v in name_node.value if k.value == "name")
-                    check.problem(
-                        key_node, f"{path}.name", f"{case_name!r} is already a case (line {first_line[case_name]})"
-                    )
-                elif case_name is not None:
-                    first_line[case_name] = line
-                    cases.append(Case(case_name, tuple(turns), line))
+    try:
+        name, setup, cases = _walk(check, root)
+    except _TooLarge:
+        name, setup, cases = None, (), []
     if check.problems:
         raise SuiteError(source, check.problems)
     return Suite(cases=tuple(cases), name=name, setup=setup, source=source)
@@ -312,9 +411,18 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
 def load_suite(path: str) -> Suite:
     """Read and parse a suite file; an unreadable file is a `SuiteError` too."""
     try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SuiteError(path, [Problem(1, 1, "", f"cannot read the suite: {reason}")]) from None
+        with open(path, "rb") as file:
+            data = file.read(MAX_SUITE_BYTES + 1)
+    except OSError as exc:
+        raise SuiteError(path, [Problem(1, 1, "", f"cannot read the suite: {exc.strerror or exc}")]) from None
+    if len(data) > MAX_SUITE_BYTES:
+        limit = f"the suite is larger than {MAX_SUITE_BYTES // 1024} KiB: split it into several suites"
+        raise SuiteError(path, [Problem(1, 1, "", limit)])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        problem = f"not UTF-8: the byte {data[exc.start]:#04x} cannot be decoded"
+        raise SuiteError(path, [Problem(line, column, "", problem)]) from None
     return parse_suite(text, path)

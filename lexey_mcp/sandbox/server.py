@@ -200,6 +200,10 @@ class Sandbox:
         """
         return await self.store.wait_for_stream_closed(timeout)
 
+    async def wait_for_open_streams(self, count: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Wait until at least `count` streams are open at once; raises TimeoutError."""
+        await self.store.wait_for_open_streams(count, timeout)
+
     # lifecycle
     async def _start(self) -> None:
         if self._stack is not None:

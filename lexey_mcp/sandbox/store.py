@@ -101,6 +101,8 @@ class SandboxStats:
     streams_disconnected: int = 0
     streams_cancelled: int = 0
     open_streams: int = 0
+    #: The most streams open at once so far (what a concurrency limit is measured by).
+    peak_open_streams: int = 0
     faults_applied: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -149,6 +151,7 @@ class Store:
         self.key_log: deque[KeyUse] = deque(maxlen=KEY_LOG_LIMIT)
         self._closed_count = 0
         self._closed_event: anyio.Event | None = None
+        self._opened_event: anyio.Event | None = None
         self._open_scopes: set[anyio.CancelScope] = set()
         self.shutting_down = False
 
@@ -237,7 +240,11 @@ class Store:
     def stream_opened(self, scope: anyio.CancelScope) -> None:
         self.stats.streams_started += 1
         self.stats.open_streams += 1
+        self.stats.peak_open_streams = max(self.stats.peak_open_streams, self.stats.open_streams)
         self._open_scopes.add(scope)
+        if self._opened_event is not None:
+            self._opened_event.set()
+            self._opened_event = None
         if self.shutting_down:
             scope.cancel()
 
@@ -277,3 +284,11 @@ class Store:
                 await self._closed_event.wait()
         # The first stream to close after the call (or the oldest kept, if more than HISTORY_LIMIT closed since).
         return self.closed_reasons[max(0, len(self.closed_reasons) - (self._closed_count - seen))]
+
+    async def wait_for_open_streams(self, count: int, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until at least `count` streams are open at once; raises TimeoutError after `timeout` seconds."""
+        with anyio.fail_after(timeout):
+            while self.stats.open_streams < count:
+                if self._opened_event is None:
+                    self._opened_event = anyio.Event()
+                await self._opened_event.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -23,7 +24,7 @@ FAILING = str(SUITES / "fails-on-purpose.yaml")
 
 def lexey_mcp_test(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*SERVER, "--sandbox-delay", "0", "test", *args],
+        [*SERVER, "test", *args, "--delay", "0"],
         capture_output=True,
         text=True,
         env=clean_env(),
@@ -86,7 +87,7 @@ def no_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run(argv: list[str], settings: Settings | None = None) -> int:
-    args = build_parser().parse_args(["--sandbox-delay", "0", "test", *argv])
+    args = build_parser().parse_args(["test", *argv, "--delay", "0"])
     return run_test_command(args, settings if settings is not None else Settings(_env_file=None))
 
 
@@ -124,12 +125,23 @@ def test_cases_repeat_and_skip_setup(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "missing '$12', 'unlimited projects'" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("flag", ["--concurrency", "--repeat"])
-def test_counts_below_one_are_refused(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("flag", "value", "maximum"),
+    [
+        ("--concurrency", "0", 64),
+        ("--repeat", "-3", 1000),
+        ("--concurrency", "65", 64),
+        ("--repeat", "1000000000", 1000),
+        ("--repeat", "two", 1000),
+    ],
+)
+def test_counts_out_of_bounds_are_refused(
+    flag: str, value: str, maximum: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exited:
-        build_parser().parse_args(["test", PASSING, flag, "0"])
+        build_parser().parse_args(["test", PASSING, flag, value])
     assert exited.value.code == 2
-    assert f"argument {flag}: must be a whole number of at least 1, not '0'" in capsys.readouterr().err
+    assert f"argument {flag}: must be a whole number from 1 to {maximum}, not {value!r}" in capsys.readouterr().err
 
 
 def test_an_unwritable_report_exits_2_before_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,9 +151,45 @@ def test_an_unwritable_report_exits_2_before_the_run(tmp_path: Path, capsys: pyt
     assert captured.out == ""
     (tmp_path / "taken.xml").mkdir()
     assert run([PASSING, "--sandbox", "--case", "pricing", "--junit", str(tmp_path / "taken.xml")]) == 2
-    assert "cannot write the report: [Errno 21] Is a directory" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert f"cannot write the report {tmp_path / 'taken.xml'}: it is a directory" in captured.err
+    assert captured.out == ""
+    assert run([PASSING, "--sandbox", "--junit", str(tmp_path / "r"), "--json", str(tmp_path / "." / "r")]) == 2
+    captured = capsys.readouterr()
+    assert f"--junit and --json both name {tmp_path / 'r'}: give each report its own file" in captured.err
+    assert captured.out == ""
 
 
 def test_a_server_option_before_test_is_refused_not_ignored(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--sandbox", "test", PASSING, "--case", "pricing"]) == 2
     assert "--sandbox is an option of the server, not of `test`" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_run_and_exits_130(tmp_path: Path) -> None:
+    suite = tmp_path / "slow.yaml"
+    suite.write_text("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: pricing please}}]}}\n" for i in range(2)))
+    command = [*SERVER, "test", str(suite), "--sandbox", "--delay", "5", "--json", str(tmp_path / "r.json")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env()) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("slow: running")  # the runs are under way (each takes 5 s a word)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, out + err
+    assert err.rstrip().endswith("lexey-mcp test: interrupted")
+    assert "Traceback" not in err
+    assert not (tmp_path / "r.json").exists()  # no report of a run that did not finish
+
+
+def test_a_reader_that_goes_away_silences_the_output_not_the_run(tmp_path: Path) -> None:
+    command = [*SERVER, "test", FAILING, "--sandbox", "--delay", "0", "--json", str(tmp_path / "r.json")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env()) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        assert proc.stdout.readline().startswith("Acme support (fails on purpose): running")
+        proc.stdout.close()  # `lexey-mcp test … | head -1`
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
+    assert proc.returncode == 1, err  # the run finished, and failed as the example does
+    assert "Traceback" not in err
+    assert "BrokenPipeError" not in err
+    assert not SuiteReport.model_validate_json((tmp_path / "r.json").read_text()).passed

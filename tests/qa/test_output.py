@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from lexey_mcp.qa.output import Progress, junit_xml, summary_table
+from lexey_mcp.qa.output import Progress, failure_line, junit_xml, summary_table
 from lexey_mcp.qa.report import CaseReport, Failure, RunReport, SuiteReport
 
 pytestmark = pytest.mark.anyio
@@ -78,7 +78,19 @@ def test_junit_survives_characters_xml_cannot_carry() -> None:
     testcase = root.find("./testsuite/testcase")
     assert testcase is not None
     assert testcase.get("name") == "nul\ufffd"
-    assert testcase.findtext("failure") == 'turn 1 contains: reply: "a\ufffdb\ufffd[31m"'
+    assert testcase.findtext("failure") == 'turn 1 contains: reply: "a\\x00b\\x1b[31m"'
+
+
+async def test_control_characters_from_a_reply_never_reach_the_terminal_raw() -> None:
+    hostile = Failure(turn=1, expectation="contains", detail='reply: "\x1b]0;pwned\x07\x1b[2J\tline\r\nnext\x9b"')
+    shown = 'turn 1 contains: reply: "\\x1b]0;pwned\\x07\\x1b[2J line  next\\x9b"'
+    assert failure_line(hostile) == shown
+    case = CaseReport(name="a", passed=False, pass_rate=0.0, flaky=False, runs=[run(False, 1.0, hostile)])
+    assert shown in summary_table(SuiteReport(name=None, passed=False, cases=[case]), width=200)
+    out = Terminal()
+    await Progress(repeat=1, stream=out)(1, 1, "a", 0, run(False, 1.0, hostile))
+    assert "\x1b]" not in out.getvalue()
+    assert "\x07" not in out.getvalue()
 
 
 def test_summary_table_shows_rate_median_and_first_failure() -> None:
@@ -103,10 +115,19 @@ def test_summary_table_names_flaky_cases() -> None:
     assert summary_table(passing).endswith("PASSED: 1 cases, 0 runs, all passed.")
 
 
-def test_summary_table_fits_a_narrow_terminal() -> None:
+def test_summary_table_fits_a_narrow_terminal_and_wraps_the_failure() -> None:
     table = summary_table(report(1), width=60)
-    assert all(len(line) <= 60 for line in table.splitlines()[:4])
-    assert "…" in table.splitlines()[3]
+    lines = table.splitlines()
+    assert all(len(line) <= 60 for line in lines)
+    assert lines[3].startswith("refund ")
+    failure = " ".join(line.strip() for line in lines[3:6])
+    assert failure.endswith("1.50  turn 1 contains: missing '$12'; reply: \"Pro costs twelve\"")  # nothing cut
+    assert lines[4].startswith(" " * 31 + "'$12'")  # under the failure column
+    long = Failure(turn=1, expectation="contains", detail="reply: " + "word " * 200)
+    case = CaseReport(name="a", passed=False, pass_rate=0.0, flaky=False, runs=[run(False, 1.0, long)])
+    lines = summary_table(SuiteReport(name=None, passed=False, cases=[case]), width=60).splitlines()
+    assert len(lines) == 2 + 4 + 2  # header, rule, 4 lines of failure at most, blank, verdict
+    assert lines[5].endswith(" …")
 
 
 class Terminal(io.StringIO):

@@ -3,8 +3,13 @@ flakiness, upstream failures, keys checked before anything is sent, and cancella
 
 from __future__ import annotations
 
+import io
+import logging
+import os
 import re
+import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,11 +18,14 @@ import pytest
 from lexey_mcp.client import LexeyClient
 from lexey_mcp.errors import LexeyConfigError, LexeyInputError
 from lexey_mcp.models import ChatResult, StreamError
+from lexey_mcp.qa.matching import MATCH_SECONDS, MAX_SEARCHES, search
+from lexey_mcp.qa.output import Progress, junit_xml, summary_table
 from lexey_mcp.qa.report import RunReport, SuiteReport
 from lexey_mcp.qa.runner import SetupError, check_reply, excerpt, run_suite
 from lexey_mcp.qa.suite import Expect, parse_suite
 from lexey_mcp.sandbox import Fault, Sandbox
 from tests.conftest import cancel_once_streaming, sandbox_settings_for
+from tests.streams import CUSTOMER_KEY, MANAGEMENT_KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -35,8 +43,8 @@ def reply(text: str = "", **fields: Any) -> ChatResult:
     return ChatResult(text=text, conversation_id="c", outcome=fields.pop("outcome", "complete"), **fields)
 
 
-def kinds(expect: Expect, result: ChatResult, seconds: float = 0.1, escalated: bool = False) -> list[str]:
-    return [f.expectation for f in check_reply(expect, result, seconds, escalated, turn=2)]
+async def kinds(expect: Expect, result: ChatResult, seconds: float = 0.1, escalated: bool = False) -> list[str]:
+    return [f.expectation for f in await check_reply(expect, result, seconds, escalated, turn=2)]
 
 
 @pytest.mark.parametrize(
@@ -50,41 +58,113 @@ def kinds(expect: Expect, result: ChatResult, seconds: float = 0.1, escalated: b
     ],
     ids=["contains", "not_contains", "matches", "outcome-error", "outcome-partial"],
 )
-def test_each_text_expectation_passes_and_fails(expect: Expect, passing: ChatResult, failing: ChatResult) -> None:
-    assert kinds(expect, passing) == []
+async def test_each_text_expectation_passes_and_fails(expect: Expect, passing: ChatResult, failing: ChatResult) -> None:
+    assert await kinds(expect, passing) == []
     name = (
         "outcome"
         if expect.outcome != "complete"
         else next(k for k in ("contains", "not_contains", "matches") if getattr(expect, k))
     )
-    assert kinds(expect, failing) == [name]
+    assert await kinds(expect, failing) == [name]
 
 
-def test_escalated_and_max_seconds_pass_and_fail() -> None:
-    assert kinds(Expect(escalated=True), reply("handing over"), escalated=True) == []
-    assert kinds(Expect(escalated=True), reply("hi"), escalated=False) == ["escalated"]
-    assert kinds(Expect(escalated=False), reply("hi"), escalated=False) == []
-    assert kinds(Expect(escalated=False), reply("bye"), escalated=True) == ["escalated"]
-    assert kinds(Expect(max_seconds=2), reply("hi"), seconds=1.9) == []
-    assert kinds(Expect(max_seconds=2), reply("hi"), seconds=2.5) == ["max_seconds"]
+async def test_escalated_and_max_seconds_pass_and_fail() -> None:
+    assert await kinds(Expect(escalated=True), reply("handing over"), escalated=True) == []
+    assert await kinds(Expect(escalated=True), reply("hi"), escalated=False) == ["escalated"]
+    assert await kinds(Expect(escalated=False), reply("hi"), escalated=False) == []
+    assert await kinds(Expect(escalated=False), reply("bye"), escalated=True) == ["escalated"]
+    assert await kinds(Expect(max_seconds=2), reply("hi"), seconds=1.9) == []
+    assert await kinds(Expect(max_seconds=2), reply("hi"), seconds=2.5) == ["max_seconds"]
 
 
-def test_failure_details_quote_the_part_of_the_reply_that_failed() -> None:
+async def test_failure_details_quote_the_part_of_the_reply_that_failed() -> None:
     long_reply = "Hello. " * 60 + "I'm sorry, I can't help with that. " + "Bye. " * 60
-    (found,) = check_reply(Expect(not_contains=("i'M SORRY",)), reply(long_reply), 0.1, False, 3)
+    (found,) = await check_reply(Expect(not_contains=("i'M SORRY",)), reply(long_reply), 0.1, False, 3)
     assert (found.turn, found.expectation) == (3, "not_contains")
     assert found.detail.startswith('found "i\'M SORRY": "…')
     assert "I'm sorry, I can't help" in found.detail
     assert len(found.detail) < 260
-    (missing,) = check_reply(Expect(contains=("$12", "Pro")), reply("Our Pro plan\n is great"), 0.1, False, 1)
+    (missing,) = await check_reply(Expect(contains=("$12", "Pro")), reply("Our Pro plan\n is great"), 0.1, False, 1)
     assert missing.detail == "missing '$12'; reply: \"Our Pro plan is great\""
-    (outcome,) = check_reply(Expect(), reply("Half a", outcome="error", error=StreamError(message="boom")), 0, False, 1)
+    (outcome,) = await check_reply(
+        Expect(), reply("Half a", outcome="error", error=StreamError(message="boom")), 0, False, 1
+    )
     assert outcome.detail == 'expected complete, got error (boom); reply: "Half a"'
-    (partial,) = check_reply(Expect(), reply("Half", outcome="partial", partial_reason="timeout"), 0, False, 1)
+    (partial,) = await check_reply(Expect(), reply("Half", outcome="partial", partial_reason="timeout"), 0, False, 1)
     assert partial.detail == 'expected complete, got partial (timeout); reply: "Half"'
-    (slow,) = check_reply(Expect(max_seconds=1), reply("ok"), 1.5, False, 1)
+    (slow,) = await check_reply(Expect(max_seconds=1), reply("ok"), 1.5, False, 1)
     assert slow.detail == "took 1.50s, limit 1s"
     assert excerpt("") == '""'
+
+
+async def test_a_regex_that_backtracks_without_end_fails_instead_of_hanging() -> None:
+    catastrophic = re.compile(r"(a+)+$")
+    assert await search(catastrophic, "aaaa") is True
+    with anyio.fail_after(MATCH_SECONDS + 5):  # `re` alone would search this for longer than the universe exists
+        assert await search(catastrophic, "a" * 4_000_000 + "b", seconds=0.3) is None
+    assert await search(re.compile("(?i)PRO"), "pro") is True
+    assert await search(re.compile(r"\$\d+"), "twelve dollars") is False
+
+
+def children() -> list[str] | None:
+    """The ids of the child processes this thread started (Linux), or None without /proc."""
+    listing = Path(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/children")
+    return listing.read_text().split() if listing.exists() else None
+
+
+async def test_searches_at_once_are_bounded_and_killed_after_their_time() -> None:
+    if children() is None:
+        pytest.skip("needs Linux /proc to count child processes")
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, len(children() or []))
+            await anyio.sleep(0.01)
+
+    catastrophic = re.compile(r"(a+)+$")
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        async with anyio.create_task_group() as searches:
+            for _ in range(2 * MAX_SEARCHES):
+                searches.start_soon(search, catastrophic, "a" * 100 + "b", 0.3)
+        group.cancel_scope.cancel()
+    assert peak == MAX_SEARCHES
+    assert children() == []  # every child killed and reaped
+
+
+async def test_max_seconds_stops_a_turn_that_takes_longer(sandbox: Sandbox, lexey: LexeyClient) -> None:
+    suite = parse_suite(
+        "cases:\n  - name: slow\n    turns:\n      - {say: hi, expect: {max_seconds: 0.2}}\n      - {say: anyone}\n"
+    )
+    sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=30))
+    with anyio.fail_after(10):
+        report = await run_suite(lexey, suite)
+    (run,) = report.cases[0].runs
+    assert [(f.turn, f.expectation) for f in run.failures] == [(1, "max_seconds")]
+    assert run.failures[0].detail == "no reply within 0.2s; the turn was stopped, and the run with it"
+    assert run.seconds < 10
+    with anyio.fail_after(2):
+        await sandbox.wait_for_stream_closed(1)
+    assert sandbox.stats.streams_started == 1  # the second turn was not sent
+
+
+async def test_progress_is_reported_one_run_at_a_time_in_increasing_order(lexey: LexeyClient) -> None:
+    suite = parse_suite("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: hello}}]}}\n" for i in range(4)))
+    seen: list[int] = []
+    active = 0
+
+    async def on_run(done: int, total: int, case: str, index: int, run: RunReport) -> None:
+        nonlocal active
+        active += 1
+        assert active == 1, "on_run was called again before the previous call returned"
+        await anyio.sleep(0.05)  # sending an MCP progress notification yields like this
+        seen.append(done)
+        active -= 1
+
+    await run_suite(lexey, suite, concurrency=4, on_run=on_run)
+    assert seen == [1, 2, 3, 4]
 
 
 async def test_knowledge_from_setup_is_what_the_agent_answers_from(sandbox: Sandbox, lexey: LexeyClient) -> None:
@@ -164,20 +244,9 @@ async def test_repeat_counts_runs_and_names_a_flaky_case(sandbox: Sandbox, lexey
 async def test_concurrency_bounds_the_runs_in_flight(sandbox: Sandbox, lexey: LexeyClient, concurrency: int) -> None:
     suite = parse_suite("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: hello}}]}}\n" for i in range(5)))
     sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=0.15, times=5))
-    peak = 0
-
-    async def watch() -> None:
-        nonlocal peak
-        while True:
-            peak = max(peak, sandbox.stats.open_streams)
-            await anyio.sleep(0.005)
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(watch)
-        report = await run_suite(lexey, suite, concurrency=concurrency)
-        group.cancel_scope.cancel()
+    report = await run_suite(lexey, suite, concurrency=concurrency)
     assert report.passed
-    assert peak == concurrency
+    assert sandbox.stats.peak_open_streams == concurrency
     assert sandbox.stats.streams_started == 5
 
 
@@ -228,4 +297,38 @@ async def test_cancelling_a_suite_run_closes_its_upstream_streams(sandbox: Sandb
     suite = parse_suite("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: hello}}]}}\n" for i in range(4)))
     sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=30, times=4))
     await cancel_once_streaming(sandbox, 4, run_suite, lexey, suite)
-    assert sandbox.store.closed_reasons == ["disconnected"] * 4
+    assert list(sandbox.store.closed_reasons) == ["disconnected"] * 4
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_key_stops_the_suite_as_a_configuration_error(
+    sandbox: Sandbox, lexey: LexeyClient, status: int
+) -> None:
+    suite = parse_suite("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: hello}}]}}\n" for i in range(20)))
+    sandbox.inject(Fault(target="customer", status=status, times=100))
+    with pytest.raises(LexeyConfigError, match=f"^The suite stopped: Lexey customer API answered HTTP {status}"):
+        await run_suite(lexey, suite, concurrency=2)
+    # The first refusal stopped both workers (each refused at most once): not 20 refusals.
+    assert sandbox.stats.faults_applied <= 2
+
+
+async def test_no_key_in_any_report_or_log(
+    sandbox: Sandbox, lexey: LexeyClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    suite = parse_suite(
+        f"setup: [{PRICING!r}]\ncases:\n"
+        + "".join(f"  - {{name: c{i}, turns: [{{say: hello, expect: {{contains: nope}}}}]}}\n" for i in range(3))
+    )
+    sandbox.inject(Fault(target="customer", status=402))
+    sandbox.inject(Fault(target="customer", error_at=1))
+    out = io.StringIO()
+    report = await run_suite(lexey, suite, concurrency=1, on_run=Progress(1, stream=out))
+    assert [f.expectation for c in report.cases for r in c.runs for f in r.failures][:2] == ["request", "outcome"]
+    sandbox.inject(Fault(target="customer", status=401))
+    with pytest.raises(LexeyConfigError) as refused:
+        await run_suite(lexey, suite, setup=False)
+    shown = [out.getvalue(), summary_table(report), junit_xml(report, 1, "s").decode(), report.model_dump_json()]
+    shown += [str(refused.value), caplog.text]
+    for key in (CUSTOMER_KEY, MANAGEMENT_KEY):
+        assert not any(key in text or key[4:16] in text for text in shown)

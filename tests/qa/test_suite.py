@@ -7,9 +7,20 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lexey_mcp.errors import LexeyInputError
-from lexey_mcp.qa.suite import Expect, SuiteError, load_suite, parse_suite
+from lexey_mcp.qa.suite import (
+    EXPECT_KEYS,
+    MAX_DEPTH,
+    MAX_SUITE_BYTES,
+    MAX_VALUES,
+    Expect,
+    SuiteError,
+    load_suite,
+    parse_suite,
+)
 
 DESIGN_EXAMPLE = """\
 name: Acme support                 # optional
@@ -295,9 +306,95 @@ def test_load_suite_reads_a_file_and_refuses_an_unreadable_one(tmp_path: Path) -
     with pytest.raises(SuiteError, match=r"missing\.yaml:1:1: cannot read the suite: No such file or directory"):
         load_suite(str(tmp_path / "missing.yaml"))
     binary = tmp_path / "binary.yaml"
-    binary.write_bytes(b"\xff\xfe\x00cases")
-    with pytest.raises(SuiteError, match="cannot read the suite"):
+    binary.write_bytes(b"cases:\n  - name: caf\xe9\n")  # Latin-1, not UTF-8
+    with pytest.raises(SuiteError, match=r"binary\.yaml:2:14: not UTF-8: the byte 0xe9 cannot be decoded"):
         load_suite(str(binary))
+    with pytest.raises(SuiteError, match="cannot read the suite: Is a directory"):
+        load_suite(str(tmp_path))
+
+
+def test_a_file_past_the_size_limit_is_refused_unparsed(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(CASE + "#" * MAX_SUITE_BYTES, encoding="utf-8")
+    with pytest.raises(SuiteError, match=r"huge\.yaml:1:1: the suite is larger than 1024 KiB: split it"):
+        load_suite(str(huge))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("!!python/name:os.system ''", "the tag 'tag:yaml.org,2002:python/name:os.system' is not allowed"),
+        ("!!python/object/apply:os.system [ls]", "the tag 'tag:yaml.org,2002:python/object/apply:os.system' is not"),
+        ("!custom x", "the tag '!custom' is not allowed: a suite is plain data"),
+        ("!!float abc", "must be true or false"),
+        ("!!timestamp 2020-13-45", "must be true or false"),
+    ],
+)
+def test_tags_outside_yamls_core_schema_are_refused_not_constructed(value: str, message: str) -> None:
+    text = f"cases:\n  - name: a\n    turns: [{{say: hi, expect: {{escalated: {value}}}}}]\n"
+    with pytest.raises(SuiteError) as caught:
+        parse_suite(text, "t.yaml")
+    assert f"t.yaml:3:43: cases[0].turns[0].expect.escalated: {message}" in str(caught.value)
+    with pytest.raises(SuiteError, match=re.escape("turns[0].say: the tag 'tag:yaml.org,2002:binary' is not allowed")):
+        parse_suite("cases:\n  - name: a\n    turns: [{say: !!binary aGk=}]\n")
+
+
+def test_aliases_cannot_expand_a_small_file_into_a_huge_suite() -> None:
+    # 100 strings in each turn, 100 turns in each case, 21 cases: over 200,000 values from 24 lines.
+    text = "cases:\n  - name: c0\n    turns:\n      - say: hi\n        expect: {contains: &w ["
+    text += ", ".join(f"w{i}" for i in range(100)) + "]}\n"
+    text += "  - {name: c1, turns: &t [" + ", ".join(["{say: hi, expect: {contains: *w}}"] * 100) + "]}\n"
+    text += "".join(f"  - {{name: c{i}, turns: *t}}\n" for i in range(2, 22))
+    with pytest.raises(SuiteError) as caught:
+        parse_suite(text, "bomb.yaml")
+    (problem,) = caught.value.problems
+    assert problem.message == f"the suite has more than {MAX_VALUES} values once its aliases are expanded"
+
+
+@pytest.mark.parametrize("pattern", ["(" * 2000 + ")" * 2000, "(?:" * 5000 + "a" + ")" * 5000, "a{4294967295}"])
+def test_a_regex_past_the_limits_of_re_is_a_problem_not_a_crash(pattern: str) -> None:
+    with pytest.raises(SuiteError) as caught:
+        parse_suite(f"cases:\n  - name: a\n    turns: [{{say: hi, expect: {{matches: '{pattern}'}}}}]\n", "r.yaml")
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.field) == (3, "cases[0].turns[0].expect.matches")
+    assert problem.message == "is too deeply nested or repeats too many times for Python's re"
+
+
+@pytest.mark.parametrize(
+    "text", ["cases: " + "[" * 5000 + "]" * 5000, "cases:\n- " + "{a: " * 3000 + "1" + "}" * 3000, "- " * 2000 + "x"]
+)
+def test_nesting_past_the_limit_is_refused_where_it_starts(text: str) -> None:
+    with pytest.raises(SuiteError) as caught:
+        parse_suite(text, "deep.yaml")
+    (problem,) = caught.value.problems
+    assert problem.message == f"not valid YAML: nested more than {MAX_DEPTH} levels deep"
+    assert problem.line in (1, 2)
+    assert problem.column > MAX_DEPTH
+
+
+def test_names_are_one_line_without_control_characters() -> None:
+    with pytest.raises(SuiteError) as caught:
+        parse_suite('name: "x\\e]0;title\\a"\ncases:\n  - name: "two\\nlines"\n    turns: [{say: hi}]\n', "n.yaml")
+    assert str(caught.value).splitlines()[1:] == [
+        "  n.yaml:1:7: name: must be one line, without control characters",
+        "  n.yaml:3:11: cases[0].name: must be one line, without control characters",
+    ]
+
+
+def test_messages_stay_short_whatever_the_suite_holds() -> None:
+    with pytest.raises(SuiteError) as caught:
+        parse_suite("cases:\n  - " + "y" * 100_000 + "\n" + "  - 1\n" * 500, "big.yaml")
+    message = str(caught.value)
+    assert len(caught.value.problems) == 501
+    assert len(message) < 5000
+    assert "cases[0]: must be a mapping with the keys name, turns, expect, not 'yyyy" in message
+    assert "… (100000 characters)" in message
+    assert message.endswith("… and 481 more problems")
+
+
+def test_a_character_yaml_refuses_is_placed_by_line_and_column() -> None:
+    with pytest.raises(SuiteError, match=r"n\.yaml:3:12: not valid YAML: the character '\\x00' is not allowed"):
+        parse_suite("cases:\n  - name: a\n    turns: \x00\n", "n.yaml")
 
 
 def test_the_shipped_examples_parse() -> None:
@@ -314,3 +411,55 @@ def test_messages_are_checked_as_every_message_is() -> None:
         "  c.yaml:1:15: setup[1]: contains control characters; remove them.",
         "  c.yaml:3:29: cases[0].turns[0].say: contains control characters; remove them.",
     ]
+
+
+# Pieces of YAML and of the suite format, and the tags, aliases and characters that crashed the parser before.
+_PIECES = st.sampled_from(
+    [
+        *("cases:", "\n", "  ", "- ", "name: ", "turns: ", "say: ", "expect: ", "setup: ", "contains: ", "matches: "),
+        *("escalated: ", "outcome: ", "max_seconds: ", "{", "}", "[", "]", ",", ":", "? ", "<<: ", "&a ", "*a", "'"),
+        *("!!python/name:x ", "!!float ", "!!timestamp ", "!!binary ", "!!set ", "!x ", "x", "1", "1e999", ".nan"),
+        *("~", "yes", "(", ")", "a+", "|", ">", "#", "---\n", "\t", "\x00", "\x1b", "\ufeff", "[" * 30, '"'),
+    ]
+)
+
+
+# Values that are valid YAML but odd for a suite: foreign tags, tags their text does not fit, deep or huge things.
+_ODD = st.sampled_from(
+    [
+        *("!!python/name:os.system ''", "!!python/object/apply:os.system [ls]", "!!float abc", "!!int 1.5", "!x y"),
+        *("!!timestamp 2020-13-45", "!!binary aGk=", "!!set {a}", "!!null ''", ".inf", "-1", "1e400", "[]", "{}"),
+        *(
+            "'(((((((((('",
+            "'a{99999999999}'",
+            "'(?:' + 'a'",
+            "'" + "(" * 2000 + ")" * 2000 + "'",
+            "[" * 2000 + "]" * 2000,
+        ),
+        *('"\\e[2J"', '"a\\nb"', "'" + "x" * 5000 + "'", "&v [x, y]", "*v"),
+    ]
+)
+_VALUE = st.one_of(_ODD, st.lists(_PIECES, max_size=6).map("".join))
+# The suite's shape with any value in any field: what reaches the checker rather than stopping in PyYAML.
+_SHAPED = st.builds(
+    "cases:\n  - name: {}\n    turns:\n      - say: {}\n        expect: {{{}: {}}}\n    expect: {{{}: {}}}\n".format,
+    _VALUE,
+    _VALUE,
+    st.sampled_from(EXPECT_KEYS),
+    _VALUE,
+    st.sampled_from(EXPECT_KEYS),
+    _VALUE,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_SHAPED, st.lists(_PIECES, max_size=40).map("".join)))
+def test_any_text_parses_or_is_refused_with_problems_never_a_crash(text: str) -> None:
+    try:
+        parse_suite(text, "any.yaml")
+    except SuiteError as refused:
+        problems = refused.problems
+    else:
+        return
+    assert problems
+    assert all(p.line >= 1 and p.column >= 1 for p in problems)

@@ -99,6 +99,28 @@ async def test_setup_without_a_management_key_is_refused_before_anything_runs(sa
     assert sandbox.stats.requests == 0
 
 
+async def test_setup_is_refused_when_the_server_leaves_out_the_management_toolset(sandbox: Sandbox) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox), toolsets=["customer"])) as client:
+        refused = await client.call_tool("run_test_suite", {"suite": PASSING})
+        assert refused.is_error
+        assert text_of(refused).startswith("Nothing was sent: this suite has setup instructions")
+        assert "does not expose the management tools (--toolsets)" in text_of(refused)
+        assert sandbox.stats.requests == 0  # the management key is set, but --toolsets customer keeps it unused
+        without_setup = await client.call_tool(
+            "run_test_suite", {"suite": "cases:\n  - {name: hi, turns: [{say: hello}]}\n"}
+        )
+    assert SuiteReport.model_validate(without_setup.structured_content).passed
+
+
+async def test_a_refused_key_is_a_tool_error_not_a_report_of_failed_cases(sandbox: Sandbox) -> None:
+    sandbox.inject(Fault(target="customer", status=401))
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        result = await client.call_tool("run_test_suite", {"suite": "cases:\n  - {name: a, turns: [{say: hi}]}\n"})
+    assert result.is_error
+    assert text_of(result).startswith("The suite stopped: Lexey customer API answered HTTP 401")
+    assert "LEXEY_CUSTOMER_KEY" in text_of(result)
+
+
 async def test_repeat_is_bounded_in_the_schema(sandbox: Sandbox) -> None:
     async with Client(build_server(sandbox_settings_for(sandbox))) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
@@ -118,7 +140,7 @@ async def test_cancelling_the_tool_call_closes_every_upstream_stream(sandbox: Sa
     async with Client(build_server(sandbox_settings_for(sandbox)), mode=mode) as client:
         sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=30, times=3))
         await cancel_once_streaming(sandbox, 3, client.call_tool, "run_test_suite", {"suite": suite})
-        assert sandbox.store.closed_reasons == ["disconnected"] * 3
+        assert list(sandbox.store.closed_reasons) == ["disconnected"] * 3
         after = await client.call_tool("create_conversation", {})  # the session still works
     assert not after.is_error
 
