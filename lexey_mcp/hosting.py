@@ -28,6 +28,7 @@ from .errors import LexeyConfigError
 if TYPE_CHECKING:
     from mcp.server import MCPServer
     from mcp.server.context import ServerMiddleware
+    from starlette.datastructures import Headers
 
 RequestKeysMode = Literal["optional", "required"]
 
@@ -187,24 +188,31 @@ def auth_problem(settings: Settings) -> str | None:
 
 
 def caller_of(
-    headers: Mapping[str, str], user_scopes: Iterable[str] | None, *, keys_required: bool, known_toolsets: Iterable[str]
+    headers: Headers, user_scopes: Iterable[str] | None, *, keys_required: bool, known_toolsets: Iterable[str]
 ) -> Caller | str:
-    """The caller described by a request's headers and its token's scopes (None: no OAuth), or why the narrowing
-    headers are invalid."""
-    keys = {kind: SecretStr(value) for kind, header in KEY_HEADERS.items() if (value := headers.get(header))}
+    """The caller described by a request's headers and its token's scopes (None: no OAuth), or why its headers are
+    unusable. A narrowing header sent more than once (a gateway's and the user's, say) narrows by every copy: the
+    toolsets all of them allow, read-only if any says so. A key header sent twice is ambiguous, so refused."""
+    keys: dict[KeyKind, SecretStr] = {}
+    for kind, header in KEY_HEADERS.items():
+        values = headers.getlist(header)
+        if len(values) > 1:
+            return f"{header} was sent {len(values)} times: send it once."
+        if values and values[0]:
+            keys[kind] = SecretStr(values[0])
     toolsets: frozenset[str] | None = None
-    if (listed := headers.get(TOOLSETS_HEADER)) is not None:
+    known = list(known_toolsets)
+    for listed in headers.getlist(TOOLSETS_HEADER):
         names = {n.strip() for n in listed.split(",") if n.strip()}
-        known = list(known_toolsets)
         unknown = sorted(names - set(known))
         if unknown:
             return f"{TOOLSETS_HEADER} names unknown toolsets ({', '.join(unknown)}): choose from {', '.join(known)}."
-        toolsets = frozenset(names)
-    flag = headers.get(READONLY_HEADER, "").strip().lower()
-    if flag not in _TRUE + _FALSE:
+        toolsets = frozenset(names) if toolsets is None else toolsets & names
+    flags = [flag.strip().lower() for flag in headers.getlist(READONLY_HEADER)]
+    if any(flag not in _TRUE + _FALSE for flag in flags):
         return f"{READONLY_HEADER} must be true or false."
     scopes = None if user_scopes is None else frozenset(user_scopes)
-    return Caller(keys, keys_required, scopes, toolsets, read_only=flag in _TRUE)
+    return Caller(keys, keys_required, scopes, toolsets, read_only=any(flag in _TRUE for flag in flags))
 
 
 def middleware(
@@ -236,7 +244,7 @@ def middleware(
         scopes = (user.scopes if isinstance(user, AuthenticatedUser) else []) if oauth else None
         caller = caller_of(request.headers, scopes, keys_required=keys_required, known_toolsets=known_toolsets)
         params = ctx.params or {}
-        if isinstance(caller, str):  # a malformed narrowing header: nothing may pass unnarrowed
+        if isinstance(caller, str):  # malformed or ambiguous headers: nothing may pass unnarrowed or keyed wrongly
             if ctx.method in ("initialize", "server/discover", "ping") or ctx.request_id is None:
                 return await call_next(ctx)
             raise MCPError(code=INVALID_REQUEST, message=caller)

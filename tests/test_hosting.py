@@ -13,6 +13,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from starlette.datastructures import Headers
 
 from lexey_mcp.cli import RedactingFormatter
 from lexey_mcp.errors import LexeyConfigError
@@ -274,7 +275,7 @@ def test_the_current_requests_keys_are_redacted() -> None:
     """Logs and `Settings.secrets()` (the redaction list) include the keys of the request being served, even a key
     not shaped like the ones the generic patterns catch."""
     odd = "lxc_Odd.Key+With/Chars"
-    caller = caller_of({KEY_HEADERS["customer"]: odd}, None, keys_required=False, known_toolsets=[])
+    caller = caller_of(Headers({KEY_HEADERS["customer"]: odd}), None, keys_required=False, known_toolsets=[])
     assert isinstance(caller, Caller)
     record = logging.LogRecord("lexey_mcp", logging.INFO, __file__, 1, "upstream said %s", (odd,), None)
     with acting_for(caller):
@@ -297,3 +298,50 @@ def test_a_token_without_its_scope_never_gets_that_key() -> None:
         "Using a Lexey management key needs the OAuth scope lexey:management, "
         "which this request's token does not carry."
     )
+
+
+def raw_headers(*pairs: tuple[str, str]) -> Headers:
+    """Headers as the ASGI server hands them over: every copy of a repeated header kept, in order."""
+    return Headers(raw=[(name.lower().encode(), value.encode()) for name, value in pairs])
+
+
+def test_repeated_narrowing_headers_narrow_by_every_copy() -> None:
+    """A gateway adds `X-MCP-Readonly: true` and `X-MCP-Toolsets: lexi`; the user sends other copies first: each
+    copy can only narrow further, whichever comes first."""
+    known = ["customer", "events", "lexi", "management"]
+    caller = caller_of(
+        raw_headers(
+            ("X-MCP-Readonly", "false"),
+            ("X-MCP-Toolsets", "customer,lexi,management"),
+            ("X-MCP-Readonly", "true"),
+            ("X-MCP-Toolsets", "lexi, events"),
+        ),
+        None,
+        keys_required=False,
+        known_toolsets=known,
+    )
+    assert isinstance(caller, Caller)
+    assert caller.read_only
+    assert caller.toolsets == frozenset({"lexi"})
+    disjoint = caller_of(
+        raw_headers(("X-MCP-Toolsets", "customer"), ("X-MCP-Toolsets", "lexi")),
+        None,
+        keys_required=False,
+        known_toolsets=known,
+    )
+    assert isinstance(disjoint, Caller)
+    assert disjoint.toolsets == frozenset()
+    bad_copy = caller_of(
+        raw_headers(("X-MCP-Readonly", "true"), ("X-MCP-Readonly", "nope")),
+        None,
+        keys_required=False,
+        known_toolsets=known,
+    )
+    assert bad_copy == "X-MCP-Readonly must be true or false."
+
+
+def test_a_key_header_sent_twice_is_refused() -> None:
+    """Two customer keys on one request: which one to use is a guess, so neither is (and neither is quoted)."""
+    twice = raw_headers((KEY_HEADERS["customer"], ALICE["customer"]), (KEY_HEADERS["customer"], BOB["customer"]))
+    refusal = caller_of(twice, None, keys_required=False, known_toolsets=[])
+    assert refusal == "X-Lexey-Customer-Key was sent 2 times: send it once."
