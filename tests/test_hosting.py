@@ -302,7 +302,7 @@ def test_a_token_without_its_scope_never_gets_that_key() -> None:
 
 def raw_headers(*pairs: tuple[str, str]) -> Headers:
     """Headers as the ASGI server hands them over: every copy of a repeated header kept, in order."""
-    return Headers(raw=[(name.lower().encode(), value.encode()) for name, value in pairs])
+    return Headers(raw=[(name.lower().encode(), value.encode("latin-1")) for name, value in pairs])
 
 
 def test_repeated_narrowing_headers_narrow_by_every_copy() -> None:
@@ -345,3 +345,16 @@ def test_a_key_header_sent_twice_is_refused() -> None:
     twice = raw_headers((KEY_HEADERS["customer"], ALICE["customer"]), (KEY_HEADERS["customer"], BOB["customer"]))
     refusal = caller_of(twice, None, keys_required=False, known_toolsets=[])
     assert refusal == "X-Lexey-Customer-Key was sent 2 times: send it once."
+
+
+def test_a_non_ascii_key_is_refused_in_the_projects_voice() -> None:
+    """A header arrives decoded as Latin-1, so `lxc_café…` reaches us intact; sent on upstream it would fail deep
+    inside the HTTP client as an unexplained tool error. Refused up front, naming the header, never quoting it."""
+    key = "lxc_caf\xe9Q7vZp2KmX9rT4"
+    caller = caller_of(raw_headers((KEY_HEADERS["customer"], key)), None, keys_required=False, known_toolsets=[])
+    assert isinstance(caller, Caller)
+    with acting_for(caller), pytest.raises(LexeyConfigError) as refused:
+        settings().key("customer")
+    assert str(refused.value) == (
+        "X-Lexey-Customer-Key contains non-ASCII characters: set it to a Lexey customer key (lxc_…) alone."
+    )
