@@ -192,9 +192,10 @@ async def test_a_jwks_fetch_is_bounded_in_time_and_size(send_body: Callable[[Soc
             assert await jwks.key("rsa-1") is None
 
 
-def run_http(**env: str) -> subprocess.CompletedProcess[str]:
+def run_server(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`lexey-mcp` with `args` and the environment `env`, for a start that is refused before it serves."""
     return subprocess.run(
-        [*SERVER, "--transport", "http", "--port", "1"],
+        [*SERVER, *args],
         capture_output=True,
         text=True,
         env=clean_env(**env),
@@ -205,7 +206,7 @@ def run_http(**env: str) -> subprocess.CompletedProcess[str]:
 
 def test_static_token_and_oauth_together_exit_2_naming_both() -> None:
     env = {"LEXEY_MCP_AUTH_TOKEN": "tok_static", "LEXEY_MCP_OAUTH_ISSUER": "https://issuer.example.test"}
-    done = run_http(**env)
+    done = run_server("--transport", "http", "--port", "1", **env)
     assert done.returncode == 2
     assert "LEXEY_MCP_AUTH_TOKEN and LEXEY_MCP_OAUTH_ISSUER are both set" in done.stderr
     assert "tok_static" not in done.stderr
@@ -241,14 +242,7 @@ def test_complete_oauth_settings_pass() -> None:
 
 
 def test_request_keys_required_needs_http() -> None:
-    done = subprocess.run(
-        [*SERVER, "--request-keys", "required"],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=30,
-        check=False,
-    )
+    done = run_server("--request-keys", "required")
     assert done.returncode == 2
     assert "--request-keys required needs --transport http" in done.stderr
 
