@@ -21,6 +21,7 @@ from lexey_mcp.hosting import KEY_HEADERS, TOOL_SCOPES, Caller, acting_for, call
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
 from lexey_mcp.sandbox.store import key_fingerprint
 from lexey_mcp.server import TOOLS, build_server
+from tests.conftest import sandbox_settings_for
 from tests.processes import http_server, mcp_client
 from tests.streams import CID, CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY, settings
 
@@ -358,3 +359,14 @@ def test_a_non_ascii_key_is_refused_in_the_projects_voice() -> None:
     assert str(refused.value) == (
         "X-Lexey-Customer-Key contains non-ASCII characters: set it to a Lexey customer key (lxc_…) alone."
     )
+
+
+async def test_required_request_keys_hold_no_environment_key(sandbox: Sandbox) -> None:
+    """With keys required, the environment's keys are dropped at start: even a call that reaches the tools without an
+    HTTP request (here in-process; on a replica, any path outside `/mcp`) has no key to fall back on."""
+    server = build_server(sandbox_settings_for(sandbox), request_keys="required")
+    async with Client(server) as client:
+        refused = await client.call_tool("create_conversation", {})
+    assert refused.is_error
+    assert text_of(refused).startswith("LEXEY_CUSTOMER_KEY is not set")
+    assert sandbox.key_log == []
