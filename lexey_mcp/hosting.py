@@ -117,7 +117,8 @@ def acting_for(caller: Caller) -> Iterator[None]:
 def request_key(kind: KeyKind) -> SecretStr | None:
     """The key the current HTTP request brings for `kind`; None to use the environment's (no request, or the
     request sent no such header and keys per request are optional). `LexeyConfigError` when the request may not
-    use an upstream key of this kind or brings an unusable one. Never includes the key."""
+    use an upstream key of this kind (its token's scopes or its toolsets leave it out: whatever path asks, a tool
+    of another toolset included, such as test-suite setup) or brings an unusable one. Never includes the key."""
     caller = _caller.get()
     if caller is None:
         return None
@@ -127,6 +128,10 @@ def request_key(kind: KeyKind) -> SecretStr | None:
     if caller.scopes is not None and scope not in caller.scopes:
         raise LexeyConfigError(
             f"Using {what} needs the OAuth scope {scope}, which this request's token does not carry."
+        )
+    if caller.toolsets is not None and kind not in caller.toolsets:  # each key kind is named like its toolset
+        raise LexeyConfigError(
+            f"Using {what} needs the {kind} toolset, which this request's {TOOLSETS_HEADER} header leaves out."
         )
     key = caller.keys.get(kind)
     if key is None:

@@ -370,3 +370,40 @@ async def test_required_request_keys_hold_no_environment_key(sandbox: Sandbox) -
     assert refused.is_error
     assert text_of(refused).startswith("LEXEY_CUSTOMER_KEY is not set")
     assert sandbox.key_log == []
+
+
+SUITE_WITH_SETUP = (Path(__file__).resolve().parent.parent / "examples" / "suites" / "acme-support.yaml").read_text()
+
+
+async def test_test_suite_setup_uses_the_requests_management_key(sandbox: Sandbox) -> None:
+    """Keys required: the suite's setup runs with the management key the request brought (the environment holds
+    none), and every case with its customer key."""
+    alice = caller_of(Headers(headers(ALICE)), None, keys_required=True, known_toolsets=[])
+    assert isinstance(alice, Caller)
+    with acting_for(alice):
+        async with Client(build_server(sandbox_settings_for(sandbox), request_keys="required")) as client:
+            result = await client.call_tool("run_test_suite", {"suite": SUITE_WITH_SETUP})
+    assert not result.is_error, text_of(result)
+    used = {use.key_id for use in sandbox.key_log}
+    assert used == {key_fingerprint(ALICE["management"]), key_fingerprint(ALICE["customer"])}
+
+
+async def test_toolsets_header_keeps_other_toolsets_keys_out(sandbox: Sandbox) -> None:
+    """`X-MCP-Toolsets: customer` shows run_test_suite (a customer tool), but its setup would change the org with the
+    management key: refused before anything is sent, naming the header."""
+    customer_only = caller_of(
+        Headers({**headers(ALICE), "X-MCP-Toolsets": "customer"}),
+        None,
+        keys_required=True,
+        known_toolsets=["customer", "events", "lexi", "management"],
+    )
+    assert isinstance(customer_only, Caller)
+    with acting_for(customer_only):
+        async with Client(build_server(sandbox_settings_for(sandbox), request_keys="required")) as client:
+            result = await client.call_tool("run_test_suite", {"suite": SUITE_WITH_SETUP})
+    assert result.is_error
+    assert text_of(result) == (
+        "This suite has setup instructions, which need the management key. Using a Lexey management key needs the "
+        "management toolset, which this request's X-MCP-Toolsets header leaves out."
+    )
+    assert sandbox.key_log == []
