@@ -62,6 +62,13 @@ RESOURCE_ACCESS: dict[str, tuple[str, str]] = {
 #: for a key (a tool, test-suite setup, a resource), a token without the scope never gets it.
 KEY_SCOPES: dict[KeyKind, str] = {"customer": "lexey:customer", "management": "lexey:management", "lexi": "lexi"}
 
+#: The listings filtered per request: method -> (the result's list, each item's name or URI).
+_LISTINGS: dict[str, tuple[str, str]] = {
+    "tools/list": ("tools", "name"),
+    "resources/list": ("resources", "uri"),
+    "resources/templates/list": ("resourceTemplates", "uriTemplate"),
+}
+
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off", "")
 
@@ -263,16 +270,15 @@ def middleware(
                 if refusal is not None:
                     raise MCPError(code=INVALID_PARAMS, message=refusal)
             result = await call_next(ctx)
-            if ctx.method == "tools/list":
-                allowed = [t for t in _items(result, "tools") if await tool_allowed(caller, _field(t, "name")) is None]
-                result = _with_items(result, "tools", allowed)
-            elif ctx.method == "resources/list":
-                allowed = [r for r in _items(result, "resources") if caller.resource_refusal(_field(r, "uri")) is None]
-                result = _with_items(result, "resources", allowed)
-            elif ctx.method == "resources/templates/list":
-                key, field = "resourceTemplates", "uriTemplate"
-                allowed = [r for r in _items(result, key) if caller.resource_refusal(_field(r, field)) is None]
-                result = _with_items(result, key, allowed)
+            if ctx.method in _LISTINGS:  # handed back in wire form (a dict): anything else fails, never unfiltered
+                key, field = _LISTINGS[ctx.method]
+                kept = []
+                for item in result.get(key) or []:
+                    named = str(item.get(field))
+                    refusal = await tool_allowed(caller, named) if key == "tools" else caller.resource_refusal(named)
+                    if refusal is None:
+                        kept.append(item)
+                result = {**result, key: kept}
             return result
 
     return hosted
@@ -288,27 +294,3 @@ def _resource_uris(method: str, params: Mapping[str, Any]) -> list[str]:
         uris = notifications.get("resourceSubscriptions") if isinstance(notifications, Mapping) else None
         return [u for u in uris if isinstance(u, str)] if isinstance(uris, list) else []
     return []
-
-
-# A handler's result reaches middleware as a pydantic model or a plain dict; listings are filtered in either.
-
-
-def _items(result: Any, key: str) -> list[Any]:
-    if isinstance(result, dict):
-        return list(result.get(key) or [])
-    return list(getattr(result, _snake(key), None) or [])
-
-
-def _with_items(result: Any, key: str, items: list[Any]) -> Any:
-    if isinstance(result, dict):
-        return {**result, key: items}
-    return result.model_copy(update={_snake(key): items})
-
-
-def _field(item: Any, key: str) -> str:
-    value = item.get(key) if isinstance(item, dict) else getattr(item, _snake(key), None)
-    return str(value)
-
-
-def _snake(camel: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)

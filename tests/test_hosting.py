@@ -224,6 +224,8 @@ async def test_narrowing_headers_narrow(sandbox: Sandbox, tmp_path: Path) -> Non
         assert tool_names(await both.list_tools()) == {"get_conversation_messages"}
         assert [t.name for t in (await both.list_resource_templates()).resource_templates] == ["conversation_messages"]
         assert tool_names(await everything.list_tools()) == {spec.fn.__name__ for spec in TOOLS}
+        assert [r.uri for r in (await everything.list_resources()).resources] == ["lexey://escalations"]
+        assert (await lexi_only.list_resources()).resources == []
     assert sandbox.key_log == []  # nothing refused went upstream
 
 
