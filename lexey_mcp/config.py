@@ -202,6 +202,8 @@ def key_value_problem(kind: KeyKind, value: str, names: dict[KeyKind, str]) -> s
     name = names[kind]
     if _BAD_KEY_CHARS.search(value):
         return f"{name} contains whitespace or control characters: set it to {what} ({prefix}…) alone."
+    if not value.isascii():  # an HTTP header cannot carry it upstream
+        return f"{name} contains non-ASCII characters: set it to {what} ({prefix}…) alone."
     if not value.startswith(prefix) or len(value) == len(prefix):
         other = next((k for k, (_, p, _) in KEY_SPECS.items() if value.startswith(p)), None)
         found = f" It holds an {KEY_SPECS[other][1]} key (for {names[other]})." if other else ""

@@ -28,6 +28,7 @@ from .errors import LexeyConfigError
 if TYPE_CHECKING:
     from mcp.server import MCPServer
     from mcp.server.context import ServerMiddleware
+    from starlette.datastructures import Headers
 
 RequestKeysMode = Literal["optional", "required"]
 
@@ -60,6 +61,13 @@ RESOURCE_ACCESS: dict[str, tuple[str, str]] = {
 #: The scope a token needs to use each upstream key at all (the server's own keys included): whatever path asks
 #: for a key (a tool, test-suite setup, a resource), a token without the scope never gets it.
 KEY_SCOPES: dict[KeyKind, str] = {"customer": "lexey:customer", "management": "lexey:management", "lexi": "lexi"}
+
+#: The listings filtered per request: method -> (the result's list, each item's name or URI).
+_LISTINGS: dict[str, tuple[str, str]] = {
+    "tools/list": ("tools", "name"),
+    "resources/list": ("resources", "uri"),
+    "resources/templates/list": ("resourceTemplates", "uriTemplate"),
+}
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off", "")
@@ -116,7 +124,8 @@ def acting_for(caller: Caller) -> Iterator[None]:
 def request_key(kind: KeyKind) -> SecretStr | None:
     """The key the current HTTP request brings for `kind`; None to use the environment's (no request, or the
     request sent no such header and keys per request are optional). `LexeyConfigError` when the request may not
-    use an upstream key of this kind or brings an unusable one. Never includes the key."""
+    use an upstream key of this kind (its token's scopes or its toolsets leave it out: whatever path asks, a tool
+    of another toolset included, such as test-suite setup) or brings an unusable one. Never includes the key."""
     caller = _caller.get()
     if caller is None:
         return None
@@ -126,6 +135,10 @@ def request_key(kind: KeyKind) -> SecretStr | None:
     if caller.scopes is not None and scope not in caller.scopes:
         raise LexeyConfigError(
             f"Using {what} needs the OAuth scope {scope}, which this request's token does not carry."
+        )
+    if caller.toolsets is not None and kind not in caller.toolsets:  # each key kind is named like its toolset
+        raise LexeyConfigError(
+            f"Using {what} needs the {kind} toolset, which this request's {TOOLSETS_HEADER} header leaves out."
         )
     key = caller.keys.get(kind)
     if key is None:
@@ -178,24 +191,31 @@ def auth_problem(settings: Settings) -> str | None:
 
 
 def caller_of(
-    headers: Mapping[str, str], user_scopes: Iterable[str] | None, *, keys_required: bool, known_toolsets: Iterable[str]
+    headers: Headers, user_scopes: Iterable[str] | None, *, keys_required: bool, known_toolsets: Iterable[str]
 ) -> Caller | str:
-    """The caller described by a request's headers and its token's scopes (None: no OAuth), or why the narrowing
-    headers are invalid."""
-    keys = {kind: SecretStr(value) for kind, header in KEY_HEADERS.items() if (value := headers.get(header))}
+    """The caller described by a request's headers and its token's scopes (None: no OAuth), or why its headers are
+    unusable. A narrowing header sent more than once (a gateway's and the user's, say) narrows by every copy: the
+    toolsets all of them allow, read-only if any says so. A key header sent twice is ambiguous, so refused."""
+    keys: dict[KeyKind, SecretStr] = {}
+    for kind, header in KEY_HEADERS.items():
+        values = headers.getlist(header)
+        if len(values) > 1:
+            return f"{header} was sent {len(values)} times: send it once."
+        if values and values[0]:
+            keys[kind] = SecretStr(values[0])
     toolsets: frozenset[str] | None = None
-    if (listed := headers.get(TOOLSETS_HEADER)) is not None:
+    known = list(known_toolsets)
+    for listed in headers.getlist(TOOLSETS_HEADER):
         names = {n.strip() for n in listed.split(",") if n.strip()}
-        known = list(known_toolsets)
         unknown = sorted(names - set(known))
         if unknown:
             return f"{TOOLSETS_HEADER} names unknown toolsets ({', '.join(unknown)}): choose from {', '.join(known)}."
-        toolsets = frozenset(names)
-    flag = headers.get(READONLY_HEADER, "").strip().lower()
-    if flag not in _TRUE + _FALSE:
+        toolsets = frozenset(names) if toolsets is None else toolsets & names
+    flags = [flag.strip().lower() for flag in headers.getlist(READONLY_HEADER)]
+    if any(flag not in _TRUE + _FALSE for flag in flags):
         return f"{READONLY_HEADER} must be true or false."
     scopes = None if user_scopes is None else frozenset(user_scopes)
-    return Caller(keys, keys_required, scopes, toolsets, read_only=flag in _TRUE)
+    return Caller(keys, keys_required, scopes, toolsets, read_only=any(flag in _TRUE for flag in flags))
 
 
 def middleware(
@@ -227,7 +247,7 @@ def middleware(
         scopes = (user.scopes if isinstance(user, AuthenticatedUser) else []) if oauth else None
         caller = caller_of(request.headers, scopes, keys_required=keys_required, known_toolsets=known_toolsets)
         params = ctx.params or {}
-        if isinstance(caller, str):  # a malformed narrowing header: nothing may pass unnarrowed
+        if isinstance(caller, str):  # malformed or ambiguous headers: nothing may pass unnarrowed or keyed wrongly
             if ctx.method in ("initialize", "server/discover", "ping") or ctx.request_id is None:
                 return await call_next(ctx)
             raise MCPError(code=INVALID_REQUEST, message=caller)
@@ -241,16 +261,15 @@ def middleware(
                 if refusal is not None:
                     raise MCPError(code=INVALID_PARAMS, message=refusal)
             result = await call_next(ctx)
-            if ctx.method == "tools/list":
-                allowed = [t for t in _items(result, "tools") if await tool_allowed(caller, _field(t, "name")) is None]
-                result = _with_items(result, "tools", allowed)
-            elif ctx.method == "resources/list":
-                allowed = [r for r in _items(result, "resources") if caller.resource_refusal(_field(r, "uri")) is None]
-                result = _with_items(result, "resources", allowed)
-            elif ctx.method == "resources/templates/list":
-                key, field = "resourceTemplates", "uriTemplate"
-                allowed = [r for r in _items(result, key) if caller.resource_refusal(_field(r, field)) is None]
-                result = _with_items(result, key, allowed)
+            if ctx.method in _LISTINGS:  # handed back in wire form (a dict): anything else fails, never unfiltered
+                key, field = _LISTINGS[ctx.method]
+                kept = []
+                for item in result.get(key) or []:
+                    named = str(item.get(field))
+                    refusal = await tool_allowed(caller, named) if key == "tools" else caller.resource_refusal(named)
+                    if refusal is None:
+                        kept.append(item)
+                result = {**result, key: kept}
             return result
 
     return hosted
@@ -266,27 +285,3 @@ def _resource_uris(method: str, params: Mapping[str, Any]) -> list[str]:
         uris = notifications.get("resourceSubscriptions") if isinstance(notifications, Mapping) else None
         return [u for u in uris if isinstance(u, str)] if isinstance(uris, list) else []
     return []
-
-
-# A handler's result reaches middleware as a pydantic model or a plain dict; listings are filtered in either.
-
-
-def _items(result: Any, key: str) -> list[Any]:
-    if isinstance(result, dict):
-        return list(result.get(key) or [])
-    return list(getattr(result, _snake(key), None) or [])
-
-
-def _with_items(result: Any, key: str, items: list[Any]) -> Any:
-    if isinstance(result, dict):
-        return {**result, key: items}
-    return result.model_copy(update={_snake(key): items})
-
-
-def _field(item: Any, key: str) -> str:
-    value = item.get(key) if isinstance(item, dict) else getattr(item, _snake(key), None)
-    return str(value)
-
-
-def _snake(camel: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)

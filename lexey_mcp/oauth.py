@@ -38,13 +38,15 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 LEEWAY_SECONDS = 30
 REFETCH_SECONDS = 30.0
 JWKS_MAX_AGE_SECONDS = 3600.0
+FETCH_SECONDS = 10.0
 _JWKS_MAX_BYTES = 1024 * 1024
 
 
 class JWKSCache:
     """The issuer's signing keys by `kid`. Fetched on first use and after `max_age`; fetched again for a `kid` it
     does not know (key rotation), but after such a refetch, or a failed fetch, not again for `refetch_after`
-    seconds, so tokens with made-up kids cannot make us hammer the issuer. One fetch at a time."""
+    seconds, so tokens with made-up kids cannot make us hammer the issuer. One fetch at a time, each bounded: at
+    most `fetch_timeout` seconds and `_JWKS_MAX_BYTES`, no redirects followed."""
 
     def __init__(
         self,
@@ -53,8 +55,10 @@ class JWKSCache:
         refetch_after: float = REFETCH_SECONDS,
         max_age: float = JWKS_MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        fetch_timeout: float = FETCH_SECONDS,
     ) -> None:
         self.url = url
+        self._fetch_timeout = fetch_timeout
         self._refetch_after = refetch_after
         self._max_age = max_age
         self._clock = clock
@@ -78,6 +82,26 @@ class JWKSCache:
                     self._quiet_until = now + self._refetch_after
             return self._find(kid)
 
+    async def _download(self) -> bytes | str:
+        """The JWKS document, or what was wrong with the answer."""
+        async with (
+            httpx2.AsyncClient(
+                timeout=self._fetch_timeout,
+                trust_env=False,
+                follow_redirects=False,
+                headers={"User-Agent": f"lexey-mcp/{__version__}", "Accept": "application/json"},
+            ) as http,
+            http.stream("GET", self.url) as response,
+        ):
+            if response.status_code != 200:
+                return f"answered HTTP {response.status_code}"
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > _JWKS_MAX_BYTES:
+                    return f"is larger than {_JWKS_MAX_BYTES} bytes"
+            return bytes(body)
+
     def _find(self, kid: str | None) -> Key | None:
         if kid is None:
             return next(iter(self._keys.values())) if len(self._keys) == 1 else None
@@ -85,20 +109,24 @@ class JWKSCache:
 
     async def _fetch(self) -> bool:
         """Replace the keys with the issuer's current ones; False (keys kept) when that fails."""
+        # Bounded in time and size as a whole: verifications wait on this fetch, and httpx's timeout is per read
+        # (a server dripping a byte at a time, or streaming without end, would otherwise hold them all forever).
         try:
-            async with httpx2.AsyncClient(
-                timeout=10.0,
-                trust_env=False,
-                follow_redirects=False,
-                headers={"User-Agent": f"lexey-mcp/{__version__}", "Accept": "application/json"},
-            ) as http:
-                response = await http.get(self.url)
-            if response.status_code != 200 or len(response.content) > _JWKS_MAX_BYTES:
-                logger.warning("JWKS at %s answered HTTP %d; keeping the keys I had", self.url, response.status_code)
-                return False
-            document = json.loads(response.content)
-        except (httpx2.HTTPError, ValueError, RecursionError) as exc:
+            with anyio.fail_after(self._fetch_timeout):
+                body = await self._download()
+        except TimeoutError:
+            logger.warning("JWKS at %s took over %gs; keeping the keys I had", self.url, self._fetch_timeout)
+            return False
+        except httpx2.HTTPError as exc:
             logger.warning("could not fetch the JWKS at %s (%s); keeping the keys I had", self.url, type(exc).__name__)
+            return False
+        if isinstance(body, str):
+            logger.warning("JWKS at %s %s; keeping the keys I had", self.url, body)
+            return False
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            logger.warning("JWKS at %s is not JSON; keeping the keys I had", self.url)
             return False
         raw_keys = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(raw_keys, list):

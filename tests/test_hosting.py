@@ -13,6 +13,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from starlette.datastructures import Headers
 
 from lexey_mcp.cli import RedactingFormatter
 from lexey_mcp.errors import LexeyConfigError
@@ -20,6 +21,7 @@ from lexey_mcp.hosting import KEY_HEADERS, TOOL_SCOPES, Caller, acting_for, call
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
 from lexey_mcp.sandbox.store import key_fingerprint
 from lexey_mcp.server import TOOLS, build_server
+from tests.conftest import sandbox_settings_for
 from tests.processes import http_server, mcp_client
 from tests.streams import CID, CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY, settings
 
@@ -222,6 +224,8 @@ async def test_narrowing_headers_narrow(sandbox: Sandbox, tmp_path: Path) -> Non
         assert tool_names(await both.list_tools()) == {"get_conversation_messages"}
         assert [t.name for t in (await both.list_resource_templates()).resource_templates] == ["conversation_messages"]
         assert tool_names(await everything.list_tools()) == {spec.fn.__name__ for spec in TOOLS}
+        assert [r.uri for r in (await everything.list_resources()).resources] == ["lexey://escalations"]
+        assert (await lexi_only.list_resources()).resources == []
     assert sandbox.key_log == []  # nothing refused went upstream
 
 
@@ -274,7 +278,7 @@ def test_the_current_requests_keys_are_redacted() -> None:
     """Logs and `Settings.secrets()` (the redaction list) include the keys of the request being served, even a key
     not shaped like the ones the generic patterns catch."""
     odd = "lxc_Odd.Key+With/Chars"
-    caller = caller_of({KEY_HEADERS["customer"]: odd}, None, keys_required=False, known_toolsets=[])
+    caller = caller_of(Headers({KEY_HEADERS["customer"]: odd}), None, keys_required=False, known_toolsets=[])
     assert isinstance(caller, Caller)
     record = logging.LogRecord("lexey_mcp", logging.INFO, __file__, 1, "upstream said %s", (odd,), None)
     with acting_for(caller):
@@ -297,3 +301,111 @@ def test_a_token_without_its_scope_never_gets_that_key() -> None:
         "Using a Lexey management key needs the OAuth scope lexey:management, "
         "which this request's token does not carry."
     )
+
+
+def raw_headers(*pairs: tuple[str, str]) -> Headers:
+    """Headers as the ASGI server hands them over: every copy of a repeated header kept, in order."""
+    return Headers(raw=[(name.lower().encode(), value.encode("latin-1")) for name, value in pairs])
+
+
+def test_repeated_narrowing_headers_narrow_by_every_copy() -> None:
+    """A gateway adds `X-MCP-Readonly: true` and `X-MCP-Toolsets: lexi`; the user sends other copies first: each
+    copy can only narrow further, whichever comes first."""
+    known = ["customer", "events", "lexi", "management"]
+    caller = caller_of(
+        raw_headers(
+            ("X-MCP-Readonly", "false"),
+            ("X-MCP-Toolsets", "customer,lexi,management"),
+            ("X-MCP-Readonly", "true"),
+            ("X-MCP-Toolsets", "lexi, events"),
+        ),
+        None,
+        keys_required=False,
+        known_toolsets=known,
+    )
+    assert isinstance(caller, Caller)
+    assert caller.read_only
+    assert caller.toolsets == frozenset({"lexi"})
+    disjoint = caller_of(
+        raw_headers(("X-MCP-Toolsets", "customer"), ("X-MCP-Toolsets", "lexi")),
+        None,
+        keys_required=False,
+        known_toolsets=known,
+    )
+    assert isinstance(disjoint, Caller)
+    assert disjoint.toolsets == frozenset()
+    bad_copy = caller_of(
+        raw_headers(("X-MCP-Readonly", "true"), ("X-MCP-Readonly", "nope")),
+        None,
+        keys_required=False,
+        known_toolsets=known,
+    )
+    assert bad_copy == "X-MCP-Readonly must be true or false."
+
+
+def test_a_key_header_sent_twice_is_refused() -> None:
+    """Two customer keys on one request: which one to use is a guess, so neither is (and neither is quoted)."""
+    twice = raw_headers((KEY_HEADERS["customer"], ALICE["customer"]), (KEY_HEADERS["customer"], BOB["customer"]))
+    refusal = caller_of(twice, None, keys_required=False, known_toolsets=[])
+    assert refusal == "X-Lexey-Customer-Key was sent 2 times: send it once."
+
+
+def test_a_non_ascii_key_is_refused_in_the_projects_voice() -> None:
+    """A header arrives decoded as Latin-1, so `lxc_café…` reaches us intact; sent on upstream it would fail deep
+    inside the HTTP client as an unexplained tool error. Refused up front, naming the header, never quoting it."""
+    key = "lxc_caf\xe9Q7vZp2KmX9rT4"
+    caller = caller_of(raw_headers((KEY_HEADERS["customer"], key)), None, keys_required=False, known_toolsets=[])
+    assert isinstance(caller, Caller)
+    with acting_for(caller), pytest.raises(LexeyConfigError) as refused:
+        settings().key("customer")
+    assert str(refused.value) == (
+        "X-Lexey-Customer-Key contains non-ASCII characters: set it to a Lexey customer key (lxc_…) alone."
+    )
+
+
+async def test_required_request_keys_hold_no_environment_key(sandbox: Sandbox) -> None:
+    """With keys required, the environment's keys are dropped at start: even a call that reaches the tools without an
+    HTTP request (here in-process; on a replica, any path outside `/mcp`) has no key to fall back on."""
+    server = build_server(sandbox_settings_for(sandbox), request_keys="required")
+    async with Client(server) as client:
+        refused = await client.call_tool("create_conversation", {})
+    assert refused.is_error
+    assert text_of(refused).startswith("LEXEY_CUSTOMER_KEY is not set")
+    assert sandbox.key_log == []
+
+
+SUITE_WITH_SETUP = (Path(__file__).resolve().parent.parent / "examples" / "suites" / "acme-support.yaml").read_text()
+
+
+async def test_test_suite_setup_uses_the_requests_management_key(sandbox: Sandbox) -> None:
+    """Keys required: the suite's setup runs with the management key the request brought (the environment holds
+    none), and every case with its customer key."""
+    alice = caller_of(Headers(headers(ALICE)), None, keys_required=True, known_toolsets=[])
+    assert isinstance(alice, Caller)
+    with acting_for(alice):
+        async with Client(build_server(sandbox_settings_for(sandbox), request_keys="required")) as client:
+            result = await client.call_tool("run_test_suite", {"suite": SUITE_WITH_SETUP})
+    assert not result.is_error, text_of(result)
+    used = {use.key_id for use in sandbox.key_log}
+    assert used == {key_fingerprint(ALICE["management"]), key_fingerprint(ALICE["customer"])}
+
+
+async def test_toolsets_header_keeps_other_toolsets_keys_out(sandbox: Sandbox) -> None:
+    """`X-MCP-Toolsets: customer` shows run_test_suite (a customer tool), but its setup would change the org with the
+    management key: refused before anything is sent, naming the header."""
+    customer_only = caller_of(
+        Headers({**headers(ALICE), "X-MCP-Toolsets": "customer"}),
+        None,
+        keys_required=True,
+        known_toolsets=["customer", "events", "lexi", "management"],
+    )
+    assert isinstance(customer_only, Caller)
+    with acting_for(customer_only):
+        async with Client(build_server(sandbox_settings_for(sandbox), request_keys="required")) as client:
+            result = await client.call_tool("run_test_suite", {"suite": SUITE_WITH_SETUP})
+    assert result.is_error
+    assert text_of(result) == (
+        "This suite has setup instructions, which need the management key. Using a Lexey management key needs the "
+        "management toolset, which this request's X-MCP-Toolsets header leaves out."
+    )
+    assert sandbox.key_log == []

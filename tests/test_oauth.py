@@ -3,14 +3,19 @@ streamable HTTP against `lexey-mcp` running as a subprocess, stateful and statel
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
+from anyio.abc import SocketAttribute, SocketStream
 from joserfc.jwk import RSAKey
 
 from lexey_mcp.hosting import auth_problem, jwks_url_of
@@ -144,9 +149,53 @@ async def test_jwks_is_fetched_again_once_for_an_unknown_kid() -> None:
         assert issuer.fetches == 4
 
 
-def run_http(**env: str) -> subprocess.CompletedProcess[str]:
+@asynccontextmanager
+async def misbehaving_jwks(send_body: Callable[[SocketStream], Awaitable[None]]) -> AsyncIterator[str]:
+    """A JWKS URL on loopback whose server answers 200 and then sends its body with `send_body`."""
+
+    async def serve(stream: SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            await stream.send(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await send_body(stream)
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, serve)
+        yield f"http://127.0.0.1:{listener.extra(SocketAttribute.local_port)}/.well-known/jwks.json"
+        group.cancel_scope.cancel()
+
+
+async def drip(stream: SocketStream) -> None:
+    """A byte of JSON whitespace every 50 ms, forever: each read is quick, the whole never ends."""
+    while True:
+        await stream.send(b"1\r\n \r\n")
+        await anyio.sleep(0.05)
+
+
+async def flood(stream: SocketStream) -> None:
+    """JSON whitespace, 64 KiB at a time, without end."""
+    chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
+    while True:
+        await stream.send(chunk)
+
+
+@pytest.mark.parametrize("send_body", [drip, flood], ids=["dripping", "endless"])
+async def test_a_jwks_fetch_is_bounded_in_time_and_size(send_body: Callable[[SocketStream], Awaitable[None]]) -> None:
+    """Verifications wait on the JWKS fetch: an issuer that drips its answer or never stops sending fails the fetch
+    (no key, the token refused) within the fetch's time limit instead of holding every request."""
+    async with misbehaving_jwks(send_body) as url:
+        jwks = JWKSCache(url, fetch_timeout=1.0)
+        with anyio.fail_after(10):
+            assert await jwks.key("rsa-1") is None
+
+
+def run_server(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`lexey-mcp` with `args` and the environment `env`, for a start that is refused before it serves."""
     return subprocess.run(
-        [*SERVER, "--transport", "http", "--port", "1"],
+        [*SERVER, *args],
         capture_output=True,
         text=True,
         env=clean_env(**env),
@@ -160,7 +209,7 @@ def test_static_token_and_oauth_together_exit_2_naming_both() -> None:
         "LEXEY_MCP_AUTH_TOKEN": "tok_static_long_enough_0123",
         "LEXEY_MCP_OAUTH_ISSUER": "https://issuer.example.test",
     }
-    done = run_http(**env)
+    done = run_server("--transport", "http", "--port", "1", **env)
     assert done.returncode == 2
     assert "LEXEY_MCP_AUTH_TOKEN and LEXEY_MCP_OAUTH_ISSUER are both set" in done.stderr
     assert "tok_static" not in done.stderr
@@ -196,14 +245,7 @@ def test_complete_oauth_settings_pass() -> None:
 
 
 def test_request_keys_required_needs_http() -> None:
-    done = subprocess.run(
-        [*SERVER, "--request-keys", "required"],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=30,
-        check=False,
-    )
+    done = run_server("--request-keys", "required")
     assert done.returncode == 2
     assert "--request-keys required needs --transport http" in done.stderr
 

@@ -163,9 +163,10 @@ async def run_suite(
     selected = select_cases(suite, cases)
     client.settings.key("customer")
     if setup and suite.setup:
-        problem = client.settings.key_problem("management")
-        if problem is not None:
-            raise LexeyConfigError(f"This suite has setup instructions, which need the management key. {problem}")
+        try:  # the key setup will use: in hosted mode, the request's own
+            client.settings.key("management")
+        except LexeyConfigError as exc:
+            raise LexeyConfigError(f"This suite has setup instructions, which need the management key. {exc}") from None
         await run_setup(client, suite.setup)
     runs: dict[str, list[RunReport | None]] = {c.name: [None] * repeat for c in selected}
     total = len(selected) * repeat
