@@ -3,7 +3,8 @@ small standalone listener (stdio mode, `--webhook-port`).
 
 The signature is the only authentication (Lexey cannot send the MCP bearer token): `X-Lexey-Signature:
 sha256=<hex HMAC-SHA256(secret, raw body)>`, compared in constant time before the body is parsed. Nothing is
-read past `MAX_BODY_BYTES`.
+read past `MAX_BODY_BYTES`, a body must arrive within `BODY_SECONDS`, and at most `MAX_READING` bodies are read at
+once: the body comes before the signature can be checked, so anyone who can reach the route can send one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ WEBHOOK_PATH = "/webhooks/lexey"
 SIGNATURE_HEADER = "x-lexey-signature"
 SIGNATURE_PREFIX = "sha256="
 MAX_BODY_BYTES = 1024 * 1024
+#: A whole body, however slowly it trickles in (Lexey's are a few KiB, sent at once); then 408.
+BODY_SECONDS = 10.0
+#: Bodies being read at once; past it, 503 (Lexey retries). Bounds what a flood of slow bodies holds in memory.
+MAX_READING = 64
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -75,9 +80,19 @@ class WebhookReceiver:
     """The endpoint. `secret` None: the route answers 404 (the receiver is off). `record` keeps an event and
     announces it (True when new); an `EventStoreUnavailable` from it is a 503, which Lexey retries."""
 
-    def __init__(self, secret: str | None, record: Record) -> None:
+    def __init__(
+        self,
+        secret: str | None,
+        record: Record,
+        *,
+        body_seconds: float = BODY_SECONDS,
+        max_reading: int = MAX_READING,
+    ) -> None:
         self._secret = secret
         self._record = record
+        self._body_seconds = body_seconds
+        self._max_reading = max_reading
+        self._reading = 0
 
     @property
     def enabled(self) -> bool:
@@ -89,7 +104,17 @@ class WebhookReceiver:
         header = request.headers.get(SIGNATURE_HEADER)
         if header is None or not header.strip().startswith(SIGNATURE_PREFIX):
             return _answer(401, "missing or malformed X-Lexey-Signature (expected sha256=<hex>)")
-        body = await _read_capped(request)
+        if self._reading >= self._max_reading:
+            return _answer(503, "too many webhooks arriving at once; retry later")
+        self._reading += 1
+        body: bytes | None = None
+        try:
+            with anyio.move_on_after(self._body_seconds) as deadline:
+                body = await _read_capped(request)
+        finally:
+            self._reading -= 1
+        if deadline.cancelled_caught:
+            return _answer(408, f"the body did not arrive within {self._body_seconds:g} seconds")
         if body is None:
             return _answer(413, f"body over {MAX_BODY_BYTES} bytes")
         if not signature_ok(self._secret, body, header):
@@ -97,9 +122,12 @@ class WebhookReceiver:
             return _answer(401, "signature does not match")
         try:
             event = parse_event(json.loads(body), time.time())
-        except (ValueError, EventShapeError) as exc:
-            message = str(exc) if isinstance(exc, EventShapeError) else "the body is not JSON"
-            return _answer(400, message)
+        except EventShapeError as exc:
+            return _answer(400, str(exc))
+        except ValueError:
+            return _answer(400, "the body is not JSON")
+        except RecursionError:  # json's own limit on nesting, well past any real event's
+            return _answer(400, "the body is nested too deeply")
         try:
             added = await self._record(event)
         except EventStoreUnavailable as exc:
