@@ -45,7 +45,7 @@ class Event:
     @property
     def key(self) -> str:
         identity = [self.type, self.conversation_id, self.timestamp]
-        if self.timestamp is None:  # no timestamp to tell deliveries apart: the body itself identifies it
+        if self.timestamp is None or self.conversation_id is None:  # too little to tell events apart: the body
             identity.append(json.dumps(self.body, sort_keys=True))
         return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
 

@@ -67,6 +67,10 @@ class SQLiteEventStore:
             import sqlite3
 
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Escalations hold customers' messages: only this user reads them (SQLite gives its -wal and -shm files
+            # the database file's mode). chmod too: a file made before this rule, or under a lax umask.
+            self.path.touch(mode=0o600)
+            self.path.chmod(0o600)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash; one fsync per checkpoint
