@@ -21,6 +21,7 @@ from mcp.types import (
     UnsubscribeRequestParams,
 )
 
+from .bus import connection_of
 from .feed import EventFeed
 from .model import DEFAULT_LIMIT, ESCALATIONS_URI, MAX_LIMIT, EscalationList, conversation_uri, parse_time
 from .receiver import WEBHOOK_PATH
@@ -85,11 +86,11 @@ def install(server: MCPServer[Any], feed: EventFeed) -> None:
     server.custom_route(WEBHOOK_PATH, methods=["POST"], include_in_schema=False)(feed.receiver.handle)
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
-        feed.legacy.add(ctx.session, str(params.uri))
+        feed.legacy.add(connection_of(ctx.session), str(params.uri))
         return EmptyResult()
 
     async def unsubscribe(ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        feed.legacy.remove(ctx.session, str(params.uri))
+        feed.legacy.remove(connection_of(ctx.session), str(params.uri))
         return EmptyResult()
 
     # MCPServer has no API for these legacy methods; its low-level server does (and then advertises
