@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -247,3 +248,20 @@ async def test_slow_bodies_time_out_and_cannot_pin_the_receiver(anyio_backend: s
             await s.aclose()
         tg.cancel_scope.cancel()
     assert set(kept) == {"conversation.escalated"}  # the 200s; the slow bodies kept nothing
+
+
+async def test_a_webhook_port_in_use_is_one_error_line_not_a_dead_server(
+    tmp_path: Path, anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two hosts may start lexey-mcp with the same --webhook-port: the second keeps its tools (and lists what the
+    first receives, through the shared state directory) and says why it receives nothing itself."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with EventFeed(events_settings(tmp_path), EventOptions(webhook_port=port)) as feed:
+            assert feed.webhook_url is None
+            assert await feed.escalations() == []
+    assert f"webhook receiver not started: cannot listen on 127.0.0.1 port {port} (Address already in use)" in (
+        caplog.text
+    )
