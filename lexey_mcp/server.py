@@ -554,12 +554,8 @@ def build_server(
                 sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=sandbox_delay, **webhooks)))
                 effective = settings.model_copy(update=sandbox_settings(sb.env()))
                 logger.info("sandbox serving at %s", sb.url)
-            if request_keys == "optional":
+            if request_keys == "optional":  # else the environment's keys are never used
                 warn_about_keys(effective, enabled)
-            else:  # never used, so not even held: a path without an HTTP request gets no key either
-                effective = effective.model_copy(
-                    update=dict.fromkeys(("customer_key", "management_key", "lexi_api_key"))
-                )
             client = LexeyClient(effective, transport=http_transport, trust_env=not sandbox)
             client = await stack.enter_async_context(client)
             yield AppState(client=client, confirm_changes=confirm, feed=feed)
