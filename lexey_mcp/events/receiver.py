@@ -3,8 +3,9 @@ small standalone listener (stdio mode, `--webhook-port`).
 
 The signature is the only authentication (Lexey cannot send the MCP bearer token): `X-Lexey-Signature:
 sha256=<hex HMAC-SHA256(secret, raw body)>`, compared in constant time before the body is parsed. Nothing is
-read past `MAX_BODY_BYTES`, a body must arrive within `BODY_SECONDS`, and at most `MAX_READING` bodies are read at
-once: the body comes before the signature can be checked, so anyone who can reach the route can send one.
+read past `MAX_BODY_BYTES`, a body must arrive within `BODY_SECONDS`, and bodies being read hold at most
+`MAX_BUFFERED_BYTES` between them: the body comes before its signature can be checked, so anyone who can reach the
+route can send one.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ SIGNATURE_PREFIX = "sha256="
 MAX_BODY_BYTES = 1024 * 1024
 #: A whole body, however slowly it trickles in (Lexey's are a few KiB, sent at once); then 408.
 BODY_SECONDS = 10.0
-#: Bodies being read at once; past it, 503 (Lexey retries). Bounds what a flood of slow bodies holds in memory.
-MAX_READING = 64
+#: Bytes held by all bodies being read at once (64 full ones); past it, 503 (Lexey retries): what a flood of large,
+#: slow bodies can hold in memory.
+MAX_BUFFERED_BYTES = 64 * MAX_BODY_BYTES
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -58,21 +60,6 @@ def _answer(status: int, message: str | None = None) -> JSONResponse:
     return JSONResponse({"ok": True} if message is None else {"ok": False, "error": message}, status_code=status)
 
 
-async def _read_capped(request: Request) -> bytes | None:
-    """The body, or None once it passes MAX_BODY_BYTES (nothing more is read)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 Record = Callable[[Event], Awaitable[bool]]
 
 
@@ -86,17 +73,39 @@ class WebhookReceiver:
         record: Record,
         *,
         body_seconds: float = BODY_SECONDS,
-        max_reading: int = MAX_READING,
+        max_buffered: int = MAX_BUFFERED_BYTES,
     ) -> None:
         self._secret = secret
         self._record = record
         self._body_seconds = body_seconds
-        self._max_reading = max_reading
-        self._reading = 0
+        self._max_buffered = max_buffered
+        self._buffered = 0
 
     @property
     def enabled(self) -> bool:
         return self._secret is not None
+
+    async def _read_body(self, request: Request) -> bytes | Response:
+        """The body, or the refusal once it is too big (413), too slow (408), or too much is being read (503)."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _answer(413, f"body over {MAX_BODY_BYTES} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with anyio.move_on_after(self._body_seconds):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    self._buffered += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        return _answer(413, f"body over {MAX_BODY_BYTES} bytes")
+                    if self._buffered > self._max_buffered:
+                        return _answer(503, "too many webhooks arriving at once; retry later")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        finally:
+            self._buffered -= size
+        return _answer(408, f"the body did not arrive within {self._body_seconds:g} seconds")
 
     async def handle(self, request: Request) -> Response:
         if self._secret is None:
@@ -104,19 +113,9 @@ class WebhookReceiver:
         header = request.headers.get(SIGNATURE_HEADER)
         if header is None or not header.strip().startswith(SIGNATURE_PREFIX):
             return _answer(401, "missing or malformed X-Lexey-Signature (expected sha256=<hex>)")
-        if self._reading >= self._max_reading:
-            return _answer(503, "too many webhooks arriving at once; retry later")
-        self._reading += 1
-        body: bytes | None = None
-        try:
-            with anyio.move_on_after(self._body_seconds) as deadline:
-                body = await _read_capped(request)
-        finally:
-            self._reading -= 1
-        if deadline.cancelled_caught:
-            return _answer(408, f"the body did not arrive within {self._body_seconds:g} seconds")
-        if body is None:
-            return _answer(413, f"body over {MAX_BODY_BYTES} bytes")
+        body = await self._read_body(request)
+        if isinstance(body, Response):
+            return body
         if not signature_ok(self._secret, body, header):
             logger.warning("webhook refused: the signature does not match (check LEXEY_WEBHOOK_SECRET)")
             return _answer(401, "signature does not match")
