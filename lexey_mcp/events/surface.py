@@ -94,7 +94,8 @@ def install(server: MCPServer[Any], feed: EventFeed) -> None:
         return EmptyResult()
 
     # MCPServer has no API for these legacy methods; its low-level server does (and then advertises
-    # `resources.subscribe` to 2025 clients, which is true when there are sessions to notify).
+    # `resources.subscribe` to 2025 clients, which is true when there are sessions to notify). `_lowlevel_server` is
+    # private in mcp 2.3 and this is its one use (`bus.connection_of` is the other private access).
     if feed.options.sessions:
         lowlevel = server._lowlevel_server
         lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
