@@ -88,3 +88,13 @@ async def test_only_this_user_can_read_the_events(tmp_path: Path, anyio_backend:
         "events.sqlite3-wal": 0o600,
         "events.sqlite3-shm": 0o600,
     }
+
+
+async def test_a_redelivery_is_known_however_its_time_is_written(tmp_path: Path, anyio_backend: str) -> None:
+    store = SQLiteEventStore(tmp_path / "events.sqlite3", retention_days=30)
+    payload = escalation()
+    assert await store.add(parse_event({**payload, "timestamp": "2026-11-30T09:00:00Z"}, time.time()))
+    for same in ("2026-11-30T10:00:00+01:00", "2026-11-30T09:00:00.000+00:00", "2026-11-30T09:00:00"):
+        assert not await store.add(parse_event({**payload, "timestamp": same}, time.time()))
+    assert await store.add(parse_event({**payload, "timestamp": "2026-11-30T09:00:01Z"}, time.time()))
+    await store.aclose()
