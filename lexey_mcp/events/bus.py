@@ -70,9 +70,9 @@ class RedisSubscriptionBus:
         self._publisher: Any = None
 
     async def publish(self, event: ServerEvent) -> None:
-        if self._publisher is None:
-            self._publisher = redis_client(self._url)
         try:
+            if self._publisher is None:
+                self._publisher = redis_client(self._url)
             await self._publisher.publish(self.channel, encode(event))
         except redis_errors() as exc:
             raise ConnectionError(f"notifications (Redis at {self.location}) are unreachable: {exc}") from None
@@ -83,7 +83,12 @@ class RedisSubscriptionBus:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Read the channel until cancelled, reconnecting with backoff. Started once Redis answers the first
         subscription, or after the first failure (a server starts while Redis is down, and catches up)."""
-        reader = redis_client(self._url, socket_timeout=None)  # a quiet channel is not a dead one
+        try:
+            reader = redis_client(self._url, socket_timeout=None)  # a quiet channel is not a dead one
+        except redis_errors() as exc:
+            logger.error("no notifications from other replicas: %s", exc)
+            task_status.started()
+            return
         delay, lost, started = RECONNECT_FIRST, False, False
         try:
             while True:

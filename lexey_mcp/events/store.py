@@ -147,9 +147,13 @@ def redis_client(url: str, **options: Any) -> Redis:
     from redis.asyncio import Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
     defaults: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "retry": Retry(NoBackoff(), 0)}
-    return Redis.from_url(url, **{**defaults, **options})
+    try:
+        return Redis.from_url(url, **{**defaults, **options})
+    except ValueError as exc:  # as unreachable as a server that is down, and said as clearly (never the URL itself)
+        raise RedisConnectionError(f"LEXEY_REDIS_URL is not a redis://host:port/db URL ({exc})") from None
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
