@@ -42,6 +42,8 @@ BODY_SECONDS = 10.0
 #: Bytes held by all bodies being read at once (64 full ones); past it, 503 (Lexey retries): what a flood of large,
 #: slow bodies can hold in memory.
 MAX_BUFFERED_BYTES = 64 * MAX_BODY_BYTES
+#: At most one "signature does not match" line per this many seconds (anyone can send those).
+REFUSAL_LOG_SECONDS = 60.0
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -80,6 +82,8 @@ class WebhookReceiver:
         self._body_seconds = body_seconds
         self._max_buffered = max_buffered
         self._buffered = 0
+        self._refusals_unlogged = 0
+        self._refusal_logged_at = float("-inf")
 
     @property
     def enabled(self) -> bool:
@@ -107,6 +111,15 @@ class WebhookReceiver:
             self._buffered -= size
         return _answer(408, f"the body did not arrive within {self._body_seconds:g} seconds")
 
+    def _log_refusal(self) -> None:
+        now = time.monotonic()
+        if now - self._refusal_logged_at < REFUSAL_LOG_SECONDS:
+            self._refusals_unlogged += 1
+            return
+        more = f" ({self._refusals_unlogged} more since the last line)" if self._refusals_unlogged else ""
+        logger.warning("webhook refused: the signature does not match (check LEXEY_WEBHOOK_SECRET)%s", more)
+        self._refusal_logged_at, self._refusals_unlogged = now, 0
+
     async def handle(self, request: Request) -> Response:
         if self._secret is None:
             return _answer(404, "not found: the webhook receiver is off (LEXEY_WEBHOOK_SECRET is not set)")
@@ -117,7 +130,7 @@ class WebhookReceiver:
         if isinstance(body, Response):
             return body
         if not signature_ok(self._secret, body, header):
-            logger.warning("webhook refused: the signature does not match (check LEXEY_WEBHOOK_SECRET)")
+            self._log_refusal()
             return _answer(401, "signature does not match")
         try:
             event = parse_event(json.loads(body), time.time())

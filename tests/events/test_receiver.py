@@ -264,3 +264,15 @@ async def test_a_webhook_port_in_use_is_one_error_line_not_a_dead_server(
     assert f"webhook receiver not started: cannot listen on 127.0.0.1 port {port} (Address already in use)" in (
         caplog.text
     )
+
+
+async def test_refused_signatures_are_logged_once_a_minute_not_once_each(
+    feed: EventFeed, http: httpx2.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone who can reach the route can send a bad signature; a flood of them must not flood the log."""
+    caplog.set_level("WARNING", "lexey_mcp.events")
+    assert feed.webhook_url is not None
+    for _ in range(5):
+        assert (await post(http, feed.webhook_url, body_of(escalation()), secret="wrong")).status_code == 401
+    lines = [r.getMessage() for r in caplog.records if "signature does not match" in r.getMessage()]
+    assert lines == ["webhook refused: the signature does not match (check LEXEY_WEBHOOK_SECRET)"]
