@@ -117,14 +117,17 @@ def free_port() -> int:
 def sandbox_process(delay: float = 0.0) -> Iterator[str]:
     """A sandbox in its own process (so it does not share our core); yields its root URL."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lexey_mcp.sandbox", "--port", str(port), "--delay", str(delay)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with listening([sys.executable, "-m", "lexey_mcp.sandbox", "--port", str(port), "--delay", str(delay)], port):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def listening(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+    """`command` running (output discarded) once something listens on `port`; terminated after."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
+        yield
     finally:
         proc.terminate()
         proc.wait(10)

@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from benchmarks._common import free_port, header, median, percentile, wait_for_port, write_section
+from benchmarks._common import free_port, header, listening, median, percentile, write_section
 from lexey_mcp.events.receiver import sign
 
 SECRET = "benchmark-secret-0123456789"
@@ -58,13 +57,8 @@ def redis_process(directory: Path) -> Iterator[str]:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", ""]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with listening(args, port):
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @contextlib.contextmanager
@@ -76,13 +70,8 @@ def server_process(state: Path, redis_url: str | None = None) -> Iterator[str]:
     if redis_url:
         env["LEXEY_REDIS_URL"] = redis_url
     command = [sys.executable, "-m", "lexey_mcp", "--transport", "http", "--stateless", "--port", str(port)]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with listening(command, port, env):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 async def throughput(root: str, count: int, concurrency: int, *, signed: bool) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -71,9 +70,9 @@ class RedisSubscriptionBus:
         self._publisher: Any = None
 
     async def publish(self, event: ServerEvent) -> None:
-        if self._publisher is None:
-            self._publisher = redis_client(self._url)
         try:
+            if self._publisher is None:
+                self._publisher = redis_client(self._url)
             await self._publisher.publish(self.channel, encode(event))
         except redis_errors() as exc:
             raise ConnectionError(f"notifications (Redis at {self.location}) are unreachable: {exc}") from None
@@ -84,7 +83,12 @@ class RedisSubscriptionBus:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Read the channel until cancelled, reconnecting with backoff. Started once Redis answers the first
         subscription, or after the first failure (a server starts while Redis is down, and catches up)."""
-        reader = redis_client(self._url, socket_timeout=None)  # a quiet channel is not a dead one
+        try:
+            reader = redis_client(self._url, socket_timeout=None)  # a quiet channel is not a dead one
+        except redis_errors() as exc:
+            logger.error("no notifications from other replicas: %s", exc)
+            task_status.started()
+            return
         delay, lost, started = RECONNECT_FIRST, False, False
         try:
             while True:
@@ -125,33 +129,40 @@ class RedisSubscriptionBus:
                     self._publisher = None
 
 
+def connection_of(session: ServerSession) -> Connection:
+    """The client connection a request came on. Private in mcp 2.3: a low-level handler's `ServerRequestContext`
+    offers only the per-request `ServerSession` (`Context.connection` is not built for them). The one use."""
+    connection: Connection = session._connection
+    return connection
+
+
 class LegacySubscriptions:
     """`resources/subscribe` connections (protocol 2025-11-25 and earlier) and their URIs, notified with
     `notifications/resources/updated` of every matching `ResourceUpdated` on the bus.
 
-    Keyed by the connection, not the session: the SDK makes a `ServerSession` per request, while the
-    connection lives as long as the client is connected (weakly held: a closed one is forgotten with it).
+    Keyed by the connection, not the session: the SDK makes a `ServerSession` per request, while the connection
+    lives as long as the client is connected, and forgets it on the connection's own teardown (`exit_stack`).
+    Each connection has at most one send in flight and a set of URIs still to announce, so a client that stops
+    reading costs one pending notification per URI, not one per event (a notification means "refetch it").
     """
 
     def __init__(self) -> None:
-        self._uris: weakref.WeakKeyDictionary[Connection, set[str]] = weakref.WeakKeyDictionary()
+        self._uris: dict[Connection, set[str]] = {}
+        self._unsent: dict[Connection, dict[str, None]] = {}  # present while that connection's sender runs
         self._group: TaskGroup | None = None
 
-    @staticmethod
-    def _connection(session: ServerSession) -> Connection:
-        connection: Connection = session._connection  # private, but the one stable handle on a client
-        return connection
+    def add(self, connection: Connection, uri: str) -> None:
+        if connection not in self._uris:
+            self._uris[connection] = set()
+            connection.exit_stack.callback(self._uris.pop, connection, None)
+        self._uris[connection].add(uri)
 
-    def add(self, session: ServerSession, uri: str) -> None:
-        self._uris.setdefault(self._connection(session), set()).add(uri)
+    def remove(self, connection: Connection, uri: str) -> None:
+        self._uris.get(connection, set()).discard(uri)
 
-    def remove(self, session: ServerSession, uri: str) -> None:
-        connection = self._connection(session)
-        uris = self._uris.get(connection)
-        if uris is not None:
-            uris.discard(uri)
-            if not uris:
-                del self._uris[connection]
+    def __len__(self) -> int:
+        """How many connections are (or were, until they close) subscribed."""
+        return len(self._uris)
 
     def attach(self, bus: SubscriptionBus, group: TaskGroup) -> Callable[[], None]:
         """Start forwarding `bus` events; returns the detach callable."""
@@ -161,13 +172,22 @@ class LegacySubscriptions:
     def _deliver(self, event: ServerEvent) -> None:
         if not isinstance(event, ResourceUpdated) or self._group is None:
             return
-        for connection, uris in list(self._uris.items()):
-            if event.uri in uris:
-                self._group.start_soon(self._send, connection, event.uri)
+        for connection, uris in self._uris.items():
+            if event.uri not in uris:
+                continue
+            unsent = self._unsent.get(connection)
+            if unsent is None:
+                self._unsent[connection] = {event.uri: None}
+                self._group.start_soon(self._send, connection)
+            else:
+                unsent[event.uri] = None
 
-    async def _send(self, connection: Connection, uri: str) -> None:
+    async def _send(self, connection: Connection) -> None:
+        unsent = self._unsent[connection]
         try:
-            await connection.outbound.notify("notifications/resources/updated", {"uri": uri})
-        except Exception as exc:  # the client went away (closed stream): forget it
-            logger.debug("dropping a legacy subscription: %s", exc)
-            self._uris.pop(connection, None)
+            while unsent:
+                uri = next(iter(unsent))
+                del unsent[uri]  # before sending: a change during the send is announced again after it
+                await connection.notify("notifications/resources/updated", {"uri": uri})  # dropped once closed
+        finally:
+            del self._unsent[connection]

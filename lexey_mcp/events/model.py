@@ -44,8 +44,8 @@ class Event:
 
     @property
     def key(self) -> str:
-        identity = [self.type, self.conversation_id, self.timestamp]
-        if self.timestamp is None:  # no timestamp to tell deliveries apart: the body itself identifies it
+        identity = [self.type, self.conversation_id, _instant(self.timestamp)]
+        if self.timestamp is None or self.conversation_id is None:  # too little to tell events apart: the body
             identity.append(json.dumps(self.body, sort_keys=True))
         return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
 
@@ -60,6 +60,17 @@ def parse_time(value: str) -> datetime:
     """ISO 8601 (a trailing Z allowed); a time without a zone is UTC. ValueError otherwise."""
     moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _instant(timestamp: str | None) -> str | None:
+    """The moment a timestamp names, in one spelling (a redelivery is one event however its time is written); an
+    unparseable one as given."""
+    if timestamp is None:
+        return None
+    try:
+        return parse_time(timestamp).astimezone(UTC).isoformat()
+    except ValueError:
+        return timestamp
 
 
 def parse_event(payload: object, received_at: float) -> Event:

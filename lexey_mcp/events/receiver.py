@@ -3,7 +3,9 @@ small standalone listener (stdio mode, `--webhook-port`).
 
 The signature is the only authentication (Lexey cannot send the MCP bearer token): `X-Lexey-Signature:
 sha256=<hex HMAC-SHA256(secret, raw body)>`, compared in constant time before the body is parsed. Nothing is
-read past `MAX_BODY_BYTES`.
+read past `MAX_BODY_BYTES`, a body must arrive within `BODY_SECONDS`, and bodies being read hold at most
+`MAX_BUFFERED_BYTES` between them: the body comes before its signature can be checked, so anyone who can reach the
+route can send one.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ WEBHOOK_PATH = "/webhooks/lexey"
 SIGNATURE_HEADER = "x-lexey-signature"
 SIGNATURE_PREFIX = "sha256="
 MAX_BODY_BYTES = 1024 * 1024
+#: A whole body, however slowly it trickles in (Lexey's are a few KiB, sent at once); then 408.
+BODY_SECONDS = 10.0
+#: Bytes held by all bodies being read at once (64 full ones); past it, 503 (Lexey retries): what a flood of large,
+#: slow bodies can hold in memory.
+MAX_BUFFERED_BYTES = 64 * MAX_BODY_BYTES
+#: At most one "signature does not match" line per this many seconds (anyone can send those).
+REFUSAL_LOG_SECONDS = 60.0
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -53,21 +62,6 @@ def _answer(status: int, message: str | None = None) -> JSONResponse:
     return JSONResponse({"ok": True} if message is None else {"ok": False, "error": message}, status_code=status)
 
 
-async def _read_capped(request: Request) -> bytes | None:
-    """The body, or None once it passes MAX_BODY_BYTES (nothing more is read)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 Record = Callable[[Event], Awaitable[bool]]
 
 
@@ -75,13 +69,56 @@ class WebhookReceiver:
     """The endpoint. `secret` None: the route answers 404 (the receiver is off). `record` keeps an event and
     announces it (True when new); an `EventStoreUnavailable` from it is a 503, which Lexey retries."""
 
-    def __init__(self, secret: str | None, record: Record) -> None:
+    def __init__(
+        self,
+        secret: str | None,
+        record: Record,
+        *,
+        body_seconds: float = BODY_SECONDS,
+        max_buffered: int = MAX_BUFFERED_BYTES,
+    ) -> None:
         self._secret = secret
         self._record = record
+        self._body_seconds = body_seconds
+        self._max_buffered = max_buffered
+        self._buffered = 0
+        self._refusals_unlogged = 0
+        self._refusal_logged_at = float("-inf")
 
     @property
     def enabled(self) -> bool:
         return self._secret is not None
+
+    async def _read_body(self, request: Request) -> bytes | Response:
+        """The body, or the refusal once it is too big (413), too slow (408), or too much is being read (503)."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _answer(413, f"body over {MAX_BODY_BYTES} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with anyio.move_on_after(self._body_seconds):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    self._buffered += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        return _answer(413, f"body over {MAX_BODY_BYTES} bytes")
+                    if self._buffered > self._max_buffered:
+                        return _answer(503, "too many webhooks arriving at once; retry later")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        finally:
+            self._buffered -= size
+        return _answer(408, f"the body did not arrive within {self._body_seconds:g} seconds")
+
+    def _log_refusal(self) -> None:
+        now = time.monotonic()
+        if now - self._refusal_logged_at < REFUSAL_LOG_SECONDS:
+            self._refusals_unlogged += 1
+            return
+        more = f" ({self._refusals_unlogged} more since the last line)" if self._refusals_unlogged else ""
+        logger.warning("webhook refused: the signature does not match (check LEXEY_WEBHOOK_SECRET)%s", more)
+        self._refusal_logged_at, self._refusals_unlogged = now, 0
 
     async def handle(self, request: Request) -> Response:
         if self._secret is None:
@@ -89,17 +126,20 @@ class WebhookReceiver:
         header = request.headers.get(SIGNATURE_HEADER)
         if header is None or not header.strip().startswith(SIGNATURE_PREFIX):
             return _answer(401, "missing or malformed X-Lexey-Signature (expected sha256=<hex>)")
-        body = await _read_capped(request)
-        if body is None:
-            return _answer(413, f"body over {MAX_BODY_BYTES} bytes")
+        body = await self._read_body(request)
+        if isinstance(body, Response):
+            return body
         if not signature_ok(self._secret, body, header):
-            logger.warning("webhook refused: the signature does not match (check LEXEY_WEBHOOK_SECRET)")
+            self._log_refusal()
             return _answer(401, "signature does not match")
         try:
             event = parse_event(json.loads(body), time.time())
-        except (ValueError, EventShapeError) as exc:
-            message = str(exc) if isinstance(exc, EventShapeError) else "the body is not JSON"
-            return _answer(400, message)
+        except EventShapeError as exc:
+            return _answer(400, str(exc))
+        except ValueError:
+            return _answer(400, "the body is not JSON")
+        except RecursionError:  # json's own limit on nesting, well past any real event's
+            return _answer(400, "the body is nested too deeply")
         try:
             added = await self._record(event)
         except EventStoreUnavailable as exc:

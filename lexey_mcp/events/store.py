@@ -67,6 +67,10 @@ class SQLiteEventStore:
             import sqlite3
 
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Escalations hold customers' messages: only this user reads them (SQLite gives its -wal and -shm files
+            # the database file's mode). chmod too: a file made before this rule, or under a lax umask.
+            self.path.touch(mode=0o600)
+            self.path.chmod(0o600)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash; one fsync per checkpoint
@@ -143,9 +147,13 @@ def redis_client(url: str, **options: Any) -> Redis:
     from redis.asyncio import Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
     defaults: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "retry": Retry(NoBackoff(), 0)}
-    return Redis.from_url(url, **{**defaults, **options})
+    try:
+        return Redis.from_url(url, **{**defaults, **options})
+    except ValueError as exc:  # as unreachable as a server that is down, and said as clearly (never the URL itself)
+        raise RedisConnectionError(f"LEXEY_REDIS_URL is not a redis://host:port/db URL ({exc})") from None
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:

@@ -21,6 +21,7 @@ from mcp.types import (
     UnsubscribeRequestParams,
 )
 
+from .bus import connection_of
 from .feed import EventFeed
 from .model import DEFAULT_LIMIT, ESCALATIONS_URI, MAX_LIMIT, EscalationList, conversation_uri, parse_time
 from .receiver import WEBHOOK_PATH
@@ -85,15 +86,16 @@ def install(server: MCPServer[Any], feed: EventFeed) -> None:
     server.custom_route(WEBHOOK_PATH, methods=["POST"], include_in_schema=False)(feed.receiver.handle)
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
-        feed.legacy.add(ctx.session, str(params.uri))
+        feed.legacy.add(connection_of(ctx.session), str(params.uri))
         return EmptyResult()
 
     async def unsubscribe(ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        feed.legacy.remove(ctx.session, str(params.uri))
+        feed.legacy.remove(connection_of(ctx.session), str(params.uri))
         return EmptyResult()
 
     # MCPServer has no API for these legacy methods; its low-level server does (and then advertises
-    # `resources.subscribe` to 2025 clients, which is true when there are sessions to notify).
+    # `resources.subscribe` to 2025 clients, which is true when there are sessions to notify). `_lowlevel_server` is
+    # private in mcp 2.3 and this is its one use (`bus.connection_of` is the other private access).
     if feed.options.sessions:
         lowlevel = server._lowlevel_server
         lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)

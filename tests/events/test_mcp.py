@@ -15,9 +15,11 @@ import httpx2
 import pytest
 from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server import MCPServer
 from mcp.shared.subscriptions import ResourceUpdated
 
-from lexey_mcp.events.feed import EventOptions
+from lexey_mcp.events.feed import EventFeed, EventOptions
+from lexey_mcp.events.surface import install
 from lexey_mcp.sandbox import Sandbox
 from lexey_mcp.server import build_server
 from tests.conftest import sandbox_settings_for
@@ -228,3 +230,16 @@ async def test_only_what_works_is_advertised(tmp_path: Path, sandbox: Sandbox, a
         async with Client(without_events, mode=mode) as client:
             assert client.server_capabilities.resources is not None
             assert not client.server_capabilities.resources.subscribe  # nothing would ever be announced
+
+
+async def test_a_closed_legacy_client_is_forgotten(tmp_path: Path, anyio_backend: str) -> None:
+    feed = EventFeed(events_settings(tmp_path))
+    server: MCPServer[Any] = MCPServer("events", subscriptions=feed.bus)
+    install(server, feed)
+    async with feed:
+        for _ in range(3):
+            async with Client(server, mode="legacy") as client:
+                await subscribe(client, ESCALATIONS)
+                await subscribe(client, "lexey://conversations/c1/messages")
+                assert len(feed.legacy) == 1
+        assert len(feed.legacy) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,8 @@ import httpx2
 import pytest
 
 from lexey_mcp.events.feed import EventFeed, EventOptions
-from lexey_mcp.events.receiver import MAX_BODY_BYTES, sign
+from lexey_mcp.events.model import Event
+from lexey_mcp.events.receiver import MAX_BODY_BYTES, WebhookReceiver, serve_listener, sign
 from tests.events.conftest import Heard, events_settings
 from tests.events.helpers import SECRET, body_of, escalation, post
 
@@ -195,3 +197,82 @@ async def test_the_signature_hex_may_be_upper_case(feed: EventFeed, http: httpx2
     assert feed.webhook_url is not None
     response = await post(http, feed.webhook_url, body, signature="sha256=" + sign(SECRET, body)[7:].upper())
     assert response.status_code == 200
+
+
+async def test_a_body_nested_past_jsons_limit_is_400(feed: EventFeed, http: httpx2.AsyncClient) -> None:
+    assert feed.webhook_url is not None
+    deep = b'{"event": "conversation.escalated", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = await post(http, feed.webhook_url, deep)
+    assert (response.status_code, response.json()["error"]) == (400, "the body is nested too deeply")
+
+
+async def _raw_post(port: int, declared: int, sent: bytes) -> anyio.abc.SocketStream:
+    """A POST whose Content-Length promises `declared` bytes, of which only `sent` arrive (for now)."""
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    head = (
+        f"POST /webhooks/lexey HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {declared}\r\nX-Lexey-Signature: sha256=00\r\n\r\n"
+    )
+    await stream.send(head.encode() + sent)
+    return stream
+
+
+async def _status(stream: anyio.abc.SocketStream) -> int:
+    received = b""
+    while b"\r\n" not in received:
+        received += await stream.receive()
+    return int(received.split(b" ", 2)[1])
+
+
+async def test_slow_bodies_time_out_and_cannot_pin_the_receiver(anyio_backend: str) -> None:
+    """Anyone can send a body (the signature is checked after it): one trickling in gets 408 at the deadline, and
+    while bodies being read hold `max_buffered` bytes, more are refused at once (503, retried by Lexey)."""
+    kept: list[str] = []
+
+    async def record(event: Event) -> bool:
+        kept.append(event.type)
+        return True
+
+    body = body_of(escalation())
+    receiver = WebhookReceiver(SECRET, record, body_seconds=1.0, max_buffered=len(body) + 50)
+    async with anyio.create_task_group() as tg, httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+        url = await tg.start(serve_listener, receiver, "127.0.0.1", 0)
+        port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+        slow = await _raw_post(port, 1000, b"{" + b" " * 99)  # holds 100 bytes, and says 900 more are coming
+        with anyio.fail_after(5):
+            while (await post(http, url, body)).status_code != 503:  # once the slow body's first bytes are in
+                pass
+            assert await _status(slow) == 408
+        assert (await post(http, url, body)).status_code == 200  # what it held is free again
+        await slow.aclose()
+        tg.cancel_scope.cancel()
+    assert set(kept) == {"conversation.escalated"}  # the 200s; the slow body kept nothing
+
+
+async def test_a_webhook_port_in_use_is_one_error_line_not_a_dead_server(
+    tmp_path: Path, anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two hosts may start lexey-mcp with the same --webhook-port: the second keeps its tools (and lists what the
+    first receives, through the shared state directory) and says why it receives nothing itself."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with EventFeed(events_settings(tmp_path), EventOptions(webhook_port=port)) as feed:
+            assert feed.webhook_url is None
+            assert await feed.escalations() == []
+    assert f"webhook receiver not started: cannot listen on 127.0.0.1 port {port} (Address already in use)" in (
+        caplog.text
+    )
+
+
+async def test_refused_signatures_are_logged_once_a_minute_not_once_each(
+    feed: EventFeed, http: httpx2.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone who can reach the route can send a bad signature; a flood of them must not flood the log."""
+    caplog.set_level("WARNING", "lexey_mcp.events")
+    assert feed.webhook_url is not None
+    for _ in range(5):
+        assert (await post(http, feed.webhook_url, body_of(escalation()), secret="wrong")).status_code == 401
+    lines = [r.getMessage() for r in caplog.records if "signature does not match" in r.getMessage()]
+    assert lines == ["webhook refused: the signature does not match (check LEXEY_WEBHOOK_SECRET)"]

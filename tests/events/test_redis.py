@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 import httpx2
+import pytest
 from mcp import Client
 from mcp.shared.subscriptions import ResourceUpdated
 
@@ -155,3 +156,21 @@ async def redis_count(feed: EventFeed) -> int:
     assert isinstance(store, RedisEventStore)
     count: int = await store.redis.zcard("lexey-mcp:escalations")
     return count
+
+
+async def test_a_redis_url_that_is_not_one_is_said_clearly_without_it(
+    tmp_path: Path, anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a crash at startup: webhooks get 503 (retried once it is fixed), the tool says what is wrong, and the URL
+    (which may hold a password) is in neither."""
+    url = "http://user:hunter2-password@127.0.0.1:6379/0"
+    port = free_port()
+    server = build_server(events_settings(tmp_path, redis_url=url), events=EventOptions(webhook_port=port))
+    async with Client(server) as client, httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+        refused = await post(http, f"http://127.0.0.1:{port}/webhooks/lexey", body_of(escalation()))
+        listed = await client.call_tool("list_escalations", {})
+    assert refused.status_code == 503
+    assert listed.is_error
+    text = getattr(listed.content[0], "text", "")
+    assert "LEXEY_REDIS_URL is not a redis://host:port/db URL" in text
+    assert "hunter2" not in text + refused.text + caplog.text

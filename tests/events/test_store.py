@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -57,3 +59,42 @@ async def test_newest_first_with_since_and_limit(tmp_path: Path, anyio_backend: 
 @pytest.mark.parametrize("value", ["2026-11-30T09:00:00Z", "2026-11-30T10:00:00+01:00", "2026-11-30T09:00:00"])
 def test_iso_times_compare_in_utc(value: str) -> None:
     assert parse_time(value).timestamp() == parse_time("2026-11-30T09:00:00Z").timestamp()
+
+
+async def test_events_without_a_conversation_are_told_apart_by_their_body(tmp_path: Path, anyio_backend: str) -> None:
+    store = SQLiteEventStore(tmp_path / "events.sqlite3", retention_days=30)
+    at = "2026-11-30T09:00:00Z"
+    first = parse_event({"event": "org.updated", "timestamp": at, "payload": {"field": "name"}}, time.time())
+    second = parse_event({"event": "org.updated", "timestamp": at, "payload": {"field": "plan"}}, time.time())
+    assert await store.add(first)
+    assert await store.add(second)  # not a redelivery of the first: nothing but the time is shared
+    assert not await store.add(first)
+    await store.aclose()
+
+
+async def test_only_this_user_can_read_the_events(tmp_path: Path, anyio_backend: str) -> None:
+    state = tmp_path / "state"
+    previous = os.umask(0o022)
+    try:
+        store = SQLiteEventStore(state / "events.sqlite3", retention_days=30)
+        await store.add(parse_event(escalation(), time.time()))
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [state, *state.iterdir()]}
+        await store.aclose()
+    finally:
+        os.umask(previous)
+    assert modes == {
+        "state": 0o700,
+        "events.sqlite3": 0o600,
+        "events.sqlite3-wal": 0o600,
+        "events.sqlite3-shm": 0o600,
+    }
+
+
+async def test_a_redelivery_is_known_however_its_time_is_written(tmp_path: Path, anyio_backend: str) -> None:
+    store = SQLiteEventStore(tmp_path / "events.sqlite3", retention_days=30)
+    payload = escalation()
+    assert await store.add(parse_event({**payload, "timestamp": "2026-11-30T09:00:00Z"}, time.time()))
+    for same in ("2026-11-30T10:00:00+01:00", "2026-11-30T09:00:00.000+00:00", "2026-11-30T09:00:00"):
+        assert not await store.add(parse_event({**payload, "timestamp": same}, time.time()))
+    assert await store.add(parse_event({**payload, "timestamp": "2026-11-30T09:00:01Z"}, time.time()))
+    await store.aclose()
