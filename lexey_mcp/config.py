@@ -14,15 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import LexeyConfigError
-
-KeyKind = Literal["customer", "management", "lexi"]
-
-#: kind -> (environment variable, required prefix, what the key is)
-KEY_SPECS: dict[KeyKind, tuple[str, str, str]] = {
-    "customer": ("LEXEY_CUSTOMER_KEY", "lxc_", "a Lexey customer key"),
-    "management": ("LEXEY_MANAGEMENT_KEY", "lxm_", "a Lexey management key"),
-    "lexi": ("LEXI_API_KEY", "wbk_", "a LeadLex workspace key with the Lexi permission"),
-}
+from .vendor import API, Api
 
 # Whitespace, C0/C1 controls and DEL: nothing a real key contains, and a header-injection risk.
 _BAD_KEY_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
@@ -79,13 +71,13 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    def configured_key(self, kind: KeyKind) -> SecretStr | None:
+    def configured_key(self, kind: Api) -> SecretStr | None:
         """The key for `kind` as configured, usable or not (None when unset)."""
         return {"customer": self.customer_key, "management": self.management_key, "lexi": self.lexi_api_key}[kind]
 
-    def key_problem(self, kind: KeyKind) -> str | None:
+    def key_problem(self, kind: Api) -> str | None:
         """Why the key for `kind` cannot be used, or None when it can. Never includes the key."""
-        variable, prefix, what = KEY_SPECS[kind]
+        variable, prefix, what = API[kind].key_variable, API[kind].key_prefix, API[kind].key_description
         key = self.configured_key(kind)
         if key is None:
             return f"{variable} is not set: set it to {what} (it starts with {prefix})."
@@ -93,12 +85,12 @@ class Settings(BaseSettings):
         if _BAD_KEY_CHARS.search(value):
             return f"{variable} contains whitespace or control characters: set it to {what} ({prefix}…) alone."
         if not value.startswith(prefix) or len(value) == len(prefix):
-            other = next((k for k, (_, p, _) in KEY_SPECS.items() if value.startswith(p)), None)
-            found = f" It holds an {KEY_SPECS[other][1]} key (for {KEY_SPECS[other][0]})." if other else ""
+            other = next((facts for facts in API.values() if value.startswith(facts.key_prefix)), None)
+            found = f" It holds an {other.key_prefix} key (for {other.key_variable})." if other else ""
             return f"{variable} must be {what}, starting with {prefix}.{found}"
         return None
 
-    def key(self, kind: KeyKind) -> SecretStr:
+    def key(self, kind: Api) -> SecretStr:
         """The usable key for `kind`, or `LexeyConfigError` saying what to set."""
         problem = self.key_problem(kind)
         if problem is not None:

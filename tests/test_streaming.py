@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lexey_mcp.client import read_stream
 from lexey_mcp.models import ChatResult, LexiResult
 from lexey_mcp.sse import SSEDecoder
-from lexey_mcp.streaming import ChatFold, IdTracker, LexiFold, read_stream
+from lexey_mcp.streaming import ChatFold, IdTracker, LexiFold
 from tests.streams import CID, CUSTOMER_KEY, aiter_chunks, bytewise, chat_event, chat_stream, lexi_event, split_at
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +32,7 @@ def chat_fold(**overrides: object) -> ChatFold:
 
 
 def lexi_fold(**overrides: object) -> LexiFold:
-    args: dict[str, Any] = {"conversation_id": None, "request_id": None, "max_reply_chars": 10_000, "secrets": []}
+    args: dict[str, Any] = {"conversation_id": None, "idempotency_key": None, "max_reply_chars": 10_000, "secrets": []}
     return LexiFold(**{**args, **overrides})
 
 
@@ -85,7 +86,7 @@ def test_the_fold_itself_ignores_events_after_done() -> None:
     fold = chat_fold()
     for event in SSEDecoder().feed(chat_stream("a") + chat_event(9, {"type": "delta", "text": "LATE"})):
         fold.feed(event)
-    result = fold.result()
+    result = fold.result(None)
     assert (result.text, result.last_event_id, result.events_received) == ("a", 2, 1)
 
 
