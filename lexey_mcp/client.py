@@ -362,10 +362,7 @@ async def read_stream(
     with anyio.CancelScope(deadline=deadline) as scope:
         try:
             async for chunk in chunks:
-                for event in decoder.feed(chunk):
-                    fold.feed(event)
-                    if fold.done or fold.too_large:
-                        break
+                fold.feed(decoder.feed(chunk))
                 if fold.done or fold.too_large:
                     break
                 if on_text is not None and fold.text_version != seen_version:

@@ -11,7 +11,7 @@ against httpx2's wherever the two should agree.
 One deliberate difference from a browser: `Event.id` is the id given in *this* block (None when it has
 none) rather than the inherited "last event ID", because we check every event's id for gaps.
 
-Speed comes from plain means: a chunk is split into lines once, and the lines are read in one loop.
+Speed comes from plain means: a chunk's whole lines are decoded in one go, split once and read in one loop.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ from typing import NamedTuple
 
 BOM = b"\xef\xbb\xbf"
 _MAX_RETRY_DIGITS = 18
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 class Event(NamedTuple):
@@ -41,10 +45,11 @@ class SSEDecoder:
         self._line: list[bytes] = []  # the line still waiting for its end
         self._line_size = 0
         self._line_dropped = False  # the waiting line went over the cap and its bytes were dropped
-        self._data: list[bytes] = []
-        self._type = b""
-        self._id: bytes | None = None
-        self._size = 0  # bytes held for the event being built
+        self._data: list[str] = []
+        self._type = ""
+        self._id: str | None = None
+        self._size = 0  # bytes held for the event being built (less `_slack`: see _read)
+        self._slack = 0
         self._oversized = False
 
     @property
@@ -56,63 +61,74 @@ class SSEDecoder:
         """The events `chunk` completes, in order."""
         if not self._started or self._skip_lf or b"\r" in chunk:  # else there is nothing to normalize
             chunk = self._normalize(chunk)
-        lines = chunk.split(b"\n")
-        tail = lines.pop()
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            if chunk:
+                self._hold(chunk)
+            return []
+        head, tail = chunk[:end], chunk[end + 1 :]
+        if self._line_dropped:
+            # The rest of a line whose start was dropped for size: ignore it, but it is not an empty line.
+            first = head.find(b"\n")
+            head = b":" if first < 0 else b":" + head[first:]
+        elif self._line:
+            head = b"".join([*self._line, head])  # the line that earlier chunks began ends here
+        self._line, self._line_size, self._line_dropped = [], 0, False
         events: list[Event] = []
-        if lines:
-            if self._line or self._line_dropped:
-                # The line that earlier chunks began ends here. Its start was dropped for size: ignore the rest,
-                # but it is not an empty line.
-                lines[0] = b":" if self._line_dropped else b"".join([*self._line, lines[0]])
-                self._line, self._line_size, self._line_dropped = [], 0, False
-            self._read(lines, events)
+        # One decode for all the chunk's whole lines: LF is never part of a multi-byte sequence, so this is the
+        # text that decoding each line alone would give, undecodable bytes becoming U+FFFD alike.
+        self._read(head.decode("utf-8", "replace").split("\n"), events)
         if tail:
             self._hold(tail)
         return events
 
-    def _read(self, lines: list[bytes], events: list[Event]) -> None:
-        """The general parser, one loop over whole lines (the state lives in locals until the end)."""
-        data, kind, event_id, size, oversized = self._data, self._type, self._id, self._size, self._oversized
+    def _read(self, lines: list[str], events: list[Event]) -> None:
+        """The parser proper, one loop over whole lines (the state lives in locals until the end)."""
+        data, kind, event_id, oversized = self._data, self._type, self._id, self._oversized
+        size, slack = self._size, self._slack
         cap = self.max_event_bytes
+        new_event = tuple.__new__
         for line in lines:
             if not line:  # a blank line dispatches the event
-                if oversized or data:  # no data at all means no event (a block of `id:`, `event:` or `retry:`)
-                    events.append(
-                        Event(
-                            kind.decode("utf-8", "replace") if kind else "message",
-                            ""
-                            if oversized
-                            else (data[0] if len(data) == 1 else b"\n".join(data)).decode("utf-8", "replace"),
-                            None if event_id is None else event_id.decode("utf-8", "replace"),
-                            oversized,
-                        )
-                    )
+                if data:
+                    text = data[0] if len(data) == 1 else "\n".join(data)
+                    events.append(new_event(Event, (kind or "message", text, event_id, False)))
                     data = []
-                kind, event_id, size, oversized = b"", None, 0, False
+                elif oversized:  # no data at all is no event (a block of `id:`, `event:` or `retry:` alone)
+                    events.append(new_event(Event, (kind or "message", "", event_id, True)))
+                kind, event_id, size, slack, oversized = "", None, 0, 0, False
                 continue
-            if line[0] == 0x3A:  # a line starting with a colon is a comment (keep-alives are comments)
+            field, _, value = line.partition(":")
+            if not field:  # a line starting with a colon is a comment (keep-alives are comments)
                 continue
-            field, _, value = line.partition(b":")
             # A single space after the colon is not part of the value; any further spaces are.
-            if value[:1] == b" ":
+            if value[:1] == " ":
                 value = value[1:]
             # Field names are case-sensitive; unknown fields are ignored.
-            if field == b"data":
+            if field == "data":
                 if not oversized:
+                    # The cap is on UTF-8 bytes. Encoding to count them costs more than the rest of the parse, so
+                    # non-ASCII text counts a character each, and `slack` three more: bytes are counted only when
+                    # the most they could be is over the cap.
                     size += len(value) + 1
-                    if size > cap:
-                        oversized, data, size = True, [], 0
-                    else:
+                    if not value.isascii():
+                        slack += 3 * len(value)
+                    if size + slack > cap:
+                        size, slack = sum(_utf8_size(v) + 1 for v in data) + _utf8_size(value) + 1, 0
+                        if size > cap:
+                            oversized, data, size = True, [], 0
+                    if not oversized:
                         data.append(value)
-            elif field == b"event":
+            elif field == "event":
                 kind = value
-            elif field == b"id":
-                if b"\0" not in value:  # an id containing NUL is ignored entirely
+            elif field == "id":
+                if "\0" not in value:  # an id containing NUL is ignored entirely
                     event_id = value
             # Only a retry value made of ASCII digits alone counts.
-            elif field == b"retry" and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS:
+            elif field == "retry" and value.isascii() and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS:
                 self.retry = int(value)
-        self._data, self._type, self._id, self._size, self._oversized = data, kind, event_id, size, oversized
+        self._data, self._type, self._id, self._oversized = data, kind, event_id, oversized
+        self._size, self._slack = size, slack
 
     def _normalize(self, chunk: bytes) -> bytes:
         """`chunk` without a leading BOM and with every line end an LF (state carried across chunks)."""
@@ -144,4 +160,4 @@ class SSEDecoder:
         self._line_size += len(part)
         if self._size + self._line_size > self.max_event_bytes:
             self._line, self._line_size, self._line_dropped = [], 0, True
-            self._oversized, self._data, self._size = True, [], 0
+            self._oversized, self._data, self._size, self._slack = True, [], 0, 0

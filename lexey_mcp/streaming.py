@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from .models import ChatResult, LexiResult, PartialReason, RateLimit, StreamError, ToolStep
@@ -42,13 +43,19 @@ def _reject_constant(name: str) -> float:
 
 # Built once: `json.loads` with a keyword argument builds a new decoder for every call.
 _JSON = json.JSONDecoder(parse_constant=_reject_constant)
+_SCAN = _JSON.scan_once  # the C scanner alone: decode() wraps it in two regex matches for surrounding whitespace
 
 
 def load_object(data: str) -> dict[str, Any] | None:
     """The JSON object in `data`, or None for anything else (invalid, NaN, too deep, not an object)."""
     try:
-        # Same as json.loads for a str, which also refuses a leading U+FEFF; decode() refuses it as a bad value.
-        value = _JSON.decode(data)
+        try:
+            value, end = _SCAN(data, 0)
+        except StopIteration:  # nothing at index 0 (leading whitespace, or not JSON): the full rules decide
+            end = -1
+        if end != len(data):  # whitespace around the value, or more after it: the full rules decide
+            # Same as json.loads for a str, which also refuses a leading U+FEFF; decode() refuses it as a bad value.
+            value = _JSON.decode(data)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
@@ -59,17 +66,23 @@ class IdTracker:
 
     def __init__(self) -> None:
         self.highest: int | None = None
+        self._next = "1"  # the id that would follow the highest, as the upstream writes it
         self._starts: list[int] = []  # sorted, disjoint, inclusive ranges of missing ids
         self._ends: list[int] = []
         self._uncounted = 0  # missing ids in gaps past MAX_MISSING_RANGES: counted, not kept
 
     def see(self, raw: str | None) -> None:
+        if raw == self._next:  # the usual case: one above the highest
+            self.highest = n = int(raw)
+            self._next = str(n + 1)
+            return
         # Ids that are not plain integers are counted as events but take no part in gap checks.
         if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > _MAX_ID_DIGITS:
             return
         n = int(raw)
         previous = 0 if self.highest is None else self.highest
         if n > previous:
+            self._next = str(n + 1)
             if n > previous + 1:  # ids start at 1
                 self._gap(previous + 1, n - 1)
             self.highest = n
@@ -139,19 +152,23 @@ class Fold:
             self._parts, self._fresh = ["".join(self._parts)], 0
         return self._parts[0] if self._parts else ""
 
-    def feed(self, event: Event) -> None:
-        if self.done:
-            return  # nothing after [DONE] counts
-        self.ids.see(event.id)
-        if event.data == DONE and event.type == "message":
-            self.done = True
-            return
-        self.events_received += 1
-        if event.oversized or not self._handle(event):
-            self.skipped_events += 1
+    def feed(self, events: Iterable[Event]) -> None:
+        """Fold `events`, in order, up to `[DONE]` or the reply cap: nothing after either counts."""
+        see, handle = self.ids.see, self._handle
+        for kind, data, event_id, oversized in events:
+            if self.done or self.too_large:
+                return
+            if event_id is not None:
+                see(event_id)
+            if data == DONE and kind == "message":
+                self.done = True
+            else:
+                self.events_received += 1
+                if oversized or not handle(kind, data):
+                    self.skipped_events += 1
 
-    def _handle(self, event: Event) -> bool:
-        """Apply one event; False when it could not be used."""
+    def _handle(self, kind: str, data: str) -> bool:
+        """Apply one event (its type and data); False when it could not be used."""
         raise NotImplementedError
 
     def _ignore(self, kind: object) -> bool:
@@ -173,9 +190,13 @@ class Fold:
         return chars
 
     def _append_text(self, delta: str) -> None:
-        fit = self._take(len(delta))
-        if fit:
-            self._parts.append(delta if fit == len(delta) else delta[:fit])
+        size = len(delta)
+        if self._chars + size > self.max_reply_chars:
+            delta = delta[: self._take(size)]
+        else:
+            self._chars += size
+        if delta:
+            self._parts.append(delta)
             self.text_version += 1
             self._fresh += 1
             if self._fresh == _COMPACT_PARTS:
@@ -225,10 +246,10 @@ class ChatFold(Fold):
         self.status_events: list[str] = []
         self.status_events_omitted = 0
 
-    def _handle(self, event: Event) -> bool:
-        if event.type != "message":
-            return self._ignore(event.type)  # a named event the chat APIs do not define
-        obj = load_object(event.data)
+    def _handle(self, kind: str, data: str) -> bool:
+        if kind != "message":
+            return self._ignore(kind)  # a named event the chat APIs do not define
+        obj = load_object(data)
         if obj is None:
             return False
         match obj.get("type"):
@@ -289,12 +310,11 @@ class LexiFold(Fold):
         super().begin(request_id, rate_limit)
         self.rate_limit = rate_limit
 
-    def _handle(self, event: Event) -> bool:
-        kind = event.type
+    def _handle(self, kind: str, data: str) -> bool:
         if kind == "error":
-            obj = load_object(event.data)
+            obj = load_object(data)
             if obj is None:  # not JSON: keep the raw text as the message
-                self._set_error(event.data or "upstream error", None)
+                self._set_error(data or "upstream error", None)
                 return True
             inner = obj.get("error")
             source = inner if isinstance(inner, dict) else obj
@@ -302,7 +322,7 @@ class LexiFold(Fold):
             return True
         if kind not in ("text", "thinking", "tool_step", "done"):
             return self._ignore(kind)  # unknown event names (and plain `message` events other than [DONE])
-        obj = load_object(event.data)
+        obj = load_object(data)
         if obj is None:
             return False
         match kind:

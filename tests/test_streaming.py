@@ -84,8 +84,7 @@ async def test_anything_after_done_is_ignored() -> None:
 def test_the_fold_itself_ignores_events_after_done() -> None:
     # read_stream stops reading at [DONE]; a fold fed directly must still ignore what follows.
     fold = chat_fold()
-    for event in SSEDecoder().feed(chat_stream("a") + chat_event(9, {"type": "delta", "text": "LATE"})):
-        fold.feed(event)
+    fold.feed(SSEDecoder().feed(chat_stream("a") + chat_event(9, {"type": "delta", "text": "LATE"})))
     result = fold.result(None)
     assert (result.text, result.last_event_id, result.events_received) == ("a", 2, 1)
 
