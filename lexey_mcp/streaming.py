@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .models import ChatResult, LexiResult, PartialReason, RateLimit, StreamError, ToolStep
@@ -43,7 +43,8 @@ def _reject_constant(name: str) -> float:
 
 # Built once: `json.loads` with a keyword argument builds a new decoder for every call.
 _JSON = json.JSONDecoder(parse_constant=_reject_constant)
-_SCAN = _JSON.scan_once  # the C scanner alone: decode() wraps it in two regex matches for surrounding whitespace
+# The C scanner alone: decode() wraps it in two regex matches for surrounding whitespace.
+_SCAN: Callable[[str, int], tuple[Any, int]] = _JSON.scan_once  # type: ignore[attr-defined]
 
 
 def load_object(data: str) -> dict[str, Any] | None:
@@ -268,8 +269,8 @@ class ChatFold(Fold):
                 self.status_events.append(redact(status[:MAX_FIELD_CHARS], self.secrets))
             case "error":
                 self._set_error(obj.get("message"), obj.get("code"))
-            case kind:
-                return self._ignore(kind)
+            case other:
+                return self._ignore(other)
         return True
 
     def result(self, ending: PartialReason | None) -> ChatResult:
