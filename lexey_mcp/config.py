@@ -84,6 +84,8 @@ class Settings(BaseSettings):
         value = key.get_secret_value()
         if _BAD_KEY_CHARS.search(value):
             return f"{variable} contains whitespace or control characters: set it to {what} ({prefix}…) alone."
+        if not value.isascii():
+            return f"{variable} contains non-ASCII characters: set it to {what} ({prefix}…) as issued."
         if not value.startswith(prefix) or len(value) == len(prefix):
             other = next((facts for facts in API.values() if value.startswith(facts.key_prefix)), None)
             found = f" It holds an {other.key_prefix} key (for {other.key_variable})." if other else ""
