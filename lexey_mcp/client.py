@@ -43,8 +43,9 @@ logger = logging.getLogger("lexey_mcp.client")
 
 #: Receives the reply's text so far, at most once per progress interval, and once more at the end.
 OnText = Callable[[str], Awaitable[None]]
-#: Seconds between two progress calls of one stream.
-PROGRESS_INTERVAL = 0.05
+#: Seconds between two progress calls of one stream. A live stream brings ~25 events a second; at 0.05 s nearly
+#: every event became a notification of the whole text so far (see BENCHMARKS.md, capacity).
+PROGRESS_INTERVAL = 0.5
 
 #: When a failed request may be sent again.
 #: "unsent": only if the connection failed before the request went out (chat messages: no idempotency key).
@@ -347,14 +348,16 @@ async def read_stream(
     *,
     max_event_bytes: int,
     on_text: OnText | None = None,
-    progress_interval: float = PROGRESS_INTERVAL,
+    progress_interval: float | None = None,
     deadline: float = math.inf,
 ) -> PartialReason | None:
     """Feed `chunks` through the SSE decoder into `fold` until `[DONE]`, the reply cap or `deadline` (in
     `anyio.current_time()`); why it ended early, if it did. The one place a stream's ending is decided.
 
-    `on_text` gets the text so far at most once per `progress_interval` seconds, and once more at the end.
+    `on_text` gets the text so far at most once per `progress_interval` seconds (default PROGRESS_INTERVAL), and
+    once more at the end.
     """
+    interval = PROGRESS_INTERVAL if progress_interval is None else progress_interval
     decoder = SSEDecoder(max_event_bytes)
     last_progress = -math.inf
     seen_version = 0
@@ -367,7 +370,7 @@ async def read_stream(
                     break
                 if on_text is not None and fold.text_version != seen_version:
                     now = anyio.current_time()
-                    if now - last_progress >= progress_interval:
+                    if now - last_progress >= interval:
                         last_progress, seen_version = now, fold.text_version
                         await on_text(fold.text())
         except httpx2.TimeoutException:

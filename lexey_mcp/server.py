@@ -119,7 +119,7 @@ async def _guard(call: Callable[[], Awaitable[CallToolResult]]) -> CallToolResul
 
 
 class _Progress:
-    """Sends the reply so far as MCP progress (the client already coalesces calls to ≤ 20 per second)."""
+    """Sends the reply so far as MCP progress (the client already coalesces calls to ≤ 2 per second)."""
 
     def __init__(self, ctx: Context[AppState], prefix: str = "") -> None:
         self._ctx = ctx
