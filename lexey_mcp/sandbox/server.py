@@ -169,7 +169,8 @@ class Sandbox:
         keys = self.config.keys
         if keys is None or default in keys:
             return default
-        return next((k for k in sorted(keys) if k.startswith(prefix) and "noperm" not in k), default)
+        refused = self.config.keys_without_lexi_permission
+        return next((k for k in sorted(keys) if k.startswith(prefix) and k not in refused), default)
 
     # faults and observability
     def inject(self, fault: Fault) -> None:
