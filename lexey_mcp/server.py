@@ -305,7 +305,7 @@ def build_server(
                 from .sandbox import Sandbox, SandboxConfig  # imported only when asked for: a plain start stays light
 
                 sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=sandbox_delay)))
-                effective = settings.model_copy(update=sandbox_settings(sb.env()))
+                effective = sb.settings(settings)
                 logger.info("sandbox serving at %s", sb.url)
             warn_about_keys(effective, enabled)
             client = await stack.enter_async_context(LexeyClient(effective, trust_env=not sandbox))
@@ -329,18 +329,6 @@ def build_server(
     _add_workflow_prompt(server)
     server.middleware.append(_reject_unknown_arguments(server))
     return server
-
-
-def sandbox_settings(env: dict[str, str]) -> dict[str, Any]:
-    from pydantic import SecretStr
-
-    return {
-        "base_url": env["LEXEY_BASE_URL"],
-        "lexi_base_url": env["LEXI_BASE_URL"],
-        "customer_key": SecretStr(env["LEXEY_CUSTOMER_KEY"]),
-        "management_key": SecretStr(env["LEXEY_MANAGEMENT_KEY"]),
-        "lexi_api_key": SecretStr(env["LEXI_API_KEY"]),
-    }
 
 
 def warn_about_keys(settings: Settings, toolsets: Iterable[Toolset]) -> None:

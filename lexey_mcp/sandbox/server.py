@@ -8,7 +8,7 @@ import logging
 import shlex
 import signal
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
@@ -16,7 +16,9 @@ from typing import Self
 import anyio
 import uvicorn
 from anyio.abc import TaskStatus
+from pydantic import AliasChoices
 
+from ..config import Settings
 from .app import CHAT_PREFIX, LEXI_PREFIX, SandboxApp
 from .config import SandboxConfig
 from .faults import Fault
@@ -125,6 +127,20 @@ def client_env(
     }
 
 
+def settings_for(env: Mapping[str, str], base: Settings | None = None) -> Settings:
+    """`base` with the variables of `env` (from `client_env`) applied; without `base`, the settings a client whose
+    environment also holds `env` would have."""
+    applied = Settings.model_validate(dict(env))  # the variables are the fields' aliases
+    given = {
+        name
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.validation_alias, AliasChoices) and set(field.validation_alias.choices) & set(env)
+    }
+    return (base if base is not None else Settings()).model_copy(
+        update={name: getattr(applied, name) for name in given}
+    )
+
+
 class Sandbox:
     """An embedded, deterministic Lexey + Lexi server on a real socket.
 
@@ -155,6 +171,10 @@ class Sandbox:
     @property
     def lexi_base_url(self) -> str:
         return self.url + LEXI_PREFIX
+
+    def settings(self, base: Settings | None = None) -> Settings:
+        """`base` pointed at this sandbox, with keys it accepts (see `settings_for`)."""
+        return settings_for(self.env(), base)
 
     def env(self) -> dict[str, str]:
         """Environment variables that point a lexey-mcp client at this sandbox."""
