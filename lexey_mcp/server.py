@@ -30,11 +30,12 @@ from .config import Settings
 from .errors import LexeyError, LexeyInputError, NotFoundError
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .validation import LEXI_MAX_MESSAGE_CHARS, LexiContext, check_message, check_uuid
+from .vendor import APIS, Api
 
 logger = logging.getLogger("lexey_mcp.server")
 
-Toolset = Literal["customer", "management", "lexi"]
-TOOLSETS: tuple[Toolset, ...] = ("customer", "management", "lexi")
+Toolset = Literal[Api]  # one toolset per API (a toolset of another kind extends this Literal)
+TOOLSETS: tuple[Toolset, ...] = APIS
 #: The longest reply text sent in one progress message (the start is cut; the final result has it all).
 PROGRESS_TEXT_CHARS = 4000
 MAX_CHAT_MESSAGE_CHARS = 100_000
