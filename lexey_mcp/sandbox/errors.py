@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from ..vendor import API
 from .faults import RouteKind
 from .wire import dumps
 
@@ -43,7 +44,7 @@ IDEMPOTENCY_KEY_REUSED = "Idempotency-Key was already used with a different requ
 
 
 def wrong_key_message(kind: RouteKind) -> str:
-    return f"Wrong key type (use {'lxc_' if kind == 'customer' else 'lxm_'} key)"
+    return f"Wrong key type (use {API[kind].key_prefix} key)"
 
 
 def chat_error_message(kind: RouteKind, status: int) -> str:

@@ -25,7 +25,7 @@ from .errors import (
     NOT_JSON,
     lexi_error_response,
 )
-from .routing import LEXI_PREFIX, Streams, bearer, is_uuid
+from .routing import LEXI_PREFIX, Streams, bearer, is_uuid, key_type
 from .store import IdempotentReply, now
 from .store import Message as StoredMessage
 from .wire import Frame, dumps, words
@@ -76,7 +76,7 @@ class LexiAPI(Streams):
         if fault is not None and fault.raw_chunks is not None:
             return self.stream([], "lexi", fault, self._rate_headers())
         key = bearer(dict(request.headers))
-        if key is None or not key.startswith("wbk_") or (self.config.keys is not None and key not in self.config.keys):
+        if key_type(key) != "lexi" or (self.config.keys is not None and key not in self.config.keys):
             return lexi_error_response(401, self._rate_headers())
         if key in self.config.keys_without_lexi_permission:
             return lexi_error_response(403, self._rate_headers())

@@ -8,6 +8,7 @@ import uuid
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..vendor import API
 from .errors import CHAT_STREAM_ERROR, LEXI_STREAM_ERROR, chat_error_message, lexi_error
 from .faults import Fault, RouteKind, html_page, plan_stream
 from .responses import RAW_SEND, SSEStream
@@ -19,7 +20,7 @@ logger = logging.getLogger("lexey_mcp.sandbox")
 CHAT_PREFIX = "/api/v1"
 LEXI_PREFIX = "/functions/v1/api-gateway"
 ADMIN_PREFIX = "/_sandbox"
-KEY_TYPES: dict[str, RouteKind] = {"lxc_": "customer", "lxm_": "management", "wbk_": "lexi"}
+KEY_TYPES: dict[str, RouteKind] = {facts.key_prefix: api for api, facts in API.items()}
 
 
 def key_type(key: str | None) -> str | None:

@@ -19,6 +19,7 @@ from anyio.abc import TaskStatus
 from pydantic import AliasChoices
 
 from ..config import Settings
+from ..vendor import API
 from .app import CHAT_PREFIX, LEXI_PREFIX, SandboxApp
 from .config import SandboxConfig
 from .faults import Fault
@@ -180,9 +181,9 @@ class Sandbox:
         """Environment variables that point a lexey-mcp client at this sandbox."""
         return client_env(
             self.url,
-            customer_key=self._key("lxc_", CUSTOMER_KEY),
-            management_key=self._key("lxm_", MANAGEMENT_KEY),
-            lexi_key=self._key("wbk_", LEXI_KEY),
+            customer_key=self._key(API["customer"].key_prefix, CUSTOMER_KEY),
+            management_key=self._key(API["management"].key_prefix, MANAGEMENT_KEY),
+            lexi_key=self._key(API["lexi"].key_prefix, LEXI_KEY),
         )
 
     def _key(self, prefix: str, default: str) -> str:

@@ -82,8 +82,8 @@ def endless(shape: Callable[[int], Iterator[bytes]]) -> httpx2.MockTransport:
     return httpx2.MockTransport(respond)
 
 
-async def run_shape(name: str, s: Settings) -> tuple[ChatResult, int, int]:
-    """The result, its JSON size, and the RSS growth (KiB) at the peak of the stream."""
+async def run_shape(name: str, s: Settings) -> tuple[ChatResult, int, int, int]:
+    """The result, its JSON size, the RSS growth (KiB) at the peak of the stream, and that peak (KiB)."""
     shape, api = SHAPES[name]
     peak = before = rss_kib()
     async with anyio.create_task_group() as tg, LexeyClient(s, transport=endless(shape)) as client:
@@ -101,12 +101,12 @@ async def run_shape(name: str, s: Settings) -> tuple[ChatResult, int, int]:
             result = await client.customer.send_message(CID, "hi")
         peak = max(peak, rss_kib())
         tg.cancel_scope.cancel()
-    return result, len(json.dumps(result.model_dump(mode="json"))), peak - before
+    return result, len(json.dumps(result.model_dump(mode="json"))), peak - before, peak
 
 
 @pytest.mark.parametrize("name", SHAPES)
 async def test_an_endless_stream_keeps_the_result_and_memory_bounded(name: str) -> None:
-    result, size, growth = await run_shape(name, settings(stream_timeout=SHORT_TIMEOUT))
+    result, size, growth, _ = await run_shape(name, settings(stream_timeout=SHORT_TIMEOUT))
     assert (result.outcome, result.partial_reason) == ("partial", "timeout")
     assert result.events_received > 50_000  # the stream really was endless, not a trickle
     assert size < RESULT_LIMIT, f"{name}: a {size:,}-byte result"
@@ -117,8 +117,11 @@ async def test_an_endless_stream_keeps_the_result_and_memory_bounded(name: str) 
 @pytest.mark.parametrize("name", SHAPES)
 async def test_soak_an_endless_stream_for_the_default_stream_timeout(name: str) -> None:
     timeout = Settings.model_fields["stream_timeout"].default
-    result, size, growth = await run_shape(name, settings(stream_timeout=timeout))
-    print(f"\n{name}: {result.events_received:,} events in {timeout:g} s, result {size:,} B, RSS +{growth:,} KiB")
+    result, size, growth, peak = await run_shape(name, settings(stream_timeout=timeout))
+    print(
+        f"\n{name}: {result.events_received:,} events in {timeout:g} s, result {size:,} B, "
+        f"peak RSS {peak / 1024:.0f} MiB (+{growth:,} KiB while streaming)"
+    )
     assert (result.outcome, result.partial_reason) == ("partial", "timeout")
     assert size < RESULT_LIMIT
     assert growth < RSS_GROWTH_LIMIT_KB
