@@ -323,7 +323,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     args = parser.parse_args()
     result = asyncio.run(run(args.calls, args.rate, args.seconds, args.intervals, args.rounds, args.profile))
-    text = header("## 6. Capacity: live streams, CPU per event, progress lag") + "\n" + result
+    text = header("## 7. Capacity: live streams, CPU per event, progress lag") + "\n" + result
     print(text)
     if args.write:
         write_section("capacity", text)

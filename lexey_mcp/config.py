@@ -8,6 +8,7 @@ names the variable and the expected prefix, never the key.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -15,6 +16,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import LexeyConfigError
 from .vendor import API, Api
+
+KeyKind = Api  # the kinds of key are the APIs
+
+#: kind -> (environment variable, required prefix, what the key is): a view of `vendor.API`
+KEY_SPECS: dict[KeyKind, tuple[str, str, str]] = {
+    api: (facts.key_variable, facts.key_prefix, facts.key_description) for api, facts in API.items()
+}
 
 # Whitespace, C0/C1 controls and DEL: nothing a real key contains, and a header-injection risk.
 _BAD_KEY_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
@@ -39,6 +47,10 @@ class Settings(BaseSettings):
         "https://data.leadlex.com/functions/v1/api-gateway", validation_alias=_env("LEXI_BASE_URL")
     )
     auth_token: SecretStr | None = Field(None, validation_alias=_env("LEXEY_MCP_AUTH_TOKEN"))
+    #: OAuth 2.1 resource server (hosted mode, the alternative to the token above); see `oauth.py`.
+    oauth_issuer: str | None = Field(None, validation_alias=_env("LEXEY_MCP_OAUTH_ISSUER"))
+    oauth_jwks_url: str | None = Field(None, validation_alias=_env("LEXEY_MCP_OAUTH_JWKS_URL"))
+    resource_url: str | None = Field(None, validation_alias=_env("LEXEY_MCP_RESOURCE_URL"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", validation_alias=_env("LEXEY_LOG_LEVEL")
     )
@@ -53,11 +65,45 @@ class Settings(BaseSettings):
     max_retries: int = Field(3, ge=0, le=10, validation_alias=_env("LEXEY_MAX_RETRIES"))
     #: The longest a retry will wait; a `Retry-After` beyond it is not waited for.
     max_retry_wait: float = Field(10.0, ge=0, validation_alias=_env("LEXEY_MAX_RETRY_WAIT"))
+    #: The longest text block a tool result carries; past it the text is cut with a note (hosts cut long output).
+    max_result_chars: int = Field(80_000, ge=1000, validation_alias=_env("LEXEY_MAX_RESULT_CHARS"))
+    #: Ask the user (MCP elicitation) before configure_org sends an instruction.
+    confirm_changes: bool = Field(False, validation_alias=_env("LEXEY_CONFIRM_CHANGES"))
+    #: Seals elicitation state; replicas behind one load balancer share it (at least 32 characters).
+    state_key: SecretStr | None = Field(None, validation_alias=_env("LEXEY_MCP_STATE_KEY"))
 
-    @field_validator("customer_key", "management_key", "lexi_api_key", "auth_token", mode="before")
+    # Events (lexey_mcp/events): Lexey's signed webhooks, kept and pushed to subscribed MCP clients.
+    #: The shared secret set in Lexey's webhook settings; unset: the receiver is off (404).
+    webhook_secret: SecretStr | None = Field(None, validation_alias=_env("LEXEY_WEBHOOK_SECRET"))
+    state_dir: Path = Field(Path("~/.local/state/lexey-mcp"), validation_alias=_env("LEXEY_STATE_DIR"))
+    event_retention_days: float = Field(30.0, gt=0, validation_alias=_env("LEXEY_EVENT_RETENTION_DAYS"))
+    #: redis://host:port/db: events in Redis, notifications fanned out to every replica through pub/sub.
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("LEXEY_REDIS_URL"))
+
+    @field_validator(
+        "customer_key",
+        "management_key",
+        "lexi_api_key",
+        "auth_token",
+        "state_key",
+        "oauth_issuer",
+        "oauth_jwks_url",
+        "resource_url",
+        "webhook_secret",
+        "redis_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("oauth_issuer", "oauth_jwks_url", "resource_url")
+    @classmethod
+    def _exact_http_url(cls, value: str | None) -> str | None:
+        # Kept as written, trailing slash included: tokens' `iss` and `aud` are compared as exact strings.
+        if value is not None and (not value.startswith(("http://", "https://")) or _BAD_KEY_CHARS.search(value)):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @field_validator("base_url", "lexi_base_url")
     @classmethod
@@ -71,37 +117,65 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    def configured_key(self, kind: Api) -> SecretStr | None:
+    def configured_key(self, kind: KeyKind) -> SecretStr | None:
         """The key for `kind` as configured, usable or not (None when unset)."""
         return {"customer": self.customer_key, "management": self.management_key, "lexi": self.lexi_api_key}[kind]
 
-    def key_problem(self, kind: Api) -> str | None:
+    def key_problem(self, kind: KeyKind) -> str | None:
         """Why the key for `kind` cannot be used, or None when it can. Never includes the key."""
-        variable, prefix, what = API[kind].key_variable, API[kind].key_prefix, API[kind].key_description
+        variable, prefix, what = KEY_SPECS[kind]
         key = self.configured_key(kind)
         if key is None:
             return f"{variable} is not set: set it to {what} (it starts with {prefix})."
-        value = key.get_secret_value()
-        if _BAD_KEY_CHARS.search(value):
-            return f"{variable} contains whitespace or control characters: set it to {what} ({prefix}…) alone."
-        if not value.isascii():
-            return f"{variable} contains non-ASCII characters: set it to {what} ({prefix}…) as issued."
-        if not value.startswith(prefix) or len(value) == len(prefix):
-            other = next((facts for facts in API.values() if value.startswith(facts.key_prefix)), None)
-            found = f" It holds an {other.key_prefix} key (for {other.key_variable})." if other else ""
-            return f"{variable} must be {what}, starting with {prefix}.{found}"
-        return None
+        return key_value_problem(kind, key.get_secret_value(), {k: spec[0] for k, spec in KEY_SPECS.items()})
 
-    def key(self, kind: Api) -> SecretStr:
-        """The usable key for `kind`, or `LexeyConfigError` saying what to set."""
+    def key(self, kind: KeyKind) -> SecretStr:
+        """The usable key for `kind`, or `LexeyConfigError` saying what to set. The one place the client gets a key:
+        in hosted mode the current HTTP request's key comes first (`hosting.request_key`)."""
+        from .hosting import request_key, request_key_hint
+
+        requested = request_key(kind)
+        if requested is not None:
+            return requested
         problem = self.key_problem(kind)
         if problem is not None:
-            raise LexeyConfigError(problem)
+            raise LexeyConfigError(problem + request_key_hint(kind))
         key = self.configured_key(kind)
         assert key is not None
         return key
 
     def secrets(self) -> list[str]:
-        """Every configured secret value, for redaction."""
-        values = (self.customer_key, self.management_key, self.lexi_api_key, self.auth_token)
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        """Every configured secret value, and the keys the current HTTP request brought, for redaction."""
+        from .hosting import request_secrets
+
+        values = (
+            self.customer_key,
+            self.management_key,
+            self.lexi_api_key,
+            self.auth_token,
+            self.state_key,
+            self.webhook_secret,
+        )
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        if self.redis_url is not None:  # a password in the URL
+            from urllib.parse import urlsplit
+
+            password = urlsplit(self.redis_url.get_secret_value()).password
+            found += [password] if password else []
+        return found + request_secrets()
+
+
+def key_value_problem(kind: KeyKind, value: str, names: dict[KeyKind, str]) -> str | None:
+    """Why `value` is not a usable key for `kind`, naming where it came from (`names`: kind -> variable or
+    header). Never includes the key."""
+    _, prefix, what = KEY_SPECS[kind]
+    name = names[kind]
+    if _BAD_KEY_CHARS.search(value):
+        return f"{name} contains whitespace or control characters: set it to {what} ({prefix}…) alone."
+    if not value.isascii():
+        return f"{name} contains non-ASCII characters: set it to {what} ({prefix}…) as issued."
+    if not value.startswith(prefix) or len(value) == len(prefix):
+        other = next((k for k, (_, p, _) in KEY_SPECS.items() if value.startswith(p)), None)
+        found = f" It holds an {KEY_SPECS[other][1]} key (for {names[other]})." if other else ""
+        return f"{name} must be {what}, starting with {prefix}.{found}"
+    return None

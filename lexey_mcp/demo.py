@@ -13,6 +13,7 @@ import anyio
 from mcp import Client
 
 from .config import Settings
+from .events.model import ESCALATIONS_URI
 from .server import build_server
 
 CONFIGURE = [
@@ -27,6 +28,7 @@ SCENARIO = [
     "I was charged twice and this is now a billing dispute. I want a person.",
 ]
 REVIEW = "How have we performed over the last 7 days?"
+EVENT_WAIT = 5.0
 
 
 class _StreamPrinter:
@@ -57,6 +59,18 @@ async def _call(client: Client, tool: str, arguments: dict[str, Any], title: str
     return structured
 
 
+# Events: the sandbox's escalation webhook reaches this server's receiver and is pushed to the subscription.
+async def _show_escalation_event(client: Client, escalations: Any) -> None:
+    with anyio.move_on_after(EVENT_WAIT):
+        event = await escalations.__anext__()
+        print(f"\n== event: {event.uri} updated (the sandbox's signed webhook arrived)")
+        listed = await _call(client, "list_escalations", {"limit": 1}, "list_escalations")
+        for item in listed["escalations"]:
+            print(f"  conversation {item['conversation_id']} escalated: {item['reason']}")
+        return
+    print("\n== no escalation event arrived")
+
+
 async def demo(settings: Settings, *, delay: float = 0.02) -> int:
     server = build_server(settings, sandbox=True, sandbox_delay=delay)
     async with Client(server) as client:
@@ -67,7 +81,9 @@ async def demo(settings: Settings, *, delay: float = 0.02) -> int:
                 args["conversation_id"] = conversation
             reply = await _call(client, "configure_org", args, f"configure {step}/3: {instruction[:60]}…")
             conversation = reply["conversation_id"]
-        scenario = await _call(client, "run_customer_scenario", {"messages": SCENARIO}, "customer scenario")
+        async with client.listen(resource_subscriptions=[ESCALATIONS_URI]) as escalations:
+            scenario = await _call(client, "run_customer_scenario", {"messages": SCENARIO}, "customer scenario")
+            await _show_escalation_event(client, escalations)
         for message, turn in zip(SCENARIO, scenario["turns"], strict=True):
             print(f"  > {message}\n    {turn['text']} [{turn['outcome']}, status {turn['conversation_status']}]")
         review = await _call(client, "configure_org", {"instruction": REVIEW}, f"review: {REVIEW}")

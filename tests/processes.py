@@ -73,7 +73,7 @@ async def http_server(sb: Sandbox, log_dir: Path, *args: str, **env: str) -> Asy
     with log.open("wb") as err:
         process = subprocess.Popen(  # noqa: ASYNC220 - returns once the child is forked; waits below are async
             [*SERVER, "--transport", "http", "--host", "127.0.0.1", "--port", str(port), *args],
-            env=clean_env(**upstream_env(sb), **env),
+            env=clean_env(**{**upstream_env(sb), **env}),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,

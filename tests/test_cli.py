@@ -41,7 +41,7 @@ async def test_stdio_subprocess_with_unicode_line_separators(sandbox: Sandbox) -
     async with Client(params) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         result = await client.call_tool("send_customer_message", {"message": "hello"})
-    assert len(names) == 6
+    assert len(names) == 8
     assert not result.is_error
     assert ChatResult.model_validate(result.structured_content).text == text
 
@@ -129,7 +129,7 @@ async def test_read_only_over_stdio() -> None:
     params = StdioServerParameters(command=SERVER[0], args=[*SERVER[1:], "--sandbox", "--read-only"], env=clean_env())
     async with Client(params) as client:
         names = [t.name for t in (await client.list_tools()).tools]
-    assert names == ["get_conversation_messages"]
+    assert names == ["get_conversation_messages", "list_escalations"]
 
 
 def test_demo_runs_the_whole_workflow() -> None:

@@ -12,6 +12,7 @@ from typing import NoReturn
 import pytest
 
 from tests.processes import clean_env
+from tests.redis_server import redis_binary
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -72,6 +73,21 @@ def test_http_replicas_behind_nginx(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all checks passed" in done.stdout
     assert done.stdout.count("served requests") == 2  # one [ok] line per replica
+    assert "FAILED" not in done.stdout + done.stderr
+
+
+def test_http_replicas_share_events_through_redis(tmp_path: Path) -> None:
+    nginx = nginx_binary()
+    if nginx is None:
+        require("nginx", "nginx is not installed (apt-get install nginx-light); .ci/run installs it")
+    redis = redis_binary()
+    if redis is None:
+        require("redis", "redis-server is not installed (apt-get install redis-server); .ci/run installs it")
+    script = str(EXAMPLES / "http_replicas" / "run.py")
+    done = run_example(tmp_path, script, "--nginx", nginx, "--calls", "1", "--redis", redis)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the listener on replica A was notified" in done.stdout
+    assert "list_escalations through nginx shows the escalation" in done.stdout
     assert "FAILED" not in done.stdout + done.stderr
 
 

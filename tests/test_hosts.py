@@ -31,6 +31,8 @@ TOOL_NAMES = {
     "configure_org",
     "lexi_chat",
     "run_customer_scenario",
+    "run_test_suite",
+    "list_escalations",
 }
 JSON_CONFIGS = sorted(p.relative_to(HOSTS).as_posix() for p in HOSTS.glob("*/*.json"))
 CLAUDE_SCRIPTS = sorted(p.relative_to(HOSTS).as_posix() for p in HOSTS.glob("claude-code/*.sh"))

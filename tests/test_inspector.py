@@ -30,6 +30,8 @@ TOOL_NAMES = {
     "configure_org",
     "lexi_chat",
     "run_customer_scenario",
+    "run_test_suite",
+    "list_escalations",
 }
 MIN_NODE = (22, 19)
 

@@ -25,6 +25,8 @@ TOOL_NAMES = {
     "configure_org",
     "lexi_chat",
     "run_customer_scenario",
+    "run_test_suite",
+    "list_escalations",
 }
 
 
@@ -58,12 +60,15 @@ async def test_tools_list_is_complete_truthful_and_compact(sandbox: Sandbox, mod
     }
     assert hints["get_conversation_messages"] == (True, False)
     assert hints["configure_org"] == (False, True)
-    assert all(not read_only for n, (read_only, _) in hints.items() if n != "get_conversation_messages")
+    assert hints["list_escalations"] == (True, False)
+    readers = {"get_conversation_messages", "list_escalations"}
+    assert all(not read_only for n, (read_only, _) in hints.items() if n not in readers)
     # What a model reads of each tool (hosts validate against outputSchema; it does not go into the prompt).
     visible = [
         t.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"output_schema"}) for t in tools.values()
     ]
-    assert len(json.dumps(visible)) < 6000
+    # The budget set for the first six tools (6,000 characters), per tool: each new tool must be as compact.
+    assert len(json.dumps(visible)) < 1000 * len(tools)
     assert tools["lexi_chat"].input_schema["properties"]["message"]["maxLength"] == 12_000
 
 
@@ -201,22 +206,38 @@ async def test_lexi_idempotency_key_replays_without_charge(sandbox: Sandbox) -> 
 
 
 BAD_INPUT = [
-    ("send_customer_message", {"message": ""}, "at least 1 character"),
+    ("send_customer_message", {"message": ""}, "message must not be empty."),
     ("send_customer_message", {"message": "hi", "conversation_id": "../../admin"}, "must be a UUID"),
-    ("send_customer_message", {"message": "   "}, "message must not be empty"),
-    ("send_customer_message", {"message": "bell\x07"}, "control characters"),
+    ("send_customer_message", {"message": "   "}, "message is blank"),
+    ("send_customer_message", {"message": "bell\x07"}, "message contains control characters"),
+    ("send_customer_message", {}, "send_customer_message needs message; it is missing."),
+    ("send_customer_message", {"message": "x" * 100_001}, "message is 100,001 characters; the limit is 100,000"),
+    ("send_customer_message", {"message": "hi", "conversation_id": 5}, "conversation_id must be a string, not the"),
     ("get_conversation_messages", {"conversation_id": "not-a-uuid"}, "must be a UUID"),
-    ("lexi_chat", {"message": "x" * 12_001}, "at most 12000 characters"),
-    ("lexi_chat", {"message": "hi", "context": {"owner": "me"}}, "Extra inputs are not permitted"),
+    ("get_conversation_messages", {"conversation_id": str(uuid.uuid4()), "limit": 0}, "limit must be at least 1;"),
+    ("get_conversation_messages", {"conversation_id": str(uuid.uuid4()), "limit": 501}, "limit must be at most 500"),
+    ("get_conversation_messages", {"conversation_id": str(uuid.uuid4()), "before": -1}, "before must be at least 0"),
+    ("lexi_chat", {"message": "x" * 12_001}, "message is 12,001 characters; the limit is 12,000 characters."),
+    (
+        "lexi_chat",
+        {"message": "hi", "context": {"owner": "me"}},
+        "context has an unknown key 'owner'; accepted: company_id, contact_id, deal_id, matter_id, page.",
+    ),
+    ("lexi_chat", {"message": "hi", "context": {"page": ""}}, "context.page must not be empty."),
+    ("lexi_chat", {"message": "hi", "context": "deal"}, "context must be an object, not a string."),
+    ("lexi_chat", {"message": "hi", "allow_tools": "maybe"}, "allow_tools must be true or false, not a string."),
     ("lexi_chat", {"message": "hi", "idempotency_key": "again"}, "idempotency_key must be a UUID"),
-    ("run_customer_scenario", {"messages": []}, "at least 1 item"),
-    ("run_customer_scenario", {"messages": ["hi"] * 21}, "at most 20 items"),
-    ("run_customer_scenario", {"messages": ["hi", " "]}, "message must not be empty"),
-    ("configure_org", {"instruction": "\n\t"}, "message must not be empty"),
-    ("send_customer_message", {"message": "lone \ud800 here"}, "unable to parse raw data as a unicode string"),
+    ("run_customer_scenario", {"messages": []}, "messages takes at least 1 item(s); it has 0."),
+    ("run_customer_scenario", {"messages": ["hi"] * 21}, "messages takes at most 20 item(s); it has 21."),
+    ("run_customer_scenario", {"messages": ["hi", " "]}, "messages item 2 is blank"),
+    ("run_customer_scenario", {"messages": ["hi", 3]}, "messages item 2 must be a string"),
+    ("run_customer_scenario", {"messages": "hi"}, "messages must be a list of strings, not a string."),
+    ("configure_org", {"instruction": "\n\t"}, "instruction is blank"),
+    ("configure_org", {}, "configure_org needs instruction; it is missing."),
+    ("send_customer_message", {"message": "lone \ud800 here"}, "message is not valid Unicode text"),
     ("send_customer_message", {"message": "hi", "conversationId": str(uuid.uuid4())}, "Unknown argument"),
     ("configure_org", {"instructions": "Set our agent name to Ava"}, "Unknown argument"),
-    ("lexi_chat", {"message": 42}, "valid string"),
+    ("lexi_chat", {"message": 42}, "message must be a string, not the number 42."),
 ]
 
 
@@ -229,6 +250,8 @@ async def test_bad_input_is_a_tool_error_before_any_request(
         result = await call(client, tool, arguments)
     assert result.is_error
     assert needle in text_of(result)
+    assert "pydantic" not in text_of(result)
+    assert "Error executing tool" not in text_of(result)
     assert sandbox.stats.requests == before
 
 
@@ -367,10 +390,17 @@ async def test_cancel_mid_stream_closes_the_upstream_connection(sandbox: Sandbox
         (
             ["customer"],
             False,
-            {"create_conversation", "send_customer_message", "get_conversation_messages", "run_customer_scenario"},
+            {
+                "create_conversation",
+                "send_customer_message",
+                "get_conversation_messages",
+                "run_customer_scenario",
+                "run_test_suite",
+            },
         ),
         (["customer", "management", "lexi"], True, {"get_conversation_messages"}),
         (["lexi"], True, set()),
+        (["events"], True, {"list_escalations"}),
     ],
 )
 async def test_toolsets_and_read_only_change_the_list(

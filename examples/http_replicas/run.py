@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Two stateless lexey-mcp replicas behind nginx round-robin, sharing one upstream (the sandbox).
 
-    python examples/http_replicas/run.py [--nginx PATH] [--calls N] [--keep]
+    python examples/http_replicas/run.py [--nginx PATH] [--calls N] [--keep] [--redis [PATH]]
 
 Everything binds 127.0.0.1, on free ports:
 
@@ -11,6 +11,11 @@ Everything binds 127.0.0.1, on free ports:
               token (LEXEY_MCP_AUTH_TOKEN) that every MCP request must carry
     nginx     nginx.conf.template, round-robin over A and B, on port N
 
+With --redis, the Redis variant: one redis-server (free port, temporary directory) that both replicas share
+through LEXEY_REDIS_URL, and LEXEY_WEBHOOK_SECRET set on both. It also subscribes to lexey://escalations on
+replica A, posts a signed Lexey webhook to replica B, and checks that A's listener is notified and that the
+escalation is listed through nginx.
+
 It then drives tool calls through nginx with `mcp.Client`, checks that both replicas served requests (nginx's
 access log names the replica of every request) and that one customer conversation carries on across both, and
 stops everything. Exit status: 0 all checks passed, 1 a check failed, 2 nginx or a process could not start.
@@ -19,6 +24,7 @@ stops everything. Exit status: 0 all checks passed, 1 a check failed, 2 nginx or
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -38,6 +44,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
+from lexey_mcp.events.receiver import sign
 from lexey_mcp.sandbox import client_env
 
 HERE = Path(__file__).resolve().parent
@@ -48,6 +55,8 @@ TOOLS = {
     "configure_org",
     "lexi_chat",
     "run_customer_scenario",
+    "run_test_suite",
+    "list_escalations",
 }
 
 
@@ -107,10 +116,11 @@ class Processes:
         self.running.clear()
 
 
-def replica_env(sandbox_port: int, token: str) -> dict[str, str]:
+def replica_env(sandbox_port: int, token: str, events: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXEY_", "LEXI_"))}
     return {
         **env,
+        **events,
         **client_env(f"http://127.0.0.1:{sandbox_port}"),
         "LEXEY_MCP_AUTH_TOKEN": token,
         "LEXEY_LOG_LEVEL": "WARNING",
@@ -140,7 +150,7 @@ async def drive(url: str, token: str, calls: int) -> list[str]:
         Client(streamable_http_client(url, http_client=http)) as client,
     ):
         names = {tool.name for tool in (await client.list_tools()).tools}
-        expect(names == TOOLS, "tools/list through nginx: the six tools")
+        expect(names == TOOLS, "tools/list through nginx: the expected tools")
         first = structured(await client.call_tool("send_customer_message", {"message": "Hi there!"}), "send")
         cid = first["conversation_id"]
         outcomes = [first["outcome"]]
@@ -164,6 +174,58 @@ async def drive(url: str, token: str, calls: int) -> list[str]:
     return failed
 
 
+async def drive_events(replica_a: str, webhook_b: str, balancer: str, token: str, secret: str) -> list[str]:
+    """The Redis variant: a listener on replica A hears of a webhook posted to replica B."""
+    failed: list[str] = []
+
+    def expect(ok: bool, what: str) -> None:
+        print(f"  [{'ok' if ok else 'FAILED'}] {what}")
+        if not ok:
+            failed.append(what)
+
+    conversation_id = "6f9619ff-8b86-4d11-b42d-00c04fc964ff"
+    payload: dict[str, Any] = {
+        "event": "conversation.escalated",
+        "timestamp": "2026-11-30T09:00:00.000Z",
+        "conversation": {
+            "id": conversation_id,
+            "status": "escalated",
+            "customerIdentifier": "ada@example.com",
+            "createdAt": "2026-11-30T08:58:00.000Z",
+        },
+        "messages": [{"role": "user", "content": "I want a refund.", "createdAt": "2026-11-30T08:59:00.000Z"}],
+        "payload": {"reason": "Refund request"},
+    }
+    body = json.dumps(payload).encode()
+    auth = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx2.AsyncClient(headers=auth, trust_env=False, timeout=60) as http,
+        Client(streamable_http_client(replica_a, http_client=http)) as on_a,
+        on_a.listen(resource_subscriptions=["lexey://escalations"]) as subscription,
+        httpx2.AsyncClient(trust_env=False, timeout=30) as lexey,
+    ):
+        headers = {"content-type": "application/json", "x-lexey-signature": sign(secret, body)}
+        started = time.monotonic()
+        response = await lexey.post(webhook_b, content=body, headers=headers)
+        expect(response.status_code == 200, f"signed webhook to replica B: HTTP {response.status_code}")
+        heard = None
+        with anyio.move_on_after(10):
+            heard = await subscription.__anext__()
+        delay = (time.monotonic() - started) * 1000
+        expect(
+            getattr(heard, "uri", None) == "lexey://escalations",
+            f"the listener on replica A was notified ({delay:.0f} ms after the POST)",
+        )
+    async with (
+        httpx2.AsyncClient(headers=auth, trust_env=False, timeout=60) as http,
+        Client(streamable_http_client(balancer, http_client=http)) as client,
+    ):
+        listed = structured(await client.call_tool("list_escalations", {}), "list_escalations")
+        ids = [e["conversation_id"] for e in listed["escalations"]]
+        expect(ids == [conversation_id], "list_escalations through nginx shows the escalation")
+    return failed
+
+
 def replicas_served(access_log: Path) -> Counter[str]:
     """POST /mcp requests per replica address, from nginx's access log."""
     served: Counter[str] = Counter()
@@ -174,9 +236,9 @@ def replicas_served(access_log: Path) -> Counter[str]:
     return served
 
 
-def run(nginx: str, calls: int, prefix: Path) -> int:
+def run(nginx: str, calls: int, prefix: Path, redis: str | None = None) -> int:
     (prefix / "tmp").mkdir()
-    sandbox_port, port_a, port_b, listen = free_ports(4)
+    sandbox_port, port_a, port_b, listen, redis_port = free_ports(5)
     token = secrets.token_urlsafe(32)
     config = (HERE / "nginx.conf.template").read_text()
     for name, value in {
@@ -197,7 +259,23 @@ def run(nginx: str, calls: int, prefix: Path) -> int:
             dict(os.environ),
             sandbox_port,
         )
-        env = replica_env(sandbox_port, token)
+        events = {"LEXEY_STATE_DIR": str(prefix / "state")}
+        secret = secrets.token_urlsafe(32)
+        if redis is not None:
+            (prefix / "redis").mkdir()
+            redis_args = [
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(prefix / "redis"),
+                "--save",
+                "",
+            ]
+            processes.start("redis", [redis, *redis_args], dict(os.environ), redis_port)
+            events |= {"LEXEY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "LEXEY_WEBHOOK_SECRET": secret}
+        env = replica_env(sandbox_port, token, events)
         for name, port in (("replica-a", port_a), ("replica-b", port_b)):
             processes.start(
                 name,
@@ -222,6 +300,10 @@ def run(nginx: str, calls: int, prefix: Path) -> int:
         print(f"driving tool calls through {url}")
         try:
             failed = anyio.run(drive, url, token, calls)
+            if redis is not None:
+                replica_a, webhook_b = f"http://127.0.0.1:{port_a}/mcp", f"http://127.0.0.1:{port_b}/webhooks/lexey"
+                print(f"Redis variant: listening on {replica_a}, posting a webhook to {webhook_b}")
+                failed += anyio.run(drive_events, replica_a, webhook_b, url, token, secret)
         except Exception as exc:  # e.g. HTTP 421 from the replicas when nginx does not rewrite Host
             failed = [f"the tool calls failed: {exc!r}"]
             print(f"  [FAILED] {failed[0]}\n  nginx access log:\n{processes.log('access')}", file=sys.stderr)
@@ -250,7 +332,16 @@ def main() -> int:
     parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx", help="the nginx binary")
     parser.add_argument("--calls", type=int, default=6, help="customer messages after the first (default 6)")
     parser.add_argument("--keep", action="store_true", help="keep the logs and nginx.conf (the path is printed)")
+    parser.add_argument(
+        "--redis",
+        nargs="?",
+        const=shutil.which("redis-server") or "/usr/bin/redis-server",
+        help="the Redis variant: replicas share events through a redis-server (optionally its path)",
+    )
     args = parser.parse_args()
+    if args.redis is not None and not Path(args.redis).exists():
+        print(f"redis-server not found ({args.redis}): install it (apt-get install redis-server)", file=sys.stderr)
+        return 2
     if not Path(args.nginx).exists():
         print(
             f"nginx not found ({args.nginx}): install it (apt-get install nginx-light) or pass --nginx", file=sys.stderr
@@ -258,7 +349,7 @@ def main() -> int:
         return 2
     prefix = Path(tempfile.mkdtemp(prefix="lexey-replicas-"))
     try:
-        return run(args.nginx, args.calls, prefix)
+        return run(args.nginx, args.calls, prefix, args.redis)
     finally:
         if args.keep:
             print(f"logs and nginx.conf kept in {prefix}")

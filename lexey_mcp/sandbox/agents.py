@@ -14,6 +14,7 @@ from .textmatch import keywords, overlap, phrase_matches, stem, tokens
 class AgentReply:
     text: str
     statuses: list[str] = field(default_factory=list)
+    escalation_reason: str | None = None  # set on the reply that escalated the conversation
 
 
 _FLAGS = re.IGNORECASE | re.DOTALL
@@ -59,6 +60,10 @@ _ESCALATION = re.compile(
     r"\bescalat\w*\b.*?\b(?:mentions?|mentioning|says?|asks?\s+about|asking\s+about|talks?\s+about|brings?\s+up|"
     r"raises?|contains?|containing|includes?|involving|regarding|about|for)\s+(?P<list>.+)$",
     _FLAGS,
+)
+# "Always escalate legal issues", "Escalation rules: escalate refunds and chargebacks": the subjects follow the verb.
+_ESCALATE_SUBJECTS = re.compile(
+    r"(?:^|[:.;]\s*)(?:please\s+)?(?:always\s+)?escalate\s+(?:(?:all|any|every)\s+)?(?P<list>.+)$", _FLAGS
 )
 _HANDOVER = re.compile(
     r"\s+to\s+(?:a\s+|an\s+|the\s+)?(?:human|person|agent|operator|member\s+of\s+\w+\s+team)\b.*$", re.I
@@ -124,8 +129,8 @@ class ManagementAgent:
             count = len(self._org.escalation_phrases)
             self._org.escalation_phrases.clear()
             return AgentReply(f"Removed {_plural(count, 'escalation rule')}. Nothing escalates automatically now.")
-        if _RULE_INTENT.search(text):
-            match = _ESCALATION.search(text)
+        if _RULE_INTENT.search(text) or _ESCALATE_SUBJECTS.search(text):
+            match = _ESCALATION.search(text) or _ESCALATE_SUBJECTS.search(text)
             return self._add_rules(match.group("list") if match else "")
         if _ANALYTICS.search(text):
             return self._analytics(text, moment)
@@ -237,13 +242,16 @@ class CustomerAgent:
         org = self._store.org
         first_reply = not any(m.role == "assistant" for m in conversation.messages)
         intro = f"Hi, I'm {org.agent_name}. " if org.agent_name and first_reply else ""
-        if any(phrase_matches(phrase, message) for phrase in org.escalation_phrases):
-            if conversation.escalated_at is None:
+        matched = next((phrase for phrase in org.escalation_phrases if phrase_matches(phrase, message)), None)
+        if matched is not None:
+            first = conversation.escalated_at is None
+            if first:
                 conversation.escalated_at = moment
             return AgentReply(
                 intro + "I understand this needs a person's attention, so I'm handing you over to a member of our "
                 "team. They'll pick up this conversation shortly.",
                 ["escalated"],
+                f"The customer mentioned {matched}" if first else None,
             )
         article = self._best_article(message, org)
         if article is not None:

@@ -16,6 +16,7 @@ from .errors import chat_error, json_response
 from .lexi_api import LexiAPI
 from .routing import CHAT_PREFIX, LEXI_PREFIX, Front
 from .store import Store
+from .webhooks import WebhookSender
 
 __all__ = ["CHAT_PREFIX", "LEXI_PREFIX", "SandboxApp"]
 
@@ -25,9 +26,9 @@ logger = logging.getLogger("lexey_mcp.sandbox")
 class SandboxApp:
     """The route handlers, bound to one store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, webhooks: WebhookSender | None = None) -> None:
         self.store = store
-        self.chat = ChatAPI(store)
+        self.chat = ChatAPI(store, webhooks)
         self.lexi = LexiAPI(store)
         self.admin = AdminAPI(store)
 

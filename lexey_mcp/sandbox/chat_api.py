@@ -16,6 +16,7 @@ from .errors import MESSAGE_REQUIRED, NOT_JSON, chat_error, json_response, wrong
 from .routing import CHAT_PREFIX, Streams, bearer, is_uuid, key_type
 from .store import ChatKind, Conversation, Store, now
 from .store import Message as StoredMessage
+from .webhooks import WebhookSender, escalated_payload
 from .wire import Frame, dumps, words
 
 
@@ -28,8 +29,9 @@ class ChatMessageBody(BaseModel):
 
 
 class ChatAPI(Streams):
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, webhooks: WebhookSender | None = None) -> None:
         super().__init__(store)
+        self.webhooks = webhooks
         self.management = ManagementAgent(store)
         self.customer = CustomerAgent(store)
 
@@ -116,6 +118,9 @@ class ChatAPI(Streams):
         else:
             reply = self.management.respond(message, moment)
         conversation.messages.append(StoredMessage("assistant", reply.text, now()))
+        if reply.escalation_reason is not None and self.webhooks is not None:
+            customer = f"visitor-{conversation.id[:8]}"  # the sandbox knows no customer identity
+            self.webhooks.send(escalated_payload(conversation, reply.escalation_reason, customer))
         events = [Frame(dumps({"type": "delta", "text": w})) for w in words(reply.text)]
         events += [Frame(dumps({"type": "status", "status": s})) for s in reply.statuses]
         return self.stream(events, kind, fault, {})

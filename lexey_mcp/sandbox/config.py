@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 # Lexi's balance reported when `credits` is None (unlimited): it counts down from here but never refuses.
 NOMINAL_LEXI_CREDITS = 5_000
@@ -31,3 +31,7 @@ class SandboxConfig(BaseModel):
     max_message_chars: int = Field(default=4000, ge=1, description="chat APIs only; Lexi's limit is 12,000")
     lexi_daily_limit: int = Field(default=1000, ge=0, description="Lexi requests per UTC day before 429")
     seed: int = 0
+    webhook_url: str | None = Field(
+        default=None, description="POST a signed conversation.escalated webhook here when the agent escalates"
+    )
+    webhook_secret: SecretStr | None = Field(default=None, description="signs the webhooks (X-Lexey-Signature)")

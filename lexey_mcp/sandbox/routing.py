@@ -81,6 +81,7 @@ class Front:
         who = key_type(bearer(headers))
         if not path.startswith(ADMIN_PREFIX):
             self._store.record_request(scope["method"], path, who, kind, headers)
+            self._store.record_key(scope["method"], path, bearer(headers), headers.get("idempotency-key"))
         status: list[int] = []
 
         async def send_with_id(message: Message) -> None:

@@ -23,7 +23,8 @@ from ..vendor import API
 from .app import CHAT_PREFIX, LEXI_PREFIX, SandboxApp
 from .config import SandboxConfig
 from .faults import Fault
-from .store import CloseReason, RequestRecord, SandboxStats, Store
+from .store import CloseReason, KeyUse, RequestRecord, SandboxStats, Store
+from .webhooks import WebhookSender
 
 logger = logging.getLogger("lexey_mcp.sandbox")
 
@@ -155,7 +156,10 @@ class Sandbox:
         self.host = host
         self.port = port
         self.store = Store(self.config)
-        self._app = SandboxApp(self.store).asgi()
+        secret = self.config.webhook_secret.get_secret_value() if self.config.webhook_secret else None
+        url = self.config.webhook_url
+        self.webhooks = WebhookSender(url, secret) if url else None
+        self._app = SandboxApp(self.store, self.webhooks).asgi()
         self._stack: AsyncExitStack | None = None
         self._server: _Server | None = None
 
@@ -214,6 +218,11 @@ class Sandbox:
     def requests_log(self) -> list[RequestRecord]:
         return self.store.requests_log
 
+    @property
+    def key_log(self) -> list[KeyUse]:
+        """Which key each API request carried, as `key_fingerprint(key)`, oldest first (the last 10,000)."""
+        return list(self.store.key_log)
+
     async def wait_for_stream_closed(self, timeout: float = 5.0) -> CloseReason:  # noqa: ASYNC109
         """Wait until an open stream closes; return "completed", "dropped", "disconnected" or "cancelled".
 
@@ -243,6 +252,8 @@ class Sandbox:
         server = _Server(config, self.store)
         stack = AsyncExitStack()
         try:
+            if self.webhooks is not None:
+                await stack.enter_async_context(self.webhooks)
             group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(server.exit.set)
             await group.start(self._run, server, sock)

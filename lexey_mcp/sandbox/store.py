@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 import uuid
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, NamedTuple
@@ -20,6 +22,8 @@ Role = Literal["user", "assistant"]
 CloseReason = Literal["completed", "dropped", "disconnected", "cancelled"]
 
 IDEMPOTENCY_TTL = 24 * 3600.0
+#: API requests remembered in `Store.key_log` (the oldest are forgotten first).
+KEY_LOG_LIMIT = 10_000
 
 
 def iso(moment: datetime) -> str:
@@ -107,6 +111,19 @@ class RequestRecord(NamedTuple):
     key_type: str | None  # "customer" | "management" | "lexi" | "unknown" | None (no bearer)
 
 
+class KeyUse(NamedTuple):
+    """Which key an API request carried: a fingerprint, never the key (tests compare `key_fingerprint(key)`)."""
+
+    method: str
+    path: str
+    key_id: str | None  # None: no bearer key
+    idempotency_key: str | None
+
+
+def key_fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 class Store:
     """All mutable sandbox state. Single event loop, so no locks."""
 
@@ -126,6 +143,7 @@ class Store:
         self.stats = SandboxStats()
         self.last_headers: dict[str, dict[str, str]] = {}
         self.requests_log: list[RequestRecord] = []
+        self.key_log: deque[KeyUse] = deque(maxlen=KEY_LOG_LIMIT)
         self.closed_reasons: list[CloseReason] = []
         self._closed_event: anyio.Event | None = None
         self._open_scopes: set[anyio.CancelScope] = set()
@@ -209,6 +227,9 @@ class Store:
         self.requests_log.append(RequestRecord(method, path, key_type))
         if kind is not None:
             self.last_headers[kind] = headers
+
+    def record_key(self, method: str, path: str, key: str | None, idempotency_key: str | None) -> None:
+        self.key_log.append(KeyUse(method, path, None if key is None else key_fingerprint(key), idempotency_key))
 
     def stream_opened(self, scope: anyio.CancelScope) -> None:
         self.stats.streams_started += 1

@@ -264,7 +264,7 @@ async def test_cancel_after_completion_and_for_unknown_id_is_harmless(
                 )
             )
             assert again.outcome == "complete"
-            assert len((await client.list_tools()).tools) == 6
+            assert len((await client.list_tools()).tools) == 8
             assert len(call_ids) == 2
             assert call_ids[1] != done_id
             assert server.alive()

@@ -153,3 +153,21 @@ def test_escalation_matching_is_plural_and_qualifier_insensitive() -> None:
     assert customer.respond(calm, "How do I update my billing address?", moment).statuses == []
     assert customer.respond(calm, "I have a billing dispute about last month", moment).statuses == ["escalated"]
     assert customer.respond(calm, "This is a legal matter", moment).statuses == ["escalated"]
+
+
+def test_escalation_rules_name_their_subjects_after_the_verb() -> None:
+    # The forms QA suites and the design's example use: "always escalate X", "rules: escalate X and Y".
+    store, manage, customer = _agents()
+    moment = now()
+    reply = manage.respond("Add these escalation rules: always escalate legal issues.", moment)
+    assert reply.text.startswith("Escalation rules updated (1 new rule).")
+    manage.respond("Escalate refunds and data breaches.", moment)
+    assert store.org.escalation_phrases == ["legal issues", "refunds", "data breaches"]
+    conv = store.create_conversation("customer")
+    assert customer.respond(conv, "I need to talk about a legal issue with my contract.", moment).statuses == [
+        "escalated"
+    ]
+    # An analytics question that uses the verb is still an analytics question, not a rule.
+    question = manage.respond("How many conversations did we escalate last week?", moment)
+    assert question.text.startswith("Performance over the last week:")
+    assert store.org.escalation_phrases == ["legal issues", "refunds", "data breaches"]

@@ -1,0 +1,115 @@
+"""Tool arguments checked before a tool runs, every problem answered in one voice: the argument, what is allowed.
+
+The SDK validates arguments inside `Tool.run` and answers a failure with a pydantic dump (and an
+errors.pydantic.dev link); it also ignores arguments a tool does not declare, so a typo would silently drop input.
+`check_arguments` runs first, on the same argument model, and says what is wrong the way a person would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from .validation import _CONTROL, LEXI_CONTEXT_KEYS
+
+_KINDS = {
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "list_type": "a list of strings",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def plain_text(value: str) -> str:
+    """An `AfterValidator` for text arguments: whitespace alone is as empty as nothing; no control characters."""
+    if not value.strip():
+        raise PydanticCustomError("blank", "blank")
+    if _CONTROL.search(value):
+        raise PydanticCustomError("control_characters", "control characters")
+    return value
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """`messages[2]` reads as "messages item 3"; `context.owner` stays dotted."""
+    name = str(loc[0])
+    for part in loc[1:]:
+        name += f" item {part + 1}" if isinstance(part, int) else f".{part}"
+    return name
+
+
+def describe(tool: str, error: ErrorDetails) -> str:
+    """One sentence for one pydantic error, naming the argument and what is allowed."""
+    kind, loc, ctx = error["type"], error["loc"], error.get("ctx") or {}
+    where = _where(loc) if loc else "the arguments"
+    value = error.get("input")
+    if kind == "missing":
+        return f"{tool} needs {where}; it is missing."
+    if kind in _KINDS:
+        return f"{where} must be {_KINDS[kind]}, not {_json_kind(value)}."
+    if kind == "string_too_short":
+        return f"{where} must not be empty."
+    if kind == "blank":
+        return f"{where} is blank; write some text."
+    if kind == "control_characters":
+        return f"{where} contains control characters; remove them."
+    if kind == "string_too_long":
+        length = f" is {len(value):,} characters;" if isinstance(value, str) else ""
+        return f"{where}{length} the limit is {ctx.get('max_length', 0):,} characters."
+    if kind in ("too_short", "too_long"):
+        count = len(value) if isinstance(value, list) else "another number"
+        bound = f"at least {ctx.get('min_length')}" if kind == "too_short" else f"at most {ctx.get('max_length')}"
+        return f"{where} takes {bound} item(s); it has {count}."
+    if kind == "extra_forbidden" and len(loc) >= 2 and loc[0] == "context":
+        return f"context has an unknown key {loc[-1]!r}; accepted: {', '.join(sorted(LEXI_CONTEXT_KEYS))}."
+    if kind == "extra_forbidden":
+        return f"{where} is not accepted here."
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = next(iter(ctx.values()), "")
+        relation = {"greater_than_equal": "at least", "greater_than": "more than"}.get(kind, "")
+        relation = relation or {"less_than_equal": "at most", "less_than": "less than"}[kind]
+        return f"{where} must be {relation} {bound}; it is {value}."
+    if kind == "string_unicode":
+        return f"{where} is not valid Unicode text (it holds a lone surrogate)."
+    if kind == "string_pattern_mismatch":
+        return f"{where} does not have the expected form ({ctx.get('pattern', '')})."
+    return f"{where} is not valid for {tool}."
+
+
+def check_arguments(tool: str, arguments: Mapping[str, Any], accepted: set[str], validate: Any) -> str | None:
+    """None when `arguments` are fine for `tool`, else what is wrong (every problem, one per line).
+
+    `validate` is the tool's own argument validation (the SDK's `FuncMetadata.validate_arguments`)."""
+    unknown = sorted(set(arguments) - accepted)
+    if unknown:
+        return (
+            f"Unknown argument(s) for {tool}: {', '.join(unknown)}. Accepted: {', '.join(sorted(accepted)) or 'none'}."
+        )
+    try:
+        validate(dict(arguments))
+    except ValidationError as exc:
+        lines = list(dict.fromkeys(describe(tool, e) for e in exc.errors(include_url=False)))
+        return "\n".join(lines)
+    return None

@@ -1,0 +1,179 @@
+"""The event feed: receiver, store and bus put together, with one lifecycle (the MCP server's lifespan)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import tempfile
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+import anyio
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated, SubscriptionBus
+
+from .bus import LegacySubscriptions, RedisSubscriptionBus
+from .model import Escalation, Event
+from .receiver import WEBHOOK_PATH, WebhookReceiver, serve_listener
+from .store import EventStore, EventStoreUnavailable, RedisEventStore, SQLiteEventStore, redis_location
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+logger = logging.getLogger("lexey_mcp.events")
+
+PRUNE_EVERY = 3600.0
+STATE_FILE = "events.sqlite3"
+
+
+@dataclass(frozen=True)
+class EventOptions:
+    """How this process receives webhooks.
+
+    `webhook_port`: serve the receiver on its own listener (stdio mode; 0 picks a free port). `public_url`:
+    where the MCP HTTP app's own route is reached (HTTP mode). `sandbox`: state in a temporary directory, a
+    generated secret when none is set, and a free loopback listener when there is no other way in, so the
+    embedded sandbox's webhooks reach this server with no setup. `sessions`: False for stateless HTTP, where
+    legacy `resources/subscribe` cannot work (nothing is left to notify once the request is answered), so it is
+    neither served nor advertised; 2026-07-28 `subscriptions/listen` streams work either way.
+    """
+
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int | None = None
+    public_url: str | None = None
+    sandbox: bool = False
+    sessions: bool = True
+
+
+class EventFeed:
+    """Webhooks in, escalations out, `ResourceUpdated` on `bus` for everything new. Enter it (`async with`)
+    before use; the store opens on first use."""
+
+    def __init__(self, settings: Settings, options: EventOptions = EventOptions()) -> None:
+        configured = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        self._secret = configured or (secrets.token_urlsafe(32) if options.sandbox else None)
+        self.options = options
+        self._settings = settings
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        self._redis_url = redis_url
+        self.bus: SubscriptionBus = RedisSubscriptionBus(redis_url) if redis_url else InMemorySubscriptionBus()
+        self.receiver = WebhookReceiver(self._secret, self.record)
+        self.legacy = LegacySubscriptions()
+        #: Where this server's receiver is reached, when known (the sandbox posts there).
+        self.webhook_url: str | None = None
+        self._store: EventStore | None = None
+        self._stack: AsyncExitStack | None = None
+        self._users = 0  # in-process clients each run the server's lifespan: the first opens, the last closes
+
+    @property
+    def webhook_secret(self) -> str | None:
+        """The secret webhooks are signed with (for wiring the embedded sandbox; never log it)."""
+        return self._secret
+
+    @property
+    def store(self) -> EventStore:
+        if self._store is None:
+            raise EventStoreUnavailable("the event feed is not running")
+        return self._store
+
+    async def record(self, event: Event) -> bool:
+        """Keep `event`; if it is new, announce what it changes. False for a redelivery."""
+        added = await self.store.add(event)
+        if added:
+            for uri in event.announces():
+                await self.announce(uri)
+        return added
+
+    async def announce(self, uri: str) -> None:
+        """Tell subscribers (both protocol eras, every replica) that `uri` changed. Never raises."""
+        try:
+            await self.bus.publish(ResourceUpdated(uri=uri))
+        except Exception as exc:  # a notification lost must not fail the webhook or the tool call behind it
+            logger.warning("could not announce %s: %s", uri, exc)
+
+    async def escalations(self, since: float | None = None, limit: int = 20) -> list[Escalation]:
+        return [Escalation.from_event(e) for e in await self.store.escalations(since, limit)]
+
+    def _where(self, state_dir: Path) -> str:
+        if self._redis_url:
+            return f"Redis at {redis_location(self._redis_url)}"
+        return str(state_dir / STATE_FILE)
+
+    async def __aenter__(self) -> Self:
+        self._users += 1
+        if self._users > 1:
+            return self
+        stack = AsyncExitStack()
+        try:
+            if self.options.sandbox:
+                state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lexey-mcp-events-")))
+            else:
+                state_dir = self._settings.state_dir.expanduser()
+            retention = self._settings.event_retention_days
+            store: EventStore = (
+                RedisEventStore(self._redis_url, retention)
+                if self._redis_url
+                else SQLiteEventStore(state_dir / STATE_FILE, retention)
+            )
+            stack.push_async_callback(store.aclose)
+            group = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(group.cancel_scope.cancel)
+            if isinstance(self.bus, RedisSubscriptionBus):
+                await group.start(self.bus.run)
+            stack.callback(self.legacy.attach(self.bus, group))
+            self._store = store
+            group.start_soon(self._prune_periodically)
+            await self._start_receiver(group, state_dir)
+        except BaseException:
+            self._users -= 1
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def _start_receiver(self, group: anyio.abc.TaskGroup, state_dir: Path) -> None:
+        if self._secret is None:
+            logger.info(
+                "webhook receiver off: set LEXEY_WEBHOOK_SECRET (the secret set in Lexey) to receive escalations "
+                "at POST %s",
+                WEBHOOK_PATH,
+            )
+            return
+        port = self.options.webhook_port
+        if port is None and self.options.sandbox and self.options.public_url is None:
+            port = 0
+        if port is not None:
+            self.webhook_url = await group.start(serve_listener, self.receiver, self.options.webhook_host, port)
+        else:
+            self.webhook_url = self.options.public_url
+        logger.info(
+            "webhook receiver on at %s; events kept in %s for %g days",
+            self.webhook_url or f"POST {WEBHOOK_PATH}",
+            self._where(state_dir),
+            self._settings.event_retention_days,
+        )
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await anyio.sleep(PRUNE_EVERY)
+            try:
+                dropped = await self.store.prune(time.time())
+            except EventStoreUnavailable as exc:
+                logger.warning("could not drop old events: %s", exc)
+            else:
+                if dropped:
+                    logger.info("dropped %d events past the retention period", dropped)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._users -= 1
+        if self._users > 0:
+            return
+        stack, self._stack = self._stack, None
+        self._store = None
+        if stack is not None:
+            await stack.aclose()

@@ -1,0 +1,137 @@
+"""One received webhook (`Event`), what an escalation looks like to MCP clients (`Escalation`), and the
+URIs a new event announces."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import Field
+
+from ..models import Schema
+
+ESCALATED = "conversation.escalated"
+ESCALATIONS_URI = "lexey://escalations"
+#: How many escalations `list_escalations` returns by default, and at most; the resource shows the default.
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+#: The webhook's trailing messages kept on an escalation.
+ESCALATION_MESSAGES = 5
+
+
+def conversation_uri(conversation_id: str) -> str:
+    return f"lexey://conversations/{conversation_id}/messages"
+
+
+class EventShapeError(ValueError):
+    """The body is JSON but not a Lexey event."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A webhook as received. `key` identifies a delivery's event, so a redelivery is stored once."""
+
+    type: str
+    conversation_id: str | None
+    timestamp: str | None
+    occurred_at: float  # the event's timestamp as epoch seconds (the receipt time when it has none)
+    received_at: float
+    body: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        identity = [self.type, self.conversation_id, self.timestamp]
+        if self.timestamp is None:  # no timestamp to tell deliveries apart: the body itself identifies it
+            identity.append(json.dumps(self.body, sort_keys=True))
+        return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+
+    def announces(self) -> list[str]:
+        """The resource URIs a new event of this kind changes (unknown kinds are kept, not announced)."""
+        if self.type != ESCALATED:
+            return []
+        return [ESCALATIONS_URI] + ([conversation_uri(self.conversation_id)] if self.conversation_id else [])
+
+
+def parse_time(value: str) -> datetime:
+    """ISO 8601 (a trailing Z allowed); a time without a zone is UTC. ValueError otherwise."""
+    moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def parse_event(payload: object, received_at: float) -> Event:
+    """A decoded webhook body as an `Event`; `EventShapeError` if it is not a JSON object naming its event."""
+    if not isinstance(payload, dict):
+        raise EventShapeError("the body must be a JSON object")
+    kind = payload.get("event")
+    if not isinstance(kind, str) or not kind:
+        raise EventShapeError('the body must name its event type in "event"')
+    conversation = payload.get("conversation")
+    cid = conversation.get("id") if isinstance(conversation, dict) else None
+    timestamp = payload.get("timestamp")
+    timestamp = timestamp if isinstance(timestamp, str) else None
+    occurred_at = received_at
+    if timestamp is not None:
+        with contextlib.suppress(ValueError):  # an odd timestamp still identifies the event; sort by receipt
+            occurred_at = parse_time(timestamp).timestamp()
+    return Event(kind, cid if isinstance(cid, str) else None, timestamp, occurred_at, received_at, payload)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+class EscalationMessage(Schema):
+    role: str | None = None
+    content: str | None = None
+    createdAt: str | None = None
+
+
+class Escalation(Schema):
+    """A conversation Lexey's agent handed to a human, from its `conversation.escalated` webhook."""
+
+    conversation_id: str | None
+    reason: str | None
+    customer_identifier: str | None
+    status: str | None
+    escalated_at: str = Field(description="The webhook's timestamp (ISO 8601).")
+    received_at: str = Field(description="When this server received it (ISO 8601, UTC).")
+    messages: list[EscalationMessage] = Field(description="The conversation's last messages, oldest first.")
+
+    @classmethod
+    def from_event(cls, event: Event) -> Escalation:
+        body = event.body
+        conversation = _object(body.get("conversation"))
+        details = _object(body.get("payload"))
+        raw = body.get("messages")
+        messages = [
+            EscalationMessage(**{k: str(m[k]) for k in ("role", "content", "createdAt") if m.get(k) is not None})
+            for m in (raw[-ESCALATION_MESSAGES:] if isinstance(raw, list) else [])
+            if isinstance(m, dict)
+        ]
+        return cls(
+            conversation_id=event.conversation_id,
+            reason=_text(details.get("reason")),
+            customer_identifier=_text(conversation.get("customerIdentifier")),
+            status=_text(conversation.get("status")),
+            escalated_at=event.timestamp or _iso(event.occurred_at),
+            received_at=_iso(event.received_at),
+            messages=messages,
+        )
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+class EscalationList(Schema):
+    """Escalations, newest first."""
+
+    escalations: list[Escalation]

@@ -1,0 +1,221 @@
+"""Where events are kept: SQLite (stdlib) in the state directory, or Redis shared by every replica.
+
+Both keep an event once per `Event.key` (a redelivery is a no-op), list escalations newest first, and
+drop what is older than the retention period. Both open on first use, so a server that never receives
+or lists an event never touches the disk or the network.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.to_thread
+
+from .model import ESCALATED, Event
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from redis.asyncio import Redis
+
+logger = logging.getLogger("lexey_mcp.events")
+
+DAY = 86_400.0
+
+
+class EventStoreUnavailable(Exception):
+    """The store cannot be reached or written; the message says which store and why (never a password)."""
+
+
+class EventStore(Protocol):
+    async def add(self, event: Event) -> bool:
+        """Keep `event`; False when an event with its key is already kept."""
+        ...
+
+    async def escalations(self, since: float | None, limit: int) -> list[Event]:
+        """Escalations that occurred at or after `since` (epoch seconds), newest first."""
+        ...
+
+    async def prune(self, now: float) -> int:
+        """Drop events received before the retention period; how many were dropped."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def _row(kind: str, cid: str | None, timestamp: str | None, occurred: float, received: float, body: str) -> Event:
+    return Event(kind, cid, timestamp, occurred, received, json.loads(body))
+
+
+class SQLiteEventStore:
+    """One SQLite file; calls run in a worker thread, one at a time (SQLite has one writer anyway)."""
+
+    def __init__(self, path: Path, retention_days: float) -> None:
+        self.path = path
+        self.retention = retention_days * DAY
+        self._db: sqlite3.Connection | None = None
+        self._one = anyio.CapacityLimiter(1)
+
+    def _open(self) -> sqlite3.Connection:
+        if self._db is None:
+            import sqlite3
+
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash; one fsync per checkpoint
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS events (key TEXT PRIMARY KEY, type TEXT NOT NULL, conversation_id TEXT,"
+                " timestamp TEXT, occurred_at REAL NOT NULL, received_at REAL NOT NULL, body TEXT NOT NULL)"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS events_by_type ON events (type, occurred_at)")
+            db.execute("CREATE INDEX IF NOT EXISTS events_by_receipt ON events (received_at)")
+            self._db = db
+            self._prune(time.time())
+        return self._db
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        import sqlite3
+
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._one)
+        except (sqlite3.Error, OSError) as exc:
+            raise EventStoreUnavailable(f"the event store ({self.path}) failed: {exc}") from None
+
+    def _add(self, event: Event) -> bool:
+        cursor = self._open().execute(
+            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.key,
+                event.type,
+                event.conversation_id,
+                event.timestamp,
+                event.occurred_at,
+                event.received_at,
+                json.dumps(event.body),
+            ),
+        )
+        return cursor.rowcount == 1
+
+    async def add(self, event: Event) -> bool:
+        added: bool = await self._run(self._add, event)
+        return added
+
+    def _escalations(self, since: float | None, limit: int) -> list[Event]:
+        rows = self._open().execute(
+            "SELECT type, conversation_id, timestamp, occurred_at, received_at, body FROM events"
+            " WHERE type = ? AND occurred_at >= ? ORDER BY occurred_at DESC, received_at DESC LIMIT ?",
+            (ESCALATED, since if since is not None else float("-inf"), limit),
+        )
+        return [_row(*row) for row in rows]
+
+    async def escalations(self, since: float | None, limit: int) -> list[Event]:
+        found: list[Event] = await self._run(self._escalations, since, limit)
+        return found
+
+    def _prune(self, now: float) -> int:
+        return self._open().execute("DELETE FROM events WHERE received_at < ?", (now - self.retention,)).rowcount
+
+    async def prune(self, now: float) -> int:
+        dropped: int = await self._run(self._prune, now)
+        return dropped
+
+    async def aclose(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            await anyio.to_thread.run_sync(db.close, limiter=self._one)
+
+
+def redis_location(url: str) -> str:
+    """host:port/db of a Redis URL, for messages (never its password)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
+
+
+def redis_client(url: str, **options: Any) -> Redis:
+    """A redis-py asyncio client that fails fast (a webhook answered 503 is retried by Lexey; a hang is not)."""
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    defaults: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "retry": Retry(NoBackoff(), 0)}
+    return Redis.from_url(url, **{**defaults, **options})
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return (RedisError, RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisEventStore:
+    """Events as `<prefix>event:<key>` strings that expire with the retention period, escalations indexed in
+    the sorted set `<prefix>escalations` by when they occurred. SET NX makes a redelivery a no-op."""
+
+    def __init__(self, url: str, retention_days: float, prefix: str = "lexey-mcp:") -> None:
+        self.location = redis_location(url)
+        self.retention = retention_days * DAY
+        self._url = url
+        self._prefix = prefix
+        self._redis: Redis | None = None
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            self._redis = redis_client(self._url)
+        return self._redis
+
+    def _unavailable(self, exc: BaseException) -> EventStoreUnavailable:
+        return EventStoreUnavailable(f"the event store (Redis at {self.location}) is unreachable: {exc}")
+
+    async def add(self, event: Event) -> bool:
+        record = json.dumps(
+            [event.type, event.conversation_id, event.timestamp, event.occurred_at, event.received_at, event.body]
+        )
+        ttl = max(1, int(event.received_at + self.retention - time.time()))
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:  # one round trip
+                pipe.set(f"{self._prefix}event:{event.key}", record, nx=True, ex=ttl)
+                if event.type == ESCALATED:  # the same member and score again for a redelivery: a no-op
+                    pipe.zadd(f"{self._prefix}escalations", {event.key: event.occurred_at})
+                added = (await pipe.execute())[0]
+        except redis_errors() as exc:
+            raise self._unavailable(exc) from None
+        return bool(added)
+
+    async def escalations(self, since: float | None, limit: int) -> list[Event]:
+        index = f"{self._prefix}escalations"
+        try:
+            keys = await self.redis.zrevrangebyscore(index, "+inf", since if since is not None else "-inf", 0, limit)
+            if not keys:
+                return []
+            names = [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
+            records = await self.redis.mget([f"{self._prefix}event:{name}" for name in names])
+            expired = [name for name, r in zip(names, records, strict=True) if r is None]
+            if expired:
+                await self.redis.zrem(index, *expired)
+        except redis_errors() as exc:
+            raise self._unavailable(exc) from None
+        return [Event(*json.loads(record)) for record in records if record is not None]
+
+    async def prune(self, now: float) -> int:
+        # Event records expire by themselves; the index drops what occurred before the period (expired
+        # entries that occurred later go on the next listing).
+        try:
+            dropped: int = await self.redis.zremrangebyscore(f"{self._prefix}escalations", "-inf", now - self.retention)
+        except redis_errors() as exc:
+            raise self._unavailable(exc) from None
+        return dropped
+
+    async def aclose(self) -> None:
+        redis, self._redis = self._redis, None
+        if redis is not None:
+            await redis.aclose()

@@ -1,0 +1,115 @@
+"""The event feed on an `MCPServer`: the `list_escalations` tool, the `lexey://escalations` resource, the
+webhook route, legacy `resources/subscribe`, and announcements after tool calls that add customer messages.
+
+2026-07-28 clients subscribe with `subscriptions/listen`, served by the SDK from the bus given to `MCPServer`
+(`MCPServer(subscriptions=feed.bus)`); clients on earlier protocol versions use `resources/subscribe`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from mcp.server import MCPServer, ServerRequestContext
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.types import (
+    CallToolResult,
+    EmptyResult,
+    SubscribeRequestParams,
+    TextContent,
+    UnsubscribeRequestParams,
+)
+
+from .feed import EventFeed
+from .model import DEFAULT_LIMIT, ESCALATIONS_URI, MAX_LIMIT, EscalationList, conversation_uri, parse_time
+from .receiver import WEBHOOK_PATH
+from .store import EventStoreUnavailable
+
+logger = logging.getLogger("lexey_mcp.events")
+
+#: Tools that add messages to a customer conversation; their result's `conversation_id` is announced.
+CUSTOMER_MESSAGE_TOOLS = frozenset({"send_customer_message", "run_customer_scenario"})
+
+
+def _error(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+
+
+def _summary(escalations: EscalationList) -> str:
+    if not escalations.escalations:
+        return "No escalations received."
+    lines = [
+        f"{e.escalated_at} {e.conversation_id}: {e.reason or 'no reason given'} ({e.customer_identifier or 'unknown'})"
+        for e in escalations.escalations
+    ]
+    return f"{len(lines)} escalations, newest first:\n" + "\n".join(lines)
+
+
+async def escalations_result(feed: EventFeed, since: str | None, limit: int) -> CallToolResult:
+    """`list_escalations`: the latest escalations at or after `since`, newest first."""
+    if not 1 <= limit <= MAX_LIMIT:
+        return _error(f"limit must be between 1 and {MAX_LIMIT} (got {limit}).")
+    start: float | None = None
+    if since is not None:
+        try:
+            start = parse_time(since).timestamp()
+        except ValueError:
+            return _error(f"since must be an ISO 8601 date-time such as 2026-11-30T09:00:00Z (got {since!r}).")
+    try:
+        found = EscalationList(escalations=await feed.escalations(start, limit))
+    except EventStoreUnavailable as exc:
+        return _error(f"Escalations cannot be read now: {str(exc).rstrip('.')}.")
+    return CallToolResult(
+        content=[TextContent(type="text", text=_summary(found))], structured_content=found.model_dump(mode="json")
+    )
+
+
+def install(server: MCPServer[Any], feed: EventFeed) -> None:
+    """Register the events surface on `server` (which must have been built with `subscriptions=feed.bus`); the
+    `list_escalations` tool is in the server's tool table, over `escalations_result`."""
+
+    @server.resource(
+        ESCALATIONS_URI,
+        name="escalations",
+        title="Escalations",
+        description=f"The latest {DEFAULT_LIMIT} escalations as JSON, newest first; updated when one arrives.",
+        mime_type="application/json",
+    )
+    async def escalations() -> str:
+        try:
+            return EscalationList(escalations=await feed.escalations(None, DEFAULT_LIMIT)).model_dump_json(indent=2)
+        except EventStoreUnavailable as exc:
+            raise ResourceError(f"Escalations cannot be read now: {str(exc).rstrip('.')}.") from None
+
+    server.custom_route(WEBHOOK_PATH, methods=["POST"], include_in_schema=False)(feed.receiver.handle)
+
+    async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
+        feed.legacy.add(ctx.session, str(params.uri))
+        return EmptyResult()
+
+    async def unsubscribe(ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
+        feed.legacy.remove(ctx.session, str(params.uri))
+        return EmptyResult()
+
+    # MCPServer has no API for these legacy methods; its low-level server does (and then advertises
+    # `resources.subscribe` to 2025 clients, which is true when there are sessions to notify).
+    if feed.options.sessions:
+        lowlevel = server._lowlevel_server
+        lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+        lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+    server.middleware.append(_announce_customer_messages(feed))
+
+
+def _announce_customer_messages(feed: EventFeed) -> Any:
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: Any) -> Any:
+        result = await call_next(ctx)
+        params = ctx.params
+        if ctx.method == "tools/call" and isinstance(params, Mapping) and params.get("name") in CUSTOMER_MESSAGE_TOOLS:
+            structured = result.get("structuredContent") if isinstance(result, Mapping) else None
+            cid = structured.get("conversation_id") if isinstance(structured, Mapping) else None
+            if isinstance(cid, str) and not result.get("isError"):
+                await feed.announce(conversation_uri(cid))
+        return result
+
+    return middleware

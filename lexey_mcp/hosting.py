@@ -1,0 +1,301 @@
+"""Hosted mode: one streamable-HTTP endpoint shared by many users.
+
+Each `/mcp` HTTP request may bring its own upstream keys (`X-Lexey-Customer-Key`, `X-Lexey-Management-Key`,
+`X-Lexi-Api-Key`) and narrow what it may use (`X-MCP-Toolsets`, `X-MCP-Readonly`); with OAuth, its token's scopes
+decide what it sees. `middleware` reads all of that from the HTTP request that carried each MCP message and holds
+it in a ContextVar for exactly that message's handling (each concurrent call runs in its own context), so a key
+reaches only the upstream calls of its own request. `Settings.key`, the one place the client obtains a key, asks
+`request_key` first; `request_secrets` lists the current request's keys for redaction.
+
+Kept light (no MCP or Starlette import at module level): `config.py` imports it whenever a key is needed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+
+from .config import KEY_SPECS, KeyKind, Settings, key_value_problem
+from .errors import LexeyConfigError
+
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
+    from mcp.server.context import ServerMiddleware
+
+RequestKeysMode = Literal["optional", "required"]
+
+KEY_HEADERS: dict[KeyKind, str] = {
+    "customer": "X-Lexey-Customer-Key",
+    "management": "X-Lexey-Management-Key",
+    "lexi": "X-Lexi-Api-Key",
+}
+TOOLSETS_HEADER = "X-MCP-Toolsets"
+READONLY_HEADER = "X-MCP-Readonly"
+
+#: The OAuth scopes (advertised in the protected resource metadata); what each grants is below.
+SCOPES = ("lexey:customer", "lexey:management", "lexi", "lexey:events")
+#: The scope each tool needs, by name. Under OAuth a tool missing here is refused, never shown.
+TOOL_SCOPES: dict[str, str] = {
+    "create_conversation": "lexey:customer",
+    "send_customer_message": "lexey:customer",
+    "get_conversation_messages": "lexey:customer",
+    "run_customer_scenario": "lexey:customer",
+    "run_test_suite": "lexey:customer",
+    "configure_org": "lexey:management",
+    "lexi_chat": "lexi",
+    "list_escalations": "lexey:events",
+}
+#: Resources by URI prefix: (toolset, scope).
+RESOURCE_ACCESS: dict[str, tuple[str, str]] = {
+    "lexey://conversations/": ("customer", "lexey:customer"),
+    "lexey://escalations": ("events", "lexey:events"),
+}
+#: The scope a token needs to use each upstream key at all (the server's own keys included): whatever path asks
+#: for a key (a tool, test-suite setup, a resource), a token without the scope never gets it.
+KEY_SCOPES: dict[KeyKind, str] = {"customer": "lexey:customer", "management": "lexey:management", "lexi": "lexi"}
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What the HTTP request carrying the current MCP message brings and allows."""
+
+    keys: Mapping[KeyKind, SecretStr]
+    keys_required: bool
+    scopes: frozenset[str] | None  # None: no OAuth on this server
+    toolsets: frozenset[str] | None  # None: no X-MCP-Toolsets header
+    read_only: bool
+
+    def tool_refusal(self, name: str, toolset: str | None, read_only: bool) -> str | None:
+        """Why this request may not see or call tool `name`, or None when it may."""
+        if self.scopes is not None:
+            scope = TOOL_SCOPES.get(name)
+            if scope is None:
+                return f"{name} is not offered to OAuth clients."
+            if scope not in self.scopes:
+                return f"{name} needs the OAuth scope {scope}, which this request's token does not carry."
+        if self.toolsets is not None and toolset not in self.toolsets:
+            return f"{name} is outside the toolsets this request's {TOOLSETS_HEADER} header allows."
+        if self.read_only and not read_only:
+            return f"{name} changes things, and this request's {READONLY_HEADER} header allows read-only tools only."
+        return None
+
+    def resource_refusal(self, uri: str) -> str | None:
+        """Why this request may not see or read the resource (or template) `uri`, or None when it may."""
+        matches = (access for prefix, access in RESOURCE_ACCESS.items() if uri.startswith(prefix))
+        toolset, scope = next(matches, (None, None))
+        if self.scopes is not None and (scope is None or scope not in self.scopes):
+            return f"{uri} needs the OAuth scope {scope}, which this request's token does not carry."
+        if self.toolsets is not None and toolset not in self.toolsets:
+            return f"{uri} is outside the toolsets this request's {TOOLSETS_HEADER} header allows."
+        return None
+
+
+_caller: ContextVar[Caller | None] = ContextVar("lexey_mcp_caller", default=None)
+
+
+@contextmanager
+def acting_for(caller: Caller) -> Iterator[None]:
+    """Within this block (and the tasks it starts), keys and permissions are `caller`'s."""
+    token = _caller.set(caller)
+    try:
+        yield
+    finally:
+        _caller.reset(token)
+
+
+def request_key(kind: KeyKind) -> SecretStr | None:
+    """The key the current HTTP request brings for `kind`; None to use the environment's (no request, or the
+    request sent no such header and keys per request are optional). `LexeyConfigError` when the request may not
+    use an upstream key of this kind or brings an unusable one. Never includes the key."""
+    caller = _caller.get()
+    if caller is None:
+        return None
+    header = KEY_HEADERS[kind]
+    _, prefix, what = KEY_SPECS[kind]
+    scope = KEY_SCOPES[kind]
+    if caller.scopes is not None and scope not in caller.scopes:
+        raise LexeyConfigError(
+            f"Using {what} needs the OAuth scope {scope}, which this request's token does not carry."
+        )
+    key = caller.keys.get(kind)
+    if key is None:
+        if not caller.keys_required:
+            return None
+        raise LexeyConfigError(
+            f"This server takes keys per request: send the {header} header with {what} (it starts with {prefix})."
+        )
+    problem = key_value_problem(kind, key.get_secret_value(), KEY_HEADERS)
+    if problem is not None:
+        raise LexeyConfigError(problem)
+    return key
+
+
+def request_key_hint(kind: KeyKind) -> str:
+    """Appended to a problem with the environment's key for `kind` when the current request could bring its own."""
+    return "" if _caller.get() is None else f" Or send this request's key in the {KEY_HEADERS[kind]} header."
+
+
+def request_secrets() -> list[str]:
+    """The keys the current HTTP request brought, for redaction (empty outside a request)."""
+    caller = _caller.get()
+    return [] if caller is None else [key.get_secret_value() for key in caller.keys.values()]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def jwks_url_of(settings: Settings) -> str:
+    return settings.oauth_jwks_url or f"{(settings.oauth_issuer or '').rstrip('/')}/.well-known/jwks.json"
+
+
+def auth_problem(settings: Settings) -> str | None:
+    """Why the HTTP authentication settings cannot work together, or None when they can."""
+    if settings.oauth_issuer is None:
+        if settings.oauth_jwks_url is not None or settings.resource_url is not None:
+            return "LEXEY_MCP_OAUTH_JWKS_URL and LEXEY_MCP_RESOURCE_URL take effect only with LEXEY_MCP_OAUTH_ISSUER."
+        return None
+    if settings.auth_token is not None:
+        return (
+            "LEXEY_MCP_AUTH_TOKEN and LEXEY_MCP_OAUTH_ISSUER are both set: choose one way to authenticate "
+            "(the static token, or OAuth tokens from the issuer) and unset the other."
+        )
+    if settings.resource_url is None:
+        return (
+            "LEXEY_MCP_OAUTH_ISSUER needs LEXEY_MCP_RESOURCE_URL: the public URL of this server's /mcp endpoint, "
+            "which its tokens name as their audience (e.g. https://mcp.example.com/mcp)."
+        )
+    jwks = urlsplit(jwks_url_of(settings))
+    if jwks.scheme != "https" and not is_loopback(jwks.hostname or ""):
+        return "LEXEY_MCP_OAUTH_JWKS_URL must be an https:// URL (plain http only on loopback)."
+    return None
+
+
+def caller_of(
+    headers: Mapping[str, str], user_scopes: Iterable[str] | None, *, keys_required: bool, known_toolsets: Iterable[str]
+) -> Caller | str:
+    """The caller described by a request's headers and its token's scopes (None: no OAuth), or why the narrowing
+    headers are invalid."""
+    keys = {kind: SecretStr(value) for kind, header in KEY_HEADERS.items() if (value := headers.get(header))}
+    toolsets: frozenset[str] | None = None
+    if (listed := headers.get(TOOLSETS_HEADER)) is not None:
+        names = {n.strip() for n in listed.split(",") if n.strip()}
+        known = list(known_toolsets)
+        unknown = sorted(names - set(known))
+        if unknown:
+            return f"{TOOLSETS_HEADER} names unknown toolsets ({', '.join(unknown)}): choose from {', '.join(known)}."
+        toolsets = frozenset(names)
+    flag = headers.get(READONLY_HEADER, "").strip().lower()
+    if flag not in _TRUE + _FALSE:
+        return f"{READONLY_HEADER} must be true or false."
+    scopes = None if user_scopes is None else frozenset(user_scopes)
+    return Caller(keys, keys_required, scopes, toolsets, read_only=flag in _TRUE)
+
+
+def middleware(
+    server: MCPServer[Any], *, keys_required: bool, oauth: bool, toolset_of: Mapping[str, str]
+) -> ServerMiddleware[Any]:
+    """Applies each HTTP request's keys, scopes and narrowing headers to the MCP message it carries: tools and
+    resources it may not use are left out of listings and refused when called. `toolset_of`: tool name ->
+    toolset. Messages without an HTTP request (stdio, in-process) pass untouched."""
+    from mcp.server import ServerRequestContext
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.shared.exceptions import MCPError
+    from mcp.types import INVALID_PARAMS, INVALID_REQUEST, CallToolResult, TextContent
+
+    read_only_tools: set[str] | None = None  # from the tools' annotations, on first use
+    known_toolsets = sorted(set(toolset_of.values()) | {toolset for toolset, _ in RESOURCE_ACCESS.values()})
+
+    async def tool_allowed(caller: Caller, name: str) -> str | None:
+        nonlocal read_only_tools
+        if read_only_tools is None:
+            tools = await server.list_tools()
+            read_only_tools = {t.name for t in tools if t.annotations and t.annotations.read_only_hint}
+        return caller.tool_refusal(name, toolset_of.get(name), name in read_only_tools)
+
+    async def hosted(ctx: ServerRequestContext[Any, Any], call_next: Any) -> Any:
+        request = ctx.request
+        if request is None:
+            return await call_next(ctx)
+        user = request.scope.get("user")
+        scopes = (user.scopes if isinstance(user, AuthenticatedUser) else []) if oauth else None
+        caller = caller_of(request.headers, scopes, keys_required=keys_required, known_toolsets=known_toolsets)
+        params = ctx.params or {}
+        if isinstance(caller, str):  # a malformed narrowing header: nothing may pass unnarrowed
+            if ctx.method in ("initialize", "server/discover", "ping") or ctx.request_id is None:
+                return await call_next(ctx)
+            raise MCPError(code=INVALID_REQUEST, message=caller)
+        with acting_for(caller):
+            if ctx.method == "tools/call" and isinstance(name := params.get("name"), str):
+                refusal = await tool_allowed(caller, name)
+                if refusal is not None:
+                    return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
+            for uri in _resource_uris(ctx.method, params):
+                refusal = caller.resource_refusal(uri)
+                if refusal is not None:
+                    raise MCPError(code=INVALID_PARAMS, message=refusal)
+            result = await call_next(ctx)
+            if ctx.method == "tools/list":
+                allowed = [t for t in _items(result, "tools") if await tool_allowed(caller, _field(t, "name")) is None]
+                result = _with_items(result, "tools", allowed)
+            elif ctx.method == "resources/list":
+                allowed = [r for r in _items(result, "resources") if caller.resource_refusal(_field(r, "uri")) is None]
+                result = _with_items(result, "resources", allowed)
+            elif ctx.method == "resources/templates/list":
+                key, field = "resourceTemplates", "uriTemplate"
+                allowed = [r for r in _items(result, key) if caller.resource_refusal(_field(r, field)) is None]
+                result = _with_items(result, key, allowed)
+            return result
+
+    return hosted
+
+
+def _resource_uris(method: str, params: Mapping[str, Any]) -> list[str]:
+    """The resources a message reads or subscribes to (both protocol eras)."""
+    if method in ("resources/read", "resources/subscribe"):
+        uri = params.get("uri")
+        return [uri] if isinstance(uri, str) else []
+    if method == "subscriptions/listen":
+        notifications = params.get("notifications")
+        uris = notifications.get("resourceSubscriptions") if isinstance(notifications, Mapping) else None
+        return [u for u in uris if isinstance(u, str)] if isinstance(uris, list) else []
+    return []
+
+
+# A handler's result reaches middleware as a pydantic model or a plain dict; listings are filtered in either.
+
+
+def _items(result: Any, key: str) -> list[Any]:
+    if isinstance(result, dict):
+        return list(result.get(key) or [])
+    return list(getattr(result, _snake(key), None) or [])
+
+
+def _with_items(result: Any, key: str, items: list[Any]) -> Any:
+    if isinstance(result, dict):
+        return {**result, key: items}
+    return result.model_copy(update={_snake(key): items})
+
+
+def _field(item: Any, key: str) -> str:
+    value = item.get(key) if isinstance(item, dict) else getattr(item, _snake(key), None)
+    return str(value)
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)

@@ -1,0 +1,136 @@
+"""What people read of a suite run: live progress, the summary table, JUnit XML for CI."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from typing import TextIO
+
+from .report import CaseReport, Failure, RunReport, SuiteReport
+
+# Characters XML 1.0 cannot carry at all (a reply is upstream text: it may hold any of them).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def run_label(case: str, index: int, repeat: int) -> str:
+    """`name`, or `name [run i]` (1-based) when the case runs more than once: the JUnit testcase name."""
+    return case if repeat == 1 else f"{case} [run {index + 1}]"
+
+
+def failure_line(failure: Failure) -> str:
+    return f"turn {failure.turn} {failure.expectation}: {failure.detail}"
+
+
+class Progress:
+    """Progress as runs finish. On a terminal: one status line rewritten in place (runs done / total, the cases
+    failing so far), with each failure printed above it. Otherwise: one plain line per finished run."""
+
+    def __init__(self, repeat: int, stream: TextIO | None = None) -> None:
+        self._out = stream if stream is not None else sys.stdout
+        self._live = self._out.isatty()
+        self._repeat = repeat
+        self._failing: list[str] = []
+
+    async def __call__(self, done: int, total: int, case: str, index: int, run: RunReport) -> None:
+        label = run_label(case, index, self._repeat)
+        if not run.passed and case not in self._failing:
+            self._failing.append(case)
+        verdict = "PASS" if run.passed else "FAIL"
+        lines = [f"{verdict} {label} ({run.seconds:.2f}s)"]
+        lines += [f"     {failure_line(f)}" for f in run.failures]
+        if not self._live:
+            self._out.write(f"[{done}/{total}] " + "\n".join(lines) + "\n")
+        else:
+            self._out.write("\r\x1b[2K")  # clear the status line, print above it, then draw it again
+            if not run.passed:
+                self._out.write("\n".join(lines) + "\n")
+            width = shutil.get_terminal_size().columns
+            failing = f"; failing: {', '.join(self._failing)}" if self._failing else ""
+            status = f"{done}/{total} runs done{failing}"
+            self._out.write(status[: max(20, width - 1)])
+            if done == total:
+                self._out.write("\r\x1b[2K")
+        self._out.flush()
+
+
+def _cell(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _rate(case: CaseReport) -> str:
+    passed = sum(r.passed for r in case.runs)
+    note = " flaky" if case.flaky else ""
+    return f"{passed}/{len(case.runs)} ({case.pass_rate:.0%}){note}"
+
+
+def summary_table(report: SuiteReport, width: int = 120) -> str:
+    """case | pass rate | median s | first failure (with the part of the reply that failed it), and a verdict."""
+    rows = [("case", "pass rate", "median s", "first failure")]
+    for case in report.cases:
+        first = case.first_failure
+        rows.append((case.name, _rate(case), f"{case.median_seconds:.2f}", failure_line(first) if first else ""))
+    name_w = min(40, max(len(r[0]) for r in rows))
+    rate_w = max(len(r[1]) for r in rows)
+    secs_w = max(len(r[2]) for r in rows)
+    rest = max(20, width - name_w - rate_w - secs_w - 6)
+    lines = [
+        f"{_cell(n, name_w):<{name_w}}  {r:<{rate_w}}  {s:>{secs_w}}  {_cell(f, rest)}".rstrip() for n, r, s, f in rows
+    ]
+    lines.insert(1, "-" * min(width, len(max(lines, key=len))))
+    runs = [r for c in report.cases for r in c.runs]
+    failed_cases = [c.name for c in report.cases if not c.passed]
+    flaky = [c.name for c in report.cases if c.flaky]
+    title = f"{report.name}: " if report.name else ""
+    if report.passed:
+        verdict = f"{title}PASSED: {len(report.cases)} cases, {len(runs)} runs, all passed."
+    else:
+        failed_runs = sum(not r.passed for r in runs)
+        verdict = (
+            f"{title}FAILED: {len(failed_cases)} of {len(report.cases)} cases failed "
+            f"({failed_runs} of {len(runs)} runs)."
+        )
+        if flaky:
+            verdict += f" Flaky (passed some runs, failed others): {', '.join(flaky)}."
+    return "\n".join([*lines, "", verdict])
+
+
+def junit_xml(report: SuiteReport, repeat: int, suite_name: str) -> bytes:
+    """One `testcase` per case and run; a failed run has a `failure` listing each failed expectation."""
+    runs = [r for c in report.cases for r in c.runs]
+    failures = sum(not r.passed for r in runs)
+    seconds = f"{sum(r.seconds for r in runs):.3f}"
+    suite_name = _xml(suite_name)
+    root = ET.Element("testsuites", name=suite_name, tests=str(len(runs)), failures=str(failures), time=seconds)
+    suite = ET.SubElement(
+        root, "testsuite", name=suite_name, tests=str(len(runs)), failures=str(failures), errors="0", time=seconds
+    )
+    for case in report.cases:
+        for index, run in enumerate(case.runs):
+            testcase = ET.SubElement(
+                suite,
+                "testcase",
+                classname=suite_name,
+                name=_xml(run_label(case.name, index, repeat)),
+                time=f"{run.seconds:.3f}",
+            )
+            if run.failures:
+                first = run.failures[0]
+                noun = "expectation" if len(run.failures) == 1 else "expectations"
+                failure = ET.SubElement(
+                    testcase,
+                    "failure",
+                    message=f"{len(run.failures)} {noun} failed; first: turn {first.turn} {first.expectation}",
+                    type="ExpectationFailed",
+                )
+                failure.text = _xml("\n".join(failure_line(f) for f in run.failures))
+            if run.conversation_id:
+                ET.SubElement(testcase, "system-out").text = f"conversation {run.conversation_id}"
+    ET.indent(root)
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document + b"\n"

@@ -1,0 +1,182 @@
+"""Run a suite through `LexeyClient`: setup in order, then every case run concurrently (bounded), each run in a
+fresh customer conversation, each reply checked against its turn's expectations.
+
+The report is the JSON report of `lexey-mcp test --json` and the structured result of `run_test_suite`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import anyio
+
+from ..client import LexeyClient
+from ..errors import LexeyConfigError, LexeyError, LexeyInputError
+from ..models import ChatResult
+from .report import CaseReport, Failure, RunReport, SuiteReport
+from .suite import Case, Expect, Suite
+
+logger = logging.getLogger("lexey_mcp.qa")
+
+EXCERPT_CHARS = 160
+
+
+class SetupError(LexeyError):
+    """A setup instruction failed: the cases would test an agent that is not configured as the suite says."""
+
+
+#: Called after each case run: (runs done, runs in all, case name, 0-based run index, the run).
+OnRun = Callable[[int, int, str, int, RunReport], Awaitable[None]]
+
+
+def excerpt(text: str, at: int = 0, length: int = 0) -> str:
+    """A quoted slice of `text` of about EXCERPT_CHARS around `text[at:at + length]`, on one line."""
+    start = max(0, min(at - EXCERPT_CHARS // 3, len(text) - EXCERPT_CHARS))
+    end = min(len(text), max(start + EXCERPT_CHARS, at + length))
+    piece = " ".join(text[start:end].split())
+    return f'"{"…" if start else ""}{piece}{"…" if end < len(text) else ""}"'
+
+
+def check_reply(expect: Expect, reply: ChatResult, seconds: float, escalated: bool, turn: int) -> list[Failure]:
+    """Every expectation of `expect` that `reply` (which took `seconds`; conversation now `escalated`) fails."""
+    failures: list[Failure] = []
+    text, folded = reply.text, reply.text.casefold()
+
+    def fail(kind: str, detail: str) -> None:
+        failures.append(Failure(turn=turn, expectation=kind, detail=detail))
+
+    if reply.outcome != expect.outcome:
+        why = reply.error.message if reply.error else reply.partial_reason
+        got = f"{reply.outcome} ({why})" if why else reply.outcome
+        fail("outcome", f"expected {expect.outcome}, got {got}; reply: {excerpt(text)}")
+    missing = [s for s in expect.contains if s.casefold() not in folded]
+    if missing:
+        fail("contains", f"missing {', '.join(repr(s) for s in missing)}; reply: {excerpt(text)}")
+    for forbidden in expect.not_contains:
+        at = folded.find(forbidden.casefold())
+        if at >= 0:
+            fail("not_contains", f"found {forbidden!r}: {excerpt(text, at, len(forbidden))}")
+    if expect.matches is not None and expect.matches.search(text) is None:
+        fail("matches", f"no match for /{expect.matches.pattern}/; reply: {excerpt(text)}")
+    if expect.escalated is not None and expect.escalated != escalated:
+        status = f"status {reply.conversation_status!r}" if reply.conversation_status else "no status event"
+        state = "escalated" if escalated else "not escalated"
+        want = "escalated" if expect.escalated else "not escalated"
+        fail("escalated", f"expected {want}, conversation is {state} ({status}); reply: {excerpt(text)}")
+    if expect.max_seconds is not None and seconds > expect.max_seconds:
+        fail("max_seconds", f"took {seconds:.2f}s, limit {expect.max_seconds:g}s")
+    return failures
+
+
+async def run_case(client: LexeyClient, case: Case) -> RunReport:
+    """One run of `case` in a fresh conversation. An upstream failure ends the run as a `request` failure."""
+    started = time.monotonic()
+    failures: list[Failure] = []
+    conversation_id: str | None = None
+    status: str | None = None
+    turn = 0
+    try:
+        conversation_id = await client.customer.create_conversation()
+        for turn, step in enumerate(case.turns, 1):
+            sent = time.monotonic()
+            reply = await client.customer.send_message(conversation_id, step.say)
+            seconds = time.monotonic() - sent
+            status = reply.conversation_status or status  # a reply without a status event leaves it as it was
+            failures += check_reply(step.expect, reply, seconds, status == "escalated", turn)
+    except LexeyError as exc:
+        failures.append(Failure(turn=max(turn, 1), expectation="request", detail=str(exc)))
+    return RunReport(
+        passed=not failures,
+        conversation_id=conversation_id,
+        seconds=round(time.monotonic() - started, 3),
+        failures=failures,
+    )
+
+
+def select_cases(suite: Suite, names: Sequence[str]) -> list[Case]:
+    """The cases named (all when none are), in suite order; an unknown name is an input error."""
+    if not names:
+        return list(suite.cases)
+    known = {c.name for c in suite.cases}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        listed = ", ".join(repr(c.name) for c in suite.cases)
+        raise LexeyInputError(f"No case named {', '.join(repr(n) for n in unknown)} in {suite.source}: {listed}.")
+    return [c for c in suite.cases if c.name in names]
+
+
+async def run_setup(client: LexeyClient, instructions: Sequence[str]) -> None:
+    """The setup instructions in order, in one management conversation; the first that fails stops the run."""
+    i = 0
+    try:
+        conversation_id = await client.management.create_conversation()
+        for i, instruction in enumerate(instructions, 1):
+            reply = await client.management.send_message(conversation_id, instruction)
+            logger.info("setup %d/%d: %s", i, len(instructions), excerpt(reply.text))
+            if reply.outcome == "complete":
+                continue
+            why = reply.error.message if reply.error else reply.partial_reason or reply.outcome
+            raise SetupError(f"Setup instruction {i} did not complete ({why}): {instruction[:200]!r}")
+    except SetupError:
+        raise
+    except LexeyError as exc:
+        step = f"instruction {i}" if i else "(creating the management conversation)"
+        raise SetupError(f"Setup {step} failed: {exc}") from None
+
+
+async def run_suite(
+    client: LexeyClient,
+    suite: Suite,
+    *,
+    repeat: int = 1,
+    concurrency: int = 4,
+    cases: Sequence[str] = (),
+    setup: bool = True,
+    on_run: OnRun | None = None,
+) -> SuiteReport:
+    """Run `suite`: keys checked and cases selected before anything is sent, then setup, then every case
+    `repeat` times with at most `concurrency` runs at once."""
+    if repeat < 1 or concurrency < 1:
+        raise LexeyInputError("repeat and concurrency must be at least 1.")
+    selected = select_cases(suite, cases)
+    client.settings.key("customer")
+    if setup and suite.setup:
+        problem = client.settings.key_problem("management")
+        if problem is not None:
+            raise LexeyConfigError(f"This suite has setup instructions, which need the management key. {problem}")
+        await run_setup(client, suite.setup)
+    runs: dict[str, list[RunReport | None]] = {c.name: [None] * repeat for c in selected}
+    total = len(selected) * repeat
+    done = 0
+    limiter = anyio.CapacityLimiter(concurrency)
+
+    async def one(case: Case, index: int) -> None:
+        nonlocal done
+        async with limiter:
+            report = await run_case(client, case)
+        runs[case.name][index] = report
+        done += 1
+        if on_run is not None:
+            await on_run(done, total, case.name, index, report)
+
+    async with anyio.create_task_group() as group:
+        # Run-major order: with repeats, every case gets its first run before any gets a second.
+        for index in range(repeat):
+            for case in selected:
+                group.start_soon(one, case, index)
+    reports = []
+    for case in selected:
+        finished = [r for r in runs[case.name] if r is not None]
+        passed = sum(r.passed for r in finished)
+        reports.append(
+            CaseReport(
+                name=case.name,
+                passed=passed == len(finished),
+                pass_rate=round(passed / len(finished), 4),
+                flaky=0 < passed < len(finished),
+                runs=finished,
+            )
+        )
+    return SuiteReport(name=suite.name, passed=all(c.passed for c in reports), cases=reports)

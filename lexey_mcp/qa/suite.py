@@ -1,0 +1,320 @@
+"""The suite format: parsed from YAML (JSON is valid YAML) and checked before anything is sent.
+
+    name: Acme support                 # optional
+    setup: ["Add a knowledge article about pricing: …"]   # optional management instructions, in order
+    cases:
+      - name: pricing                  # unique
+        turns:
+          - say: "How much is the Pro plan?"
+            expect: {contains: ["$12"], not_contains: ["sorry"], matches: "\\$\\d+", escalated: false,
+                     outcome: complete, max_seconds: 30}
+        expect: {escalated: false}     # case-level: merged into the last turn's expectations
+
+Every problem is reported with the file, the line and column, and the field (`cases[0].turns[1].expect.contains`),
+all of them at once. PyYAML is imported only here, when a suite is parsed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from ..errors import LexeyInputError
+from ..validation import check_message
+
+if TYPE_CHECKING:
+    import yaml
+
+Outcome = Literal["complete", "error", "partial"]
+OUTCOMES: tuple[Outcome, ...] = ("complete", "error", "partial")
+
+SUITE_KEYS = ("name", "setup", "cases")
+CASE_KEYS = ("name", "turns", "expect")
+TURN_KEYS = ("say", "expect")
+EXPECT_KEYS = ("contains", "not_contains", "matches", "escalated", "outcome", "max_seconds")
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What one reply must satisfy. `outcome` is always checked (default complete); the rest only when set."""
+
+    contains: tuple[str, ...] = ()
+    not_contains: tuple[str, ...] = ()
+    matches: re.Pattern[str] | None = None
+    escalated: bool | None = None
+    outcome: Outcome = "complete"
+    max_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Turn:
+    say: str
+    expect: Expect
+    line: int
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    turns: tuple[Turn, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class Suite:
+    cases: tuple[Case, ...]
+    name: str | None = None
+    setup: tuple[str, ...] = ()
+    source: str = "<suite>"
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    column: int
+    field: str
+    message: str
+
+    def render(self, source: str) -> str:
+        where = f"{source}:{self.line}:{self.column}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class SuiteError(LexeyInputError):
+    """An invalid suite: every problem found, each with the file, line, column and field."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = sorted(problems, key=lambda p: (p.line, p.column))
+        lines = [p.render(source) for p in self.problems]
+        head = "Invalid test suite" if len(lines) == 1 else f"Invalid test suite ({len(lines)} problems)"
+        super().__init__(f"{head}:\n" + "\n".join(f"  {line}" for line in lines))
+
+
+@dataclass
+class _Checker:
+    """Walks the composed YAML node tree (which keeps every node's position) and collects problems."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem(self, node: yaml.Node, path: str, message: str) -> None:
+        mark = node.start_mark
+        self.problems.append(Problem(mark.line + 1, mark.column + 1, path, message))
+
+    def mapping(self, node: yaml.Node, path: str, allowed: tuple[str, ...]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """The mapping's entries by key (key node, value node); unknown and repeated keys are problems."""
+        import yaml
+
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, path, f"must be a mapping with the keys {', '.join(allowed)}, not {_kind(node)}")
+            return {}
+        entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            where = f"{path}.{key}" if path and key else (key or path)
+            if not isinstance(key, str) or key not in allowed:
+                shown = repr(key) if isinstance(key, str) else _kind(key_node)
+                close = difflib.get_close_matches(key, allowed, n=1) if isinstance(key, str) else []
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.problem(key_node, where, f"unknown key {shown}{hint}; allowed: {', '.join(allowed)}")
+            elif key in entries:
+                first = entries[key][0].start_mark.line + 1
+                self.problem(key_node, where, f"given twice (first on line {first})")
+            else:
+                entries[key] = (key_node, value_node)
+        return entries
+
+    def text(self, node: yaml.Node, path: str, *, message: bool = False) -> str | None:
+        """A non-empty string. Any plain scalar counts as its text (`contains: [yes]` means the word "yes").
+        `message`: it is sent upstream, so it must pass the checks every message passes."""
+        import yaml
+
+        if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+            self.problem(node, path, f"must be a string, not {_kind(node)}")
+            return None
+        if not node.value.strip():
+            self.problem(node, path, "must not be empty")
+            return None
+        if message:
+            try:
+                check_message(node.value)
+            except LexeyInputError as exc:
+                self.problem(node, path, str(exc).removeprefix("message "))
+                return None
+        return str(node.value)
+
+    def texts(self, node: yaml.Node, path: str, *, message: bool = False) -> tuple[str, ...]:
+        """A list of non-empty strings, or one string standing for a list of one."""
+        import yaml
+
+        if isinstance(node, yaml.SequenceNode):
+            if not node.value:
+                self.problem(node, path, "must list at least one string")
+            values = [self.text(item, f"{path}[{i}]", message=message) for i, item in enumerate(node.value)]
+            return tuple(v for v in values if v is not None)
+        value = self.text(node, path, message=message)
+        return (value,) if value is not None else ()
+
+    def scalar(self, node: yaml.Node) -> Any:
+        import yaml
+
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        return yaml.constructor.SafeConstructor().construct_object(node)
+
+    def expect(self, node: yaml.Node, path: str) -> dict[str, Any]:
+        """The expectations given (only the keys present), checked one by one."""
+        given: dict[str, Any] = {}
+        for key, (_, value) in self.mapping(node, path, EXPECT_KEYS).items():
+            where = f"{path}.{key}"
+            if key in ("contains", "not_contains"):
+                given[key] = self.texts(value, where)
+            elif key == "matches":
+                pattern = self.text(value, where)
+                if pattern is not None:
+                    try:
+                        given[key] = re.compile(pattern)
+                    except re.error as exc:
+                        self.problem(value, where, f"is not a valid regular expression: {exc}")
+            elif key == "escalated":
+                flag = self.scalar(value)
+                if isinstance(flag, bool):
+                    given[key] = flag
+                else:
+                    self.problem(value, where, "must be true or false")
+            elif key == "outcome":
+                outcome = self.scalar(value)
+                if outcome in OUTCOMES:
+                    given[key] = outcome
+                else:
+                    self.problem(value, where, f"must be one of {', '.join(OUTCOMES)}")
+            else:
+                seconds = self.scalar(value)
+                if isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 < seconds < float("inf"):
+                    given[key] = float(seconds)
+                else:
+                    self.problem(value, where, "must be a number of seconds greater than 0")
+        return given
+
+    def case(self, node: yaml.Node, path: str) -> tuple[str | None, list[Turn]]:
+        import yaml
+
+        entries = self.mapping(node, path, CASE_KEYS)
+        if not entries and not isinstance(node, yaml.MappingNode):
+            return None, []
+        name = self.text(entries["name"][1], f"{path}.name") if "name" in entries else None
+        if "name" not in entries:
+            self.problem(node, path, "missing key 'name'")
+        turns: list[Turn] = []
+        if "turns" not in entries:
+            self.problem(node, path, "missing key 'turns' (a list of {say, expect})")
+        else:
+            turns_node = entries["turns"][1]
+            if not isinstance(turns_node, yaml.SequenceNode) or not turns_node.value:
+                self.problem(turns_node, f"{path}.turns", "must be a list of at least one turn ({say, expect})")
+            else:
+                turns = [self.turn(t, f"{path}.turns[{i}]") for i, t in enumerate(turns_node.value)]
+        if "expect" in entries and turns:
+            case_expect = self.expect(entries["expect"][1], f"{path}.expect")
+            last = turns[-1]
+            given = _given(last.expect)
+            for key in sorted(set(case_expect) & set(given)):
+                self.problem(
+                    entries["expect"][1],
+                    f"{path}.expect.{key}",
+                    f"also set in the last turn's expect (line {last.line}): set it in one place",
+                )
+            turns[-1] = Turn(last.say, Expect(**{**given, **case_expect}), last.line)
+        elif "expect" in entries:
+            self.expect(entries["expect"][1], f"{path}.expect")
+        return name, turns
+
+    def turn(self, node: yaml.Node, path: str) -> Turn:
+        import yaml
+
+        entries = self.mapping(node, path, TURN_KEYS)
+        say = ""
+        if "say" in entries:
+            say = self.text(entries["say"][1], f"{path}.say", message=True) or ""
+        elif isinstance(node, yaml.MappingNode):
+            self.problem(node, path, "missing key 'say' (what the customer writes)")
+        given = self.expect(entries["expect"][1], f"{path}.expect") if "expect" in entries else {}
+        return Turn(say, Expect(**given), node.start_mark.line + 1)
+
+
+def _given(expect: Expect) -> dict[str, Any]:
+    """The expectations set explicitly (the default outcome counts as not set)."""
+    defaults = Expect()
+    return {k: getattr(expect, k) for k in EXPECT_KEYS if getattr(expect, k) != getattr(defaults, k)}
+
+
+def _kind(node: yaml.Node) -> str:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if node.tag == "tag:yaml.org,2002:null":
+        return "empty"
+    return f"{node.value!r}"
+
+
+def parse_suite(text: str, source: str = "<suite>") -> Suite:
+    """Parse and check a suite; `SuiteError` lists every problem with its line. Nothing is sent."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        detail = " ".join(part for part in (exc.context, exc.problem) if part)
+        raise SuiteError(source, [Problem(line, column, "", f"not valid YAML: {detail}")]) from None
+    except yaml.YAMLError as exc:
+        raise SuiteError(source, [Problem(1, 1, "", f"not valid YAML: {exc}")]) from None
+    if root is None:
+        raise SuiteError(source, [Problem(1, 1, "", "the suite is empty: it needs at least `cases`")])
+    check = _Checker()
+    entries = check.mapping(root, "", SUITE_KEYS)
+    name = check.text(entries["name"][1], "name") if "name" in entries else None
+    setup = check.texts(entries["setup"][1], "setup", message=True) if "setup" in entries else ()
+    cases: list[Case] = []
+    if "cases" not in entries:
+        if isinstance(root, yaml.MappingNode):
+            check.problem(root, "", "missing key 'cases' (a list of {name, turns})")
+    else:
+        cases_node = entries["cases"][1]
+        if not isinstance(cases_node, yaml.SequenceNode) or not cases_node.value:
+            check.problem(cases_node, "cases", "must be a list of at least one case ({name, turns})")
+        else:
+            first_line: dict[str, int] = {}
+            for i, case_node in enumerate(cases_node.value):
+                path = f"cases[{i}]"
+                case_name, turns = check.case(case_node, path)
+                line = case_node.start_mark.line + 1
+                if case_name is not None and case_name in first_line:
+                    name_node = cast("yaml.MappingNode", case_node)
+                    key_node = next(v for k, v in name_node.value if k.value == "name")
+                    check.problem(
+                        key_node, f"{path}.name", f"{case_name!r} is already a case (line {first_line[case_name]})"
+                    )
+                elif case_name is not None:
+                    first_line[case_name] = line
+                    cases.append(Case(case_name, tuple(turns), line))
+    if check.problems:
+        raise SuiteError(source, check.problems)
+    return Suite(cases=tuple(cases), name=name, setup=setup, source=source)
+
+
+def load_suite(path: str) -> Suite:
+    """Read and parse a suite file; an unreadable file is a `SuiteError` too."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SuiteError(path, [Problem(1, 1, "", f"cannot read the suite: {reason}")]) from None
+    return parse_suite(text, path)

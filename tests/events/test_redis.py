@@ -1,0 +1,157 @@
+"""Events through a real redis-server: replicas share the store and the notifications; Redis going away."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import httpx2
+from mcp import Client
+from mcp.shared.subscriptions import ResourceUpdated
+
+from lexey_mcp.events.feed import EventFeed, EventOptions
+from lexey_mcp.events.model import parse_event
+from lexey_mcp.events.store import DAY, RedisEventStore
+from lexey_mcp.server import build_server
+from tests.events.conftest import Heard, events_settings
+from tests.events.helpers import body_of, escalation, post
+from tests.events.test_mcp import ESCALATIONS, WAIT, LegacyInbox, subscribe
+from tests.processes import free_port
+from tests.redis_server import redis_server
+
+
+async def test_a_webhook_to_replica_b_notifies_listeners_on_replica_a(tmp_path: Path, anyio_backend: str) -> None:
+    with redis_server(tmp_path) as redis:
+        port_a, port_b = free_port(), free_port()
+        replica_a = build_server(
+            events_settings(tmp_path / "a", redis_url=redis.url), events=EventOptions(webhook_port=port_a)
+        )
+        replica_b = build_server(
+            events_settings(tmp_path / "b", redis_url=redis.url), events=EventOptions(webhook_port=port_b)
+        )
+        inbox = LegacyInbox()
+        payload = escalation()
+        async with (
+            Client(replica_a) as on_a,
+            Client(replica_a, mode="legacy", message_handler=inbox) as legacy_on_a,
+            Client(replica_b) as on_b,
+            httpx2.AsyncClient(trust_env=False, timeout=10) as http,
+        ):
+            await subscribe(legacy_on_a, ESCALATIONS)
+            async with on_a.listen(resource_subscriptions=[ESCALATIONS]) as sub:
+                response = await post(http, f"http://127.0.0.1:{port_b}/webhooks/lexey", body_of(payload))
+                assert response.status_code == 200
+                with anyio.fail_after(WAIT):
+                    event = await sub.__anext__()
+            assert event == ResourceUpdated(uri=ESCALATIONS)
+            assert await inbox.wait_for(1) == [ESCALATIONS]
+            again = await post(http, f"http://127.0.0.1:{port_a}/webhooks/lexey", body_of(payload))
+            assert again.status_code == 200  # a redelivery to the other replica is still one event
+            for client in (on_a, on_b):
+                listed = await client.call_tool("list_escalations", {})
+                assert listed.structured_content is not None
+                assert [e["conversation_id"] for e in listed.structured_content["escalations"]] == [
+                    payload["conversation"]["id"]
+                ]
+    assert not (tmp_path / "a" / "events.sqlite3").exists()  # with Redis, nothing on disk
+
+
+async def test_redis_going_away_and_coming_back(tmp_path: Path, anyio_backend: str) -> None:
+    with redis_server(tmp_path) as redis:
+        port, sqlite_port = free_port(), free_port()
+        server = build_server(
+            events_settings(tmp_path / "r", redis_url=redis.url), events=EventOptions(webhook_port=port)
+        )
+        url = f"http://127.0.0.1:{port}/webhooks/lexey"
+        async with (
+            EventFeed(events_settings(tmp_path / "s"), EventOptions(webhook_port=sqlite_port)) as on_sqlite,
+            Client(server) as client,
+            httpx2.AsyncClient(trust_env=False, timeout=10) as http,
+            client.listen(resource_subscriptions=[ESCALATIONS]) as sub,
+        ):
+            assert (await post(http, url, body_of(escalation()))).status_code == 200
+            with anyio.fail_after(WAIT):
+                await sub.__anext__()
+
+            redis.stop()
+            refused = await post(http, url, body_of(escalation()))
+            assert refused.status_code == 503  # Lexey retries a 5xx
+            assert "unavailable" in refused.json()["error"]
+            listed = await client.call_tool("list_escalations", {})
+            assert listed.is_error
+            text = getattr(listed.content[0], "text", "")
+            assert f"the event store (Redis at 127.0.0.1:{redis.port}/0) is unreachable" in text
+            sqlite_url = f"http://127.0.0.1:{sqlite_port}/webhooks/lexey"
+            assert (await post(http, sqlite_url, body_of(escalation()))).status_code == 200  # SQLite path unaffected
+            assert len(await on_sqlite.escalations()) == 1
+
+            redis.start()
+            heard = None
+            with anyio.fail_after(15):
+                while heard is None:  # until the replica has re-subscribed to the channel
+                    assert (await post(http, url, body_of(escalation()))).status_code == 200
+                    with anyio.move_on_after(0.5):
+                        heard = await sub.__anext__()
+            assert heard == ResourceUpdated(uri=ESCALATIONS)
+            listed = await client.call_tool("list_escalations", {})
+            assert not listed.is_error
+
+
+async def test_redis_store_redelivery_and_retention(tmp_path: Path, anyio_backend: str) -> None:
+    with redis_server(tmp_path) as redis:
+        store = RedisEventStore(redis.url, retention_days=30)
+        now = time.time()
+        old, recent = escalation(minutes=1), escalation(minutes=2)
+        assert await store.add(parse_event(recent, now))
+        assert not await store.add(parse_event(recent, now))
+        assert await store.add(parse_event(old, now - 29.9 * DAY))  # expires in Redis a few hours from now
+        assert len(await store.escalations(None, 10)) == 2
+        await store.redis.delete(f"lexey-mcp:event:{parse_event(old, now).key}")  # as its expiry will
+        assert [e.conversation_id for e in await store.escalations(None, 10)] == [recent["conversation"]["id"]]
+        assert await store.redis.zcard("lexey-mcp:escalations") == 1  # the index forgot it too
+        await store.aclose()
+
+
+async def test_concurrent_webhooks_through_redis_none_lost_or_duplicated(tmp_path: Path, anyio_backend: str) -> None:
+    with redis_server(tmp_path) as redis:
+        settings = events_settings(tmp_path, redis_url=redis.url)
+        async with (
+            EventFeed(settings, EventOptions(webhook_port=0)) as replica_a,
+            EventFeed(settings, EventOptions(webhook_port=0)) as replica_b,
+        ):
+            heard = Heard()
+            replica_a.bus.subscribe(heard)
+            payloads = [escalation(minutes=i) for i in range(300)]
+            deliveries = [body_of(p) for p in payloads] + [body_of(p) for p in payloads[::10]]
+            statuses: list[int] = []
+            urls = [replica_a.webhook_url, replica_b.webhook_url]
+            async with httpx2.AsyncClient(trust_env=False, timeout=60) as http, anyio.create_task_group() as tg:
+
+                async def one(n: int, body: bytes) -> None:
+                    url = urls[n % 2]  # a redelivery may reach the other replica
+                    assert url is not None
+                    statuses.append((await post(http, url, body)).status_code)
+
+                for n, body in enumerate(deliveries):
+                    tg.start_soon(one, n, body)
+            assert statuses == [200] * len(deliveries)
+            assert await redis_count(replica_a) == 300
+            # Every announcement was published before its 200; Redis delivers in the order it took the PUBLISHes,
+            # so once a later marker arrives, every earlier announcement (and any duplicate) has arrived too.
+            marker = escalation(minutes=999)
+            async with httpx2.AsyncClient(trust_env=False, timeout=60) as http:
+                assert urls[1] is not None
+                assert (await post(http, urls[1], body_of(marker))).status_code == 200
+            marker_uri = f"lexey://conversations/{marker['conversation']['id']}/messages"
+            with anyio.fail_after(WAIT):
+                while marker_uri not in heard.uris:  # noqa: ASYNC110 - pub/sub delivers in the background
+                    await anyio.sleep(0.02)
+            assert heard.uris.count(ESCALATIONS) == 301
+
+
+async def redis_count(feed: EventFeed) -> int:
+    store = feed.store
+    assert isinstance(store, RedisEventStore)
+    count: int = await store.redis.zcard("lexey-mcp:escalations")
+    return count

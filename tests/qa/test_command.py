@@ -1,0 +1,148 @@
+"""`lexey-mcp test`: the shipped examples as a CI job runs them (exit 0 and 1), and every exit-2 refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from lexey_mcp.cli import build_parser
+from lexey_mcp.config import Settings
+from lexey_mcp.qa.command import run_test_command
+from lexey_mcp.qa.report import SuiteReport
+from tests.processes import SERVER, clean_env
+
+SUITES = Path(__file__).resolve().parents[2] / "examples" / "suites"
+PASSING = str(SUITES / "acme-support.yaml")
+FAILING = str(SUITES / "fails-on-purpose.yaml")
+
+
+def lexey_mcp_test(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SERVER, "--sandbox-delay", "0", "test", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_passing_example_exits_0_with_junit_and_json(tmp_path: Path) -> None:
+    done = lexey_mcp_test(PASSING, "--sandbox", "--junit", "out.xml", "--json", "out.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Acme support: PASSED: 5 cases, 5 runs, all passed." in done.stdout
+    assert "[5/5] PASS" in done.stdout  # plain progress lines: stdout is not a terminal
+    root = ET.parse(tmp_path / "out.xml").getroot()
+    cases = root.findall("./testsuite/testcase")
+    assert [c.get("name") for c in cases] == [
+        "pricing",
+        "business hours",
+        "does not guess",
+        "legal issue escalates",
+        "refund after a question escalates",
+    ]
+    assert all(c.find("failure") is None for c in cases)
+    report = SuiteReport.model_validate_json((tmp_path / "out.json").read_text())
+    assert report.passed
+    assert {r.conversation_id for c in report.cases for r in c.runs}.isdisjoint({None})
+    assert set(json.loads((tmp_path / "out.json").read_text())) == {"name", "passed", "cases"}
+
+
+def test_the_failing_example_exits_1_with_a_readable_report(tmp_path: Path) -> None:
+    done = lexey_mcp_test(FAILING, "--sandbox", "--junit", "out.xml", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = done.stdout
+    assert "FAIL student discount" in out
+    assert "turn 1 contains: missing '50% off'; reply: \"Here's what I can tell you about pricing:" in out
+    assert "turn 1 escalated: expected escalated, conversation is not escalated" in out
+    table = out[out.index("case  ") :]
+    assert "student discount        0/1 (0%)" in table
+    assert out.rstrip().endswith("FAILED: 2 of 3 cases failed (2 of 3 runs).")
+    suite = ET.parse(tmp_path / "out.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures")) == ("3", "2")
+    failure = suite.find("./testcase[@name='cancellation escalates']/failure")
+    assert failure is not None
+    assert failure.text is not None
+    assert failure.text.splitlines() == [
+        "turn 1 matches: no match for /cancel\\w*/; reply: \"I'm sorry, I don't know the answer to that. There is "
+        "nothing about it in my knowledge base yet, so I'd rather not guess.\"",
+        "turn 1 escalated: expected escalated, conversation is not escalated (no status event); reply: \"I'm sorry, "
+        "I don't know the answer to that. There is nothing about it in my knowledge base yet, so I'd rather not "
+        'guess."',
+    ]
+
+
+@pytest.fixture(autouse=True)
+def no_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith(("LEXEY_", "LEXI_"))]:
+        monkeypatch.delenv(name)
+
+
+def run(argv: list[str], settings: Settings | None = None) -> int:
+    args = build_parser().parse_args(["--sandbox-delay", "0", "test", *argv])
+    return run_test_command(args, settings if settings is not None else Settings(_env_file=None))
+
+
+def test_an_invalid_suite_exits_2_naming_file_line_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cases:\n  - name: a\n    turns:\n      - say: hi\n        expect: {contain: [x]}\n")
+    assert run([str(bad), "--sandbox"]) == 2
+    captured = capsys.readouterr()
+    assert f"{bad}:5:18: cases[0].turns[0].expect.contain: unknown key 'contain' (did you mean 'contains'?)" in (
+        captured.err
+    )
+    assert captured.out == ""  # refused before anything ran
+
+
+def test_configuration_problems_exit_2_before_anything_is_sent(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([PASSING]) == 2  # no --sandbox and no keys
+    assert "LEXEY_CUSTOMER_KEY is not set" in capsys.readouterr().err
+    assert run([PASSING], Settings(_env_file=None, customer_key="lxc_x", base_url="http://127.0.0.1:9")) == 2
+    err = capsys.readouterr().err
+    assert "setup instructions, which need the management key. LEXEY_MANAGEMENT_KEY is not set" in err
+    assert run([PASSING, "--sandbox", "--case", "nope", "--case", "pricing"]) == 2
+    assert "No case named 'nope' in" in capsys.readouterr().err
+
+
+def test_cases_repeat_and_skip_setup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junit = tmp_path / "r.xml"
+    assert run([PASSING, "--sandbox", "--case", "pricing", "--repeat", "2", "--junit", str(junit)]) == 0
+    names = [c.get("name") for c in ET.parse(junit).getroot().iter("testcase")]
+    assert names == ["pricing [run 1]", "pricing [run 2]"]
+    capsys.readouterr()
+    # Without its setup the sandbox's agent knows nothing: the knowledge the suite relies on comes from setup.
+    assert run([PASSING, "--sandbox", "--skip-setup", "--case", "pricing", "--concurrency", "1"]) == 1
+    assert "missing '$12', 'unlimited projects'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", ["--concurrency", "--repeat"])
+def test_counts_below_one_are_refused(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["test", PASSING, flag, "0"])
+    assert exited.value.code == 2
+    assert f"argument {flag}: must be a whole number of at least 1, not '0'" in capsys.readouterr().err
+
+
+def test_an_unwritable_report_exits_2_before_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([PASSING, "--sandbox", "--json", str(tmp_path / "no" / "r.json")]) == 2
+    captured = capsys.readouterr()
+    assert f"cannot write the report {tmp_path / 'no' / 'r.json'}: {tmp_path / 'no'} is not a directory" in captured.err
+    assert captured.out == ""
+    (tmp_path / "taken.xml").mkdir()
+    assert run([PASSING, "--sandbox", "--case", "pricing", "--junit", str(tmp_path / "taken.xml")]) == 2
+    assert "cannot write the report: [Errno 21] Is a directory" in capsys.readouterr().err
+
+
+def test_the_global_sandbox_flag_works_too() -> None:
+    args = build_parser().parse_args(["--sandbox", "--sandbox-delay", "0", "test", PASSING, "--case", "pricing"])
+    assert args.sandbox is True  # the subcommand's own --sandbox does not reset it
+    assert run_test_command(args, Settings(_env_file=None)) == 0

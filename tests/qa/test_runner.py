@@ -1,0 +1,239 @@
+"""Running suites against the sandbox: each expectation kind passing and failing, setup, concurrency, repeats,
+flakiness, upstream failures, keys checked before anything is sent, and cancellation closing upstream streams."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from lexey_mcp.client import LexeyClient
+from lexey_mcp.errors import LexeyConfigError, LexeyInputError
+from lexey_mcp.models import ChatResult, StreamError
+from lexey_mcp.qa.report import RunReport, SuiteReport
+from lexey_mcp.qa.runner import SetupError, check_reply, excerpt, run_suite
+from lexey_mcp.qa.suite import Expect, parse_suite
+from lexey_mcp.sandbox import Fault, Sandbox
+from tests.conftest import sandbox_settings_for
+
+pytestmark = pytest.mark.anyio
+
+PRICING = "Add a knowledge article about pricing: Pro is $12/month with unlimited projects."
+RULE = "Always escalate if a customer mentions refunds."
+
+
+@pytest.fixture
+async def lexey(sandbox: Sandbox) -> AsyncIterator[LexeyClient]:
+    async with LexeyClient(sandbox_settings_for(sandbox), trust_env=False) as client:
+        yield client
+
+
+def reply(text: str = "", **fields: Any) -> ChatResult:
+    return ChatResult(text=text, conversation_id="c", outcome=fields.pop("outcome", "complete"), **fields)
+
+
+def kinds(expect: Expect, result: ChatResult, seconds: float = 0.1, escalated: bool = False) -> list[str]:
+    return [f.expectation for f in check_reply(expect, result, seconds, escalated, turn=2)]
+
+
+@pytest.mark.parametrize(
+    ("expect", "passing", "failing"),
+    [
+        (Expect(contains=("$12", "PRO")), reply("Pro is $12"), reply("Pro is twelve dollars")),
+        (Expect(not_contains=("SORRY",)), reply("Pro is $12"), reply("Sorry, no idea")),
+        (Expect(matches=re.compile(r"\$\d+")), reply("$12"), reply("12 dollars")),
+        (Expect(outcome="error"), reply("x", outcome="error"), reply("x")),
+        (Expect(outcome="partial"), reply("x", outcome="partial"), reply("x", outcome="error")),
+    ],
+    ids=["contains", "not_contains", "matches", "outcome-error", "outcome-partial"],
+)
+def test_each_text_expectation_passes_and_fails(expect: Expect, passing: ChatResult, failing: ChatResult) -> None:
+    assert kinds(expect, passing) == []
+    name = (
+        "outcome"
+        if expect.outcome != "complete"
+        else next(k for k in ("contains", "not_contains", "matches") if getattr(expect, k))
+    )
+    assert kinds(expect, failing) == [name]
+
+
+def test_escalated_and_max_seconds_pass_and_fail() -> None:
+    assert kinds(Expect(escalated=True), reply("handing over"), escalated=True) == []
+    assert kinds(Expect(escalated=True), reply("hi"), escalated=False) == ["escalated"]
+    assert kinds(Expect(escalated=False), reply("hi"), escalated=False) == []
+    assert kinds(Expect(escalated=False), reply("bye"), escalated=True) == ["escalated"]
+    assert kinds(Expect(max_seconds=2), reply("hi"), seconds=1.9) == []
+    assert kinds(Expect(max_seconds=2), reply("hi"), seconds=2.5) == ["max_seconds"]
+
+
+def test_failure_details_quote_the_part_of_the_reply_that_failed() -> None:
+    long_reply = "Hello. " * 60 + "I'm sorry, I can't help with that. " + "Bye. " * 60
+    (found,) = check_reply(Expect(not_contains=("i'M SORRY",)), reply(long_reply), 0.1, False, 3)
+    assert (found.turn, found.expectation) == (3, "not_contains")
+    assert found.detail.startswith('found "i\'M SORRY": "…')
+    assert "I'm sorry, I can't help" in found.detail
+    assert len(found.detail) < 260
+    (missing,) = check_reply(Expect(contains=("$12", "Pro")), reply("Our Pro plan\n is great"), 0.1, False, 1)
+    assert missing.detail == "missing '$12'; reply: \"Our Pro plan is great\""
+    (outcome,) = check_reply(Expect(), reply("Half a", outcome="error", error=StreamError(message="boom")), 0, False, 1)
+    assert outcome.detail == 'expected complete, got error (boom); reply: "Half a"'
+    (partial,) = check_reply(Expect(), reply("Half", outcome="partial", partial_reason="timeout"), 0, False, 1)
+    assert partial.detail == 'expected complete, got partial (timeout); reply: "Half"'
+    (slow,) = check_reply(Expect(max_seconds=1), reply("ok"), 1.5, False, 1)
+    assert slow.detail == "took 1.50s, limit 1s"
+    assert excerpt("") == '""'
+
+
+async def test_knowledge_from_setup_is_what_the_agent_answers_from(sandbox: Sandbox, lexey: LexeyClient) -> None:
+    suite = parse_suite(
+        f"setup: ['{PRICING}', '{RULE}']\n"
+        "cases:\n"
+        "  - name: pricing\n"
+        "    turns: [{say: 'How much is Pro?', expect: {contains: [$12], escalated: false}}]\n"
+        "  - name: refund\n"
+        "    turns: [{say: I want a refund}]\n"
+        "    expect: {escalated: true}\n"
+    )
+    unconfigured = await run_suite(lexey, suite, setup=False)
+    assert not unconfigured.passed
+    assert [f.expectation for c in unconfigured.cases for f in c.runs[0].failures] == ["contains", "escalated"]
+    assert sandbox.stats.requests == 4  # two conversations created, two messages: no management request
+    configured = await run_suite(lexey, suite)
+    assert configured.passed, configured.model_dump()
+    assert [r.key_type for r in sandbox.requests_log[4:7]] == ["management"] * 3  # setup: create, 2 messages
+
+
+async def test_escalation_is_the_conversations_status_after_the_turn(lexey: LexeyClient) -> None:
+    suite = parse_suite(
+        f"setup: ['{RULE}']\n"
+        "cases:\n"
+        "  - name: stays escalated\n"
+        "    turns:\n"
+        "      - {say: hello, expect: {escalated: false}}\n"
+        "      - {say: refund me, expect: {escalated: true}}\n"
+        "      - {say: hello again, expect: {escalated: true}}\n"
+    )
+    report = await run_suite(lexey, suite)
+    assert report.passed, report.model_dump()
+
+
+async def test_outcome_and_max_seconds_against_the_sandbox(sandbox: Sandbox, lexey: LexeyClient) -> None:
+    suite = parse_suite(
+        "cases:\n"
+        "  - name: error expected\n"
+        "    turns: [{say: hello, expect: {outcome: error}}]\n"
+        "  - name: complete expected\n"
+        "    turns: [{say: hello}]\n"
+        "  - name: slow\n"
+        "    turns: [{say: hello, expect: {max_seconds: 0.05}}]\n"
+    )
+    sandbox.inject(Fault(target="customer", error_at=1, times=2))
+    sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=0.3))
+    report = await run_suite(lexey, suite, concurrency=1)
+    error_expected, complete_expected, slow = report.cases
+    assert error_expected.passed
+    assert [f.expectation for f in complete_expected.runs[0].failures] == ["outcome"]
+    assert complete_expected.runs[0].failures[0].detail.startswith("expected complete, got error (")
+    assert [f.expectation for f in slow.runs[0].failures] == ["max_seconds"]
+
+
+async def test_repeat_counts_runs_and_names_a_flaky_case(sandbox: Sandbox, lexey: LexeyClient) -> None:
+    suite = parse_suite("cases:\n  - {name: steady, turns: [{say: hello}]}\n  - {name: other, turns: [{say: hi}]}\n")
+    seen: list[tuple[int, int, str, int]] = []
+
+    async def on_run(done: int, total: int, case: str, index: int, run: RunReport) -> None:
+        seen.append((done, total, case, index))
+
+    sandbox.inject(Fault(target="customer", error_at=1))  # the first run of the first case only
+    report = await run_suite(lexey, suite, repeat=3, concurrency=1, on_run=on_run)
+    assert [s[:2] for s in seen] == [(i, 6) for i in range(1, 7)]
+    assert sorted((s[2], s[3]) for s in seen) == sorted((c, i) for c in ("steady", "other") for i in range(3))
+    steady, other = report.cases
+    assert [r.passed for r in steady.runs] == [False, True, True]
+    assert (steady.passed, steady.pass_rate, steady.flaky) == (False, 0.6667, True)
+    assert (other.passed, other.pass_rate, other.flaky) == (True, 1.0, False)
+    assert not report.passed
+    conversations = [r.conversation_id for c in report.cases for r in c.runs]
+    assert len(set(conversations)) == 6  # every run in its own fresh conversation
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_concurrency_bounds_the_runs_in_flight(sandbox: Sandbox, lexey: LexeyClient, concurrency: int) -> None:
+    suite = parse_suite("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: hello}}]}}\n" for i in range(5)))
+    sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=0.15, times=5))
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, sandbox.stats.open_streams)
+            await anyio.sleep(0.005)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        report = await run_suite(lexey, suite, concurrency=concurrency)
+        group.cancel_scope.cancel()
+    assert report.passed
+    assert peak == concurrency
+    assert sandbox.stats.streams_started == 5
+
+
+async def test_an_upstream_failure_fails_the_run_with_the_reason(sandbox: Sandbox, lexey: LexeyClient) -> None:
+    suite = parse_suite("cases:\n  - {name: a, turns: [{say: one}, {say: two}]}\n")
+    sandbox.inject(Fault(target="customer", status=402))
+    report = await run_suite(lexey, suite)
+    (run,) = report.cases[0].runs
+    assert run.conversation_id is not None
+    (failure,) = run.failures
+    assert (failure.turn, failure.expectation) == (1, "request")
+    assert "402" in failure.detail
+    assert SuiteReport.model_validate(report.model_dump(mode="json")) == report
+
+
+async def test_keys_and_case_names_are_checked_before_anything_is_sent(sandbox: Sandbox) -> None:
+    suite = parse_suite(f"setup: ['{PRICING}']\ncases:\n  - {{name: a, turns: [{{say: hi}}]}}\n")
+    async with LexeyClient(sandbox_settings_for(sandbox, management_key=None), trust_env=False) as client:
+        with pytest.raises(LexeyConfigError, match=r"setup instructions, which need the management key\. "):
+            await run_suite(client, suite)
+        with pytest.raises(LexeyInputError, match=r"No case named 'b' in <suite>: 'a'\."):
+            await run_suite(client, suite, cases=["b"], setup=False)
+        assert (await run_suite(client, suite, setup=False)).passed  # without setup, no management key needed
+    async with LexeyClient(sandbox_settings_for(sandbox, customer_key="lxm_wrong_kind"), trust_env=False) as client:
+        with pytest.raises(LexeyConfigError, match="LEXEY_CUSTOMER_KEY must be a Lexey customer key"):
+            await run_suite(client, suite)
+    assert sandbox.stats.requests == 2  # only the run without setup
+
+
+async def test_a_failed_setup_stops_before_any_case(sandbox: Sandbox, lexey: LexeyClient) -> None:
+    suite = parse_suite(f"setup: ['{PRICING}', '{RULE}']\ncases:\n  - {{name: a, turns: [{{say: hi}}]}}\n")
+    sandbox.inject(Fault(target="management", error_at=1, times=1))
+    with pytest.raises(SetupError, match=r"Setup instruction 1 did not complete \("):
+        await run_suite(lexey, suite)
+    sandbox.inject(Fault(target="management", status=403))
+    with pytest.raises(SetupError, match=r"Setup instruction 1 failed: .*403"):
+        await run_suite(lexey, suite)
+    assert not any(r.key_type == "customer" for r in sandbox.requests_log)
+
+
+async def test_selected_cases_only(lexey: LexeyClient) -> None:
+    suite = parse_suite("cases:\n  - {name: a, turns: [{say: hi}]}\n  - {name: b, turns: [{say: hi}]}\n")
+    report = await run_suite(lexey, suite, cases=["b"])
+    assert [c.name for c in report.cases] == ["b"]
+
+
+async def test_cancelling_a_suite_run_closes_its_upstream_streams(sandbox: Sandbox, lexey: LexeyClient) -> None:
+    suite = parse_suite("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: hello}}]}}\n" for i in range(4)))
+    sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=30, times=4))
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(run_suite, lexey, suite)
+            while sandbox.stats.open_streams < 4:  # noqa: ASYNC110 - the sandbox has no event for this
+                await anyio.sleep(0.005)
+            group.cancel_scope.cancel()
+    with anyio.fail_after(1):
+        while sandbox.stats.open_streams:
+            await sandbox.wait_for_stream_closed(1)
+    assert sandbox.store.closed_reasons == ["disconnected"] * 4

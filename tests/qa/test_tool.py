@@ -1,0 +1,144 @@
+"""`run_test_suite` through the official client: in-process (both protocol eras) and over stdio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.types import CallToolResult, TextContent
+
+from lexey_mcp.qa.report import SuiteReport
+from lexey_mcp.sandbox import Fault, Sandbox
+from lexey_mcp.server import build_server
+from tests.conftest import sandbox_settings_for
+from tests.processes import SERVER, clean_env
+
+pytestmark = pytest.mark.anyio
+
+SUITES = Path(__file__).resolve().parents[2] / "examples" / "suites"
+PASSING = (SUITES / "acme-support.yaml").read_text()
+FAILING = (SUITES / "fails-on-purpose.yaml").read_text()
+
+
+def text_of(result: CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
+
+
+@pytest.fixture(params=["auto", "legacy"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_a_passing_suite_with_progress_as_runs_finish(sandbox: Sandbox, mode: str) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with Client(build_server(sandbox_settings_for(sandbox)), mode=mode) as client:
+        result = await client.call_tool(
+            "run_test_suite", {"suite": PASSING, "repeat": 2}, progress_callback=on_progress
+        )
+    assert not result.is_error, text_of(result)
+    report = SuiteReport.model_validate(result.structured_content)
+    assert report.passed
+    assert [(c.name, len(c.runs), c.pass_rate) for c in report.cases][:2] == [
+        ("pricing", 2, 1.0),
+        ("business hours", 2, 1.0),
+    ]
+    assert len({r.conversation_id for c in report.cases for r in c.runs}) == 10
+    assert [(done, total) for done, total, _ in seen] == [(i, 10) for i in range(1, 11)]
+    assert all(message and message.endswith(" passed") and "[run " in message for _, _, message in seen)
+    assert "Acme support: PASSED: 5 cases, 10 runs, all passed." in text_of(result)
+
+
+async def test_a_failing_suite_reports_failures_with_conversation_ids(sandbox: Sandbox) -> None:
+    messages: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        result = await client.call_tool("run_test_suite", {"suite": FAILING}, progress_callback=on_progress)
+        assert not result.is_error  # failed expectations are a result, not a tool error
+        report = SuiteReport.model_validate(result.structured_content)
+        assert not report.passed
+        discount = next(c for c in report.cases if c.name == "student discount")
+        (run,) = discount.runs
+        assert [f.expectation for f in run.failures] == ["contains", "not_contains"]
+        assert run.conversation_id is not None
+        history = await client.call_tool("get_conversation_messages", {"conversation_id": run.conversation_id})
+    assert "student discount" in text_of(history)
+    assert any(m.startswith("student discount FAILED: turn 1 contains: missing '50% off'") for m in messages)
+
+
+async def test_an_invalid_suite_is_a_tool_error_naming_line_and_field(sandbox: Sandbox) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        result = await client.call_tool(
+            "run_test_suite", {"suite": "cases:\n  - name: a\n    turns: [{say: hi, expect: {escalated: maybe}}]\n"}
+        )
+    assert result.is_error
+    assert text_of(result) == (
+        "Invalid test suite:\n  suite:3:43: cases[0].turns[0].expect.escalated: must be true or false"
+    )
+    assert sandbox.stats.requests == 0
+
+
+async def test_setup_without_a_management_key_is_refused_before_anything_runs(sandbox: Sandbox) -> None:
+    server = build_server(sandbox_settings_for(sandbox, management_key=None))
+    async with Client(server) as client:
+        result = await client.call_tool("run_test_suite", {"suite": PASSING})
+    assert result.is_error
+    assert text_of(result) == (
+        "This suite has setup instructions, which need the management key. LEXEY_MANAGEMENT_KEY is not set: set it "
+        "to a Lexey management key (it starts with lxm_)."
+    )
+    assert sandbox.stats.requests == 0
+
+
+async def test_repeat_is_bounded_in_the_schema(sandbox: Sandbox) -> None:
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        result = await client.call_tool("run_test_suite", {"suite": PASSING, "repeat": 0})
+    tool = tools["run_test_suite"]
+    assert tool.input_schema["properties"]["repeat"]["minimum"] == 1
+    assert tool.input_schema["required"] == ["suite"]
+    assert tool.output_schema is not None
+    assert tool.annotations is not None
+    assert (tool.annotations.read_only_hint, tool.annotations.destructive_hint) == (False, True)
+    assert result.is_error
+    assert sandbox.stats.requests == 0
+
+
+async def test_cancelling_the_tool_call_closes_every_upstream_stream(sandbox: Sandbox, mode: str) -> None:
+    suite = "cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: hello}}]}}\n" for i in range(3))
+    async with Client(build_server(sandbox_settings_for(sandbox)), mode=mode) as client:
+        sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=30, times=3))
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                group.start_soon(client.call_tool, "run_test_suite", {"suite": suite})
+                while sandbox.stats.open_streams < 3:  # noqa: ASYNC110 - the sandbox has no event for this
+                    await anyio.sleep(0.005)
+                group.cancel_scope.cancel()
+        with anyio.fail_after(1):
+            while sandbox.stats.open_streams:
+                await sandbox.wait_for_stream_closed(1)
+        assert sandbox.store.closed_reasons == ["disconnected"] * 3
+        after = await client.call_tool("create_conversation", {})  # the session still works
+    assert not after.is_error
+
+
+async def test_over_stdio_with_the_embedded_sandbox() -> None:
+    params = StdioServerParameters(
+        command=SERVER[0], args=[*SERVER[1:], "--sandbox", "--sandbox-delay", "0"], env=clean_env()
+    )
+    async with Client(params) as client:
+        passing = await client.call_tool("run_test_suite", {"suite": PASSING})
+        failing = await client.call_tool("run_test_suite", {"suite": FAILING})
+    assert SuiteReport.model_validate(passing.structured_content).passed
+    report = SuiteReport.model_validate(failing.structured_content)
+    assert [c.passed for c in report.cases] == [True, False, False]

@@ -1,0 +1,227 @@
+"""OAuth 2.1 resource server: tokens minted by a test issuer whose JWKS is served on loopback, checked over
+streamable HTTP against `lexey-mcp` running as a subprocess, stateful and stateless."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from joserfc.jwk import RSAKey
+
+from lexey_mcp.hosting import auth_problem, jwks_url_of
+from lexey_mcp.oauth import JWKSCache, JWTVerifier
+from lexey_mcp.sandbox import Sandbox
+from lexey_mcp.server import TOOLS
+from tests.oauth_issuer import ALL_SCOPES, RESOURCE_URL, Issuer, serve_issuer
+from tests.processes import SERVER, clean_env, http_server, mcp_client
+from tests.streams import settings
+
+pytestmark = pytest.mark.anyio
+
+METADATA_URL = "https://mcp.example.test/.well-known/oauth-protected-resource/mcp"
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+
+
+def rejected_tokens(issuer: Issuer) -> dict[str, str]:
+    now = int(time.time())
+    return {
+        "expired": issuer.token(exp=now - 120),
+        "not yet valid": issuer.token(nbf=now + 600),
+        "without exp": issuer.token(exp=None),
+        "wrong audience": issuer.token(aud="https://other.example.test/mcp"),
+        "wrong issuer": issuer.token(iss="https://evil.example.test"),
+        "unknown kid": issuer.token(issuer.stranger),
+        "alg none": issuer.unsigned(),
+        "HS256 signed with the public key": issuer.hs256_with_public_key(),
+        "tampered payload": issuer.tampered(scope=ALL_SCOPES),
+        "not a JWT": "opaque-token",
+    }
+
+
+async def post_initialize(url: str, token: str | None) -> httpx2.Response:
+    headers = {"Accept": "application/json, text/event-stream"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
+        return await http.post(url, json=INITIALIZE, headers=headers)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def text_of(result: Any) -> str:
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
+@pytest.mark.parametrize("stateless", [False, True], ids=["stateful", "stateless"])
+async def test_tokens_over_streamable_http(sandbox: Sandbox, tmp_path: Path, stateless: bool) -> None:
+    with serve_issuer() as issuer:
+        env = {"LEXEY_MCP_OAUTH_ISSUER": issuer.url, "LEXEY_MCP_RESOURCE_URL": RESOURCE_URL}
+        async with http_server(sandbox, tmp_path, *(["--stateless"] if stateless else []), **env) as server:
+            base = server.url.removesuffix("/mcp")
+            async with httpx2.AsyncClient(trust_env=False) as http:
+                metadata = (await http.get(f"{base}/.well-known/oauth-protected-resource/mcp")).json()
+            assert metadata["resource"] == RESOURCE_URL
+            assert metadata["authorization_servers"] == [issuer.url]
+            assert metadata["scopes_supported"] == ALL_SCOPES.split()
+
+            for name, token in {"no token": None, **rejected_tokens(issuer)}.items():
+                response = await post_initialize(server.url, token)
+                assert response.status_code == 401, name
+                assert f'resource_metadata="{METADATA_URL}"' in response.headers["www-authenticate"], name
+            # Within the clock-skew leeway, and signed with either key type.
+            assert (await post_initialize(server.url, issuer.token(exp=int(time.time()) - 5))).status_code == 200
+            assert (await post_initialize(server.url, issuer.token(issuer.ec))).status_code == 200
+
+            async with mcp_client(server.url, headers=bearer(issuer.token())) as everything:
+                names = {t.name for t in (await everything.list_tools()).tools}
+                assert names == {spec.fn.__name__ for spec in TOOLS}
+                created = await everything.call_tool("create_conversation", {})
+                assert not created.is_error, text_of(created)
+
+            lexi_token = issuer.token(issuer.ec, scope="lexi")
+            async with mcp_client(server.url, "legacy", headers=bearer(lexi_token)) as lexi_only:  # 2025-11-25
+                assert [t.name for t in (await lexi_only.list_tools()).tools] == ["lexi_chat"]
+                assert (await lexi_only.list_resource_templates()).resource_templates == []
+                refused = await lexi_only.call_tool("configure_org", {"instruction": "Add an FAQ."})
+                assert refused.is_error
+                assert text_of(refused) == (
+                    "configure_org needs the OAuth scope lexey:management, which this request's token does not carry."
+                )
+                refused = await lexi_only.call_tool("create_conversation", {})
+                assert "needs the OAuth scope lexey:customer" in text_of(refused)
+                answered = await lexi_only.call_tool("lexi_chat", {"message": "Who is Jane?"})
+                assert not answered.is_error, text_of(answered)
+
+            async with mcp_client(server.url, headers=bearer(issuer.token(scope=None))) as no_scopes:
+                assert (await no_scopes.list_tools()).tools == []
+        # The first token fetched the JWKS; the unknown kid fetched it once more (key rotation), never again.
+        assert issuer.fetches == 2
+    assert [use.path.rsplit("/", 1)[-1] for use in sandbox.key_log] == ["conversations", "stream"]
+
+
+async def test_jwks_is_fetched_again_once_for_an_unknown_kid() -> None:
+    now = [0.0]
+    with serve_issuer() as issuer:
+        jwks = JWKSCache(f"{issuer.url}/.well-known/jwks.json", refetch_after=30, clock=lambda: now[0])
+        verifier = JWTVerifier(issuer.url, RESOURCE_URL, jwks)
+        assert await verifier.verify_token(issuer.token()) is not None
+        assert await verifier.verify_token(issuer.token(issuer.ec)) is not None
+        assert issuer.fetches == 1  # cached
+
+        issuer.published.append(issuer.stranger)  # the issuer rotates a new key in
+        granted = await verifier.verify_token(issuer.token(issuer.stranger, scope="lexi lexey:events"))
+        assert granted is not None
+        assert granted.scopes == ["lexi", "lexey:events"]
+        assert granted.token == "[redacted]"
+        assert issuer.fetches == 2
+
+        forger = Issuer()  # its keys reuse our kids: refused on the signature, with no fetch
+        assert await verifier.verify_token(issuer.token(forger.rsa)) is None
+        assert await verifier.verify_token(issuer.token(forger.ec)) is None
+        assert issuer.fetches == 2
+        made_up = RSAKey.generate_key(2048, parameters={"kid": "made-up"})
+        for _ in range(5):  # an unknown kid right after a refetch: no fetch until `refetch_after` has passed
+            assert await verifier.verify_token(issuer.token(made_up)) is None
+        assert issuer.fetches == 2
+        now[0] += 31
+        assert await verifier.verify_token(issuer.token(made_up)) is None
+        assert issuer.fetches == 3
+
+        now[0] += 3600  # the cache expires
+        assert await verifier.verify_token(issuer.token()) is not None
+        assert issuer.fetches == 4
+
+
+def run_http(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SERVER, "--transport", "http", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env=clean_env(**env),
+        timeout=30,
+        check=False,
+    )
+
+
+def test_static_token_and_oauth_together_exit_2_naming_both() -> None:
+    env = {"LEXEY_MCP_AUTH_TOKEN": "tok_static", "LEXEY_MCP_OAUTH_ISSUER": "https://issuer.example.test"}
+    done = run_http(**env)
+    assert done.returncode == 2
+    assert "LEXEY_MCP_AUTH_TOKEN and LEXEY_MCP_OAUTH_ISSUER are both set" in done.stderr
+    assert "tok_static" not in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"oauth_issuer": "https://issuer.example.test"}, "needs LEXEY_MCP_RESOURCE_URL"),
+        ({"resource_url": RESOURCE_URL}, "take effect only with LEXEY_MCP_OAUTH_ISSUER"),
+        (
+            {
+                "oauth_issuer": "https://issuer.example.test",
+                "oauth_jwks_url": "http://issuer.example.test/jwks.json",
+                "resource_url": RESOURCE_URL,
+            },
+            "LEXEY_MCP_OAUTH_JWKS_URL must be an https:// URL",
+        ),
+    ],
+)
+def test_incomplete_oauth_settings_are_refused(values: dict[str, str], message: str) -> None:
+    problem = auth_problem(settings(**values))
+    assert problem is not None
+    assert message in problem
+
+
+def test_complete_oauth_settings_pass() -> None:
+    loopback = {"oauth_issuer": "http://127.0.0.1:9", "resource_url": RESOURCE_URL}
+    assert auth_problem(settings(**loopback)) is None  # plain http to the issuer only on loopback
+    assert jwks_url_of(settings(**loopback)) == "http://127.0.0.1:9/.well-known/jwks.json"
+    assert auth_problem(settings()) is None
+
+
+def test_request_keys_required_needs_http() -> None:
+    done = subprocess.run(
+        [*SERVER, "--request-keys", "required"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--request-keys required needs --transport http" in done.stderr
+
+
+def test_plain_start_does_not_load_joserfc() -> None:
+    probe = "import sys, lexey_mcp.cli, lexey_mcp.server; print('joserfc' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_oauth_allows_a_non_loopback_bind() -> None:
+    """With OAuth no static token is needed off loopback: the server goes on to bind (192.0.2.10 is not ours)."""
+    env = {"LEXEY_MCP_OAUTH_ISSUER": "https://issuer.example.test", "LEXEY_MCP_RESOURCE_URL": RESOURCE_URL}
+    done = subprocess.run(
+        [*SERVER, "--transport", "http", "--host", "192.0.2.10", "--port", "8123"],
+        capture_output=True,
+        text=True,
+        env=clean_env(**env),
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode != 2
+    assert "refusing" not in done.stderr
+    assert "error while attempting to bind" in done.stderr
