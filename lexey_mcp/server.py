@@ -29,7 +29,7 @@ from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.request_state import RequestStateSecurity
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, Field
 
 from . import __version__, hosting
 from .arguments import check_arguments, plain_text
@@ -40,7 +40,7 @@ from .events.model import DEFAULT_LIMIT, MAX_LIMIT, EscalationList
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .qa.report import SuiteReport
 from .redaction import redact, redact_tree
-from .validation import _MAX_CONTEXT_VALUE_CHARS, LEXI_MAX_MESSAGE_CHARS, check_message, check_uuid
+from .validation import LEXI_MAX_MESSAGE_CHARS, LexiContext, check_message, check_uuid
 from .vendor import APIS, Api
 
 if TYPE_CHECKING:
@@ -55,13 +55,6 @@ PROGRESS_TEXT_CHARS = 4000
 MAX_CHAT_MESSAGE_CHARS = 100_000
 MAX_SCENARIO_MESSAGES = 20
 MAX_HISTORY_PAGE = 500
-# Optional, yet shown as a plain bounded string: a `null` branch per key would double what a model reads.
-ContextValue = Annotated[
-    str | None,
-    Field(min_length=1, max_length=_MAX_CONTEXT_VALUE_CHARS),
-    WithJsonSchema({"type": "string", "maxLength": _MAX_CONTEXT_VALUE_CHARS}),
-]
-
 INSTRUCTIONS = """\
 Drive Lexey (a customer-support agent platform) and Lexi (LeadLex's CRM assistant).
 Customer tools talk to the support agent as a customer would; configure_org changes the organisation
@@ -83,18 +76,6 @@ class AppState:
 def request_secrets(ctx: ServerRequestContext[AppState, Any]) -> list[str]:
     """Every secret in use for this request: what is redacted from everything the server sends back."""
     return ctx.lifespan_context.client.settings.secrets()
-
-
-class LexiContext(Schema):
-    """The page or CRM record the question is about."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    contact_id: ContextValue = None
-    deal_id: ContextValue = None
-    matter_id: ContextValue = None
-    company_id: ContextValue = None
-    page: ContextValue = None
 
 
 class ScenarioError(Schema):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Annotated
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field, WithJsonSchema
 
 from .errors import LexeyInputError
 from .models import Schema
@@ -17,16 +18,24 @@ LEXI_MAX_MESSAGE_CHARS = 12_000
 _MAX_CONTEXT_VALUE_CHARS = 500
 
 
+# Optional, yet shown as a plain bounded string: a `null` branch per key would double what a model reads.
+ContextValue = Annotated[
+    str | None,
+    Field(min_length=1, max_length=_MAX_CONTEXT_VALUE_CHARS),
+    WithJsonSchema({"type": "string", "maxLength": _MAX_CONTEXT_VALUE_CHARS}),
+]
+
+
 class LexiContext(Schema):
     """The page or CRM record the question is about. Its fields are the context keys Lexi accepts."""
 
     model_config = ConfigDict(extra="forbid")
 
-    contact_id: str | None = None
-    deal_id: str | None = None
-    matter_id: str | None = None
-    company_id: str | None = None
-    page: str | None = None
+    contact_id: ContextValue = None
+    deal_id: ContextValue = None
+    matter_id: ContextValue = None
+    company_id: ContextValue = None
+    page: ContextValue = None
 
 
 LEXI_CONTEXT_KEYS = frozenset(LexiContext.model_fields)
