@@ -91,11 +91,14 @@ def delta_texts(n: int, size: int, *, plain: bool, seed: int = 0) -> list[str]:
     return out
 
 
-def chat_body(texts: list[str], *, eol: str = "\n", start_id: int = 1, done: bool = True) -> bytes:
-    """The Lexey chat wire format, as the sandbox writes it: `id: N`, compact JSON, `[DONE]` last."""
+def chat_body(
+    texts: list[str], *, eol: str = "\n", start_id: int = 1, done: bool = True, escaped: bool = False
+) -> bytes:
+    """The Lexey chat wire format, as the sandbox writes it: `id: N`, compact JSON, `[DONE]` last. `escaped`:
+    non-ASCII text as `\\u` escapes, as Python's `json.dumps` writes it by default."""
     parts = []
     for i, text in enumerate(texts, start_id):
-        data = json.dumps({"type": "delta", "text": text}, ensure_ascii=False, separators=(",", ":"))
+        data = json.dumps({"type": "delta", "text": text}, ensure_ascii=escaped, separators=(",", ":"))
         parts.append(f"id: {i}{eol}data: {data}{eol}{eol}")
     if done:
         parts.append(f"id: {start_id + len(texts)}{eol}data: [DONE]{eol}{eol}")

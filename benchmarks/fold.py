@@ -31,10 +31,10 @@ from benchmarks._common import (
     split,
     write_section,
 )
-from lexey_mcp.client import LexeyClient
+from lexey_mcp.client import LexeyClient, read_stream
 from lexey_mcp.config import Settings
 from lexey_mcp.sandbox import CUSTOMER_KEY, client_env
-from lexey_mcp.streaming import ChatFold, read_stream
+from lexey_mcp.streaming import ChatFold
 
 CID = str(uuid.UUID(int=1))
 MAX_EVENT_BYTES = 1024 * 1024
@@ -47,15 +47,22 @@ class Case:
     size: int
     plain: bool
     eol: str = "\n"
+    escaped: bool = False
 
     def texts(self) -> list[str]:
         return delta_texts(self.events, self.size, plain=self.plain)
 
+    def body(self) -> bytes:
+        return chat_body(self.texts(), eol=self.eol, escaped=self.escaped)
+
 
 CASES = [
-    Case("small (10 B deltas)", 100_000, 10, plain=True),
-    Case("medium (200 B deltas, escapes + UTF-8)", 20_000, 200, plain=False),
-    Case("small, CRLF", 100_000, 10, plain=True, eol="\r\n"),
+    Case("10 B deltas", 100_000, 10, plain=True),
+    Case("10 B deltas, CRLF", 100_000, 10, plain=True, eol="\r\n"),
+    Case("200 B deltas, escapes + UTF-8", 20_000, 200, plain=False),
+    Case("200 B deltas, CRLF", 20_000, 200, plain=False, eol="\r\n"),
+    Case("200 B deltas, \\u-escaped non-ASCII", 20_000, 200, plain=False, escaped=True),
+    Case("2 KB deltas", 4_000, 2000, plain=False),
 ]
 
 Folder = Callable[[httpx2.Response], Awaitable[tuple[str, int]]]
@@ -107,7 +114,7 @@ async def timed(run: Callable[[], Awaitable[tuple[str, int]]]) -> tuple[float, f
 
 async def in_memory(case: Case, chunking: str, repeats: int) -> dict[str, tuple[float, float]]:
     texts = case.texts()
-    body = chat_body(texts, eol=case.eol)
+    body = case.body()
     chunks = split(body, 64 * 1024) if chunking == "64 KiB" else _per_event(body, case.eol)
 
     async def stream() -> AsyncIterator[bytes]:
@@ -151,7 +158,7 @@ def _per_event(body: bytes, eol: str) -> list[bytes]:
 
 async def loopback(case: Case, chunking: str, repeats: int, root: str) -> dict[str, tuple[float, float]]:
     texts = case.texts()
-    body = chat_body(texts, eol=case.eol)
+    body = case.body()
     chunks = split(body, 64 * 1024) if chunking == "64 KiB" else _per_event(body, case.eol)
     fault = {"target": "customer", "times": 1, "raw_chunks": [c.decode("latin-1") for c in chunks]}
     url = f"{root}/api/v1/customer/conversations/{CID}/messages"
@@ -213,7 +220,7 @@ def table(rows: list[tuple[str, str, str, Case, dict[str, tuple[float, float]]]]
         "|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for path, name, chunking, case, result in rows:
-        size = len(chat_body(case.texts(), eol=case.eol))
+        size = len(case.body())
         base_wall, base_cpu = result["baseline"]
         for contender, (wall, cpu) in result.items():
             ratio = "" if contender == "baseline" else f"**{base_wall / wall:.1f}×**"
@@ -229,7 +236,7 @@ def table(rows: list[tuple[str, str, str, Case, dict[str, tuple[float, float]]]]
 
 async def main_async(quick: bool) -> str:
     repeats = 3 if quick else 7
-    cases = [Case(c.name, c.events // 10, c.size, c.plain, c.eol) for c in CASES] if quick else CASES
+    cases = [Case(c.name, c.events // 10, c.size, c.plain, c.eol, c.escaped) for c in CASES] if quick else CASES
     rows = []
     for case in cases:
         for chunking in ("64 KiB", "1 event"):

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
@@ -31,12 +31,21 @@ from pydantic import ValidationError
 
 from . import __version__
 from .config import Settings
-from .errors import ApiKind, LexeyConnectionError, LexeyProtocolError, LexeyTimeoutError, api_error
+from .errors import LexeyConnectionError, LexeyProtocolError, LexeyTimeoutError, api_error
 from .models import ChatResult, LexiResult, Message, PartialReason, RateLimit
-from .streaming import ChatFold, LexiFold, OnText, _Fold, read_stream
+from .redaction import redact
+from .sse import SSEDecoder
+from .streaming import MAX_FIELD_CHARS, ChatFold, Fold, LexiFold
 from .validation import LEXI_MAX_MESSAGE_CHARS, check_context, check_message, check_uuid
+from .vendor import API, Api
 
 logger = logging.getLogger("lexey_mcp.client")
+
+#: Receives the reply's text so far, at most once per progress interval, and once more at the end.
+OnText = Callable[[str], Awaitable[None]]
+#: Seconds between two progress calls of one stream. A live stream brings ~25 events a second; at 0.05 s nearly
+#: every event became a notification of the whole text so far (see BENCHMARKS.md, capacity).
+PROGRESS_INTERVAL = 0.5
 
 #: When a failed request may be sent again.
 #: "unsent": only if the connection failed before the request went out (chat messages: no idempotency key).
@@ -163,56 +172,64 @@ class LexeyClient:
             body["conversation_id"] = conversation_id
         if checked_context is not None:
             body["context"] = checked_context
-        fold = LexiFold(idempotency_key=key, **self._fold_args(conversation_id))
-        url = f"{self.settings.lexi_base_url}/v1/lexi/chat/stream"
+        s = self.settings
+        fold = LexiFold(
+            conversation_id=conversation_id, max_reply_chars=s.max_reply_chars, secrets=s.secrets(), idempotency_key=key
+        )
+        url = f"{s.lexi_base_url}/v1/lexi/chat/stream"
         reason = await self._stream("lexi", url, body, fold, on_text, headers={"Idempotency-Key": key})
         return fold.result(reason)
 
-    def _fold_args(self, conversation_id: str | None) -> dict[str, Any]:
-        return {
-            "conversation_id": conversation_id,
-            "request_id": None,
-            "max_reply_chars": self.settings.max_reply_chars,
-            "secrets": self.settings.secrets(),
-        }
-
     async def _stream(
         self,
-        api: ApiKind,
+        api: Api,
         url: str,
         body: dict[str, Any],
-        fold: _Fold,
+        fold: Fold,
         on_text: OnText | None,
         *,
         headers: dict[str, str] | None = None,
     ) -> PartialReason | None:
-        """POST and fold the reply stream; why it ended early, if it did."""
-        reason: PartialReason | None = "timeout"
+        """POST and fold the reply stream: the one place an upstream stream is sent, read, and its ending decided.
+        Returns why it ended early (None: it reached [DONE])."""
+        reason: PartialReason | None = "timeout"  # unless read_stream says otherwise
         started = False
         policy: RetryPolicy = "lexi" if api == "lexi" else "unsent"
         headers = {"Accept": "text/event-stream", **(headers or {})}
-        with anyio.move_on_after(self.settings.stream_timeout) as deadline:
+        deadline = anyio.current_time() + self.settings.stream_timeout
+        with anyio.CancelScope(deadline=deadline) as scope:
             async with self._open(api, "POST", url, policy, json_body=body, headers=headers) as response:
                 media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
                 if media_type != "text/event-stream":
+                    shown = self._shown(media_type[:100]) or "no content type"
                     raise LexeyProtocolError(
-                        f"{url} answered HTTP {response.status_code} with {media_type or 'no content type'} "
-                        "instead of an event stream."
+                        f"{url} answered HTTP {response.status_code} with {shown} instead of an event stream."
                     )
-                fold.request_id = response.headers.get("x-request-id")
-                if isinstance(fold, LexiFold):
-                    fold.rate_limit = rate_limit_of(response)
+                fold.begin(self._request_id(response), rate_limit_of(response) if api == "lexi" else None)
                 started = True
                 reason = await read_stream(
-                    response.aiter_bytes(), fold, max_event_bytes=self.settings.max_event_bytes, on_text=on_text
+                    response.aiter_bytes(),
+                    fold,
+                    max_event_bytes=self.settings.max_event_bytes,
+                    on_text=on_text,
+                    deadline=deadline,
                 )
-        if deadline.cancelled_caught and not started:
+        if scope.cancelled_caught and not started:
             raise LexeyTimeoutError(f"No response from {url} within {self.settings.stream_timeout:g} s.")
         if reason is not None:
             logger.info("stream from %s ended early: %s", url, reason)
         return reason
 
-    async def _json(self, api: ApiKind, method: str, url: str, policy: RetryPolicy) -> Any:
+    def _shown(self, text: str) -> str:
+        """Upstream text fit for a message: redacted."""
+        return redact(text, self.settings.secrets())
+
+    def _request_id(self, response: httpx2.Response) -> str | None:
+        """The upstream's X-Request-ID, bounded and redacted (it is echoed to the caller)."""
+        value = response.headers.get("x-request-id")
+        return None if value is None else self._shown(value[:MAX_FIELD_CHARS])
+
+    async def _json(self, api: Api, method: str, url: str, policy: RetryPolicy) -> Any:
         """The JSON body of a successful answer."""
         with anyio.move_on_after(self.settings.stream_timeout) as deadline:
             async with self._open(api, method, url, policy) as response:
@@ -230,7 +247,7 @@ class LexeyClient:
     @asynccontextmanager
     async def _open(
         self,
-        api: ApiKind,
+        api: Api,
         method: str,
         url: str,
         policy: RetryPolicy,
@@ -253,7 +270,9 @@ class LexeyClient:
                     logger.info("%s %s: %s; retrying (%d)", method, url, type(exc).__name__, attempt)
                     await anyio.sleep(min(self.settings.max_retry_wait, 0.25 * 2.0**attempt))
                     continue
-                raise LexeyConnectionError(f"Could not connect to {url}: {type(exc).__name__}.") from None
+                raise LexeyConnectionError(
+                    f"Could not connect to {url} (from {API[api].url_variable}): {type(exc).__name__}."
+                ) from None
             except httpx2.TimeoutException:
                 raise LexeyTimeoutError(f"{method} {url} timed out before a response.") from None
             except httpx2.TransportError as exc:
@@ -263,7 +282,7 @@ class LexeyClient:
                 break
             try:
                 if response.is_redirect:
-                    target = httpx2.URL(response.headers.get("location", "")).host or "a relative location"
+                    target = self._shown(_redirect_target(response.headers.get("location", "")))
                     raise LexeyProtocolError(
                         f"{url} answered a redirect (HTTP {response.status_code}) to {target}; not followed, so the "
                         "key stays where it belongs. Check the base URL setting."
@@ -276,7 +295,7 @@ class LexeyClient:
                         body,
                         response.headers.get("content-type", ""),
                         api=api,
-                        request_id=response.headers.get("x-request-id"),
+                        request_id=self._request_id(response),
                         secrets=self.settings.secrets(),
                         retry_after=parse_retry_after(response.headers.get("retry-after")),
                         rate_limit_reset=_int_header(response, "x-ratelimit-reset"),
@@ -315,6 +334,61 @@ class LexeyClient:
         return min(cap, 0.5 * 2.0**attempt)
 
 
+def _redirect_target(location: str) -> str:
+    try:
+        host = httpx2.URL(location).host
+    except (httpx2.InvalidURL, ValueError):
+        return "an unparsable location"
+    return host[:MAX_FIELD_CHARS] or "a relative location"
+
+
+async def read_stream(
+    chunks: AsyncIterator[bytes],
+    fold: Fold,
+    *,
+    max_event_bytes: int,
+    on_text: OnText | None = None,
+    progress_interval: float | None = None,
+    deadline: float = math.inf,
+) -> PartialReason | None:
+    """Feed `chunks` through the SSE decoder into `fold` until `[DONE]`, the reply cap or `deadline` (in
+    `anyio.current_time()`); why it ended early, if it did. The one place a stream's ending is decided.
+
+    `on_text` gets the text so far at most once per `progress_interval` seconds (default PROGRESS_INTERVAL), and
+    once more at the end.
+    """
+    interval = PROGRESS_INTERVAL if progress_interval is None else progress_interval
+    decoder = SSEDecoder(max_event_bytes)
+    last_progress = -math.inf
+    seen_version = 0
+    reason: PartialReason | None = "ended_without_done"
+    with anyio.CancelScope(deadline=deadline) as scope:
+        try:
+            async for chunk in chunks:
+                fold.feed(decoder.feed(chunk))
+                if fold.done or fold.too_large:
+                    break
+                if on_text is not None and fold.text_version != seen_version:
+                    now = anyio.current_time()
+                    if now - last_progress >= interval:
+                        last_progress, seen_version = now, fold.text_version
+                        await on_text(fold.text())
+        except httpx2.TimeoutException:
+            reason = "timeout"
+        except httpx2.TransportError:
+            reason = "connection_lost"
+    if scope.cancelled_caught:
+        reason = "timeout"
+    # The last words too, so a host showing progress shows the whole reply.
+    if on_text is not None and fold.text_version != seen_version:
+        await on_text(fold.text())
+    # The cap first: a reply cut at it is partial even when [DONE] followed in the same chunk. A final event
+    # that never got its blank line is dropped, as the spec says.
+    if fold.too_large:
+        return "reply_too_large"
+    return None if fold.done else reason
+
+
 async def _close(response: httpx2.Response) -> None:
     # Shielded: a cancelled call must still close its upstream connection, at once.
     with anyio.CancelScope(shield=True):
@@ -347,7 +421,10 @@ class ChatAPI:
         """Send `message` and fold the agent's streamed reply."""
         url = self._messages_url(conversation_id)
         check_message(message)
-        fold = ChatFold(**self._client._fold_args(conversation_id))
+        s = self._client.settings
+        fold = ChatFold(
+            conversation_id=conversation_id, request_id=None, max_reply_chars=s.max_reply_chars, secrets=s.secrets()
+        )
         reason = await self._client._stream(self.kind, url, {"message": message}, fold, on_text)
         return fold.result(reason)
 

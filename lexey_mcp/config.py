@@ -16,14 +16,13 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import LexeyConfigError
+from .vendor import API, Api
 
-KeyKind = Literal["customer", "management", "lexi"]
+KeyKind = Api  # the kinds of key are the APIs
 
-#: kind -> (environment variable, required prefix, what the key is)
+#: kind -> (environment variable, required prefix, what the key is): a view of `vendor.API`
 KEY_SPECS: dict[KeyKind, tuple[str, str, str]] = {
-    "customer": ("LEXEY_CUSTOMER_KEY", "lxc_", "a Lexey customer key"),
-    "management": ("LEXEY_MANAGEMENT_KEY", "lxm_", "a Lexey management key"),
-    "lexi": ("LEXI_API_KEY", "wbk_", "a LeadLex workspace key with the Lexi permission"),
+    api: (facts.key_variable, facts.key_prefix, facts.key_description) for api, facts in API.items()
 }
 
 # Whitespace, C0/C1 controls and DEL: nothing a real key contains, and a header-injection risk.

@@ -23,22 +23,10 @@ Every message is built from redacted text: no key ever appears in an error.
 from __future__ import annotations
 
 import json
-from typing import Literal
 
 from .redaction import redact
+from .vendor import API, Api
 
-ApiKind = Literal["customer", "management", "lexi"]
-
-_API_NAMES: dict[ApiKind, str] = {
-    "customer": "Lexey customer API",
-    "management": "Lexey management API",
-    "lexi": "Lexi API",
-}
-_KEY_VARS: dict[ApiKind, tuple[str, str]] = {
-    "customer": ("LEXEY_CUSTOMER_KEY", "lxc_"),
-    "management": ("LEXEY_MANAGEMENT_KEY", "lxm_"),
-    "lexi": ("LEXI_API_KEY", "wbk_"),
-}
 _MAX_MESSAGE_CHARS = 500
 
 
@@ -74,7 +62,7 @@ class LexeyAPIError(LexeyError):
         status: int,
         message: str,
         *,
-        api: ApiKind,
+        api: Api,
         code: str | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
@@ -92,7 +80,7 @@ class LexeyAPIError(LexeyError):
     @property
     def hint(self) -> str:
         """What the caller can do about it."""
-        variable, prefix = _KEY_VARS[self.api]
+        variable, prefix = API[self.api].key_variable, API[self.api].key_prefix
         if self.status == 400:
             return "The request was rejected as invalid (for example a message that is too long): change it."
         if self.status == 401:
@@ -125,7 +113,7 @@ class LexeyAPIError(LexeyError):
         # A conversation's message limit does not lift with time: no wait to report there.
         limit_reached = self.status == 429 and self.api != "lexi"
         wait = f" Retry after {self.retry_after:g} s." if self.retry_after and not limit_reached else ""
-        return f"{_API_NAMES[self.api]} answered HTTP {self.status}{code}: {self.message}{rid}. {self.hint}{wait}"
+        return f"{API[self.api].name} answered HTTP {self.status}{code}: {self.message}{rid}. {self.hint}{wait}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status}, code={self.code!r}, request_id={self.request_id!r})"
@@ -198,7 +186,7 @@ def api_error(
     body: bytes,
     content_type: str,
     *,
-    api: ApiKind,
+    api: Api,
     request_id: str | None,
     secrets: list[str],
     retry_after: float | None = None,

@@ -41,12 +41,13 @@ class ChatResult(Schema):
     )
     partial_reason: PartialReason | None = None
     conversation_status: str | None = Field(None, description="Last status, e.g. 'escalated'.")
-    status_events: list[str] = Field(default_factory=list)
+    status_events: list[str] = Field(default_factory=list, description="The last 100 statuses.")
+    status_events_omitted: int = Field(0, description="Earlier statuses not listed.")
     error: StreamError | None = None
     events_received: int = 0
     skipped_events: int = Field(0, description="Malformed or oversized events.")
-    ignored_events: int = 0
-    ignored_event_types: list[str] = []
+    ignored_events: int = Field(0, description="Events of kinds this server does not know.")
+    ignored_event_types: list[str] = Field(default_factory=list, description="Their kinds (first 10).")
     last_event_id: int | None = None
     missing_event_ids: list[int] = Field(default_factory=list, description="Lost event ids (first 1,000).")
     missing_event_count: int = 0
@@ -74,8 +75,10 @@ class LexiResult(ChatResult):
 
     message_id: str | None = None
     credits_remaining: int | None = None
-    tool_steps: list[ToolStep] = Field(default_factory=list)
-    thinking: list[str] = Field(default_factory=list)
+    tool_steps: list[ToolStep] = Field(default_factory=list, description="The first 200.")
+    tool_steps_omitted: int = 0
+    thinking: list[str] = Field(default_factory=list, description="The first 200 parts.")
+    thinking_omitted: int = 0
     rate_limit: RateLimit | None = None
     idempotency_key: str | None = Field(None, description="Reuse to retry without a second charge.")
 

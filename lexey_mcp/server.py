@@ -30,7 +30,7 @@ from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.request_state import RequestStateSecurity
 from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
 from . import __version__, hosting
 from .arguments import check_arguments, plain_text
@@ -41,27 +41,21 @@ from .events.model import DEFAULT_LIMIT, MAX_LIMIT, EscalationList
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .qa.report import SuiteReport
 from .redaction import SPELLING_FACTOR, redact, redact_tree
-from .validation import _MAX_CONTEXT_VALUE_CHARS, LEXI_MAX_MESSAGE_CHARS, check_uuid
+from .validation import LEXI_MAX_MESSAGE_CHARS, LexiContext, check_uuid
+from .vendor import APIS, Api
 
 if TYPE_CHECKING:
     from .events.feed import EventFeed, EventOptions
 
 logger = logging.getLogger("lexey_mcp.server")
 
-Toolset = Literal["customer", "management", "lexi", "events"]
-TOOLSETS: tuple[Toolset, ...] = ("customer", "management", "lexi", "events")
+Toolset = Literal[Api, "events"]  # a toolset per API, and the escalation events
+TOOLSETS: tuple[Toolset, ...] = (*APIS, "events")
 #: The longest reply text sent in one progress message (the start is cut; the final result has it all).
 PROGRESS_TEXT_CHARS = 4000
 MAX_CHAT_MESSAGE_CHARS = 100_000
 MAX_SCENARIO_MESSAGES = 20
 MAX_HISTORY_PAGE = 500
-# Optional, yet shown as a plain bounded string: a `null` branch per key would double what a model reads.
-ContextValue = Annotated[
-    str | None,
-    Field(min_length=1, max_length=_MAX_CONTEXT_VALUE_CHARS),
-    WithJsonSchema({"type": "string", "maxLength": _MAX_CONTEXT_VALUE_CHARS}),
-]
-
 INSTRUCTIONS = """\
 Drive Lexey (a customer-support agent platform) and Lexi (LeadLex's CRM assistant).
 Customer tools talk to the support agent as a customer would; configure_org changes the organisation
@@ -85,18 +79,6 @@ class AppState:
 def request_secrets(ctx: ServerRequestContext[AppState, Any]) -> list[str]:
     """Every secret in use for this request: what is redacted from everything the server sends back."""
     return ctx.lifespan_context.client.settings.secrets()
-
-
-class LexiContext(Schema):
-    """The page or CRM record the question is about."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    contact_id: ContextValue = None
-    deal_id: ContextValue = None
-    matter_id: ContextValue = None
-    company_id: ContextValue = None
-    page: ContextValue = None
 
 
 class ScenarioError(Schema):
@@ -231,7 +213,7 @@ def _mapped_errors(fn: Callable[..., Awaitable[CallToolResult]]) -> Callable[...
 class _Progress:
     """MCP progress for one tool call: one strictly increasing sequence (characters received across every reply
     of the call, plus one per reply begun), no total (it is never known), the reply so far as the message.
-    The client already coalesces text to ≤ 20 calls a second."""
+    The client already coalesces text to ≤ 2 calls a second."""
 
     def __init__(self, ctx: Context[AppState]) -> None:
         self._ctx = ctx
@@ -659,7 +641,7 @@ def build_server(
                 sb = await stack.enter_async_context(
                     Sandbox(SandboxConfig(delay=sandbox_delay, **webhooks), port=sandbox_port)
                 )
-                effective = settings.model_copy(update=sandbox_settings(sb.env()))
+                effective = sb.settings(settings)
                 logger.info("sandbox serving at %s", sb.url)
             if request_keys == "optional":
                 warn_about_keys(effective, enabled)
@@ -735,18 +717,6 @@ def _sandbox_webhooks(feed: EventFeed | None) -> dict[str, Any]:
     from pydantic import SecretStr
 
     return {"webhook_url": feed.webhook_url, "webhook_secret": SecretStr(feed.webhook_secret)}
-
-
-def sandbox_settings(env: dict[str, str]) -> dict[str, Any]:
-    from pydantic import SecretStr
-
-    return {
-        "base_url": env["LEXEY_BASE_URL"],
-        "lexi_base_url": env["LEXI_BASE_URL"],
-        "customer_key": SecretStr(env["LEXEY_CUSTOMER_KEY"]),
-        "management_key": SecretStr(env["LEXEY_MANAGEMENT_KEY"]),
-        "lexi_api_key": SecretStr(env["LEXI_API_KEY"]),
-    }
 
 
 def warn_about_keys(settings: Settings, toolsets: Iterable[Toolset]) -> None:

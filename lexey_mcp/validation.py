@@ -4,15 +4,41 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, WithJsonSchema
 
 from .errors import LexeyInputError
+from .models import Schema
 
 #: A canonical, hyphenated UUID (what the APIs mint); anything else never reaches a URL path.
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _UUID = re.compile(UUID_PATTERN.strip("^$"))
 LEXI_MAX_MESSAGE_CHARS = 12_000
-LEXI_CONTEXT_KEYS = frozenset({"contact_id", "deal_id", "matter_id", "company_id", "page"})
 _MAX_CONTEXT_VALUE_CHARS = 500
+
+
+# Optional, yet shown as a plain bounded string: a `null` branch per key would double what a model reads.
+ContextValue = Annotated[
+    str | None,
+    Field(min_length=1, max_length=_MAX_CONTEXT_VALUE_CHARS),
+    WithJsonSchema({"type": "string", "maxLength": _MAX_CONTEXT_VALUE_CHARS}),
+]
+
+
+class LexiContext(Schema):
+    """The page or CRM record the question is about. Its fields are the context keys Lexi accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contact_id: ContextValue = None
+    deal_id: ContextValue = None
+    matter_id: ContextValue = None
+    company_id: ContextValue = None
+    page: ContextValue = None
+
+
+LEXI_CONTEXT_KEYS = frozenset(LexiContext.model_fields)
 # C0 controls other than tab, LF and CR; DEL; C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 

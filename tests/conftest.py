@@ -5,8 +5,8 @@ import anyio
 import pytest
 
 from lexey_mcp.config import Settings
-from lexey_mcp.sandbox import Sandbox, SandboxConfig
-from tests.streams import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY
+from lexey_mcp.sandbox import Sandbox, SandboxConfig, settings_for
+from tests.processes import upstream_env
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,16 +36,10 @@ async def sandbox(anyio_backend: str) -> AsyncIterator[Sandbox]:
 
 def sandbox_settings_for(sb: Sandbox, **overrides: Any) -> Settings:
     """Settings pointing at `sb`, with the distinctive test keys (the sandbox takes any key of the right type)."""
-    values: dict[str, Any] = {
-        "base_url": sb.base_url,
-        "lexi_base_url": sb.lexi_base_url,
-        "customer_key": CUSTOMER_KEY,
-        "management_key": MANAGEMENT_KEY,
-        "lexi_api_key": LEXI_KEY,
-        "max_retry_wait": 0.5,
-        **overrides,
-    }
-    return Settings(_env_file=None, **values)
+    base = Settings(_env_file=None, **{"max_retry_wait": 0.5, **overrides})
+    pointed = settings_for(upstream_env(sb), base)
+    # What a test overrides wins over the sandbox's values.
+    return pointed.model_copy(update={name: getattr(base, name) for name in overrides})
 
 
 async def cancel_once_streaming(

@@ -22,7 +22,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from lexey_mcp.sandbox import Sandbox
+from lexey_mcp.sandbox import Sandbox, client_env
 from tests.streams import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY
 
 SERVER = [sys.executable, "-m", "lexey_mcp"]
@@ -37,13 +37,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def upstream_env(sb: Sandbox) -> dict[str, str]:
-    return {
-        "LEXEY_BASE_URL": sb.base_url,
-        "LEXI_BASE_URL": sb.lexi_base_url,
-        "LEXEY_CUSTOMER_KEY": CUSTOMER_KEY,
-        "LEXEY_MANAGEMENT_KEY": MANAGEMENT_KEY,
-        "LEXI_API_KEY": LEXI_KEY,
-    }
+    """The sandbox's client environment, with the distinctive test keys (it takes any key of the right type)."""
+    return client_env(sb.url, customer_key=CUSTOMER_KEY, management_key=MANAGEMENT_KEY, lexi_key=LEXI_KEY)
 
 
 def free_port(address: str = "127.0.0.1") -> int:

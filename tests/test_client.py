@@ -349,9 +349,45 @@ async def test_chat_5xx_not_retried_but_history_read_is() -> None:
 async def test_connection_refused_everywhere_is_a_connection_error() -> None:
     upstream = Upstream(*[fail(httpx2.ConnectError("refused"))] * 4)
     async with client(upstream, max_retries=3) as c:
-        with pytest.raises(errors.LexeyConnectionError, match="Could not connect"):
+        with pytest.raises(errors.LexeyConnectionError, match=r"Could not connect .* \(from LEXEY_BASE_URL\)"):
             await c.customer.create_conversation()
     assert len(upstream.requests) == 4
+
+
+async def test_connection_refused_names_the_variable_holding_that_url() -> None:
+    upstream = Upstream(*[fail(httpx2.ConnectError("refused"))] * 4)
+    async with client(upstream, max_retries=0) as c:
+        with pytest.raises(errors.LexeyConnectionError, match=r"\(from LEXI_BASE_URL\)"):
+            await c.lexi_chat("hi")
+        with pytest.raises(errors.LexeyConnectionError, match=r"\(from LEXEY_BASE_URL\)"):
+            await c.management.send_message(CID, "hi")
+
+
+@pytest.mark.parametrize("location", ["http://[::1", "https://exa mple.test/\x00", "http://host:port/"])
+async def test_an_unparsable_redirect_location_is_a_readable_protocol_error(location: str) -> None:
+    upstream = Upstream(reply(302, b"", headers={"location": location}))
+    async with client(upstream) as c:
+        with pytest.raises(errors.LexeyProtocolError, match="answered a redirect"):
+            await c.customer.send_message(CID, "hi")
+
+
+async def test_a_non_ascii_key_is_a_config_error_before_anything_is_sent() -> None:
+    upstream = Upstream()
+    async with client(upstream, customer_key="lxc_schlüssel") as c:
+        with pytest.raises(errors.LexeyConfigError, match="LEXEY_CUSTOMER_KEY contains non-ASCII characters"):
+            await c.customer.send_message(CID, "hi")
+    assert upstream.requests == []
+
+
+async def test_an_echoed_request_id_is_capped() -> None:
+    huge = {"x-request-id": "r" * 50_000}
+    upstream = Upstream(sse(chat_stream("hi"), headers=huge), reply(500, {"error": "x"}, headers=huge))
+    async with client(upstream, max_retries=0) as c:
+        result = await c.customer.send_message(CID, "hi")
+        assert result.request_id == "r" * 200
+        with pytest.raises(errors.ServerError) as caught:
+            await c.customer.send_message(CID, "hi")
+    assert caught.value.request_id == "r" * 200
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])

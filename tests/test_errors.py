@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lexey_mcp import errors
+from lexey_mcp.vendor import Api
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,7 @@ def test_every_error_is_a_lexey_error() -> None:
         ("lexi", 401, "LEXI_API_KEY"),
     ],
 )
-def test_hints_say_what_to_do(api: errors.ApiKind, status: int, hint: str) -> None:
+def test_hints_say_what_to_do(api: Api, status: int, hint: str) -> None:
     assert hint in str(errors.api_error(status, b"", "", api=api, request_id=None, secrets=[]))
 
 

@@ -15,7 +15,8 @@ import lexey_mcp
 from lexey_mcp import models
 from lexey_mcp.cli import build_parser
 from lexey_mcp.config import Settings
-from lexey_mcp.server import LexiContext, ScenarioResult, build_server
+from lexey_mcp.server import ScenarioResult, build_server
+from lexey_mcp.validation import LexiContext
 from tests.processes import clean_env
 from tests.test_examples import require
 

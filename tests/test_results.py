@@ -188,7 +188,6 @@ async def test_a_complete_reply_without_text_says_so(sandbox: Sandbox) -> None:
     assert "the reply has no text" in text_of(result)
 
 
-@pytest.mark.xfail(strict=True, reason="ignored_events is counted by the stream fold (helper core's branch)")
 async def test_a_complete_reply_without_text_names_the_ignored_events(sandbox: Sandbox) -> None:
     sandbox.inject(raw_reply("", {"type": "mystery", "text": "a new vendor format"}))
     async with Client(build_server(sandbox_settings_for(sandbox))) as client:

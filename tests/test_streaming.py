@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lexey_mcp.client import read_stream
 from lexey_mcp.models import ChatResult, LexiResult
 from lexey_mcp.sse import SSEDecoder
-from lexey_mcp.streaming import ChatFold, IdTracker, LexiFold, read_stream
+from lexey_mcp.streaming import ChatFold, IdTracker, LexiFold
 from tests.streams import CID, CUSTOMER_KEY, aiter_chunks, bytewise, chat_event, chat_stream, lexi_event, split_at
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +32,7 @@ def chat_fold(**overrides: object) -> ChatFold:
 
 
 def lexi_fold(**overrides: object) -> LexiFold:
-    args: dict[str, Any] = {"conversation_id": None, "request_id": None, "max_reply_chars": 10_000, "secrets": []}
+    args: dict[str, Any] = {"conversation_id": None, "idempotency_key": None, "max_reply_chars": 10_000, "secrets": []}
     return LexiFold(**{**args, **overrides})
 
 
@@ -83,9 +84,8 @@ async def test_anything_after_done_is_ignored() -> None:
 def test_the_fold_itself_ignores_events_after_done() -> None:
     # read_stream stops reading at [DONE]; a fold fed directly must still ignore what follows.
     fold = chat_fold()
-    for event in SSEDecoder().feed(chat_stream("a") + chat_event(9, {"type": "delta", "text": "LATE"})):
-        fold.feed(event)
-    result = fold.result()
+    fold.feed(SSEDecoder().feed(chat_stream("a") + chat_event(9, {"type": "delta", "text": "LATE"})))
+    result = fold.result(None)
     assert (result.text, result.last_event_id, result.events_received) == ("a", 2, 1)
 
 
@@ -416,3 +416,77 @@ async def test_every_single_byte_split_of_a_lexi_stream() -> None:
     body = lexi_stream()
     for cut in range(1, len(body)):
         assert await fold_lexi([body[:cut], body[cut:]]) == whole
+
+
+# Unknown kinds are counted, so a vendor format change does not look like silence.
+
+
+async def test_a_stream_of_unknown_kinds_says_what_it_ignored() -> None:
+    body = b"".join(
+        [
+            chat_event(1, {"type": "delta_v2", "content": "Hello"}),
+            chat_event(2, {"type": "delta_v2", "content": " there"}),
+            b'event: token\nid: 3\ndata: {"text":"x"}\n\n',
+            chat_event(4, {"kind": "delta"}),
+            chat_event(5, "[DONE]"),
+        ]
+    )
+    result = await fold_chat(body)
+    assert (result.outcome, result.text, result.skipped_events) == ("complete", "", 0)
+    assert (result.ignored_events, result.ignored_event_types) == (4, ["delta_v2", "token"])
+
+
+async def test_ignored_kinds_are_listed_up_to_ten_and_all_counted() -> None:
+    body = b"".join(chat_event(i, {"type": f"kind{i % 25}"}) for i in range(1, 101)) + chat_event(101, "[DONE]")
+    result = await fold_chat(body)
+    assert result.ignored_events == 100
+    assert result.ignored_event_types == [f"kind{i}" for i in range(1, 11)]
+
+
+async def test_lexi_ignored_event_names_are_counted() -> None:
+    body = lexi_event("text_v2", {"delta": "x"}) + b"data: not done\n\n" + b"data: [DONE]\n\n"
+    result = await fold_lexi(body)
+    assert (result.ignored_events, result.ignored_event_types) == (2, ["text_v2", "message"])
+
+
+# Every per-stream structure is bounded, whatever the upstream sends.
+
+
+async def test_statuses_keep_the_last_hundred_and_count_the_rest() -> None:
+    body = b"".join(chat_event(i, {"type": "status", "status": f"s{i}" + "x" * 500}) for i in range(1, 1001))
+    result = await fold_chat(body + chat_event(1001, "[DONE]"))
+    assert len(result.status_events) == 100
+    assert result.status_events_omitted == 900
+    assert result.status_events[-1] == "s1000" + "x" * 195
+    assert result.conversation_status == result.status_events[-1]
+
+
+def test_id_gaps_keep_a_thousand_ranges_and_count_the_rest() -> None:
+    ids = IdTracker()
+    for n in range(2, 6002, 2):  # 3,000 one-id gaps: 1, 3, 5, …
+        ids.see(str(n))
+    assert ids.missing_count == 3000
+    assert len(ids._starts) == 1000
+    assert ids.missing()[:3] == [1, 3, 5]
+    ids.see("1")  # a late arrival in a kept range fills it
+    assert ids.missing_count == 2999
+
+
+def test_a_late_id_splitting_a_range_at_the_cap_keeps_the_count() -> None:
+    ids = IdTracker()
+    for n in range(2, 2002, 2):  # exactly 1,000 ranges, the last one 1999
+        ids.see(str(n))
+    ids.see("3000")  # one more gap, 2001-2999: counted only
+    ids.see("10000")  # 3001-9999: counted only
+    assert ids.missing_count == 1000 + 999 + 6999
+    ids.see("2500")  # inside a gap that is only counted: cannot be taken off, stays counted as missing
+    assert len(ids._starts) == 1000
+
+
+async def test_lexi_tool_steps_and_thinking_are_capped_and_counted() -> None:
+    body = b"".join(lexi_event("tool_step", {"tool": "t", "status": "started"}) for _ in range(300))
+    body += b"".join(lexi_event("thinking", {"text": "hmm"}) for _ in range(250))
+    result = await fold_lexi(body + b"data: [DONE]\n\n")
+    assert (len(result.tool_steps), result.tool_steps_omitted) == (200, 100)
+    assert (len(result.thinking), result.thinking_omitted) == (200, 50)
+    assert result.outcome == "complete"

@@ -53,13 +53,12 @@ async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> in
     async with AsyncExitStack() as stack:
         if sandbox:
             from ..sandbox import Sandbox, SandboxConfig
-            from ..server import sandbox_settings
 
             if settings.log_level != "DEBUG":  # its start and stop lines are noise around a report
                 for name in ("uvicorn.error", "lexey_mcp.sandbox"):
                     logging.getLogger(name).setLevel(logging.WARNING)
             sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=args.delay)))
-            settings = settings.model_copy(update=sandbox_settings(sb.env()))
+            settings = sb.settings(settings)
         client = await stack.enter_async_context(LexeyClient(settings, trust_env=not sandbox))
         title = suite.name or Path(suite.source).stem
         write(sys.stdout, f"{title}: running {suite.source}" + (" (setup skipped)" if args.skip_setup else "") + "\n")

@@ -12,7 +12,7 @@ key that is not `lxc_`/`lxm_` (e.g. `wbk_`) is 401, the other Lexey key type is 
 
 from .config import SandboxConfig
 from .faults import Fault
-from .server import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY, Sandbox, banner, client_env, serve
+from .server import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY, Sandbox, banner, client_env, serve, settings_for
 from .store import CloseReason, RequestRecord, SandboxStats
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "banner",
     "client_env",
     "serve",
+    "settings_for",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-LEXI_MAX_MESSAGE_CHARS = 12_000
 # Lexi's balance reported when `credits` is None (unlimited): it counts down from here but never refuses.
 NOMINAL_LEXI_CREDITS = 5_000
 
@@ -23,6 +22,9 @@ class SandboxConfig(BaseModel):
     delay: float = Field(default=0.02, ge=0, description="seconds between streamed events")
     keys: frozenset[str] | None = Field(
         default=None, description="None: any key with the right prefix; else the exact keys accepted"
+    )
+    keys_without_lexi_permission: frozenset[str] = Field(
+        default=frozenset({"wbk_noperm_key"}), description="workspace keys Lexi refuses with 403"
     )
     credits: int | None = Field(default=None, ge=0)
     message_limit: int = Field(default=50, ge=1, description="user messages per chat conversation before 429")

@@ -104,43 +104,6 @@ class FaultQueue:
         return len(self._queue)
 
 
-CHAT_ERRORS: dict[int, str] = {
-    400: "Invalid request",
-    401: "Missing or invalid API key",
-    402: "No active subscription or credits exhausted",
-    404: "Conversation not found",
-    429: "Conversation message limit reached",
-    500: "Internal server error",
-    502: "Bad gateway",
-    503: "Service temporarily unavailable",
-}
-LEXI_ERRORS: dict[int, tuple[str, str]] = {
-    400: ("validation_error", "Invalid request"),
-    401: ("invalid_key", "Invalid or expired API key"),
-    402: ("insufficient_credits", "Workspace credit balance is exhausted"),
-    403: ("insufficient_permissions", "Missing write:ai permission"),
-    404: ("conversation_not_found", "Supplied conversation_id does not exist"),
-    429: ("rate_limited", "Rate limit exceeded"),
-    500: ("internal_error", "Internal server error"),
-    502: ("bad_gateway", "Bad gateway"),
-    503: ("service_unavailable", "Service temporarily unavailable"),
-}
-
-
-def wrong_key_message(kind: RouteKind) -> str:
-    return f"Wrong key type (use {'lxc_' if kind == 'customer' else 'lxm_'} key)"
-
-
-def chat_error_message(kind: RouteKind, status: int) -> str:
-    if status == 403:
-        return wrong_key_message(kind)
-    return CHAT_ERRORS.get(status, f"HTTP error {status}")
-
-
-def lexi_error(status: int) -> tuple[str, str]:
-    return LEXI_ERRORS.get(status, ("http_error", f"HTTP error {status}"))
-
-
 def html_page(status: int) -> bytes:
     """An error page as a reverse proxy would serve it."""
     try:

@@ -7,7 +7,7 @@ import logging
 import shlex
 import signal
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
@@ -15,8 +15,11 @@ from typing import Self
 import anyio
 import uvicorn
 from anyio.abc import TaskStatus
+from pydantic import AliasChoices
 
 from ..addresses import is_loopback
+from ..config import Settings
+from ..vendor import API
 from .app import CHAT_PREFIX, LEXI_PREFIX, SandboxApp
 from .config import SandboxConfig
 from .faults import Fault
@@ -117,6 +120,20 @@ def client_env(
     }
 
 
+def settings_for(env: Mapping[str, str], base: Settings | None = None) -> Settings:
+    """`base` with the variables of `env` (from `client_env`) applied; without `base`, the settings a client whose
+    environment also holds `env` would have."""
+    applied = Settings.model_validate(dict(env))  # the variables are the fields' aliases
+    given = {
+        name
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.validation_alias, AliasChoices) and set(field.validation_alias.choices) & set(env)
+    }
+    return (base if base is not None else Settings()).model_copy(
+        update={name: getattr(applied, name) for name in given}
+    )
+
+
 class Sandbox:
     """An embedded, deterministic Lexey + Lexi server on a real socket.
 
@@ -151,20 +168,25 @@ class Sandbox:
     def lexi_base_url(self) -> str:
         return self.url + LEXI_PREFIX
 
+    def settings(self, base: Settings | None = None) -> Settings:
+        """`base` pointed at this sandbox, with keys it accepts (see `settings_for`)."""
+        return settings_for(self.env(), base)
+
     def env(self) -> dict[str, str]:
         """Environment variables that point a lexey-mcp client at this sandbox."""
         return client_env(
             self.url,
-            customer_key=self._key("lxc_", CUSTOMER_KEY),
-            management_key=self._key("lxm_", MANAGEMENT_KEY),
-            lexi_key=self._key("wbk_", LEXI_KEY),
+            customer_key=self._key(API["customer"].key_prefix, CUSTOMER_KEY),
+            management_key=self._key(API["management"].key_prefix, MANAGEMENT_KEY),
+            lexi_key=self._key(API["lexi"].key_prefix, LEXI_KEY),
         )
 
     def _key(self, prefix: str, default: str) -> str:
         keys = self.config.keys
         if keys is None or default in keys:
             return default
-        return next((k for k in sorted(keys) if k.startswith(prefix) and "noperm" not in k), default)
+        refused = self.config.keys_without_lexi_permission
+        return next((k for k in sorted(keys) if k.startswith(prefix) and k not in refused), default)
 
     # faults and observability
     def inject(self, fault: Fault) -> None:
