@@ -12,29 +12,21 @@ from pydantic import ValidationError
 
 from . import __version__
 from .config import Settings
+from .observability import LogFormat, RedactingFormatter, log_formatter
 from .redaction import redact
 from .server import TOOLSETS, Toolset
+
+__all__ = ["RedactingFormatter", "configure_logging", "main"]
 
 logger = logging.getLogger("lexey_mcp")
 
 
-class RedactingFormatter(logging.Formatter):
-    """Formats as usual, then removes secrets from the whole line, traceback included."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._secrets = secrets
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), self._secrets)
-
-
-def configure_logging(level: str, secrets: list[str]) -> None:
+def configure_logging(level: str, secrets: list[str], log_format: LogFormat = "text") -> None:
     """Everything to stderr, redacted. Done before the SDK's server exists, so its own set-up is a no-op."""
     # When a handler fails (stderr closed by the host, …) logging would print the raw, unredacted record.
     logging.raiseExceptions = False
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(secrets))
+    handler.setFormatter(log_formatter(log_format, secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -117,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fields = ", ".join(str(e["loc"][0]).upper() for e in exc.errors())
         print(f"lexey-mcp: invalid configuration ({fields}):\n{redact(str(exc))}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.secrets())
+    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
     if args.command == "demo":
         from .demo import run_demo
 

@@ -33,6 +33,7 @@ from . import __version__
 from .config import Settings
 from .errors import ApiKind, LexeyConnectionError, LexeyProtocolError, LexeyTimeoutError, api_error
 from .models import ChatResult, LexiResult, Message, PartialReason, RateLimit
+from .observability import Observer, Upstream
 from .streaming import ChatFold, LexiFold, OnText, _Fold, read_stream
 from .validation import LEXI_MAX_MESSAGE_CHARS, check_context, check_message, check_uuid
 
@@ -102,9 +103,12 @@ class LexeyClient:
         *,
         transport: httpx2.AsyncBaseTransport | None = None,
         trust_env: bool = True,
+        observer: Observer | None = None,
     ) -> None:
-        """`trust_env=False` ignores HTTP(S)_PROXY and friends (the sandbox lives on loopback)."""
+        """`trust_env=False` ignores HTTP(S)_PROXY and friends (the sandbox lives on loopback). `observer`
+        records metrics and spans (the server's); without one, nothing is recorded."""
         self.settings = settings if settings is not None else Settings()
+        self.observer = observer if observer is not None else Observer(self.settings, enabled=False)
         self._transport = transport
         self._trust_env = trust_env
         self._http: httpx2.AsyncClient | None = None
@@ -191,35 +195,38 @@ class LexeyClient:
         started = False
         policy: RetryPolicy = "lexi" if api == "lexi" else "unsent"
         headers = {"Accept": "text/event-stream", **(headers or {})}
-        with anyio.move_on_after(self.settings.stream_timeout) as deadline:
-            async with self._open(api, "POST", url, policy, json_body=body, headers=headers) as response:
-                media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-                if media_type != "text/event-stream":
-                    raise LexeyProtocolError(
-                        f"{url} answered HTTP {response.status_code} with {media_type or 'no content type'} "
-                        "instead of an event stream."
+        async with self.observer.upstream(api, stream=True) as upstream:
+            with anyio.move_on_after(self.settings.stream_timeout) as deadline:
+                async with self._open(upstream, "POST", url, policy, json_body=body, headers=headers) as response:
+                    media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+                    if media_type != "text/event-stream":
+                        raise LexeyProtocolError(
+                            f"{url} answered HTTP {response.status_code} with {media_type or 'no content type'} "
+                            "instead of an event stream."
+                        )
+                    fold.request_id = response.headers.get("x-request-id")
+                    if isinstance(fold, LexiFold):
+                        fold.rate_limit = rate_limit_of(response)
+                    started = True
+                    reason = await read_stream(
+                        response.aiter_bytes(), fold, max_event_bytes=self.settings.max_event_bytes, on_text=on_text
                     )
-                fold.request_id = response.headers.get("x-request-id")
-                if isinstance(fold, LexiFold):
-                    fold.rate_limit = rate_limit_of(response)
-                started = True
-                reason = await read_stream(
-                    response.aiter_bytes(), fold, max_event_bytes=self.settings.max_event_bytes, on_text=on_text
-                )
-        if deadline.cancelled_caught and not started:
-            raise LexeyTimeoutError(f"No response from {url} within {self.settings.stream_timeout:g} s.")
+            if deadline.cancelled_caught and not started:
+                raise LexeyTimeoutError(f"No response from {url} within {self.settings.stream_timeout:g} s.")
+            upstream.ended(fold, reason)
         if reason is not None:
             logger.info("stream from %s ended early: %s", url, reason)
         return reason
 
     async def _json(self, api: ApiKind, method: str, url: str, policy: RetryPolicy) -> Any:
         """The JSON body of a successful answer."""
-        with anyio.move_on_after(self.settings.stream_timeout) as deadline:
-            async with self._open(api, method, url, policy) as response:
-                body = await _read_bounded(response, _JSON_BODY_LIMIT)
-                status = response.status_code
-        if deadline.cancelled_caught:
-            raise LexeyTimeoutError(f"No complete answer from {url} within {self.settings.stream_timeout:g} s.")
+        async with self.observer.upstream(api, stream=False) as upstream:
+            with anyio.move_on_after(self.settings.stream_timeout) as deadline:
+                async with self._open(upstream, method, url, policy) as response:
+                    body = await _read_bounded(response, _JSON_BODY_LIMIT)
+                    status = response.status_code
+            if deadline.cancelled_caught:
+                raise LexeyTimeoutError(f"No complete answer from {url} within {self.settings.stream_timeout:g} s.")
         if len(body) > _JSON_BODY_LIMIT:
             raise LexeyProtocolError(f"{url} answered a body over {_JSON_BODY_LIMIT} bytes.")
         try:
@@ -230,7 +237,7 @@ class LexeyClient:
     @asynccontextmanager
     async def _open(
         self,
-        api: ApiKind,
+        upstream: Upstream,
         method: str,
         url: str,
         policy: RetryPolicy,
@@ -239,6 +246,7 @@ class LexeyClient:
         headers: dict[str, str] | None = None,
     ) -> AsyncIterator[httpx2.Response]:
         """Send with the API's key and retries; yield a successful (2xx) streaming response."""
+        api = upstream.api
         key = self.settings.key(api)  # LexeyConfigError before anything is sent
         all_headers = {**(headers or {}), "Authorization": f"Bearer {key.get_secret_value()}"}
         attempt = 0
@@ -246,7 +254,7 @@ class LexeyClient:
             http = self._session()
             request = http.build_request(method, url, json=json_body, headers=all_headers)
             try:
-                response = await http.send(request, stream=True)
+                response = await upstream.send(http, request)
             except _NOT_SENT as exc:
                 if attempt < self.settings.max_retries:
                     attempt += 1

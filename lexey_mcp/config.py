@@ -61,8 +61,29 @@ class Settings(BaseSettings):
     max_retries: int = Field(3, ge=0, le=10, validation_alias=_env("LEXEY_MAX_RETRIES"))
     #: The longest a retry will wait; a `Retry-After` beyond it is not waited for.
     max_retry_wait: float = Field(10.0, ge=0, validation_alias=_env("LEXEY_MAX_RETRY_WAIT"))
+    # Operations (see lexey_mcp/observability/): limits, metrics, logs.
+    #: Tool calls per upstream key, "N/second|minute|hour"; unset: no limit.
+    rate_limit: str | None = Field(
+        None, pattern=r"^\s*[1-9]\d{0,8}\s*/\s*(second|minute|hour)\s*$", validation_alias=_env("LEXEY_MCP_RATE_LIMIT")
+    )
+    max_concurrent_streams: int | None = Field(None, ge=1, validation_alias=_env("LEXEY_MCP_MAX_CONCURRENT_STREAMS"))
+    #: How long a call waits for a free stream slot before it fails.
+    stream_slot_wait: float = Field(30.0, gt=0, validation_alias=_env("LEXEY_MCP_STREAM_SLOT_WAIT"))
+    metrics_token: SecretStr | None = Field(None, validation_alias=_env("LEXEY_MCP_METRICS_TOKEN"))
+    redis_url: SecretStr | None = Field(None, validation_alias=_env("LEXEY_REDIS_URL"))
+    log_format: Literal["text", "json"] = Field("text", validation_alias=_env("LEXEY_LOG_FORMAT"))
 
-    @field_validator("customer_key", "management_key", "lexi_api_key", "auth_token", mode="before")
+    @field_validator(
+        "customer_key",
+        "management_key",
+        "lexi_api_key",
+        "auth_token",
+        "rate_limit",
+        "max_concurrent_streams",
+        "metrics_token",
+        "redis_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -109,5 +130,12 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction."""
-        values = (self.customer_key, self.management_key, self.lexi_api_key, self.auth_token)
+        values = (
+            self.customer_key,
+            self.management_key,
+            self.lexi_api_key,
+            self.auth_token,
+            self.metrics_token,
+            self.redis_url,
+        )
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

@@ -26,9 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
 from .client import LexeyClient
-from .config import Settings
+from .config import KeyKind, Settings
 from .errors import LexeyError, LexeyInputError, NotFoundError
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
+from .observability import Observer, add_readiness_checks, add_routes
 from .validation import LEXI_MAX_MESSAGE_CHARS, check_message, check_uuid
 
 logger = logging.getLogger("lexey_mcp.server")
@@ -245,6 +246,10 @@ async def run_customer_scenario(
     return await _guard(run)
 
 
+#: The upstream key each toolset's tools use.
+_TOOLSET_KEYS: dict[Toolset, KeyKind] = {"customer": "customer", "management": "management", "lexi": "lexi"}
+
+
 @dataclass(frozen=True)
 class _ToolSpec:
     fn: Callable[..., Any]
@@ -305,9 +310,12 @@ def build_server(
     sandbox: bool = False,
     sandbox_delay: float = 0.02,
     auth_token: str | None = None,
+    observe: bool = True,
 ) -> MCPServer[AppState]:
-    """The MCP server. `sandbox=True` starts the embedded simulator with the server and points it there."""
+    """The MCP server. `sandbox=True` starts the embedded simulator with the server and points it there.
+    `observe=False` records no metrics or spans (limits still apply)."""
     enabled = set(toolsets)
+    observer = Observer(settings, enabled=observe)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -320,7 +328,8 @@ def build_server(
                 effective = settings.model_copy(update=sandbox_settings(sb.env()))
                 logger.info("sandbox serving at %s", sb.url)
             warn_about_keys(effective, enabled)
-            client = await stack.enter_async_context(LexeyClient(effective, trust_env=not sandbox))
+            stack.push_async_callback(observer.aclose)
+            client = await stack.enter_async_context(LexeyClient(effective, trust_env=not sandbox, observer=observer))
             yield AppState(client=client)
 
     auth: dict[str, Any] = {}
@@ -339,7 +348,11 @@ def build_server(
     if "customer" in enabled:
         _add_history_resource(server)
     _add_workflow_prompt(server)
+    tool_keys = {spec.fn.__name__: _TOOLSET_KEYS[spec.toolset] for spec in TOOLS}
+    server.middleware.append(observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings))
     server.middleware.append(_reject_unknown_arguments(server))
+    add_readiness_checks(observer, settings, [kind for kind in TOOLSETS if kind in enabled])
+    add_routes(server, observer, settings)
     return server
 
 

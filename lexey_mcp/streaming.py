@@ -242,6 +242,10 @@ class _Fold:
         """Apply one event; False when it could not be used."""
         raise NotImplementedError
 
+    def result(self, partial_reason: PartialReason | None = None) -> ChatResult:
+        """The folded result; `partial_reason` is why `read_stream` stopped early, if it did."""
+        raise NotImplementedError
+
     def _common(self, partial_reason: PartialReason | None) -> dict[str, Any]:
         if self.too_large:
             partial_reason = "reply_too_large"  # the text was cut, whether [DONE] came after or not
