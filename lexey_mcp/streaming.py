@@ -27,7 +27,7 @@ from typing import Any, cast
 import anyio
 import httpx2
 
-from .models import ChatResult, LexiResult, PartialReason, RateLimit, StreamError, ToolStep
+from .models import ChatResult, LexiResult, Outcome, PartialReason, RateLimit, StreamError, ToolStep
 from .redaction import redact
 from .sse import Event, FastPath, SSEDecoder
 
@@ -242,18 +242,19 @@ class _Fold:
         """Apply one event; False when it could not be used."""
         raise NotImplementedError
 
-    def result(self, partial_reason: PartialReason | None = None) -> ChatResult:
-        """The folded result; `partial_reason` is why `read_stream` stopped early, if it did."""
-        raise NotImplementedError
-
-    def _common(self, partial_reason: PartialReason | None) -> dict[str, Any]:
+    def ending(self, partial_reason: PartialReason | None) -> tuple[Outcome, PartialReason | None]:
+        """The outcome and why the reply ended early (None: it did not), given why `read_stream` stopped."""
         if self.too_large:
             partial_reason = "reply_too_large"  # the text was cut, whether [DONE] came after or not
         elif self.done:
             partial_reason = None
         elif partial_reason is None:
             partial_reason = "ended_without_done"
-        outcome = "error" if self.error is not None else ("complete" if partial_reason is None else "partial")
+        outcome: Outcome = "error" if self.error is not None else ("complete" if partial_reason is None else "partial")
+        return outcome, partial_reason
+
+    def _common(self, partial_reason: PartialReason | None) -> dict[str, Any]:
+        outcome, partial_reason = self.ending(partial_reason)
         return {
             "text": self.text(),
             "conversation_id": self.conversation_id,

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from .. import __version__
 from ..config import KeyKind, Settings
+from ..errors import LexeyError
 from .telemetry import Observer
 
 #: The longest one readiness check may take.
@@ -50,6 +51,8 @@ async def readiness_problems(observer: Observer) -> list[str]:
         try:
             with anyio.move_on_after(CHECK_SECONDS):
                 problem = await check()
+        except LexeyError as exc:
+            problem = str(exc)
         except Exception as exc:  # a check that fails is a problem to report, not a 500
             problem = f"failed ({type(exc).__name__})"
         if problem:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
+from contextvars import Token
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from mcp.types import CallToolResult, TextContent
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from ..config import KeyKind, Settings
-from ..errors import LexeyError
+from ..errors import LexeyConfigError, LexeyError
 from .limits import Limiter, MemoryLimiter, Rate, RedisLimiter, StreamSlots, key_id
 from .logs import CallContext, current_call
 
@@ -139,9 +141,13 @@ class Observer:
     def redis(self) -> Any:
         """The shared `redis.asyncio.Redis` client for LEXEY_REDIS_URL (made on first use)."""
         if self._redis is None:
-            import redis.asyncio
-
             assert self.redis_url is not None
+            try:
+                import redis.asyncio
+            except ImportError:
+                raise LexeyConfigError(
+                    "LEXEY_REDIS_URL is set but redis-py is not installed: pip install 'lexey-mcp[redis]'."
+                ) from None
             self._redis = redis.asyncio.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=5)
         return self._redis
 
@@ -206,7 +212,7 @@ class Observer:
         try:
             wait = await limiter.hit(key_id(key))
         except Exception as exc:  # Redis away: serve rather than refuse everyone; /readyz reports it
-            logger.warning("rate limit not checked: %s", type(exc).__name__)
+            logger.warning("rate limit not checked: %s", exc if isinstance(exc, LexeyError) else type(exc).__name__)
             return None
         if wait is None:
             return None
@@ -221,7 +227,7 @@ class Observer:
 class Upstream:
     """One upstream request: a `lexey.upstream` span, its attempts, and (streams) how the stream ended."""
 
-    __slots__ = ("_observer", "_span_cm", "_streaming", "api", "attempts", "span", "stream")
+    __slots__ = ("_observer", "_streaming", "_token", "api", "attempts", "attributes", "span", "stream")
 
     def __init__(self, observer: Observer, api: KeyKind, stream: bool) -> None:
         self._observer = observer
@@ -229,36 +235,37 @@ class Upstream:
         self.stream = stream
         self.attempts = 0
         self._streaming = False
-        self._span_cm: Any = None
+        self._token: Token[otel_context.Context] | None = None
         self.span: trace.Span = trace.INVALID_SPAN
+        #: Set on the span when it ends, in one call.
+        self.attributes: dict[str, str | int] = {}
 
     async def __aenter__(self) -> Self:
         slots = self._observer.stream_slots if self.stream else None
         if slots is not None:
             await slots.acquire()
         if self._observer.enabled:
-            self._span_cm = _tracer.start_as_current_span(
-                "lexey.upstream",
-                kind=trace.SpanKind.CLIENT,
-                attributes={"lexey.api": self.api},
-                record_exception=False,  # exception messages may quote upstream text
-                set_status_on_exception=False,
+            # Exceptions are not recorded on the span: their messages may quote upstream text.
+            self.span = _tracer.start_span(
+                "lexey.upstream", kind=trace.SpanKind.CLIENT, attributes={"lexey.api": self.api}
             )
-            self.span = self._span_cm.__enter__()
+            self._token = otel_context.attach(trace.set_span_in_context(self.span))
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            if self._span_cm is not None:
-                self.span.set_attribute("lexey.retry_count", max(self.attempts - 1, 0))
+            if self._token is not None:
+                self.attributes["lexey.retry_count"] = max(self.attempts - 1, 0)
                 if exc_type is not None:
-                    self.span.set_attributes({"lexey.outcome": "failed", "error.type": exc_type.__name__})
+                    self.attributes.update({"lexey.outcome": "failed", "error.type": exc_type.__name__})
                     self.span.set_status(trace.StatusCode.ERROR)
                 elif not self.stream:
-                    self.span.set_attribute("lexey.outcome", "complete")
-                self._span_cm.__exit__(exc_type, exc, tb)
+                    self.attributes["lexey.outcome"] = "complete"
+                self.span.set_attributes(self.attributes)
+                self.span.end()
+                otel_context.detach(self._token)
             if self._streaming:
                 self._observer.metrics.streams_active.labels(self.api).dec()
         finally:
@@ -291,7 +298,7 @@ class Upstream:
             raise
         else:
             status = str(response.status_code)
-            self.span.set_attribute("http.response.status_code", response.status_code)
+            self.attributes["http.response.status_code"] = response.status_code
             if self.stream and response.is_success and not self._streaming:
                 self._streaming = True
                 observer.metrics.streams_active.labels(self.api).inc()
@@ -304,11 +311,11 @@ class Upstream:
         """Record how a stream ended (`read_stream`'s reason): outcome, events, partial reason."""
         if not self._observer.enabled:
             return
-        result = fold.result(reason)
+        outcome, partial_reason = fold.ending(reason)
         metrics = self._observer.metrics
-        metrics.stream_events.labels(self.api).inc(result.events_received)
-        if result.outcome == "partial" and result.partial_reason is not None:
-            metrics.partial_results.labels(self.api, result.partial_reason).inc()
-        self.span.set_attributes({"lexey.outcome": result.outcome, "lexey.events": result.events_received})
-        if result.partial_reason is not None:
-            self.span.set_attribute("lexey.partial_reason", result.partial_reason)
+        metrics.stream_events.labels(self.api).inc(fold.events_received)
+        self.attributes.update({"lexey.outcome": outcome, "lexey.events": fold.events_received})
+        if partial_reason is not None:
+            self.attributes["lexey.partial_reason"] = partial_reason
+            if outcome == "partial":
+                metrics.partial_results.labels(self.api, partial_reason).inc()
