@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from contextvars import Token
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
