@@ -120,7 +120,7 @@ async def run(calls: int) -> tuple[str, float]:
     lines.append(
         f"\n{calls} rounds per phase after 50 warm-up rounds, both servers in each round in a shuffled order; "
         f"reply {len(''.join(REPLY))} characters in {len(REPLY)} deltas. One call makes one upstream request "
-        "(a stream): one `lexey.upstream` span, eight metric updates. CPU time is this process's (client and "
+        "(a stream): one `lexey.upstream` span, six metric updates. CPU time is this process's (client and "
         "server; the sandbox runs elsewhere), so other load on the machine does not blur it."
     )
     return "\n".join(lines), worst

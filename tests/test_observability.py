@@ -30,7 +30,7 @@ from lexey_mcp import __version__
 from lexey_mcp.cli import configure_logging
 from lexey_mcp.client import LexeyClient
 from lexey_mcp.config import Settings
-from lexey_mcp.observability import MemoryLimiter, Observer, Rate, key_id, tool_result_label
+from lexey_mcp.observability import MemoryLimiter, Observer, Rate, key_id, readiness_problems, tool_result_label
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import build_server
 from tests.conftest import sandbox_settings_for
@@ -147,16 +147,9 @@ async def test_readiness_is_a_list_of_named_checks_others_extend(sandbox: Sandbo
         await anyio.sleep(60)
         return None
 
-    from lexey_mcp.observability import readiness_problems
-    from lexey_mcp.observability import routes as routes_module
-
     observer.readiness["state_store"] = store
     observer.readiness["slow"] = slow
-    routes_module.CHECK_SECONDS, saved = 0.05, routes_module.CHECK_SECONDS
-    try:
-        problems = await readiness_problems(observer)
-    finally:
-        routes_module.CHECK_SECONDS = saved
+    problems = await readiness_problems(observer, timeout=0.05)
     assert problems == ["state_store: state store unreachable", "slow: no answer within 0.05 s"]
 
 
