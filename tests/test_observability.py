@@ -149,7 +149,7 @@ async def test_readiness_is_a_list_of_named_checks_others_extend(sandbox: Sandbo
 
     observer.readiness["state_store"] = store
     observer.readiness["slow"] = slow
-    problems = await readiness_problems(observer, timeout=0.05)
+    problems = await readiness_problems(observer, per_check=0.05)
     assert problems == ["state_store: state store unreachable", "slow: no answer within 0.05 s"]
 
 

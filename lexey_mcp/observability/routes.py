@@ -44,13 +44,13 @@ def add_readiness_checks(observer: Observer, settings: Settings, kinds: Iterable
         observer.readiness["redis"] = redis
 
 
-async def readiness_problems(observer: Observer, timeout: float = CHECK_SECONDS) -> list[str]:
+async def readiness_problems(observer: Observer, per_check: float = CHECK_SECONDS) -> list[str]:
     """Every readiness check's problem, as "name: problem", in the order the checks were added."""
     problems: list[str] = []
     for name, check in observer.readiness.items():
-        problem: str | None = f"no answer within {timeout:g} s"
+        problem: str | None = f"no answer within {per_check:g} s"
         try:
-            with anyio.move_on_after(timeout):
+            with anyio.move_on_after(per_check):
                 problem = await check()
         except LexeyError as exc:
             problem = str(exc)
