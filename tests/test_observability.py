@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -30,10 +31,19 @@ from lexey_mcp import __version__
 from lexey_mcp.cli import configure_logging
 from lexey_mcp.client import LexeyClient
 from lexey_mcp.config import Settings
-from lexey_mcp.observability import MemoryLimiter, Observer, Rate, key_id, readiness_problems, tool_result_label
+from lexey_mcp.observability import (
+    MemoryLimiter,
+    Observer,
+    Rate,
+    add_readiness_checks,
+    key_id,
+    readiness_problems,
+    tool_result_label,
+)
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import build_server
 from tests.conftest import sandbox_settings_for
+from tests.processes import http_server, mcp_client
 from tests.redis_server import redis_server
 from tests.streams import ALL_KEYS, CUSTOMER_KEY
 
@@ -126,15 +136,28 @@ async def test_readyz_names_a_malformed_key_without_showing_it(sandbox: Sandbox)
 
 async def test_readyz_follows_redis(sandbox: Sandbox, tmp_path: Path) -> None:
     with redis_server(tmp_path) as redis:
-        server = build_server(sandbox_settings_for(sandbox, redis_url=redis.url))
-        async with http_to(server) as http:
-            assert (await http.get("/readyz")).status_code == 200
+        settings = sandbox_settings_for(sandbox, redis_url=redis.url)
+        observer = Observer(settings)
+        add_readiness_checks(observer, settings, ["customer", "management", "lexi"])
+        try:
+            assert await readiness_problems(observer) == []
             redis.stop()
-            down = await http.get("/readyz")
-            assert down.status_code == 503
-            assert down.json()["problems"] == ["redis: failed (ConnectionError)"]
+            assert await readiness_problems(observer) == ["redis: failed (ConnectionError)"]
             redis.start()
-            assert (await http.get("/readyz")).status_code == 200
+            assert await readiness_problems(observer) == []
+        finally:
+            await observer.aclose()
+
+
+async def test_readyz_names_a_missing_redis_client_library(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)  # as if `pip install 'lexey-mcp[redis]'` was skipped
+    settings = sandbox_settings_for(sandbox, redis_url="redis://127.0.0.1:1/0")
+    async with http_to(build_server(settings)) as http:
+        ready = await http.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["problems"] == [
+        "redis: LEXEY_REDIS_URL is set but redis-py is not installed: pip install 'lexey-mcp[redis]'."
+    ]
 
 
 async def test_readiness_is_a_list_of_named_checks_others_extend(sandbox: Sandbox) -> None:
@@ -456,7 +479,8 @@ async def test_rate_limit_is_shared_and_exact_through_redis(sandbox: Sandbox, tm
         # The key is stored as a hash, never as itself.
         import redis as redis_py
 
-        stored = redis_py.Redis.from_url(redis.url).keys("*")
+        with redis_py.Redis.from_url(redis.url) as inspect:
+            stored = inspect.keys("*")
         assert stored == [f"lexey-mcp:rate:{key_id(settings.key('customer'))}".encode()]
         assert not any(CUSTOMER_KEY.encode() in key for key in stored)
 
@@ -571,3 +595,31 @@ def test_no_uuid_leak_in_key_id() -> None:
     assert len(digest) == 32
     assert CUSTOMER_KEY not in digest
     assert digest != key_id(SecretStr(str(uuid.uuid4())))
+
+
+# The real thing: `lexey-mcp --transport http` in a subprocess (the CLI's wiring and uvicorn's scope are the point)
+
+
+async def test_served_over_http_with_json_logs_metrics_and_health(sandbox: Sandbox, tmp_path: Path) -> None:
+    token = "tok_Wq3RtY7uIo9PaS2dF"
+    async with http_server(
+        sandbox, tmp_path, LEXEY_LOG_FORMAT="json", LEXEY_LOG_LEVEL="INFO", LEXEY_MCP_AUTH_TOKEN=token
+    ) as server:
+        root = server.url.removesuffix("/mcp")
+        async with mcp_client(server.url, headers={"Authorization": f"Bearer {token}"}) as client:
+            result = await client.call_tool("get_conversation_messages", {"conversation_id": str(uuid.uuid4())})
+        assert result.is_error
+        async with httpx2.AsyncClient(trust_env=False) as http:
+            health = await http.get(f"{root}/healthz")
+            ready = await http.get(f"{root}/readyz")
+            metrics = await http.get(f"{root}/metrics")  # loopback bind, no metrics token: served
+    assert (health.status_code, ready.status_code, metrics.status_code) == (200, 200, 200)
+    m = Scrape(metrics.text)
+    assert m("lexey_mcp_tool_calls_total", tool="get_conversation_messages", result="tool_error") == 1
+    assert m("lexey_mcp_upstream_requests_total", api="customer", status="404") == 1
+    lines = [json.loads(line) for line in server.stderr().splitlines() if line.strip()]
+    (tool_error,) = [line for line in lines if line["message"].startswith("tool error: ")]
+    assert tool_error["tool"] == "get_conversation_messages"
+    assert tool_error["request_id"] is not None
+    for secret in (*ALL_KEYS, token):
+        assert secret[4:12] not in server.stderr()
