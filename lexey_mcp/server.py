@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
 from .client import LexeyClient
-from .config import KeyKind, Settings
+from .config import Settings
 from .errors import LexeyError, LexeyInputError, NotFoundError
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .observability import Observer, add_readiness_checks, add_routes
@@ -246,10 +246,6 @@ async def run_customer_scenario(
     return await _guard(run)
 
 
-#: The upstream key each toolset's tools use.
-_TOOLSET_KEYS: dict[Toolset, KeyKind] = {"customer": "customer", "management": "management", "lexi": "lexi"}
-
-
 @dataclass(frozen=True)
 class _ToolSpec:
     fn: Callable[..., Any]
@@ -348,7 +344,7 @@ def build_server(
     if "customer" in enabled:
         _add_history_resource(server)
     _add_workflow_prompt(server)
-    tool_keys = {spec.fn.__name__: _TOOLSET_KEYS[spec.toolset] for spec in TOOLS}
+    tool_keys = {spec.fn.__name__: spec.toolset for spec in TOOLS}  # a toolset's tools use the key of that name
     server.middleware.append(observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings))
     server.middleware.append(_reject_unknown_arguments(server))
     add_readiness_checks(observer, settings, [kind for kind in TOOLSETS if kind in enabled])
