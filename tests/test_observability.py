@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -295,7 +296,9 @@ async def test_rate_limited_calls_are_counted_and_send_nothing(sandbox: Sandbox)
         other_key = await client.call_tool("configure_org", {"instruction": "What is our business name?"})
     assert refused.is_error
     assert "Rate limit reached for this customer key: 2/hour tool calls (LEXEY_MCP_RATE_LIMIT)" in text_of(refused)
-    assert "Retry in " in text_of(refused)
+    retry = re.search(r"Nothing was sent upstream\. Retry in (\d+) s\.$", text_of(refused))
+    assert retry is not None
+    assert 3000 < int(retry[1]) <= 3600  # the hour's window opened at the first call, moments ago
     assert not other_key.is_error  # the management key has its own budget
     m = await scrape(server)
     assert m("lexey_mcp_rate_limited_total") == 1

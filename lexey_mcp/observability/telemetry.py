@@ -8,6 +8,7 @@ nothing. No label or attribute ever holds a key, a conversation id or message te
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import Token
@@ -220,7 +221,7 @@ class Observer:
             self.metrics.rate_limited.inc()
         return _refusal(
             f"Rate limit reached for this {kind} key: {limiter.rate.text} tool calls (LEXEY_MCP_RATE_LIMIT). "
-            f"Nothing was sent upstream. Retry in {max(wait, 0.001):.3g} s."
+            f"Nothing was sent upstream. Retry in {math.ceil(wait) if wait >= 1 else round(wait, 2)} s."
         )
 
 
