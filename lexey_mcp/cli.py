@@ -14,30 +14,21 @@ from pydantic import SecretStr, ValidationError
 from . import __version__, http_transport, interrupt, stdio_transport
 from .addresses import is_loopback, url_host
 from .config import Settings, describe_settings_error
-from .hosting import auth_problem, request_secrets
-from .redaction import redact
+from .hosting import auth_problem
+from .observability import LogFormat, RedactingFormatter, log_formatter
 from .server import TOOLSETS, Toolset
+
+__all__ = ["RedactingFormatter", "configure_logging", "main"]
 
 logger = logging.getLogger("lexey_mcp")
 
 
-class RedactingFormatter(logging.Formatter):
-    """Formats as usual, then removes secrets from the whole line, traceback included."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._secrets = secrets
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), [*self._secrets, *request_secrets()])
-
-
-def configure_logging(level: str, secrets: list[str]) -> None:
+def configure_logging(level: str, secrets: list[str], log_format: LogFormat = "text") -> None:
     """Everything to stderr, redacted. Done before the SDK's server exists, so its own set-up is a no-op."""
     # When a handler fails (stderr closed by the host, …) logging would print the raw, unredacted record.
     logging.raiseExceptions = False
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(secrets))
+    handler.setFormatter(log_formatter(log_format, secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     # DEBUG is ours alone: one line per upstream request (client.py). Third-party DEBUG logs every SSE chunk
@@ -221,9 +212,9 @@ def _main(argv: list[str]) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        configure_logging(settings.log_level if args.verbose else "WARNING", settings.secrets())
+        configure_logging(settings.log_level if args.verbose else "WARNING", settings.secrets(), settings.log_format)
         return run_demo(settings, delay=args.delay)
-    configure_logging(settings.log_level, settings.secrets())
+    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
     if args.command == "test":
         from .qa.command import run_test_command
 

@@ -33,6 +33,7 @@ from . import __version__
 from .config import Settings
 from .errors import LexeyConnectionError, LexeyProtocolError, LexeyTimeoutError, api_error
 from .models import ChatResult, LexiResult, Message, PartialReason, RateLimit
+from .observability import Observer, Upstream
 from .redaction import redact
 from .sse import SSEDecoder
 from .streaming import MAX_FIELD_CHARS, ChatFold, Fold, LexiFold
@@ -111,9 +112,12 @@ class LexeyClient:
         *,
         transport: httpx2.AsyncBaseTransport | None = None,
         trust_env: bool = True,
+        observer: Observer | None = None,
     ) -> None:
-        """`trust_env=False` ignores HTTP(S)_PROXY and friends (the sandbox lives on loopback)."""
+        """`trust_env=False` ignores HTTP(S)_PROXY and friends (the sandbox lives on loopback). `observer`
+        records metrics and spans (the server's); without one, nothing is recorded."""
         self.settings = settings if settings is not None else Settings()
+        self.observer = observer if observer is not None else Observer(self.settings, enabled=False)
         self._transport = transport
         self._trust_env = trust_env
         self._http: httpx2.AsyncClient | None = None
@@ -197,25 +201,27 @@ class LexeyClient:
         policy: RetryPolicy = "lexi" if api == "lexi" else "unsent"
         headers = {"Accept": "text/event-stream", **(headers or {})}
         deadline = anyio.current_time() + self.settings.stream_timeout
-        with anyio.CancelScope(deadline=deadline) as scope:
-            async with self._open(api, "POST", url, policy, json_body=body, headers=headers) as response:
-                media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-                if media_type != "text/event-stream":
-                    shown = self._shown(media_type[:100]) or "no content type"
-                    raise LexeyProtocolError(
-                        f"{url} answered HTTP {response.status_code} with {shown} instead of an event stream."
+        async with self.observer.upstream(api, stream=True) as upstream:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                async with self._open(upstream, "POST", url, policy, json_body=body, headers=headers) as response:
+                    media_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+                    if media_type != "text/event-stream":
+                        shown = self._shown(media_type[:100]) or "no content type"
+                        raise LexeyProtocolError(
+                            f"{url} answered HTTP {response.status_code} with {shown} instead of an event stream."
+                        )
+                    fold.begin(self._request_id(response), rate_limit_of(response) if api == "lexi" else None)
+                    started = True
+                    reason = await read_stream(
+                        response.aiter_bytes(),
+                        fold,
+                        max_event_bytes=self.settings.max_event_bytes,
+                        on_text=on_text,
+                        deadline=deadline,
                     )
-                fold.begin(self._request_id(response), rate_limit_of(response) if api == "lexi" else None)
-                started = True
-                reason = await read_stream(
-                    response.aiter_bytes(),
-                    fold,
-                    max_event_bytes=self.settings.max_event_bytes,
-                    on_text=on_text,
-                    deadline=deadline,
-                )
-        if scope.cancelled_caught and not started:
-            raise LexeyTimeoutError(f"No response from {url} within {self.settings.stream_timeout:g} s.")
+            if scope.cancelled_caught and not started:
+                raise LexeyTimeoutError(f"No response from {url} within {self.settings.stream_timeout:g} s.")
+            upstream.ended(fold, reason)
         if reason is not None:
             logger.info("stream from %s ended early: %s", url, reason)
         return reason
@@ -231,12 +237,13 @@ class LexeyClient:
 
     async def _json(self, api: Api, method: str, url: str, policy: RetryPolicy) -> Any:
         """The JSON body of a successful answer."""
-        with anyio.move_on_after(self.settings.stream_timeout) as deadline:
-            async with self._open(api, method, url, policy) as response:
-                body = await _read_bounded(response, _JSON_BODY_LIMIT)
-                status = response.status_code
-        if deadline.cancelled_caught:
-            raise LexeyTimeoutError(f"No complete answer from {url} within {self.settings.stream_timeout:g} s.")
+        async with self.observer.upstream(api, stream=False) as upstream:
+            with anyio.move_on_after(self.settings.stream_timeout) as deadline:
+                async with self._open(upstream, method, url, policy) as response:
+                    body = await _read_bounded(response, _JSON_BODY_LIMIT)
+                    status = response.status_code
+            if deadline.cancelled_caught:
+                raise LexeyTimeoutError(f"No complete answer from {url} within {self.settings.stream_timeout:g} s.")
         if len(body) > _JSON_BODY_LIMIT:
             raise LexeyProtocolError(f"{url} answered a body over {_JSON_BODY_LIMIT} bytes.")
         try:
@@ -247,7 +254,7 @@ class LexeyClient:
     @asynccontextmanager
     async def _open(
         self,
-        api: Api,
+        upstream: Upstream,
         method: str,
         url: str,
         policy: RetryPolicy,
@@ -256,6 +263,7 @@ class LexeyClient:
         headers: dict[str, str] | None = None,
     ) -> AsyncIterator[httpx2.Response]:
         """Send with the API's key and retries; yield a successful (2xx) streaming response."""
+        api = upstream.api
         key = self.settings.key(api)  # LexeyConfigError before anything is sent
         all_headers = {**(headers or {}), "Authorization": f"Bearer {key.get_secret_value()}"}
         attempt = 0
@@ -263,7 +271,7 @@ class LexeyClient:
             http = self._session()
             request = http.build_request(method, url, json=json_body, headers=all_headers)
             try:
-                response = await http.send(request, stream=True)
+                response = await upstream.send(http, request)
             except _NOT_SENT as exc:
                 if attempt < self.settings.max_retries:
                     attempt += 1

@@ -96,6 +96,17 @@ class Settings(BaseSettings):
     #: redis://host:port/db: events in Redis, notifications fanned out to every replica through pub/sub.
     redis_url: SecretStr | None = Field(None, validation_alias=_env("LEXEY_REDIS_URL"))
 
+    # Operations (see lexey_mcp/observability/): limits, metrics, logs.
+    #: Tool calls per upstream key, "N/second|minute|hour"; unset: no limit.
+    rate_limit: str | None = Field(
+        None, pattern=r"^\s*[1-9]\d{0,8}\s*/\s*(second|minute|hour)\s*$", validation_alias=_env("LEXEY_MCP_RATE_LIMIT")
+    )
+    max_concurrent_streams: int | None = Field(None, ge=1, validation_alias=_env("LEXEY_MCP_MAX_CONCURRENT_STREAMS"))
+    #: How long a call waits for a free stream slot before it fails.
+    stream_slot_wait: float = Field(30.0, gt=0, validation_alias=_env("LEXEY_MCP_STREAM_SLOT_WAIT"))
+    metrics_token: SecretStr | None = Field(None, validation_alias=_env("LEXEY_MCP_METRICS_TOKEN"))
+    log_format: Literal["text", "json"] = Field("text", validation_alias=_env("LEXEY_LOG_FORMAT"))
+
     @field_validator(
         "customer_key",
         "management_key",
@@ -106,6 +117,9 @@ class Settings(BaseSettings):
         "oauth_jwks_url",
         "resource_url",
         "webhook_secret",
+        "rate_limit",
+        "max_concurrent_streams",
+        "metrics_token",
         "redis_url",
         mode="before",
     )
@@ -184,6 +198,7 @@ class Settings(BaseSettings):
             self.auth_token,
             self.state_key,
             self.webhook_secret,
+            self.metrics_token,
         )
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         if self.redis_url is not None:  # a password in the URL

@@ -39,6 +39,7 @@ from .config import Settings
 from .errors import LexeyAPIError, LexeyError, LexeyInputError, NotFoundError
 from .events.model import DEFAULT_LIMIT, MAX_LIMIT, EscalationList
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
+from .observability import Observer, add_readiness_checks, add_routes
 from .qa.report import SuiteReport
 from .redaction import SPELLING_FACTOR, redact, redact_tree
 from .validation import LEXI_MAX_MESSAGE_CHARS, LexiContext, check_uuid
@@ -617,16 +618,19 @@ def build_server(
     http_transport: httpx2.AsyncBaseTransport | None = None,
     oauth: bool = False,
     request_keys: hosting.RequestKeysMode = "optional",
+    observe: bool = True,
 ) -> MCPServer[AppState]:
     """The MCP server. `sandbox=True` starts the embedded simulator with the server and points it there.
     HTTP only: `auth_token` (a static bearer token) or `oauth` (tokens from `settings.oauth_issuer`), and whether
     each request must bring its own upstream keys (`request_keys`, see `hosting`).
     `confirm_changes` (default: the LEXEY_CONFIRM_CHANGES setting) asks the user before configure_org sends.
     `http_transport` replaces the upstream HTTP transport (byte-level tests).
-    `events`: how webhooks reach this process (the events toolset's feed)."""
+    `events`: how webhooks reach this process (the events toolset's feed).
+    `observe=False` records no metrics or spans (limits still apply)."""
     enabled = set(toolsets)
     confirm = settings.confirm_changes if confirm_changes is None else confirm_changes
     feed = _events_feed(settings, enabled, events, sandbox)
+    observer = Observer(settings, enabled=observe)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -649,7 +653,8 @@ def build_server(
                 effective = effective.model_copy(
                     update=dict.fromkeys(("customer_key", "management_key", "lexi_api_key"))
                 )
-            client = LexeyClient(effective, transport=http_transport, trust_env=not sandbox)
+            stack.push_async_callback(observer.aclose)
+            client = LexeyClient(effective, transport=http_transport, trust_env=not sandbox, observer=observer)
             client = await stack.enter_async_context(client)
             yield AppState(client=client, confirm_changes=confirm, feed=feed, management="management" in enabled)
 
@@ -684,10 +689,15 @@ def build_server(
     _add_workflow_prompt(server)
     toolset_of: dict[str, Toolset] = {spec.fn.__name__: spec.toolset for spec in TOOLS}
     hosted = hosting.middleware(server, keys_required=request_keys == "required", oauth=oauth, toolset_of=toolset_of)
-    # Hosted first: everything after it (and the tools) sees this request's keys, redaction included.
-    server.middleware.extend([hosted, _redact_outgoing()])
+    # A toolset's tools use the key of that name (the events toolset needs none).
+    tool_keys = {name: toolset if toolset in APIS else None for name, toolset in toolset_of.items()}
+    observed = observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings)
+    # Hosted first: everything after it (and the tools) sees this request's keys: rate limits and redaction too.
+    server.middleware.extend([hosted, observed, _redact_outgoing()])
     if feed is not None:
         _add_events(server, feed)
+    add_readiness_checks(observer, settings, [kind for kind in APIS if kind in enabled])
+    add_routes(server, observer, settings)
     return server
 
 

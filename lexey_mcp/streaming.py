@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .models import ChatResult, LexiResult, PartialReason, RateLimit, StreamError, ToolStep
+from .models import ChatResult, LexiResult, Outcome, PartialReason, RateLimit, StreamError, ToolStep
 from .redaction import redact
 from .sse import Event
 
@@ -215,9 +215,13 @@ class Fold:
             short_code = redact(code, self.secrets)[:100] if isinstance(code, str) and code else None
             self.error = StreamError(message=text, code=short_code)
 
+    def outcome(self, ending: PartialReason | None) -> Outcome:
+        """`ending` is why the stream ended early (None: it reached [DONE])."""
+        return "error" if self.error is not None else ("complete" if ending is None else "partial")
+
     def _common(self, ending: PartialReason | None) -> dict[str, Any]:
         """The fields both results share. `ending` is why the stream ended early (None: it reached [DONE])."""
-        outcome = "error" if self.error is not None else ("complete" if ending is None else "partial")
+        outcome = self.outcome(ending)
         return {
             "text": self.text(),
             "conversation_id": self.conversation_id,

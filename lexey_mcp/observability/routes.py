@@ -1,0 +1,101 @@
+"""`/healthz`, `/readyz` and `/metrics`: custom routes, outside the MCP bearer auth."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+from mcp.server import MCPServer
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .. import __version__
+from ..config import KeyKind, Settings
+from ..errors import LexeyError
+from .telemetry import Observer
+
+#: The longest one readiness check may take.
+CHECK_SECONDS = 2.0
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def add_readiness_checks(observer: Observer, settings: Settings, kinds: Iterable[KeyKind]) -> None:
+    """The checks this module owns: keys (valid where set) and Redis (reachable when configured)."""
+    enabled = list(kinds)
+
+    async def keys() -> str | None:
+        problems = [
+            problem
+            for kind in enabled
+            if settings.configured_key(kind) is not None and (problem := settings.key_problem(kind)) is not None
+        ]
+        return " ".join(problems) or None
+
+    observer.readiness["keys"] = keys
+    if observer.redis_url:
+
+        async def redis() -> str | None:
+            await observer.redis().ping()
+            return None
+
+        observer.readiness["redis"] = redis
+
+
+async def readiness_problems(observer: Observer, per_check: float = CHECK_SECONDS) -> list[str]:
+    """Every readiness check's problem, as "name: problem", in the order the checks were added."""
+    problems: list[str] = []
+    for name, check in observer.readiness.items():
+        problem: str | None = f"no answer within {per_check:g} s"
+        try:
+            with anyio.move_on_after(per_check):
+                problem = await check()
+        except LexeyError as exc:
+            problem = str(exc)
+        except Exception as exc:  # a check that fails is a problem to report, not a 500
+            problem = f"failed ({type(exc).__name__})"
+        if problem:
+            problems.append(f"{name}: {problem}")
+    return problems
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def add_routes(server: MCPServer[Any], observer: Observer, settings: Settings) -> None:
+    """Register the three routes on an `MCPServer`."""
+    token = settings.metrics_token.get_secret_value().encode() if settings.metrics_token else None
+
+    @server.custom_route("/healthz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @server.custom_route("/readyz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
+    async def readyz(request: Request) -> Response:
+        problems = await readiness_problems(observer)
+        return JSONResponse(
+            {"status": "not ready" if problems else "ready", "problems": problems}, status_code=503 if problems else 200
+        )
+
+    @server.custom_route("/metrics", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
+    async def metrics(request: Request) -> Response:
+        if token is not None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
+                return Response(
+                    "Bearer token required (LEXEY_MCP_METRICS_TOKEN).\n",
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        else:
+            local = request.scope.get("server")
+            if not local or not _is_loopback(str(local[0])):
+                # Without a token, only a loopback listener serves metrics: say nothing about them elsewhere.
+                return Response("Not Found\n", status_code=404)
+        return Response(observer.metrics.exposition(), media_type=PROMETHEUS_TEXT)
