@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
@@ -114,12 +115,19 @@ def describe(tool: str, error: ErrorDetails) -> str:
     return f"{where} is not valid for {tool}."
 
 
+def strict(metadata: FuncMetadata) -> Callable[[dict[str, Any]], object]:
+    """A tool's argument validation (the SDK's `FuncMetadata`), strict: a number is a JSON number and true/false a
+    JSON boolean, so "5" or true for a whole number, or "true" or 1 for a boolean, is refused, not guessed at. A
+    list or object sent as JSON text is still read as the SDK reads it (some hosts send them so)."""
+    return lambda arguments: metadata.arg_model.model_validate(metadata.pre_parse_json(arguments), strict=True)
+
+
 def check_arguments(
     tool: str, arguments: Mapping[str, Any], accepted: set[str], validate: Callable[[dict[str, Any]], object]
 ) -> str | None:
     """None when `arguments` are fine for `tool`, else what is wrong (every problem, one per line).
 
-    `validate` is the tool's own argument validation (the SDK's `FuncMetadata.validate_arguments`)."""
+    `validate` is the tool's argument validation: `strict(...)` of the SDK's `FuncMetadata` for every tool."""
     unknown = sorted(set(arguments) - accepted)
     if unknown:
         names = _first([_name(name) for name in unknown], ", ", "and {:,} more")

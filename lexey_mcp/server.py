@@ -33,7 +33,7 @@ from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequ
 from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
 from . import __version__, hosting
-from .arguments import check_arguments, plain_text
+from .arguments import check_arguments, plain_text, strict
 from .client import ChatAPI, LexeyClient
 from .config import Settings
 from .errors import LexeyAPIError, LexeyError, LexeyInputError, NotFoundError
@@ -472,9 +472,7 @@ async def list_escalations(
             json_schema_extra={"format": "date-time"},
         ),
     ] = None,
-    limit: Annotated[
-        int, Field(description=f"1-{MAX_LIMIT}.", json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})
-    ] = DEFAULT_LIMIT,
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description=f"1-{MAX_LIMIT}.")] = DEFAULT_LIMIT,
 ) -> Annotated[CallToolResult, EscalationList]:
     """Conversations Lexey's agent handed to a human (received as signed webhooks), newest first, with the
     reason, the customer and the last messages. Subscribe to lexey://escalations to hear of new ones."""
@@ -576,7 +574,7 @@ class _Server(MCPServer[AppState]):
         tool = self._tool_manager.get_tool(name)
         if tool is not None:
             accepted = set(tool.parameters.get("properties", {}))
-            problem = check_arguments(name, arguments, accepted, tool.fn_metadata.validate_arguments)
+            problem = check_arguments(name, arguments, accepted, strict(tool.fn_metadata))
             if problem is not None:
                 return _error(problem)
         try:

@@ -23,7 +23,7 @@ from mcp.types import (
 
 from .bus import connection_of
 from .feed import EventFeed
-from .model import DEFAULT_LIMIT, ESCALATIONS_URI, MAX_LIMIT, EscalationList, conversation_uri, parse_time
+from .model import DEFAULT_LIMIT, ESCALATIONS_URI, EscalationList, conversation_uri, parse_time
 from .receiver import WEBHOOK_PATH
 from .store import EventStoreUnavailable
 
@@ -49,8 +49,6 @@ def _summary(escalations: EscalationList) -> str:
 
 async def escalations_result(feed: EventFeed, since: str | None, limit: int) -> CallToolResult:
     """`list_escalations`: the latest escalations at or after `since`, newest first."""
-    if not 1 <= limit <= MAX_LIMIT:
-        return _error(f"limit must be between 1 and {MAX_LIMIT} (got {limit}).")
     start: float | None = None
     if since is not None:
         try:

@@ -142,7 +142,7 @@ async def test_a_customer_message_announces_its_conversation(
 
 @pytest.mark.parametrize(
     ("arguments", "fragment"),
-    [({"limit": 0}, "limit must be between 1 and 100"), ({"since": "yesterday"}, "ISO 8601")],
+    [({"limit": 0}, "limit must be at least 1; it is 0."), ({"since": "yesterday"}, "ISO 8601")],
 )
 async def test_list_escalations_refuses_bad_input_clearly(
     tmp_path: Path, anyio_backend: str, arguments: dict[str, Any], fragment: str

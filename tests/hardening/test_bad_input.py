@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from mcp import Client
 from mcp.types import TextContent
 
 from lexey_mcp.sandbox import Sandbox
-from lexey_mcp.server import build_server
+from lexey_mcp.server import MAX_CHAT_MESSAGE_CHARS, build_server
 from tests.conftest import sandbox_settings_for
+from tests.events.helpers import SECRET
 
 pytestmark = pytest.mark.anyio
 
@@ -176,3 +178,48 @@ async def test_an_answer_about_bad_arguments_stays_short(
     text = await refused(client, sandbox, tool, arguments)
     assert needle in text
     assert len(text) < 1000
+
+
+OVER = MAX_CHAT_MESSAGE_CHARS + 1
+SUITE = "cases: [{name: hi, turns: [{say: hi}]}]"
+HISTORY = {"conversation_id": CID}
+STRICT = [
+    ("run_test_suite", {"suite": SUITE, "repeat": 21}, "repeat must be at most 20; it is 21."),
+    ("run_test_suite", {"suite": SUITE, "repeat": 0}, "repeat must be at least 1; it is 0."),
+    ("run_test_suite", {"suite": SUITE, "repeat": "3"}, "repeat must be a whole number, not a string."),
+    ("run_test_suite", {"suite": SUITE, "repeat": True}, "repeat must be a whole number, not a boolean."),
+    ("run_test_suite", {"suite": SUITE, "repeat": 2.5}, "repeat must be a whole number, not the number 2.5."),
+    ("run_test_suite", {"suite": "x" * OVER}, f"suite is {OVER:,} characters; the limit is {OVER - 1:,} characters."),
+    ("list_escalations", {"limit": 0}, "limit must be at least 1; it is 0."),
+    ("list_escalations", {"limit": 101}, "limit must be at most 100; it is 101."),
+    ("list_escalations", {"limit": "abc"}, "limit must be a whole number, not a string."),
+    ("list_escalations", {"limit": "5"}, "limit must be a whole number, not a string."),
+    ("list_escalations", {"limit": True}, "limit must be a whole number, not a boolean."),
+    ("list_escalations", {"since": 5}, "since must be a string, not the number 5."),
+    ("get_conversation_messages", {**HISTORY, "limit": "5"}, "limit must be a whole number, not a string."),
+    ("get_conversation_messages", {**HISTORY, "limit": False}, "limit must be a whole number, not a boolean."),
+    ("get_conversation_messages", {**HISTORY, "before": "3"}, "before must be a whole number, not a string."),
+    ("lexi_chat", {"message": "hi", "allow_tools": "true"}, "allow_tools must be true or false, not a string."),
+    ("lexi_chat", {"message": "hi", "allow_tools": 1}, "allow_tools must be true or false, not the number 1."),
+]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_every_tool_refuses_mistyped_or_out_of_range_numbers_by_name(
+    sandbox: Sandbox, tmp_path: Path, mode: Literal["legacy", "auto"]
+) -> None:
+    """Strict everywhere, in both protocol eras: "5" or true is not a whole number and 1 is not true; each answer
+    names the argument and what is allowed, and nothing is sent upstream."""
+    settings = sandbox_settings_for(sandbox, webhook_secret=SECRET, state_dir=tmp_path)
+    async with Client(build_server(settings), mode=mode) as client:
+        for tool, arguments, expected in STRICT:
+            text = await refused(client, sandbox, tool, arguments)
+            assert text == expected, (tool, arguments)
+            assert "pydantic" not in text
+            assert "Error executing tool" not in text
+
+
+async def test_lists_sent_as_json_text_are_still_read(client: Client, sandbox: Sandbox) -> None:
+    """Strict numbers do not undo the SDK's reading of a list sent as JSON text (some hosts send lists so)."""
+    result = await client.call_tool("run_customer_scenario", {"messages": '["Hello"]'})
+    assert not result.is_error
