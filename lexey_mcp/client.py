@@ -13,6 +13,7 @@ Failures before a stream starts raise the exceptions in `lexey_mcp.errors`.
 from __future__ import annotations
 
 import email.utils
+import http.cookiejar
 import json
 import logging
 import math
@@ -77,6 +78,23 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Keep no cookie and send none: the one HTTP client serves every caller (in hosted mode, each with their own
+    keys), so a Set-Cookie from Lexey, a CDN or a load balancer on one caller's reply must not go out on another's."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: Any) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: Any) -> bool:
+        return False
+
+
 def _int_header(response: httpx2.Response, name: str) -> int | None:
     value = response.headers.get(name, "").strip()
     return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
@@ -135,6 +153,7 @@ class LexeyClient:
                 timeout=httpx2.Timeout(connect=s.connect_timeout, read=s.read_timeout, write=s.read_timeout, pool=None),
                 limits=httpx2.Limits(max_connections=None, max_keepalive_connections=100),
                 follow_redirects=False,  # a redirect would carry the key to wherever it points
+                cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
                 headers={"User-Agent": f"lexey-mcp/{__version__}"},
             )
         return self._http

@@ -399,6 +399,24 @@ async def test_redirects_are_never_followed(status: int) -> None:
     assert [r.url.host for r in upstream.requests] == ["lexey.test"]
 
 
+async def test_a_set_cookie_is_never_sent_back() -> None:
+    """One HTTP client serves every caller (hosted mode: each with their own keys), so a cookie set on one reply,
+    by Lexey, a CDN or a load balancer, must not go out on the next request: another caller's, perhaps."""
+    upstream = Upstream(
+        sse(chat_stream("Hello"), headers={"set-cookie": "lb=alice-node; Path=/"}),
+        reply(201, {"conversationId": CID2}, headers={"set-cookie": "sid=alice; Domain=lexey.test; Path=/; Secure"}),
+        sse(chat_stream("Hello again")),
+        reply(200, {"messages": []}),
+    )
+    async with client(upstream) as c:
+        await c.customer.send_message(CID, "I am Alice")
+        await c.management.create_conversation()
+        await c.customer.send_message(CID2, "I am Bob")
+        await c.customer.get_messages(CID2)
+    assert len(upstream.requests) == 4
+    assert [r.headers.get("cookie") for r in upstream.requests] == [None] * 4
+
+
 async def test_ok_status_that_is_not_an_event_stream() -> None:
     upstream = Upstream(reply(200, {"answer": "hi"}))
     async with client(upstream) as c:
