@@ -148,7 +148,9 @@ class EventFeed:
         if port is not None:
             host = self.options.webhook_host
             try:
-                self.webhook_url = await group.start(serve_listener, self.receiver, host, port)
+                self.webhook_url = await group.start(
+                    serve_listener, self.receiver, host, port, self._settings.header_timeout
+                )
             except OSError as exc:  # the tools still work; the events another process receives are still listed
                 logger.error(
                     "webhook receiver not started: cannot listen on %s port %d (%s); is another lexey-mcp using it?",

@@ -172,10 +172,19 @@ def _uvicorn_server(config: uvicorn.Config, stop: anyio.Event) -> uvicorn.Server
 
 
 async def serve_listener(
-    receiver: WebhookReceiver, host: str, port: int, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED
+    receiver: WebhookReceiver,
+    host: str,
+    port: int,
+    header_timeout: float,
+    *,
+    task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the receiver alone on host:port (0: a free port) until cancelled; `task_status` gets its URL."""
+    """Serve the receiver alone on host:port (0: a free port) until cancelled; `task_status` gets its URL. A
+    connection whose request headers are not complete within `header_timeout` seconds is closed, as on the HTTP
+    transport (LEXEY_MCP_HEADER_TIMEOUT)."""
     import uvicorn
+
+    from ..http_transport import WaitingForHeaders, header_timeout_protocol
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -191,6 +200,7 @@ async def serve_listener(
         log_config=None,
         access_log=False,
         lifespan="off",
+        http=header_timeout_protocol(header_timeout, WaitingForHeaders()),
         ws="none",
         server_header=False,
         timeout_graceful_shutdown=1,

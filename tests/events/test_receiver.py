@@ -236,7 +236,7 @@ async def test_slow_bodies_time_out_and_cannot_pin_the_receiver(anyio_backend: s
     body = body_of(escalation())
     receiver = WebhookReceiver(SECRET, record, body_seconds=1.0, max_buffered=len(body) + 50)
     async with anyio.create_task_group() as tg, httpx2.AsyncClient(trust_env=False, timeout=10) as http:
-        url = await tg.start(serve_listener, receiver, "127.0.0.1", 0)
+        url = await tg.start(serve_listener, receiver, "127.0.0.1", 0, 10.0)
         port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
         slow = await _raw_post(port, 1000, b"{" + b" " * 99)  # holds 100 bytes, and says 900 more are coming
         with anyio.fail_after(5):
@@ -247,6 +247,20 @@ async def test_slow_bodies_time_out_and_cannot_pin_the_receiver(anyio_backend: s
         await slow.aclose()
         tg.cancel_scope.cancel()
     assert set(kept) == {"conversation.escalated"}  # the 200s; the slow body kept nothing
+
+
+async def test_headers_not_complete_in_time_close_the_listeners_connection(tmp_path: Path, anyio_backend: str) -> None:
+    """The --webhook-port listener is reachable by anyone who can reach the port: a connection that never finishes
+    its headers is closed at LEXEY_MCP_HEADER_TIMEOUT, as on the HTTP transport, rather than held forever."""
+    async with EventFeed(events_settings(tmp_path, header_timeout=0.5), EventOptions(webhook_port=0)) as feed:
+        assert feed.webhook_url is not None
+        port = int(feed.webhook_url.rsplit(":", 1)[1].split("/", 1)[0])
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(b"POST /webhooks/lexey HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        with anyio.fail_after(5):
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError)):
+                await stream.receive()
+        await stream.aclose()
 
 
 async def test_a_webhook_port_in_use_is_one_error_line_not_a_dead_server(
