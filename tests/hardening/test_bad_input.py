@@ -183,7 +183,7 @@ async def test_an_answer_about_bad_arguments_stays_short(
 OVER = MAX_CHAT_MESSAGE_CHARS + 1
 SUITE = "cases: [{name: hi, turns: [{say: hi}]}]"
 HISTORY = {"conversation_id": CID}
-STRICT = [
+STRICT: list[tuple[str, dict[str, Any], str]] = [
     ("run_test_suite", {"suite": SUITE, "repeat": 21}, "repeat must be at most 20; it is 21."),
     ("run_test_suite", {"suite": SUITE, "repeat": 0}, "repeat must be at least 1; it is 0."),
     ("run_test_suite", {"suite": SUITE, "repeat": "3"}, "repeat must be a whole number, not a string."),
