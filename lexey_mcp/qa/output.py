@@ -10,7 +10,7 @@ import textwrap
 import xml.etree.ElementTree as ET
 from typing import TextIO
 
-from .report import CaseReport, Failure, RunReport, SuiteReport
+from .report import REQUEST_FAILED, CaseReport, Failure, RunReport, SuiteReport
 from .suite import CONTROL
 
 # Characters XML 1.0 cannot carry at all (a reply is upstream text: it may hold any of them).
@@ -127,15 +127,16 @@ def summary_table(report: SuiteReport, width: int = 120) -> str:
 
 
 def junit_xml(report: SuiteReport, repeat: int, suite_name: str) -> bytes:
-    """One `testcase` per case and run; a failed run has a `failure` listing each failed expectation."""
+    """One `testcase` per case and run: failed expectations are its `failure`; a request that failed (the run could
+    not finish) is its `error`, so CI tells a broken upstream or key from an agent that answered wrongly."""
     runs = [r for c in report.cases for r in c.runs]
-    failures = sum(not r.passed for r in runs)
+    errors = sum(any(f.expectation == REQUEST_FAILED for f in r.failures) for r in runs)
+    failures = sum(any(f.expectation != REQUEST_FAILED for f in r.failures) for r in runs)
     seconds = f"{sum(r.seconds for r in runs):.3f}"
     suite_name = _xml(suite_name)
-    root = ET.Element("testsuites", name=suite_name, tests=str(len(runs)), failures=str(failures), time=seconds)
-    suite = ET.SubElement(
-        root, "testsuite", name=suite_name, tests=str(len(runs)), failures=str(failures), errors="0", time=seconds
-    )
+    counts = {"tests": str(len(runs)), "failures": str(failures), "errors": str(errors), "time": seconds}
+    root = ET.Element("testsuites", {"name": suite_name, **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": suite_name, **counts})
     for case in report.cases:
         for index, run in enumerate(case.runs):
             testcase = ET.SubElement(
@@ -145,16 +146,21 @@ def junit_xml(report: SuiteReport, repeat: int, suite_name: str) -> bytes:
                 name=_xml(run_label(case.name, index, repeat)),
                 time=f"{run.seconds:.3f}",
             )
-            if run.failures:
-                first = run.failures[0]
-                noun = "expectation" if len(run.failures) == 1 else "expectations"
+            unmet = [f for f in run.failures if f.expectation != REQUEST_FAILED]
+            for broken in (f for f in run.failures if f.expectation == REQUEST_FAILED):  # before `failure`, per schema
+                message = f"the request of turn {broken.turn} failed; the run stopped there"
+                error = ET.SubElement(testcase, "error", message=message, type="RequestFailed")
+                error.text = _xml(failure_line(broken))
+            if unmet:
+                first = unmet[0]
+                noun = "expectation" if len(unmet) == 1 else "expectations"
                 failure = ET.SubElement(
                     testcase,
                     "failure",
-                    message=f"{len(run.failures)} {noun} failed; first: turn {first.turn} {first.expectation}",
+                    message=f"{len(unmet)} {noun} failed; first: turn {first.turn} {first.expectation}",
                     type="ExpectationFailed",
                 )
-                failure.text = _xml("\n".join(failure_line(f) for f in run.failures))
+                failure.text = _xml("\n".join(failure_line(f) for f in unmet))
             if run.conversation_id:
                 ET.SubElement(testcase, "system-out").text = f"conversation {run.conversation_id}"
     ET.indent(root)

@@ -6,6 +6,10 @@ from pydantic import Field
 
 from ..models import Schema
 
+#: The `expectation` of a failure that is no expectation: the request itself failed (Lexey refused it, or the
+#: connection broke), so the run could not finish. JUnit reports it as an `error`, not a `failure`.
+REQUEST_FAILED = "request"
+
 
 class Failure(Schema):
     """One expectation a reply did not meet."""

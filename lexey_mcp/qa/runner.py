@@ -16,7 +16,7 @@ from ..client import LexeyClient
 from ..errors import AuthenticationError, LexeyConfigError, LexeyError, LexeyInputError, PermissionDeniedError
 from ..models import ChatResult
 from .matching import MATCH_SECONDS, search
-from .report import CaseReport, Failure, RunReport, SuiteReport
+from .report import REQUEST_FAILED, CaseReport, Failure, RunReport, SuiteReport
 from .suite import Case, Expect, Suite
 
 logger = logging.getLogger("lexey_mcp.qa")
@@ -106,7 +106,7 @@ async def run_case(client: LexeyClient, case: Case) -> RunReport:
     except KEY_REFUSED:
         raise  # not the agent failing: nothing can pass with this key
     except LexeyError as exc:
-        failures.append(Failure(turn=max(turn, 1), expectation="request", detail=str(exc)))
+        failures.append(Failure(turn=max(turn, 1), expectation=REQUEST_FAILED, detail=str(exc)))
     return RunReport(
         passed=not failures,
         conversation_id=conversation_id,

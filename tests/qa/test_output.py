@@ -64,6 +64,36 @@ def test_junit_has_one_testcase_per_case_and_run_with_each_failed_expectation() 
     )
 
 
+def test_junit_reports_a_failed_request_as_an_error_and_unmet_expectations_as_failures() -> None:
+    """A request that failed (Lexey refused it, the connection broke) is an `error`: the run could not finish.
+    Expectations the replies before it did not meet stay a `failure`."""
+    refused = Failure(turn=2, expectation="request", detail="Lexey customer API answered HTTP 402: Payment required")
+    cases = [
+        CaseReport(name="broken", passed=False, pass_rate=0.0, flaky=False, runs=[run(False, 0.1, refused)]),
+        CaseReport(name="both", passed=False, pass_rate=0.0, flaky=False, runs=[run(False, 0.2, CONTAINS, refused)]),
+        CaseReport(name="wrong", passed=False, pass_rate=0.0, flaky=False, runs=[run(False, 0.3, ESCALATED)]),
+    ]
+    root = ET.fromstring(junit_xml(SuiteReport(name="Acme", passed=False, cases=cases), 1, "Acme"))
+    (suite,) = root
+    for element in (root, suite):
+        assert (element.get("tests"), element.get("failures"), element.get("errors")) == ("3", "2", "2")
+    broken, both, wrong = suite.findall("testcase")
+    assert broken.find("failure") is None
+    error = broken.find("error")
+    assert error is not None
+    assert (error.get("type"), error.get("message")) == (
+        "RequestFailed",
+        "the request of turn 2 failed; the run stopped there",
+    )
+    assert error.text == "turn 2 request: Lexey customer API answered HTTP 402: Payment required"
+    assert [child.tag for child in both] == ["error", "failure", "system-out"]
+    assert both.findtext("failure") == "turn 1 contains: missing '$12'; reply: \"Pro costs twelve\""
+    assert both.find("failure") == both.findall("failure")[0]
+    assert both.findall("failure")[0].get("message") == "1 expectation failed; first: turn 1 contains"
+    assert wrong.find("error") is None
+    assert wrong.find("failure") is not None
+
+
 def test_junit_names_runs_when_repeated() -> None:
     root = ET.fromstring(junit_xml(report(3), 3, "Acme"))
     cases = root.findall("./testsuite/testcase")

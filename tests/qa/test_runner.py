@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,10 @@ async def test_an_upstream_failure_fails_the_run_with_the_reason(sandbox: Sandbo
     assert (failure.turn, failure.expectation) == (1, "request")
     assert "402" in failure.detail
     assert SuiteReport.model_validate(report.model_dump(mode="json")) == report
+    testcase = ET.fromstring(junit_xml(report, 1, "s")).find("./testsuite/testcase")
+    assert testcase is not None
+    assert [child.tag for child in testcase] == ["error", "system-out"]  # the agent was never asked: not a failure
+    assert "402" in (testcase.findtext("error") or "")
 
 
 async def test_keys_and_case_names_are_checked_before_anything_is_sent(sandbox: Sandbox) -> None:
