@@ -69,6 +69,13 @@ def _json_kind(value: object) -> str:
     return "an object"
 
 
+def _amount(value: object) -> str:
+    """A number as sent, unless it has more digits than a person reads (or than Python prints: ~4,300)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return "far more" if value > 0 else "far less"
+    return str(value)
+
+
 def _where(loc: tuple[int | str, ...]) -> str:
     """`messages[2]` reads as "messages item 3"; `context.owner` stays dotted."""
     name = str(loc[0])
@@ -107,7 +114,7 @@ def describe(tool: str, error: ErrorDetails) -> str:
         bound = next(iter(ctx.values()), "")
         relation = {"greater_than_equal": "at least", "greater_than": "more than"}.get(kind, "")
         relation = relation or {"less_than_equal": "at most", "less_than": "less than"}[kind]
-        return f"{where} must be {relation} {bound}; it is {value}."
+        return f"{where} must be {relation} {bound}; it is {_amount(value)}."
     if kind == "string_unicode":
         return f"{where} is not valid Unicode text (it holds a lone surrogate)."
     if kind == "string_pattern_mismatch":

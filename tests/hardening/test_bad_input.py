@@ -198,6 +198,7 @@ STRICT: list[tuple[str, dict[str, Any], str]] = [
     ("list_escalations", {"since": 5}, "since must be a string, not the number 5."),
     ("get_conversation_messages", {**HISTORY, "limit": "5"}, "limit must be a whole number, not a string."),
     ("get_conversation_messages", {**HISTORY, "limit": False}, "limit must be a whole number, not a boolean."),
+    ("get_conversation_messages", {**HISTORY, "limit": 10**400}, "limit must be at most 500; it is far more."),
     ("get_conversation_messages", {**HISTORY, "before": "3"}, "before must be a whole number, not a string."),
     ("lexi_chat", {"message": "hi", "allow_tools": "true"}, "allow_tools must be true or false, not a string."),
     ("lexi_chat", {"message": "hi", "allow_tools": 1}, "allow_tools must be true or false, not the number 1."),
