@@ -189,7 +189,7 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, and the keys the current HTTP request brought, for redaction."""
-        from .hosting import request_secrets
+        from .hosting import request_key_values
 
         values = (
             self.customer_key,
@@ -206,7 +206,7 @@ class Settings(BaseSettings):
 
             password = urlsplit(self.redis_url.get_secret_value()).password
             found += [password] if password else []
-        return found + request_secrets()
+        return found + request_key_values()
 
 
 def key_value_problem(kind: KeyKind, value: str, names: dict[KeyKind, str]) -> str | None:

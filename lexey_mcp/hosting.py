@@ -5,7 +5,7 @@ Each `/mcp` HTTP request may bring its own upstream keys (`X-Lexey-Customer-Key`
 decide what it sees. `middleware` reads all of that from the HTTP request that carried each MCP message and holds
 it in a ContextVar for exactly that message's handling (each concurrent call runs in its own context), so a key
 reaches only the upstream calls of its own request. `Settings.key`, the one place the client obtains a key, asks
-`request_key` first; `request_secrets` lists the current request's keys for redaction.
+`request_key` first; `request_key_values` lists the current request's keys for redaction.
 
 Kept light (no MCP or Starlette import at module level): `config.py` imports it whenever a key is needed.
 """
@@ -158,7 +158,7 @@ def request_key_hint(kind: KeyKind) -> str:
     return "" if _caller.get() is None else f" Or send this request's key in the {KEY_HEADERS[kind]} header."
 
 
-def request_secrets() -> list[str]:
+def request_key_values() -> list[str]:
     """The keys the current HTTP request brought, for redaction (empty outside a request)."""
     caller = _caller.get()
     return [] if caller is None else [key.get_secret_value() for key in caller.keys.values()]

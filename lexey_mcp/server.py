@@ -1,4 +1,4 @@
-"""The MCP server: six tools, a history resource and a workflow prompt, mapped thinly onto `LexeyClient`.
+"""The MCP server: the tools (one table, `TOOLS`), resources and a workflow prompt, mapped thinly onto `LexeyClient`.
 
 Validation and mapping only. Every upstream failure that happens before a stream starts, a missing or
 wrong key, and bad input come back as tool errors (`isError`) whose text says what to do; a stream that
