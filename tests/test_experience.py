@@ -15,7 +15,8 @@ import lexey_mcp
 from lexey_mcp import models
 from lexey_mcp.cli import build_parser
 from lexey_mcp.config import Settings
-from lexey_mcp.server import ScenarioResult, build_server
+from lexey_mcp.events.model import Escalation, EscalationList
+from lexey_mcp.server import HistoryPage, ScenarioError, ScenarioResult, build_server
 from lexey_mcp.validation import LexiContext
 from tests.processes import clean_env
 from tests.test_examples import require
@@ -54,6 +55,20 @@ def test_readme_documents_every_setting() -> None:
         assert f"| `{variable}` |" in table, f"{variable} ({name}) is missing from the configuration table"
 
 
+def test_readme_states_every_settings_real_default_once() -> None:
+    """One row per variable, and a setting with a value by default shows that value in its row's default column."""
+    table = README[README.index("## Configuration") : README.index("## Tools")]
+    for field in Settings.model_fields.values():
+        variable = next(c for c in getattr(field.validation_alias, "choices", []) if c.isupper())
+        rows = [line for line in table.splitlines() if line.startswith(f"| `{variable}` |")]
+        assert len(rows) == 1, f"{variable} has {len(rows)} rows in the configuration table"
+        default = field.default
+        if default is None or default is False:  # unset: the row says what that means
+            continue
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        assert f"`{shown}`" in rows[0].rsplit("|", 2)[1], f"{variable}'s default is {shown}, not what its row says"
+
+
 @pytest.mark.anyio
 async def test_readme_documents_every_tool_input_and_output_field() -> None:
     server = build_server(Settings(_env_file=None))
@@ -74,6 +89,10 @@ async def test_readme_documents_every_tool_input_and_output_field() -> None:
         models.ToolStep,
         models.RateLimit,
         LexiContext,
+        ScenarioError,
+        HistoryPage,
+        EscalationList,
+        Escalation,
     ]
     for model in results:
         for field in model.model_fields:
