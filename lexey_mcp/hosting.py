@@ -227,7 +227,9 @@ def middleware(
     from mcp.server import ServerRequestContext
     from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
     from mcp.shared.exceptions import MCPError
-    from mcp.types import INVALID_PARAMS, INVALID_REQUEST, CallToolResult, TextContent
+    from mcp.types import INVALID_PARAMS, INVALID_REQUEST
+
+    from .tool_errors import tool_error
 
     read_only_tools: set[str] | None = None  # from the tools' annotations, on first use
     known_toolsets = sorted(set(toolset_of.values()) | {toolset for toolset, _ in RESOURCE_ACCESS.values()})
@@ -255,7 +257,7 @@ def middleware(
             if ctx.method == "tools/call" and isinstance(name := params.get("name"), str):
                 refusal = await tool_allowed(caller, name)
                 if refusal is not None:
-                    return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
+                    return tool_error(refusal)
             for uri in _resource_uris(ctx.method, params):
                 refusal = caller.resource_refusal(uri)
                 if refusal is not None:

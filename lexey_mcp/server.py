@@ -42,6 +42,7 @@ from .models import ChatResult, Conversation, ConversationMessages, LexiResult, 
 from .observability import Observer, add_readiness_checks, add_routes
 from .qa.report import SuiteReport
 from .redaction import SPELLING_FACTOR, redact, redact_tree
+from .tool_errors import tool_error as _error
 from .validation import LEXI_MAX_MESSAGE_CHARS, LexiContext, check_uuid
 from .vendor import APIS, Api
 
@@ -128,10 +129,6 @@ _NEW_CONVERSATION = ToolAnnotations(
 _READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 _READ_LOCAL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 _CONFIGURE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
-
-
-def _error(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
 class _Fence:
