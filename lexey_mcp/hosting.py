@@ -40,27 +40,19 @@ KEY_HEADERS: dict[KeyKind, str] = {
 TOOLSETS_HEADER = "X-MCP-Toolsets"
 READONLY_HEADER = "X-MCP-Readonly"
 
-#: The OAuth scopes (advertised in the protected resource metadata); what each grants is below.
-SCOPES = ("lexey:customer", "lexey:management", "lexi", "lexey:events")
-#: The scope each tool needs, by name. Under OAuth a tool missing here is refused, never shown.
-TOOL_SCOPES: dict[str, str] = {
-    "create_conversation": "lexey:customer",
-    "send_customer_message": "lexey:customer",
-    "get_conversation_messages": "lexey:customer",
-    "run_customer_scenario": "lexey:customer",
-    "run_test_suite": "lexey:customer",
-    "configure_org": "lexey:management",
-    "lexi_chat": "lexi",
-    "list_escalations": "lexey:events",
+#: The OAuth scope of each toolset: a token needs it for the toolset's tools and resources, and for the upstream key
+#: of that name (the server's own included: whatever path asks for a key, such as test-suite setup, a token without
+#: the scope never gets it). Under OAuth a tool whose toolset has no scope here is refused, never shown.
+TOOLSET_SCOPES: dict[str, str] = {
+    "customer": "lexey:customer",
+    "management": "lexey:management",
+    "lexi": "lexi",
+    "events": "lexey:events",
 }
-#: Resources by URI prefix: (toolset, scope).
-RESOURCE_ACCESS: dict[str, tuple[str, str]] = {
-    "lexey://conversations/": ("customer", "lexey:customer"),
-    "lexey://escalations": ("events", "lexey:events"),
-}
-#: The scope a token needs to use each upstream key at all (the server's own keys included): whatever path asks
-#: for a key (a tool, test-suite setup, a resource), a token without the scope never gets it.
-KEY_SCOPES: dict[KeyKind, str] = {"customer": "lexey:customer", "management": "lexey:management", "lexi": "lexi"}
+#: The OAuth scopes (advertised in the protected resource metadata).
+SCOPES = tuple(TOOLSET_SCOPES.values())
+#: Resources by URI prefix: the toolset they belong to.
+RESOURCE_TOOLSETS: dict[str, str] = {"lexey://conversations/": "customer", "lexey://escalations": "events"}
 
 #: The listings filtered per request: method -> (the result's list, each item's name or URI).
 _LISTINGS: dict[str, tuple[str, str]] = {
@@ -84,9 +76,9 @@ class Caller:
     read_only: bool
 
     def tool_refusal(self, name: str, toolset: str | None, read_only: bool) -> str | None:
-        """Why this request may not see or call tool `name`, or None when it may."""
+        """Why this request may not see or call tool `name` (of `toolset`), or None when it may."""
         if self.scopes is not None:
-            scope = TOOL_SCOPES.get(name)
+            scope = TOOLSET_SCOPES.get(toolset or "")
             if scope is None:
                 return f"{name} is not offered to OAuth clients."
             if scope not in self.scopes:
@@ -99,8 +91,8 @@ class Caller:
 
     def resource_refusal(self, uri: str) -> str | None:
         """Why this request may not see or read the resource (or template) `uri`, or None when it may."""
-        matches = (access for prefix, access in RESOURCE_ACCESS.items() if uri.startswith(prefix))
-        toolset, scope = next(matches, (None, None))
+        toolset = next((t for prefix, t in RESOURCE_TOOLSETS.items() if uri.startswith(prefix)), None)
+        scope = TOOLSET_SCOPES.get(toolset or "")
         if self.scopes is not None and (scope is None or scope not in self.scopes):
             return f"{uri} needs the OAuth scope {scope}, which this request's token does not carry."
         if self.toolsets is not None and toolset not in self.toolsets:
@@ -131,7 +123,7 @@ def request_key(kind: KeyKind) -> SecretStr | None:
         return None
     header = KEY_HEADERS[kind]
     _, prefix, what = KEY_SPECS[kind]
-    scope = KEY_SCOPES[kind]
+    scope = TOOLSET_SCOPES[kind]
     if caller.scopes is not None and scope not in caller.scopes:
         raise LexeyConfigError(
             f"Using {what} needs the OAuth scope {scope}, which this request's token does not carry."
@@ -232,7 +224,7 @@ def middleware(
     from .tool_errors import tool_error
 
     read_only_tools: set[str] | None = None  # from the tools' annotations, on first use
-    known_toolsets = sorted(set(toolset_of.values()) | {toolset for toolset, _ in RESOURCE_ACCESS.values()})
+    known_toolsets = sorted(set(toolset_of.values()) | set(RESOURCE_TOOLSETS.values()))
 
     async def tool_allowed(caller: Caller, name: str) -> str | None:
         nonlocal read_only_tools
