@@ -4,17 +4,16 @@ Each `/mcp` HTTP request may bring its own upstream keys (`X-Lexey-Customer-Key`
 `X-Lexi-Api-Key`) and narrow what it may use (`X-MCP-Toolsets`, `X-MCP-Readonly`); with OAuth, its token's scopes
 decide what it sees. `middleware` reads all of that from the HTTP request that carried each MCP message and holds
 it in a ContextVar for exactly that message's handling (each concurrent call runs in its own context), so a key
-reaches only the upstream calls of its own request. `Settings.key`, the one place the client obtains a key, asks
-`request_key` first; `request_key_values` lists the current request's keys for redaction.
+reaches only the upstream calls of its own request. That ContextVar is `config.request_keys`: `Settings.key`, the one
+place the client obtains a key, asks the current `Caller` first, and `Settings.secrets()` adds its keys for redaction.
 
-Kept light (no MCP or Starlette import at module level): `config.py` imports it whenever a key is needed.
+Kept light (no MCP or Starlette import at module level): the CLI imports it on a plain start.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from .addresses import is_loopback
-from .config import KEY_SPECS, KeyKind, Settings, key_value_problem
+from .config import KEY_SPECS, KeyKind, Settings, key_value_problem, request_keys
 from .errors import LexeyConfigError
 
 if TYPE_CHECKING:
@@ -99,61 +98,51 @@ class Caller:
             return f"{uri} is outside the toolsets this request's {TOOLSETS_HEADER} header allows."
         return None
 
+    def key(self, kind: KeyKind) -> SecretStr | None:
+        """The key this request brings for `kind`; None to use the environment's (the request sent no such header
+        and keys per request are optional). `LexeyConfigError` when the request may not use an upstream key of this
+        kind (its token's scopes or its toolsets leave it out: whatever path asks, a tool of another toolset
+        included, such as test-suite setup) or brings an unusable one. Never includes the key."""
+        header = KEY_HEADERS[kind]
+        _, prefix, what = KEY_SPECS[kind]
+        scope = TOOLSET_SCOPES[kind]
+        if self.scopes is not None and scope not in self.scopes:
+            raise LexeyConfigError(
+                f"Using {what} needs the OAuth scope {scope}, which this request's token does not carry."
+            )
+        if self.toolsets is not None and kind not in self.toolsets:  # each key kind is named like its toolset
+            raise LexeyConfigError(
+                f"Using {what} needs the {kind} toolset, which this request's {TOOLSETS_HEADER} header leaves out."
+            )
+        key = self.keys.get(kind)
+        if key is None:
+            if not self.keys_required:
+                return None
+            raise LexeyConfigError(
+                f"This server takes keys per request: send the {header} header with {what} (it starts with {prefix})."
+            )
+        problem = key_value_problem(kind, key.get_secret_value(), KEY_HEADERS)
+        if problem is not None:
+            raise LexeyConfigError(problem)
+        return key
 
-_caller: ContextVar[Caller | None] = ContextVar("lexey_mcp_caller", default=None)
+    def key_hint(self, kind: KeyKind) -> str:
+        """Appended to a problem with the environment's key for `kind`: this request could bring its own."""
+        return f" Or send this request's key in the {KEY_HEADERS[kind]} header."
+
+    def key_values(self) -> list[str]:
+        """The keys this request brought, for redaction."""
+        return [key.get_secret_value() for key in self.keys.values()]
 
 
 @contextmanager
 def acting_for(caller: Caller) -> Iterator[None]:
     """Within this block (and the tasks it starts), keys and permissions are `caller`'s."""
-    token = _caller.set(caller)
+    token = request_keys.set(caller)
     try:
         yield
     finally:
-        _caller.reset(token)
-
-
-def request_key(kind: KeyKind) -> SecretStr | None:
-    """The key the current HTTP request brings for `kind`; None to use the environment's (no request, or the
-    request sent no such header and keys per request are optional). `LexeyConfigError` when the request may not
-    use an upstream key of this kind (its token's scopes or its toolsets leave it out: whatever path asks, a tool
-    of another toolset included, such as test-suite setup) or brings an unusable one. Never includes the key."""
-    caller = _caller.get()
-    if caller is None:
-        return None
-    header = KEY_HEADERS[kind]
-    _, prefix, what = KEY_SPECS[kind]
-    scope = TOOLSET_SCOPES[kind]
-    if caller.scopes is not None and scope not in caller.scopes:
-        raise LexeyConfigError(
-            f"Using {what} needs the OAuth scope {scope}, which this request's token does not carry."
-        )
-    if caller.toolsets is not None and kind not in caller.toolsets:  # each key kind is named like its toolset
-        raise LexeyConfigError(
-            f"Using {what} needs the {kind} toolset, which this request's {TOOLSETS_HEADER} header leaves out."
-        )
-    key = caller.keys.get(kind)
-    if key is None:
-        if not caller.keys_required:
-            return None
-        raise LexeyConfigError(
-            f"This server takes keys per request: send the {header} header with {what} (it starts with {prefix})."
-        )
-    problem = key_value_problem(kind, key.get_secret_value(), KEY_HEADERS)
-    if problem is not None:
-        raise LexeyConfigError(problem)
-    return key
-
-
-def request_key_hint(kind: KeyKind) -> str:
-    """Appended to a problem with the environment's key for `kind` when the current request could bring its own."""
-    return "" if _caller.get() is None else f" Or send this request's key in the {KEY_HEADERS[kind]} header."
-
-
-def request_key_values() -> list[str]:
-    """The keys the current HTTP request brought, for redaction (empty outside a request)."""
-    caller = _caller.get()
-    return [] if caller is None else [key.get_secret_value() for key in caller.keys.values()]
+        request_keys.reset(token)
 
 
 def jwks_url_of(settings: Settings) -> str:

@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
-from ..hosting import request_key_values
+from ..config import request_key_values
 from ..redaction import redact
 
 LogFormat = Literal["text", "json"]
