@@ -127,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         "lines that point a client (lexey-mcp, or your own) at it.",
         formatter_class=_HelpFormatter,
     )
-    sandbox.add_argument("--host", dest="sandbox_host", default="127.0.0.1", help="bind address")
-    sandbox.add_argument("--port", dest="sandbox_bind_port", type=int, default=8765, help="port")
+    sandbox.add_argument("--host", dest="sandbox_host", default="127.0.0.1", metavar="HOST", help="bind address")
+    sandbox.add_argument("--port", dest="sandbox_bind_port", type=int, default=8765, metavar="PORT", help="port")
     sandbox.add_argument("--delay", type=float, default=0.02, metavar="SECONDS", help="seconds between events")
     sandbox.add_argument(
         "--webhook-url",
