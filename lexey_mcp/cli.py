@@ -238,13 +238,14 @@ def _main(argv: list[str]) -> int:
         )
         return 2
     from .events.feed import EventOptions
+    from .events.receiver import WEBHOOK_PATH
     from .server import build_server
 
     if args.transport == "http":
         if args.webhook_port is not None:
-            logger.warning("--webhook-port is for stdio: over HTTP, webhooks arrive on the MCP port (/webhooks/lexey)")
+            logger.warning("--webhook-port is for stdio: over HTTP, webhooks arrive on the MCP port (%s)", WEBHOOK_PATH)
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104 - naming, not binding
-        url = f"http://{url_host(host)}:{args.port}/webhooks/lexey"
+        url = f"http://{url_host(host)}:{args.port}{WEBHOOK_PATH}"
         events = EventOptions(public_url=url, sessions=not args.stateless)
     else:
         events = EventOptions(webhook_host=args.webhook_host, webhook_port=args.webhook_port)
