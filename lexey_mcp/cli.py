@@ -12,7 +12,7 @@ import anyio
 from pydantic import SecretStr, ValidationError
 
 from . import __version__, http_transport, interrupt, stdio_transport
-from .addresses import is_loopback, url_host
+from .addresses import client_host, is_loopback, url_host
 from .config import Settings, describe_settings_error
 from .hosting import auth_problem
 from .observability import LogFormat, RedactingFormatter, log_formatter
@@ -244,8 +244,7 @@ def _main(argv: list[str]) -> int:
     if args.transport == "http":
         if args.webhook_port is not None:
             logger.warning("--webhook-port is for stdio: over HTTP, webhooks arrive on the MCP port (%s)", WEBHOOK_PATH)
-        host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104 - naming, not binding
-        url = f"http://{url_host(host)}:{args.port}{WEBHOOK_PATH}"
+        url = f"http://{client_host(args.host)}:{args.port}{WEBHOOK_PATH}"
         events = EventOptions(public_url=url, sessions=not args.stateless)
     else:
         events = EventOptions(webhook_host=args.webhook_host, webhook_port=args.webhook_port)
