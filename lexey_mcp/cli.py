@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_toolsets,
         default=list(TOOLSETS),
         metavar="LIST",
-        help="comma-separated: customer,management,lexi,events",
+        help=f"comma-separated: {','.join(TOOLSETS)}",
     )
     parser.add_argument("--read-only", action="store_true", help="expose only tools that change nothing")
     parser.add_argument(
