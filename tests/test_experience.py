@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -225,3 +226,27 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_demo(tmp_path: Path) ->
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "escalated: yes; every reply complete: yes" in demo.stdout
+
+
+def test_readme_module_map_names_every_module_and_imports_only_point_down() -> None:
+    """README "Development": every top-level module or package is in the map, and each row imports only from rows
+    below it (entry points aside), but for the client's reports to observability/."""
+    table = README[README.index("The package has one module per concern") :]
+    rows = [re.findall(r"`([a-z_]+)(?:\.py|/)`", line) for line in table.splitlines()[4:] if line.startswith("| `")]
+    rank = {module: i for i, row in enumerate(rows) for module in row}
+    package = REPO / "lexey_mcp"
+    modules = {p.stem for p in package.glob("*.py")} | {p.parent.name for p in package.glob("*/__init__.py")}
+    assert modules - {"__init__", "__main__"} == set(rank)
+    upward = []
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts[-1] == "__main__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level):
+                continue
+            inside = list(parts[:-1])[: len(parts) - node.level]
+            target = [*inside, *(node.module.split(".") if node.module else [])]
+            if target and target[0] != parts[0] and rank[target[0]] < rank[parts[0]]:
+                upward.append(f"{'.'.join(parts)} imports {'.'.join(target)}")
+    assert upward == ["client imports observability"]
