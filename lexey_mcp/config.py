@@ -226,8 +226,6 @@ class Settings(BaseSettings):
         )
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         if self.redis_url is not None:  # a password in the URL
-            from urllib.parse import urlsplit
-
             password = urlsplit(self.redis_url.get_secret_value()).password
             found += [password] if password else []
         return found + request_key_values()
