@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from secrets import token_hex
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -704,8 +704,6 @@ def _events_feed(
 ) -> EventFeed | None:
     if "events" not in enabled:
         return None
-    from dataclasses import replace
-
     from .events.feed import EventFeed, EventOptions
 
     return EventFeed(settings, replace(options if options is not None else EventOptions(), sandbox=sandbox))
