@@ -17,6 +17,16 @@ def url_host(host: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
+def client_host(host: str) -> str:
+    """How a client on this machine names a server bound to `host` in a URL: a wildcard bind over loopback."""
+    address = bind_address(host)
+    if address in ("", "0.0.0.0"):  # noqa: S104 - naming the loopback equivalent, not binding
+        return "127.0.0.1"
+    if address == "::":
+        return "[::1]"
+    return url_host(address)
+
+
 def is_loopback(host: str) -> bool:
     host = bind_address(host)
     if host == "localhost":

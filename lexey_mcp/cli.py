@@ -12,7 +12,7 @@ import anyio
 from pydantic import SecretStr, ValidationError
 
 from . import __version__, http_transport, interrupt, stdio_transport
-from .addresses import is_loopback, url_host
+from .addresses import client_host, is_loopback, url_host
 from .config import Settings, describe_settings_error
 from .hosting import auth_problem
 from .observability import LogFormat, RedactingFormatter, log_formatter
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_toolsets,
         default=list(TOOLSETS),
         metavar="LIST",
-        help="comma-separated: customer,management,lexi,events",
+        help=f"comma-separated: {','.join(TOOLSETS)}",
     )
     parser.add_argument("--read-only", action="store_true", help="expose only tools that change nothing")
     parser.add_argument(
@@ -127,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         "lines that point a client (lexey-mcp, or your own) at it.",
         formatter_class=_HelpFormatter,
     )
-    sandbox.add_argument("--host", dest="sandbox_host", default="127.0.0.1", help="bind address")
-    sandbox.add_argument("--port", dest="sandbox_bind_port", type=int, default=8765, help="port")
+    sandbox.add_argument("--host", dest="sandbox_host", default="127.0.0.1", metavar="HOST", help="bind address")
+    sandbox.add_argument("--port", dest="sandbox_bind_port", type=int, default=8765, metavar="PORT", help="port")
     sandbox.add_argument("--delay", type=float, default=0.02, metavar="SECONDS", help="seconds between events")
     sandbox.add_argument(
         "--webhook-url",
@@ -238,13 +238,13 @@ def _main(argv: list[str]) -> int:
         )
         return 2
     from .events.feed import EventOptions
+    from .events.receiver import WEBHOOK_PATH
     from .server import build_server
 
     if args.transport == "http":
         if args.webhook_port is not None:
-            logger.warning("--webhook-port is for stdio: over HTTP, webhooks arrive on the MCP port (/webhooks/lexey)")
-        host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104 - naming, not binding
-        url = f"http://{url_host(host)}:{args.port}/webhooks/lexey"
+            logger.warning("--webhook-port is for stdio: over HTTP, webhooks arrive on the MCP port (%s)", WEBHOOK_PATH)
+        url = f"http://{client_host(args.host)}:{args.port}{WEBHOOK_PATH}"
         events = EventOptions(public_url=url, sessions=not args.stateless)
     else:
         events = EventOptions(webhook_host=args.webhook_host, webhook_port=args.webhook_port)

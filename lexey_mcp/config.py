@@ -8,8 +8,9 @@ names the variable and the expected prefix, never the key.
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -30,6 +31,32 @@ _BAD_KEY_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 MIN_AUTH_TOKEN_CHARS = 16
+
+
+class RequestKeys(Protocol):
+    """What the request being served brings ahead of the environment's keys (hosted mode: `hosting.Caller`)."""
+
+    def key(self, kind: KeyKind) -> SecretStr | None:
+        """Its key for `kind`, None to use the environment's, or `LexeyConfigError` (it may not use one)."""
+        ...
+
+    def key_hint(self, kind: KeyKind) -> str:
+        """Appended to a problem with the environment's key for `kind`."""
+        ...
+
+    def key_values(self) -> list[str]:
+        """Its keys, for redaction."""
+        ...
+
+
+#: The request being served (set by `hosting.acting_for` around one MCP message); None outside a request.
+request_keys: ContextVar[RequestKeys | None] = ContextVar("lexey_mcp_request_keys", default=None)
+
+
+def request_key_values() -> list[str]:
+    """The keys the request being served brought, for redaction (empty outside a request)."""
+    requested = request_keys.get()
+    return [] if requested is None else requested.key_values()
 
 
 def _env(name: str) -> AliasChoices:
@@ -174,23 +201,20 @@ class Settings(BaseSettings):
 
     def key(self, kind: KeyKind) -> SecretStr:
         """The usable key for `kind`, or `LexeyConfigError` saying what to set. The one place the client gets a key:
-        in hosted mode the current HTTP request's key comes first (`hosting.request_key`)."""
-        from .hosting import request_key, request_key_hint
-
-        requested = request_key(kind)
-        if requested is not None:
-            return requested
+        in hosted mode the current HTTP request's key comes first (`request_keys`)."""
+        requested = request_keys.get()
+        key = requested.key(kind) if requested is not None else None
+        if key is not None:
+            return key
         problem = self.key_problem(kind)
         if problem is not None:
-            raise LexeyConfigError(problem + request_key_hint(kind))
+            raise LexeyConfigError(problem + (requested.key_hint(kind) if requested is not None else ""))
         key = self.configured_key(kind)
         assert key is not None
         return key
 
     def secrets(self) -> list[str]:
         """Every configured secret value, and the keys the current HTTP request brought, for redaction."""
-        from .hosting import request_secrets
-
         values = (
             self.customer_key,
             self.management_key,
@@ -202,11 +226,9 @@ class Settings(BaseSettings):
         )
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         if self.redis_url is not None:  # a password in the URL
-            from urllib.parse import urlsplit
-
             password = urlsplit(self.redis_url.get_secret_value()).password
             found += [password] if password else []
-        return found + request_secrets()
+        return found + request_key_values()
 
 
 def key_value_problem(kind: KeyKind, value: str, names: dict[KeyKind, str]) -> str | None:

@@ -4,17 +4,16 @@ Each `/mcp` HTTP request may bring its own upstream keys (`X-Lexey-Customer-Key`
 `X-Lexi-Api-Key`) and narrow what it may use (`X-MCP-Toolsets`, `X-MCP-Readonly`); with OAuth, its token's scopes
 decide what it sees. `middleware` reads all of that from the HTTP request that carried each MCP message and holds
 it in a ContextVar for exactly that message's handling (each concurrent call runs in its own context), so a key
-reaches only the upstream calls of its own request. `Settings.key`, the one place the client obtains a key, asks
-`request_key` first; `request_secrets` lists the current request's keys for redaction.
+reaches only the upstream calls of its own request. That ContextVar is `config.request_keys`: `Settings.key`, the one
+place the client obtains a key, asks the current `Caller` first, and `Settings.secrets()` adds its keys for redaction.
 
-Kept light (no MCP or Starlette import at module level): `config.py` imports it whenever a key is needed.
+Kept light (no MCP or Starlette import at module level): the CLI imports it on a plain start.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from .addresses import is_loopback
-from .config import KEY_SPECS, KeyKind, Settings, key_value_problem
+from .config import KEY_SPECS, KeyKind, Settings, key_value_problem, request_keys
 from .errors import LexeyConfigError
 
 if TYPE_CHECKING:
@@ -40,27 +39,19 @@ KEY_HEADERS: dict[KeyKind, str] = {
 TOOLSETS_HEADER = "X-MCP-Toolsets"
 READONLY_HEADER = "X-MCP-Readonly"
 
-#: The OAuth scopes (advertised in the protected resource metadata); what each grants is below.
-SCOPES = ("lexey:customer", "lexey:management", "lexi", "lexey:events")
-#: The scope each tool needs, by name. Under OAuth a tool missing here is refused, never shown.
-TOOL_SCOPES: dict[str, str] = {
-    "create_conversation": "lexey:customer",
-    "send_customer_message": "lexey:customer",
-    "get_conversation_messages": "lexey:customer",
-    "run_customer_scenario": "lexey:customer",
-    "run_test_suite": "lexey:customer",
-    "configure_org": "lexey:management",
-    "lexi_chat": "lexi",
-    "list_escalations": "lexey:events",
+#: The OAuth scope of each toolset: a token needs it for the toolset's tools and resources, and for the upstream key
+#: of that name (the server's own included: whatever path asks for a key, such as test-suite setup, a token without
+#: the scope never gets it). Under OAuth a tool whose toolset has no scope here is refused, never shown.
+TOOLSET_SCOPES: dict[str, str] = {
+    "customer": "lexey:customer",
+    "management": "lexey:management",
+    "lexi": "lexi",
+    "events": "lexey:events",
 }
-#: Resources by URI prefix: (toolset, scope).
-RESOURCE_ACCESS: dict[str, tuple[str, str]] = {
-    "lexey://conversations/": ("customer", "lexey:customer"),
-    "lexey://escalations": ("events", "lexey:events"),
-}
-#: The scope a token needs to use each upstream key at all (the server's own keys included): whatever path asks
-#: for a key (a tool, test-suite setup, a resource), a token without the scope never gets it.
-KEY_SCOPES: dict[KeyKind, str] = {"customer": "lexey:customer", "management": "lexey:management", "lexi": "lexi"}
+#: The OAuth scopes (advertised in the protected resource metadata).
+SCOPES = tuple(TOOLSET_SCOPES.values())
+#: Resources by URI prefix: the toolset they belong to.
+RESOURCE_TOOLSETS: dict[str, str] = {"lexey://conversations/": "customer", "lexey://escalations": "events"}
 
 #: The listings filtered per request: method -> (the result's list, each item's name or URI).
 _LISTINGS: dict[str, tuple[str, str]] = {
@@ -84,9 +75,9 @@ class Caller:
     read_only: bool
 
     def tool_refusal(self, name: str, toolset: str | None, read_only: bool) -> str | None:
-        """Why this request may not see or call tool `name`, or None when it may."""
+        """Why this request may not see or call tool `name` (of `toolset`), or None when it may."""
         if self.scopes is not None:
-            scope = TOOL_SCOPES.get(name)
+            scope = TOOLSET_SCOPES.get(toolset or "")
             if scope is None:
                 return f"{name} is not offered to OAuth clients."
             if scope not in self.scopes:
@@ -99,69 +90,59 @@ class Caller:
 
     def resource_refusal(self, uri: str) -> str | None:
         """Why this request may not see or read the resource (or template) `uri`, or None when it may."""
-        matches = (access for prefix, access in RESOURCE_ACCESS.items() if uri.startswith(prefix))
-        toolset, scope = next(matches, (None, None))
+        toolset = next((t for prefix, t in RESOURCE_TOOLSETS.items() if uri.startswith(prefix)), None)
+        scope = TOOLSET_SCOPES.get(toolset or "")
         if self.scopes is not None and (scope is None or scope not in self.scopes):
             return f"{uri} needs the OAuth scope {scope}, which this request's token does not carry."
         if self.toolsets is not None and toolset not in self.toolsets:
             return f"{uri} is outside the toolsets this request's {TOOLSETS_HEADER} header allows."
         return None
 
+    def key(self, kind: KeyKind) -> SecretStr | None:
+        """The key this request brings for `kind`; None to use the environment's (the request sent no such header
+        and keys per request are optional). `LexeyConfigError` when the request may not use an upstream key of this
+        kind (its token's scopes or its toolsets leave it out: whatever path asks, a tool of another toolset
+        included, such as test-suite setup) or brings an unusable one. Never includes the key."""
+        header = KEY_HEADERS[kind]
+        _, prefix, what = KEY_SPECS[kind]
+        scope = TOOLSET_SCOPES[kind]
+        if self.scopes is not None and scope not in self.scopes:
+            raise LexeyConfigError(
+                f"Using {what} needs the OAuth scope {scope}, which this request's token does not carry."
+            )
+        if self.toolsets is not None and kind not in self.toolsets:  # each key kind is named like its toolset
+            raise LexeyConfigError(
+                f"Using {what} needs the {kind} toolset, which this request's {TOOLSETS_HEADER} header leaves out."
+            )
+        key = self.keys.get(kind)
+        if key is None:
+            if not self.keys_required:
+                return None
+            raise LexeyConfigError(
+                f"This server takes keys per request: send the {header} header with {what} (it starts with {prefix})."
+            )
+        problem = key_value_problem(kind, key.get_secret_value(), KEY_HEADERS)
+        if problem is not None:
+            raise LexeyConfigError(problem)
+        return key
 
-_caller: ContextVar[Caller | None] = ContextVar("lexey_mcp_caller", default=None)
+    def key_hint(self, kind: KeyKind) -> str:
+        """Appended to a problem with the environment's key for `kind`: this request could bring its own."""
+        return f" Or send this request's key in the {KEY_HEADERS[kind]} header."
+
+    def key_values(self) -> list[str]:
+        """The keys this request brought, for redaction."""
+        return [key.get_secret_value() for key in self.keys.values()]
 
 
 @contextmanager
 def acting_for(caller: Caller) -> Iterator[None]:
     """Within this block (and the tasks it starts), keys and permissions are `caller`'s."""
-    token = _caller.set(caller)
+    token = request_keys.set(caller)
     try:
         yield
     finally:
-        _caller.reset(token)
-
-
-def request_key(kind: KeyKind) -> SecretStr | None:
-    """The key the current HTTP request brings for `kind`; None to use the environment's (no request, or the
-    request sent no such header and keys per request are optional). `LexeyConfigError` when the request may not
-    use an upstream key of this kind (its token's scopes or its toolsets leave it out: whatever path asks, a tool
-    of another toolset included, such as test-suite setup) or brings an unusable one. Never includes the key."""
-    caller = _caller.get()
-    if caller is None:
-        return None
-    header = KEY_HEADERS[kind]
-    _, prefix, what = KEY_SPECS[kind]
-    scope = KEY_SCOPES[kind]
-    if caller.scopes is not None and scope not in caller.scopes:
-        raise LexeyConfigError(
-            f"Using {what} needs the OAuth scope {scope}, which this request's token does not carry."
-        )
-    if caller.toolsets is not None and kind not in caller.toolsets:  # each key kind is named like its toolset
-        raise LexeyConfigError(
-            f"Using {what} needs the {kind} toolset, which this request's {TOOLSETS_HEADER} header leaves out."
-        )
-    key = caller.keys.get(kind)
-    if key is None:
-        if not caller.keys_required:
-            return None
-        raise LexeyConfigError(
-            f"This server takes keys per request: send the {header} header with {what} (it starts with {prefix})."
-        )
-    problem = key_value_problem(kind, key.get_secret_value(), KEY_HEADERS)
-    if problem is not None:
-        raise LexeyConfigError(problem)
-    return key
-
-
-def request_key_hint(kind: KeyKind) -> str:
-    """Appended to a problem with the environment's key for `kind` when the current request could bring its own."""
-    return "" if _caller.get() is None else f" Or send this request's key in the {KEY_HEADERS[kind]} header."
-
-
-def request_secrets() -> list[str]:
-    """The keys the current HTTP request brought, for redaction (empty outside a request)."""
-    caller = _caller.get()
-    return [] if caller is None else [key.get_secret_value() for key in caller.keys.values()]
+        request_keys.reset(token)
 
 
 def jwks_url_of(settings: Settings) -> str:
@@ -227,10 +208,12 @@ def middleware(
     from mcp.server import ServerRequestContext
     from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
     from mcp.shared.exceptions import MCPError
-    from mcp.types import INVALID_PARAMS, INVALID_REQUEST, CallToolResult, TextContent
+    from mcp.types import INVALID_PARAMS, INVALID_REQUEST
+
+    from .tool_errors import tool_error
 
     read_only_tools: set[str] | None = None  # from the tools' annotations, on first use
-    known_toolsets = sorted(set(toolset_of.values()) | {toolset for toolset, _ in RESOURCE_ACCESS.values()})
+    known_toolsets = sorted(set(toolset_of.values()) | set(RESOURCE_TOOLSETS.values()))
 
     async def tool_allowed(caller: Caller, name: str) -> str | None:
         nonlocal read_only_tools
@@ -255,7 +238,7 @@ def middleware(
             if ctx.method == "tools/call" and isinstance(name := params.get("name"), str):
                 refusal = await tool_allowed(caller, name)
                 if refusal is not None:
-                    return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
+                    return tool_error(refusal)
             for uri in _resource_uris(ctx.method, params):
                 refusal = caller.resource_refusal(uri)
                 if refusal is not None:

@@ -4,7 +4,7 @@ Imported only when `LEXEY_MCP_OAUTH_ISSUER` is set (joserfc stays off a plain st
 its signature verifies with an asymmetric algorithm against a key of the issuer's JWKS (fetched asynchronously,
 cached, fetched again once when a token names an unknown `kid`, at most every `REFETCH_SECONDS`), and its `iss`,
 `aud` (the public URL of `/mcp`), `exp` and `nbf` hold, with `LEEWAY_SECONDS` of clock skew. The `scope` claim
-(space-separated) decides which tools the caller sees (`hosting.TOOL_SCOPES`).
+(space-separated) decides which tools the caller sees (`hosting.TOOLSET_SCOPES`).
 """
 
 from __future__ import annotations

@@ -8,11 +8,14 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from .vendor import API
+
 # Anything shaped like a Lexey/LeadLex key (in any case, glued to other text after an underscore too, its underscore
 # percent-encoded or a JSON escape, inside a URL or a JSON text), and any bearer credential, even ones we were never
 # given.
+_KEY_NAMES = "|".join(re.escape(facts.key_prefix.removesuffix("_")) for facts in API.values())  # lxc, lxm, wbk
 _KEY_SHAPES = re.compile(
-    r"(?i)(?:(?<![A-Za-z0-9])|(?<=%[0-9a-f]{2})|(?<=\\[nrt]))(lxc|lxm|wbk)(?:_|%5f|\\u005f)[A-Za-z0-9_\-]+"
+    rf"(?i)(?:(?<![A-Za-z0-9])|(?<=%[0-9a-f]{{2}})|(?<=\\[nrt]))({_KEY_NAMES})(?:_|%5f|\\u005f)[A-Za-z0-9_\-]+"
 )
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
 REDACTED = "[redacted]"

@@ -1,4 +1,4 @@
-"""The MCP server: six tools, a history resource and a workflow prompt, mapped thinly onto `LexeyClient`.
+"""The MCP server: the tools (one table, `TOOLS`), resources and a workflow prompt, mapped thinly onto `LexeyClient`.
 
 Validation and mapping only. Every upstream failure that happens before a stream starts, a missing or
 wrong key, and bad input come back as tool errors (`isError`) whose text says what to do; a stream that
@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from secrets import token_hex
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -42,6 +42,7 @@ from .models import ChatResult, Conversation, ConversationMessages, LexiResult, 
 from .observability import Observer, add_readiness_checks, add_routes
 from .qa.report import SuiteReport
 from .redaction import SPELLING_FACTOR, redact, redact_tree
+from .tool_errors import tool_error as _error
 from .validation import LEXI_MAX_MESSAGE_CHARS, LexiContext, check_uuid
 from .vendor import APIS, Api
 
@@ -128,10 +129,6 @@ _NEW_CONVERSATION = ToolAnnotations(
 _READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 _READ_LOCAL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 _CONFIGURE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
-
-
-def _error(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
 class _Fence:
@@ -705,8 +702,6 @@ def _events_feed(
 ) -> EventFeed | None:
     if "events" not in enabled:
         return None
-    from dataclasses import replace
-
     from .events.feed import EventFeed, EventOptions
 
     return EventFeed(settings, replace(options if options is not None else EventOptions(), sandbox=sandbox))

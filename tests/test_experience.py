@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import lexey_mcp
 from lexey_mcp import models
 from lexey_mcp.cli import build_parser
 from lexey_mcp.config import Settings
-from lexey_mcp.server import ScenarioResult, build_server
+from lexey_mcp.events.model import Escalation, EscalationList
+from lexey_mcp.server import HistoryPage, ScenarioError, ScenarioResult, build_server
 from lexey_mcp.validation import LexiContext
 from tests.processes import clean_env
 from tests.test_examples import require
@@ -54,6 +56,20 @@ def test_readme_documents_every_setting() -> None:
         assert f"| `{variable}` |" in table, f"{variable} ({name}) is missing from the configuration table"
 
 
+def test_readme_states_every_settings_real_default_once() -> None:
+    """One row per variable, and a setting with a value by default shows that value in its row's default column."""
+    table = README[README.index("## Configuration") : README.index("## Tools")]
+    for field in Settings.model_fields.values():
+        variable = next(c for c in getattr(field.validation_alias, "choices", []) if c.isupper())
+        rows = [line for line in table.splitlines() if line.startswith(f"| `{variable}` |")]
+        assert len(rows) == 1, f"{variable} has {len(rows)} rows in the configuration table"
+        default = field.default
+        if default is None or default is False:  # unset: the row says what that means
+            continue
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        assert f"`{shown}`" in rows[0].rsplit("|", 2)[1], f"{variable}'s default is {shown}, not what its row says"
+
+
 @pytest.mark.anyio
 async def test_readme_documents_every_tool_input_and_output_field() -> None:
     server = build_server(Settings(_env_file=None))
@@ -74,6 +90,10 @@ async def test_readme_documents_every_tool_input_and_output_field() -> None:
         models.ToolStep,
         models.RateLimit,
         LexiContext,
+        ScenarioError,
+        HistoryPage,
+        EscalationList,
+        Escalation,
     ]
     for model in results:
         for field in model.model_fields:
@@ -206,3 +226,27 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_demo(tmp_path: Path) ->
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "escalated: yes; every reply complete: yes" in demo.stdout
+
+
+def test_readme_module_map_names_every_module_and_imports_only_point_down() -> None:
+    """README "Development": every top-level module or package is in the map, and each row imports only from rows
+    below it (entry points aside), but for the client's reports to observability/."""
+    table = README[README.index("The package has one module per concern") :]
+    rows = [re.findall(r"`([a-z_]+)(?:\.py|/)`", line) for line in table.splitlines()[4:] if line.startswith("| `")]
+    rank = {module: i for i, row in enumerate(rows) for module in row}
+    package = REPO / "lexey_mcp"
+    modules = {p.stem for p in package.glob("*.py")} | {p.parent.name for p in package.glob("*/__init__.py")}
+    assert modules - {"__init__", "__main__"} == set(rank)
+    upward = []
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts[-1] == "__main__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level):
+                continue
+            inside = list(parts[:-1])[: len(parts) - node.level]
+            target = [*inside, *(node.module.split(".") if node.module else [])]
+            if target and target[0] != parts[0] and rank[target[0]] < rank[parts[0]]:
+                upward.append(f"{'.'.join(parts)} imports {'.'.join(target)}")
+    assert upward == ["client imports observability"]

@@ -21,6 +21,7 @@ from mcp.types import (
     UnsubscribeRequestParams,
 )
 
+from ..errors import LexeyError, LexeyInputError
 from .bus import connection_of
 from .feed import EventFeed
 from .model import DEFAULT_LIMIT, ESCALATIONS_URI, EscalationList, conversation_uri, parse_time
@@ -31,10 +32,6 @@ logger = logging.getLogger("lexey_mcp.events")
 
 #: Tools that add messages to a customer conversation; their result's `conversation_id` is announced.
 CUSTOMER_MESSAGE_TOOLS = frozenset({"send_customer_message", "run_customer_scenario"})
-
-
-def _error(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
 def _summary(escalations: EscalationList) -> str:
@@ -48,17 +45,19 @@ def _summary(escalations: EscalationList) -> str:
 
 
 async def escalations_result(feed: EventFeed, since: str | None, limit: int) -> CallToolResult:
-    """`list_escalations`: the latest escalations at or after `since`, newest first."""
+    """`list_escalations`: the latest escalations at or after `since`, newest first. Bad arguments or an
+    unreachable store raise `LexeyError`, which the server maps to a tool error like every other tool's."""
     start: float | None = None
     if since is not None:
         try:
             start = parse_time(since).timestamp()
         except ValueError:
-            return _error(f"since must be an ISO 8601 date-time such as 2026-11-30T09:00:00Z (got {since!r}).")
+            example = "2026-11-30T09:00:00Z"
+            raise LexeyInputError(f"since must be an ISO 8601 date-time such as {example} (got {since!r}).") from None
     try:
         found = EscalationList(escalations=await feed.escalations(start, limit))
     except EventStoreUnavailable as exc:
-        return _error(f"Escalations cannot be read now: {str(exc).rstrip('.')}.")
+        raise LexeyError(f"Escalations cannot be read now: {str(exc).rstrip('.')}.") from None
     return CallToolResult(
         content=[TextContent(type="text", text=_summary(found))], structured_content=found.model_dump(mode="json")
     )

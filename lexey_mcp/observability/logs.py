@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
-from ..hosting import request_secrets
+from ..config import request_key_values
 from ..redaction import redact
 
 LogFormat = Literal["text", "json"]
@@ -32,7 +32,7 @@ class RedactingFormatter(logging.Formatter):
         self._secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), [*self._secrets, *request_secrets()])
+        return redact(super().format(record), [*self._secrets, *request_key_values()])
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,7 +43,7 @@ class JsonFormatter(logging.Formatter):
         self._secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
-        secrets = [*self._secrets, *request_secrets()]
+        secrets = [*self._secrets, *request_key_values()]
         call = current_call.get()
         line: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import __version__
+from ..addresses import is_loopback
 from ..config import KeyKind, Settings
 from ..errors import LexeyError
 from .telemetry import Observer
@@ -61,13 +61,6 @@ async def readiness_problems(observer: Observer, per_check: float = CHECK_SECOND
     return problems
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def add_routes(server: MCPServer[Any], observer: Observer, settings: Settings) -> None:
     """Register the three routes on an `MCPServer`."""
     token = settings.metrics_token.get_secret_value().encode() if settings.metrics_token else None
@@ -95,7 +88,7 @@ def add_routes(server: MCPServer[Any], observer: Observer, settings: Settings) -
                 )
         else:
             local = request.scope.get("server")
-            if not local or not _is_loopback(str(local[0])):
+            if not local or not is_loopback(str(local[0])):
                 # Without a token, only a loopback listener serves metrics: say nothing about them elsewhere.
                 return Response("Not Found\n", status_code=404)
         return Response(observer.metrics.exposition(), media_type=PROMETHEUS_TEXT)

@@ -15,12 +15,13 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from ..config import KeyKind, Settings
 from ..errors import LexeyConfigError, LexeyError
+from ..tool_errors import tool_error
 from .limits import Limiter, MemoryLimiter, Rate, RedisLimiter, StreamSlots, key_id
 from .logs import CallContext, current_call
 
@@ -106,10 +107,6 @@ def tool_result_label(result: object) -> str:
     results = [t for t in turns if isinstance(t, Mapping)] if isinstance(turns, list) else [structured]
     outcomes = {r.get("outcome") for r in results}
     return "error" if "error" in outcomes else "partial" if "partial" in outcomes else "complete"
-
-
-def _refusal(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
 class Observer:
@@ -219,7 +216,7 @@ class Observer:
             return None
         if self.enabled:
             self.metrics.rate_limited.inc()
-        return _refusal(
+        return tool_error(
             f"Rate limit reached for this {kind} key: {limiter.rate.text} tool calls (LEXEY_MCP_RATE_LIMIT). "
             f"Nothing was sent upstream. Retry in {math.ceil(wait) if wait >= 1 else round(wait, 2)} s."
         )

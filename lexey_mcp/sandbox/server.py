@@ -17,7 +17,7 @@ import uvicorn
 from anyio.abc import TaskStatus
 from pydantic import AliasChoices
 
-from ..addresses import is_loopback
+from ..addresses import client_host, is_loopback
 from ..config import Settings
 from ..vendor import API
 from .app import CHAT_PREFIX, LEXI_PREFIX, SandboxApp
@@ -97,15 +97,6 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _client_host(host: str) -> str:
-    """Where a client on this machine reaches the server (a wildcard bind is reached over loopback)."""
-    if host in ("", "0.0.0.0"):  # noqa: S104 - not binding, just naming the loopback equivalent
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
-
-
 def client_env(
     url: str, *, customer_key: str = CUSTOMER_KEY, management_key: str = MANAGEMENT_KEY, lexi_key: str = LEXI_KEY
 ) -> dict[str, str]:
@@ -158,7 +149,7 @@ class Sandbox:
     def url(self) -> str:
         if self.port == 0:
             raise RuntimeError("the sandbox has no port yet: enter `async with` first")
-        return f"http://{_client_host(self.host)}:{self.port}"
+        return f"http://{client_host(self.host)}:{self.port}"
 
     @property
     def base_url(self) -> str:
