@@ -222,7 +222,7 @@ class _Checker:
             return None
         try:
             return yaml.constructor.SafeConstructor().construct_object(node)
-        except (yaml.YAMLError, ValueError):
+        except Exception:  # a tag's constructor refuses a bad value any way it likes: `!!timestamp ''` IndexError, …
             return None
 
     def expect(self, node: yaml.Node, path: str) -> dict[str, Any]:

@@ -452,6 +452,16 @@ _SHAPED = st.builds(
 )
 
 
+@pytest.mark.parametrize("value", ["!!timestamp ''", "!!float ''", "!!timestamp 2026-13-45", "!!int ''"])
+def test_a_value_its_own_tag_refuses_is_a_problem_not_a_crash(value: str) -> None:
+    """Found by the property test below: PyYAML's constructors fail on such values with IndexError/AttributeError."""
+    text = f"cases:\n  - name: a\n    turns:\n      - say: hi\n    expect: {{escalated: {value}}}\n"
+    with pytest.raises(SuiteError) as refused:
+        parse_suite(text, "odd.yaml")
+    assert "odd.yaml:5" in str(refused.value)
+    assert "escalated" in str(refused.value)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(_SHAPED, st.lists(_PIECES, max_size=40).map("".join)))
 def test_any_text_parses_or_is_refused_with_problems_never_a_crash(text: str) -> None:
