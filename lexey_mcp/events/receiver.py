@@ -184,7 +184,7 @@ async def serve_listener(
     transport (LEXEY_MCP_HEADER_TIMEOUT)."""
     import uvicorn
 
-    from ..http_transport import WaitingForHeaders, header_timeout_protocol
+    from ..header_timeout import WaitingForHeaders, header_timeout_protocol
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
