@@ -98,7 +98,8 @@ async def burst(url: str, n: int, sessions: int, server_pid: int, sandbox_pid: i
                         "send_customer_message", {"message": "What are your business hours?"}
                     )
                 except Exception as exc:  # every failure is counted, by kind
-                    failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+                    key = f"{type(exc).__name__}: {str(exc)[:80]}"
+                    failures[key] = failures.get(key, 0) + 1
                     return
                 content = result.structured_content or {}
                 if result.is_error or content.get("outcome") != "complete":
