@@ -66,27 +66,31 @@ class IdTracker:
     """The highest event id seen, and the ids never seen below it (kept as ranges: a gap may be huge)."""
 
     def __init__(self) -> None:
-        self.highest: int | None = None
+        self._high = 0  # the highest id seen (0: none yet; an id of 0 is never the highest, as ids start at 1)
         self._next = "1"  # the id that would follow the highest, as the upstream writes it
         self._starts: list[int] = []  # sorted, disjoint, inclusive ranges of missing ids
         self._ends: list[int] = []
         self._uncounted = 0  # missing ids in gaps past MAX_MISSING_RANGES: counted, not kept
 
+    @property
+    def highest(self) -> int | None:
+        return self._high or None
+
     def see(self, raw: str | None) -> None:
-        if raw == self._next:  # the usual case: one above the highest
-            self.highest = n = int(raw)
+        if raw == self._next:  # the usual case: one above the highest (so no need to parse it)
+            self._high = n = self._high + 1
             self._next = str(n + 1)
             return
         # Ids that are not plain integers are counted as events but take no part in gap checks.
         if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > _MAX_ID_DIGITS:
             return
         n = int(raw)
-        previous = 0 if self.highest is None else self.highest
+        previous = self._high
         if n > previous:
             self._next = str(n + 1)
             if n > previous + 1:  # ids start at 1
                 self._gap(previous + 1, n - 1)
-            self.highest = n
+            self._high = n
             return
         # A repeat or a late arrival: a late one fills its gap.
         i = bisect.bisect_right(self._starts, n) - 1
