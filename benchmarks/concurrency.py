@@ -98,7 +98,8 @@ async def burst(url: str, n: int, sessions: int, server_pid: int, sandbox_pid: i
                         "send_customer_message", {"message": "What are your business hours?"}
                     )
                 except Exception as exc:  # every failure is counted, by kind
-                    failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+                    key = f"{type(exc).__name__}: {str(exc)[:80]}"
+                    failures[key] = failures.get(key, 0) + 1
                     return
                 content = result.structured_content or {}
                 if result.is_error or content.get("outcome") != "complete":
@@ -165,9 +166,12 @@ async def run(ns: list[int], sessions: int) -> str:
                 notes.append(f"N={n} failures: {r['failures']}")
             print(rows[-1], flush=True)
     text = "\n".join(rows)
+    limit = os.environ.get("LEXEY_MCP_MAX_CONCURRENCY", "1,000 (its default)")
     text += (
         f"\n\nSandbox: `python -m lexey_mcp.sandbox --delay 0.01` in its own process; {sessions} MCP sessions; "
-        f"file-descriptor soft limit {soft:,} (raised to the hard limit).\n"
+        f"file-descriptor soft limit {soft:,} (raised to the hard limit). The server runs with "
+        f"`LEXEY_MCP_MAX_CONCURRENCY` at {limit} (connections and requests at once; beyond it uvicorn answers "
+        "HTTP 503, which `mcp.Client` reports as `MCPError: Server returned an error response`).\n"
     )
     return text + "".join(f"\n{n}" for n in notes)
 

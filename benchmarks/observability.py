@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     args = parser.parse_args()
     table, worst = asyncio.run(run(args.calls))
-    text = header("## 6. Observability overhead") + "\n" + table + "\n"
+    text = header("## 8. Observability overhead") + "\n" + table + "\n"
     print(text)
     print(f"worst overhead: {worst * 100:+.1f} % (target < {TARGET * 100:.0f} %)")
     if args.write:

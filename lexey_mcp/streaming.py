@@ -66,27 +66,31 @@ class IdTracker:
     """The highest event id seen, and the ids never seen below it (kept as ranges: a gap may be huge)."""
 
     def __init__(self) -> None:
-        self.highest: int | None = None
+        self._high = 0  # the highest id seen (0: none yet; an id of 0 is never the highest, as ids start at 1)
         self._next = "1"  # the id that would follow the highest, as the upstream writes it
         self._starts: list[int] = []  # sorted, disjoint, inclusive ranges of missing ids
         self._ends: list[int] = []
         self._uncounted = 0  # missing ids in gaps past MAX_MISSING_RANGES: counted, not kept
 
+    @property
+    def highest(self) -> int | None:
+        return self._high or None
+
     def see(self, raw: str | None) -> None:
-        if raw == self._next:  # the usual case: one above the highest
-            self.highest = n = int(raw)
+        if raw == self._next:  # the usual case: one above the highest (so no need to parse it)
+            self._high = n = self._high + 1
             self._next = str(n + 1)
             return
         # Ids that are not plain integers are counted as events but take no part in gap checks.
         if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > _MAX_ID_DIGITS:
             return
         n = int(raw)
-        previous = 0 if self.highest is None else self.highest
+        previous = self._high
         if n > previous:
             self._next = str(n + 1)
             if n > previous + 1:  # ids start at 1
                 self._gap(previous + 1, n - 1)
-            self.highest = n
+            self._high = n
             return
         # A repeat or a late arrival: a late one fills its gap.
         i = bisect.bisect_right(self._starts, n) - 1
@@ -140,7 +144,7 @@ class Fold:
         self.ignored_event_types: list[str] = []
         self.ids = IdTracker()
         self._parts: list[str] = []  # the text so far, in pieces
-        self._fresh = 0  # how many of the last pieces have not been joined yet
+        self._joined = 0  # how many of the first pieces are joins of earlier ones (the rest are fresh deltas)
         self._chars = 0  # text and reasoning held, against the cap
         self.text_version = 0  # bumps whenever text grows, so progress can tell
 
@@ -150,23 +154,33 @@ class Fold:
 
     def text(self) -> str:
         if len(self._parts) > 1:
-            self._parts, self._fresh = ["".join(self._parts)], 0
+            self._parts, self._joined = ["".join(self._parts)], 1
         return self._parts[0] if self._parts else ""
 
     def feed(self, events: Iterable[Event]) -> None:
         """Fold `events`, in order, up to `[DONE]` or the reply cap: nothing after either counts."""
+        if self.done or self.too_large:
+            return
         see, handle = self.ids.see, self._handle
+        received = skipped = 0  # counted in locals, stored once per batch
         for kind, data, event_id, oversized in events:
-            if self.done or self.too_large:
-                return
             if event_id is not None:
                 see(event_id)
             if data == DONE and kind == "message":
                 self.done = True
-            else:
-                self.events_received += 1
-                if oversized or not handle(kind, data):
-                    self.skipped_events += 1
+                break
+            received += 1
+            if oversized or not handle(kind, data):
+                skipped += 1
+            if self.too_large:
+                break
+        self.events_received += received
+        self.skipped_events += skipped
+        if len(self._parts) - self._joined >= _COMPACT_PARTS:
+            # Join the newest pieces into one (only those: every character is copied here once, and once more by
+            # text(), so building the text stays linear). Once per batch, so a piece costs no bookkeeping.
+            self._parts[self._joined :] = ["".join(self._parts[self._joined :])]
+            self._joined += 1
 
     def _handle(self, kind: str, data: str) -> bool:
         """Apply one event (its type and data); False when it could not be used."""
@@ -199,12 +213,6 @@ class Fold:
         if delta:
             self._parts.append(delta)
             self.text_version += 1
-            self._fresh += 1
-            if self._fresh == _COMPACT_PARTS:
-                # Join the newest pieces into one (only those: every character is copied here once, and once
-                # more by text(), so building the text stays linear).
-                self._parts[-_COMPACT_PARTS:] = ["".join(self._parts[-_COMPACT_PARTS:])]
-                self._fresh = 0
 
     def _set_error(self, message: object, code: object) -> None:
         """Keep the first in-stream error, redacted and bounded; a message that is not text becomes a generic one."""

@@ -490,3 +490,23 @@ async def test_lexi_tool_steps_and_thinking_are_capped_and_counted() -> None:
     assert (len(result.tool_steps), result.tool_steps_omitted) == (200, 100)
     assert (len(result.thinking), result.thinking_omitted) == (200, 50)
     assert result.outcome == "complete"
+
+
+def test_many_tiny_deltas_fold_to_the_exact_text_in_few_pieces() -> None:
+    """Pieces are joined once per batch: the text stays exact and the pieces held stay few, whatever the batches."""
+    fold = chat_fold(max_reply_chars=1_000_000)
+    decoder = SSEDecoder()
+    deltas = [f"{i % 10}" for i in range(20_000)]
+    sizes = itertools.cycle([1, 7, 700, 1_500, 3])
+    start, texts_seen = 0, []
+    while start < len(deltas):
+        batch = deltas[start : start + next(sizes)]
+        body = b"".join(chat_event(start + i + 1, {"type": "delta", "text": d}) for i, d in enumerate(batch))
+        fold.feed(decoder.feed(body))
+        start += len(batch)
+        assert len(fold._parts) <= 2_000  # without joining, 20,000 pieces
+        if start % 9 == 0:
+            texts_seen.append((start, fold.text()))
+    assert fold.text() == "".join(deltas)
+    assert all(text == "".join(deltas[:n]) for n, text in texts_seen)
+    assert (fold.events_received, fold.ids.highest, fold.ids.missing_count) == (20_000, 20_000, 0)
