@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import anyio
 from pydantic import SecretStr, ValidationError
 
-from . import __version__, http_transport, interrupt, stdio_transport
+from . import __version__, interrupt, stdio_transport
 from .addresses import client_host, is_loopback, url_host
 from .config import Settings, describe_settings_error
 from .hosting import auth_problem
@@ -271,6 +271,8 @@ def _main(argv: list[str]) -> int:
             )
         anyio.run(stdio_transport.serve, server, settings.max_line_bytes, settings.max_in_flight)
         return 0
+    from . import http_transport  # its listener pieces only when serving HTTP
+
     app = server.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=args.stateless,

@@ -205,6 +205,10 @@ def _mapped_errors(fn: Callable[..., Awaitable[CallToolResult]]) -> Callable[...
             logger.info("tool error: %s", exc)
             return _error(str(exc))
 
+    # Resolved once here: the SDK reads a tool's signature and type hints three times while registering it, and
+    # each read would evaluate every annotation string of this module again (`from __future__ import annotations`).
+    tool.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+    tool.__annotations__ = inspect.get_annotations(fn, eval_str=True)
     return tool
 
 
