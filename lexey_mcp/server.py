@@ -207,8 +207,11 @@ def _mapped_errors(fn: Callable[..., Awaitable[CallToolResult]]) -> Callable[...
 
     # Resolved once here: the SDK reads a tool's signature and type hints three times while registering it, and
     # each read would evaluate every annotation string of this module again (`from __future__ import annotations`).
-    tool.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
-    tool.__annotations__ = inspect.get_annotations(fn, eval_str=True)
+    signature = inspect.signature(fn, eval_str=True)
+    tool.__signature__ = signature  # type: ignore[attr-defined]
+    tool.__annotations__ = {n: p.annotation for n, p in signature.parameters.items() if p.annotation is not p.empty}
+    if signature.return_annotation is not signature.empty:
+        tool.__annotations__["return"] = signature.return_annotation
     return tool
 
 
