@@ -94,9 +94,9 @@ async def demo(settings: Settings, *, delay: float = 0.02) -> int:
             scenario = await _call(
                 client, "run_customer_scenario", {"messages": SCENARIO}, "customer scenario", stream=False
             )
+            for message, turn in zip(SCENARIO, scenario["turns"], strict=True):
+                print(f"  customer: {message}\n  agent:    {turn['text']}\n            ({_turn_state(turn)})")
             await _show_escalation_event(client, escalations)
-        for message, turn in zip(SCENARIO, scenario["turns"], strict=True):
-            print(f"  customer: {message}\n  agent:    {turn['text']}\n            ({_turn_state(turn)})")
         review = await _call(client, "configure_org", {"instruction": REVIEW}, f"review: {REVIEW}")
     escalated = bool(scenario["escalated"])
     complete = all(t["outcome"] == "complete" for t in scenario["turns"]) and review["outcome"] == "complete"

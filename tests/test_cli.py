@@ -215,6 +215,9 @@ def test_demo_runs_the_whole_workflow() -> None:
     assert "1 escalation" in done.stdout
     # The transcript once, in words, then where to go next; no log lines unless -v.
     assert done.stdout.count("I was charged twice") == 1
+    # The scenario right under its heading, then the escalation it caused arriving as an event.
+    assert done.stdout.index("== customer scenario") < done.stdout.index("I was charged twice")
+    assert done.stdout.index("I was charged twice") < done.stdout.index("== event: lexey://escalations")
     assert "None" not in done.stdout
     assert "True" not in done.stdout
     assert "(reply complete; conversation escalated)" in done.stdout
