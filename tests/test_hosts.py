@@ -20,20 +20,11 @@ from mcp import Client, StdioServerParameters
 
 from lexey_mcp.config import Settings
 from tests.processes import clean_env
+from tests.test_server import TOOL_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTS = REPO / "examples" / "hosts"
 SCRIPT = str(Path(sys.executable).parent / "lexey-mcp")  # the console script of the venv running the tests
-TOOL_NAMES = {
-    "create_conversation",
-    "send_customer_message",
-    "get_conversation_messages",
-    "configure_org",
-    "lexi_chat",
-    "run_customer_scenario",
-    "run_test_suite",
-    "list_escalations",
-}
 JSON_CONFIGS = sorted(p.relative_to(HOSTS).as_posix() for p in HOSTS.glob("*/*.json"))
 CLAUDE_SCRIPTS = sorted(p.relative_to(HOSTS).as_posix() for p in HOSTS.glob("claude-code/*.sh"))
 SHELL_KEYS = {

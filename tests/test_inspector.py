@@ -19,20 +19,11 @@ import pytest
 
 from tests.processes import clean_env
 from tests.test_examples import require
+from tests.test_server import TOOL_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 CI_NODE = REPO / ".ci-node" / "node_modules"
 SERVER = [str(Path(sys.executable).parent / "lexey-mcp"), "--sandbox"]
-TOOL_NAMES = {
-    "create_conversation",
-    "send_customer_message",
-    "get_conversation_messages",
-    "configure_org",
-    "lexi_chat",
-    "run_customer_scenario",
-    "run_test_suite",
-    "list_escalations",
-}
 MIN_NODE = (22, 19)
 
 

@@ -18,6 +18,7 @@ from tests.conftest import sandbox_settings_for
 
 pytestmark = pytest.mark.anyio
 
+#: Every tool, as hosts see it (the host-config and Inspector tests check the same list).
 TOOL_NAMES = {
     "create_conversation",
     "send_customer_message",
