@@ -18,6 +18,17 @@ EXIT_INTERRUPTED = 130
 DEADLINE = 0.9
 
 
+#: A line a Ctrl-C prints at once (set by a command that wants to say it stopped): printed when unwinding ends,
+#: it could be cut by the deadline.
+_announcement: bytes | None = None
+
+
+def announce(line: str) -> None:
+    """Print `line` on stderr as soon as Ctrl-C is pressed."""
+    global _announcement
+    _announcement = f"\n{line}\n".encode()
+
+
 def install() -> None:
     """Make SIGINT raise KeyboardInterrupt and start the deadline (call from the main thread)."""
     signal.signal(signal.SIGINT, _on_sigint)
@@ -32,6 +43,8 @@ def exit_soon(status: int = EXIT_INTERRUPTED) -> None:
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     exit_soon()
+    if _announcement is not None:
+        os.write(2, _announcement)
     # What unwinding logs or warns of (cancelled requests, "Exception in ASGI application", a task the interrupt
     # kept from starting) is noise after a Ctrl-C.
     logging.disable(logging.CRITICAL)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anyio
 
+from .. import interrupt
 from ..client import LexeyClient
 from ..config import Settings
 from ..errors import LexeyConfigError, LexeyInputError
@@ -41,11 +42,11 @@ def run_test_command(args: argparse.Namespace, settings: Settings) -> int:
             return _fail(f"cannot write the report {report}: it is a directory")
     if len(reports) == 2 and reports[0].resolve() == reports[1].resolve():
         return _fail(f"--junit and --json both name {reports[0]}: give each report its own file")
+    interrupt.announce("lexey-mcp test: interrupted")
     try:
         return anyio.run(_run, args, settings, suite)
     except KeyboardInterrupt:  # the runs were cancelled and their upstream streams closed on the way out
-        print("\nlexey-mcp test: interrupted", file=sys.stderr)
-        return 130
+        return interrupt.EXIT_INTERRUPTED
 
 
 async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> int:
