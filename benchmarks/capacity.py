@@ -7,7 +7,8 @@ POST with a stream of short chat deltas, `--rate` events a second for `--seconds
 it was written. `--calls` `send_customer_message` calls run at once over streamable HTTP (with a progress
 token) against:
 
-* ours: `lexey-mcp --transport http`, sending progress, at several coalescing intervals;
+* ours: `lexey-mcp --transport http`, sending progress: as shipped (`PROGRESS_INTERVAL` 0.5 s a stream, at most
+  `PROGRESS_RATE` 100 calls a second in all), and with other settings (`--ours INTERVAL:RATE`);
 * baseline: a hand-written `MCPServer` tool doing the same POST and an `httpx2.EventSource` + `json.loads`
   fold, sending no progress at all.
 
@@ -124,19 +125,20 @@ OURS = """
 import sys
 import lexey_mcp.client
 lexey_mcp.client.PROGRESS_INTERVAL = float(sys.argv.pop(1))
+lexey_mcp.client.PROGRESS_RATE = float(sys.argv.pop(1))
 from lexey_mcp.cli import main
 sys.exit(main())
 """
 
 
 @contextlib.contextmanager
-def server(kind: str, upstream: str, interval: float) -> Iterator[tuple[int, int]]:
+def server(kind: str, upstream: str, interval: float, rate: float) -> Iterator[tuple[int, int]]:
     """(port, pid) of a server of `kind` ("ours" or "baseline") pointed at `upstream`."""
     port = free_port()
     if kind == "baseline":
         args = [sys.executable, "-c", BASELINE, str(port), f"{upstream}/api/v1"]
     else:
-        args = [sys.executable, "-c", OURS, str(interval), "--transport", "http", "--port", str(port)]
+        args = [sys.executable, "-c", OURS, str(interval), str(rate), "--transport", "http", "--port", str(port)]
     env = {
         "LEXEY_BASE_URL": f"{upstream}/api/v1",
         "LEXEY_CUSTOMER_KEY": CUSTOMER_KEY,
@@ -207,10 +209,12 @@ async def burst(url: str, calls: int, pid: int, expected: int) -> dict[str, Any]
     return {"cpu": cpu, "wall": wall, "notifications": notifications, "lags": lags, "failures": dict(failures)}
 
 
-def setting(kind: str, interval: float, default: float) -> str:
+def setting(kind: str, interval: float, rate: float) -> str:
     if kind != "ours":
         return "none"
-    return f"{interval:g} s" + (" (default)" if interval == default else "")
+    shipped = (interval, rate) == (lexey_mcp.client.PROGRESS_INTERVAL, lexey_mcp.client.PROGRESS_RATE)
+    cap = "no cap" if rate == float("inf") else f"≤ {rate:g}/s in all"
+    return f"{interval:g} s a stream, {cap}" + (" (shipped)" if shipped else "")
 
 
 def breakdown(profile: Path) -> list[tuple[str, float]]:
@@ -246,7 +250,9 @@ def breakdown(profile: Path) -> list[tuple[str, float]]:
     return [(label, n / total) for label, n in totals.most_common()]
 
 
-async def run(calls: int, rate: float, seconds: float, intervals: list[float], rounds: int, profile: bool) -> str:
+async def run(
+    calls: int, rate: float, seconds: float, variants: list[tuple[float, float]], rounds: int, profile: bool
+) -> str:
     raise_fd_limit()
     expected = round(rate * seconds)
     events = calls * expected
@@ -254,32 +260,31 @@ async def run(calls: int, rate: float, seconds: float, intervals: list[float], r
     upstream = f"http://127.0.0.1:{up_port}"
     up_args = [sys.executable, "-m", "benchmarks.capacity", "--upstream", str(up_port), str(rate), str(seconds)]
     rows = [
-        "| server | progress interval | CPU s per round | median CPU ms / 1,000 events | median vs baseline "
+        "| server | progress | CPU s per round | median CPU ms / 1,000 events | median vs baseline "
         "| notifications | lag p50 / p99 | wall | failed |",
         "|---|---:|---|---:|---:|---:|---|---:|---:|",
     ]
     load = os.getloadavg()
     results: dict[str, list[dict[str, Any]]] = {}
-    contenders = [("baseline", 0.0)] + [("ours", i) for i in intervals]
+    contenders = [("baseline", 0.0, 0.0)] + [("ours", interval, cap) for interval, cap in variants]
     with process(up_args):
         wait_for_port(up_port)
         for _ in range(rounds):  # interleaved
-            for kind, interval in contenders:
-                with server(kind, upstream, interval) as (port, pid):
+            for kind, interval, cap in contenders:
+                with server(kind, upstream, interval, cap) as (port, pid):
                     r = await burst(f"http://127.0.0.1:{port}/mcp", calls, pid, expected)
-                results.setdefault(f"{kind}@{interval}", []).append(r)
-                print(kind, interval, {k: v for k, v in r.items() if k != "lags"}, flush=True)
+                results.setdefault(f"{kind}@{interval}:{cap}", []).append(r)
+                print(kind, interval, cap, {k: v for k, v in r.items() if k != "lags"}, flush=True)
         shares: list[tuple[str, float]] = []
         if profile:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "profile.txt"
-                with server("ours", upstream, intervals[0]) as (port, pid), sampled(pid, path):
+                with server("ours", upstream, *variants[0]) as (port, pid), sampled(pid, path):
                     await burst(f"http://127.0.0.1:{port}/mcp", calls, pid, expected)
                 shares = breakdown(path)
-    base_cpu = statistics.median(r["cpu"] for r in results["baseline@0.0"])
-    default = lexey_mcp.client.PROGRESS_INTERVAL
-    for kind, interval in contenders:
-        runs = results[f"{kind}@{interval}"]
+    base_cpu = statistics.median(r["cpu"] for r in results["baseline@0.0:0.0"])
+    for kind, interval, cap in contenders:
+        runs = results[f"{kind}@{interval}:{cap}"]
         cpu = statistics.median(r["cpu"] for r in runs)
         lags = sorted(lag for r in runs for lag in r["lags"])
         lag = f"{percentile(lags, 50) * 1e3:.0f} / {percentile(lags, 99) * 1e3:.0f} ms" if lags else "—"
@@ -288,7 +293,7 @@ async def run(calls: int, rate: float, seconds: float, intervals: list[float], r
         wall = statistics.median(r["wall"] for r in runs)
         per_round = " / ".join(f"{r['cpu']:.2f}" for r in runs)
         rows.append(
-            f"| {kind} | {setting(kind, interval, default)} | {per_round} | "
+            f"| {kind} | {setting(kind, interval, cap)} | {per_round} | "
             f"{cpu / events * 1e6:.0f} | {cpu / base_cpu:.2f}× | {notifications:,.0f} | {lag} | {wall:.1f} s | "
             f"{failed} |"
         )
@@ -301,7 +306,7 @@ async def run(calls: int, rate: float, seconds: float, intervals: list[float], r
     )
     if shares:
         text += (
-            f"\nWhere our server's CPU goes (py-spy, 250 samples/s, progress every {intervals[0]:g} s):\n\n"
+            f"\nWhere our server's CPU goes (py-spy, 250 samples/s, {setting('ours', *variants[0])}):\n\n"
             "| where | share |\n|---|---:|\n"
         )
         text += "".join(f"| {label} | {share * 100:.0f} % |\n" for label, share in shares)
@@ -317,12 +322,20 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rate", type=float, default=25.0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--intervals", type=float, nargs="+", default=[0.5, 0.05, 1.0], help="first: profiled")
+    parser.add_argument(
+        "--ours",
+        nargs="+",
+        default=[f"{lexey_mcp.client.PROGRESS_INTERVAL:g}:{lexey_mcp.client.PROGRESS_RATE:g}", "0.5:inf"],
+        metavar="INTERVAL:RATE",
+        help="progress settings of our server, one round each (the first is profiled): seconds between two "
+        "progress calls of a stream, and calls a second across all streams (inf: no cap)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="also sample our server with py-spy")
     parser.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     args = parser.parse_args()
-    result = asyncio.run(run(args.calls, args.rate, args.seconds, args.intervals, args.rounds, args.profile))
+    variants = [(float(interval), float(cap)) for interval, _, cap in (v.partition(":") for v in args.ours)]
+    result = asyncio.run(run(args.calls, args.rate, args.seconds, variants, args.rounds, args.profile))
     text = header("## 7. Capacity: live streams, CPU per event, progress lag") + "\n" + result
     print(text)
     if args.write:

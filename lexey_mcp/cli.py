@@ -8,7 +8,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-import anyio
 from pydantic import SecretStr, ValidationError
 
 from . import __version__, interrupt, stdio_transport
@@ -269,7 +268,7 @@ def _main(argv: list[str]) -> int:
                 "`lexey-mcp --help` lists the options.",
                 file=sys.stderr,
             )
-        anyio.run(stdio_transport.serve, server, settings.max_line_bytes, settings.max_in_flight)
+        interrupt.run(stdio_transport.serve, server, settings.max_line_bytes, settings.max_in_flight)
         return 0
     from . import http_transport  # its listener pieces only when serving HTTP
 

@@ -48,6 +48,18 @@ OnText = Callable[[str], Awaitable[None]]
 #: Seconds between two progress calls of one stream. A live stream brings ~25 events a second; at 0.05 s nearly
 #: every event became a notification of the whole text so far (see BENCHMARKS.md, capacity).
 PROGRESS_INTERVAL = 0.5
+#: Progress calls a second across all the streams of this process: with more than PROGRESS_RATE × PROGRESS_INTERVAL
+#: streams reporting at once, each reports less often (200 streams: every 2 s). A call becomes an MCP notification,
+#: which costs the server ~0.2 ms of CPU in the SDK (task hand-offs, framing, a socket write); at 2 a second each,
+#: 200 live streams spent more on progress than on streaming (BENCHMARKS.md, capacity).
+PROGRESS_RATE = 100.0
+
+
+class _Reporting:
+    """The streams of this process that report progress now."""
+
+    streams = 0
+
 
 #: When a failed request may be sent again.
 #: "unsent": only if the connection failed before the request went out (chat messages: no idempotency key).
@@ -381,14 +393,16 @@ async def read_stream(
     """Feed `chunks` through the SSE decoder into `fold` until `[DONE]`, the reply cap or `deadline` (in
     `anyio.current_time()`); why it ended early, if it did. The one place a stream's ending is decided.
 
-    `on_text` gets the text so far at most once per `progress_interval` seconds (default PROGRESS_INTERVAL), and
-    once more at the end.
+    `on_text` gets the text so far at most once per `progress_interval` seconds (default PROGRESS_INTERVAL, longer
+    while this process has more streams reporting than PROGRESS_RATE allows), and once more at the end.
     """
     interval = PROGRESS_INTERVAL if progress_interval is None else progress_interval
     decoder = SSEDecoder(max_event_bytes)
     last_progress = -math.inf
     seen_version = 0
     reason: PartialReason | None = "ended_without_done"
+    reporting = int(on_text is not None)
+    _Reporting.streams += reporting
     with anyio.CancelScope(deadline=deadline) as scope:
         try:
             async for chunk in chunks:
@@ -397,13 +411,15 @@ async def read_stream(
                     break
                 if on_text is not None and fold.text_version != seen_version:
                     now = anyio.current_time()
-                    if now - last_progress >= interval:
+                    if now - last_progress >= max(interval, _Reporting.streams / PROGRESS_RATE):
                         last_progress, seen_version = now, fold.text_version
                         await on_text(fold.text())
         except httpx2.TimeoutException:
             reason = "timeout"
         except httpx2.TransportError:
             reason = "connection_lost"
+        finally:
+            _Reporting.streams -= reporting
     if scope.cancelled_caught:
         reason = "timeout"
     # The last words too, so a host showing progress shows the whole reply.

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 from mcp import Client
 
+from . import interrupt
 from .config import Settings
 from .events.model import ESCALATIONS_URI
 from .server import build_server
@@ -117,4 +118,4 @@ def _turn_state(turn: dict[str, Any]) -> str:
 
 
 def run_demo(settings: Settings, *, delay: float = 0.02) -> int:
-    return anyio.run(functools.partial(demo, settings, delay=delay))
+    return interrupt.run(functools.partial(demo, settings, delay=delay))

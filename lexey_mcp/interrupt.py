@@ -1,7 +1,10 @@
 """Ctrl-C ends every mode promptly: exit status 130, no traceback.
 
-The first SIGINT raises KeyboardInterrupt (the command unwinds and `main` returns 130) and starts a deadline:
-a clean-up that hangs (a thread blocked reading stdin cannot be cancelled) is cut short by exiting at once.
+The first SIGINT starts a deadline: a clean-up that hangs (a thread blocked reading stdin cannot be cancelled) is
+cut short by exiting at once. Outside an event loop it raises KeyboardInterrupt (`main` returns 130). Inside one
+(`run`) it cancels the command instead, which unwinds through its own clean-up, and KeyboardInterrupt is raised
+once the loop has ended: raised from the handler it would land in whatever code runs at that instant, inside
+anyio's cancel-scope bookkeeping too ("Attempted to exit a cancel scope that isn't the current task's").
 """
 
 from __future__ import annotations
@@ -11,7 +14,14 @@ import os
 import signal
 import threading
 import warnings
+from collections.abc import Awaitable, Callable
 from types import FrameType
+from typing import TypeVar, TypeVarTuple
+
+import anyio
+
+T = TypeVar("T")
+Args = TypeVarTuple("Args")
 
 EXIT_INTERRUPTED = 130
 #: Seconds left for clean-up after Ctrl-C.
@@ -41,7 +51,39 @@ def exit_soon(status: int = EXIT_INTERRUPTED) -> None:
     timer.start()
 
 
-def _on_sigint(signum: int, frame: FrameType | None) -> None:
+def run(func: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
+    """`anyio.run(func, *args)`, where Ctrl-C cancels `func` and raises KeyboardInterrupt after it has unwound."""
+    interrupted, result = anyio.run(_cancelled_by_ctrl_c, func, args)
+    install()  # the loop's signal handling, gone with the loop, had replaced ours
+    if interrupted:
+        raise KeyboardInterrupt
+    assert result is not None
+    return result[0]
+
+
+async def _cancelled_by_ctrl_c(
+    func: Callable[[*Args], Awaitable[T]], args: tuple[*Args]
+) -> tuple[bool, tuple[T] | None]:
+    async def watch(work: anyio.CancelScope) -> None:
+        try:
+            with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                async for _ in signals:  # a second Ctrl-C changes nothing: the deadline is running
+                    if not work.cancel_called:
+                        _stopping()
+                        work.cancel()
+        except NotImplementedError:  # no signal receiver on this platform: the handler raises KeyboardInterrupt
+            return
+
+    result: tuple[T] | None = None
+    async with anyio.create_task_group() as group:
+        with anyio.CancelScope() as work:
+            group.start_soon(watch, work)
+            result = (await func(*args),)
+        group.cancel_scope.cancel()
+    return work.cancel_called, result
+
+
+def _stopping() -> None:
     exit_soon()
     if _announcement is not None:
         os.write(2, _announcement)
@@ -49,4 +91,8 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     # kept from starting) is noise after a Ctrl-C.
     logging.disable(logging.CRITICAL)
     warnings.simplefilter("ignore")
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    _stopping()
     raise KeyboardInterrupt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import lexey_mcp.client
 from lexey_mcp.client import read_stream
 from lexey_mcp.models import ChatResult, LexiResult
 from lexey_mcp.sse import SSEDecoder
@@ -297,6 +299,33 @@ async def test_progress_is_coalesced_and_carries_the_text_so_far() -> None:
     assert seen[-1] == "1 2 3 4 5 "  # the last words are sent even when they came inside the interval
     assert 2 <= len(seen) <= 5  # five deltas 30 ms apart: at most one message per 50 ms, plus the final one
     assert all(b.startswith(a) for a, b in itertools.pairwise(seen))
+
+
+async def test_streams_at_once_share_the_progress_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 20 calls a second in all: 20 streams at once report every second each, a lone one at its own 0.05 s pace.
+    monkeypatch.setattr(lexey_mcp.client, "PROGRESS_RATE", 20.0)
+    calls: Counter[int] = Counter()
+
+    async def stream(n: int) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(1, 26):  # 25 deltas over 0.5 s
+                yield chat_event(i, {"type": "delta", "text": "w "})
+                await anyio.sleep(0.02)
+            yield chat_event(26, "[DONE]")
+
+        async def on_text(text: str) -> None:
+            calls[n] += 1
+
+        await read_stream(chunks(), chat_fold(), max_event_bytes=4096, on_text=on_text, progress_interval=0.05)
+
+    async with anyio.create_task_group() as group:
+        for n in range(20):
+            group.start_soon(stream, n)
+    # The first words and the last (a third if the others ended a little earlier and freed the rate).
+    assert sorted(calls.values())[-1] <= 3
+    assert len(calls) == 20
+    await stream(20)  # alone, once the others are done
+    assert calls[20] >= 6
 
 
 # Lexi's named events.

@@ -10,8 +10,6 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-import anyio
-
 from .. import interrupt
 from ..client import LexeyClient
 from ..config import Settings
@@ -44,7 +42,7 @@ def run_test_command(args: argparse.Namespace, settings: Settings) -> int:
         return _fail(f"--junit and --json both name {reports[0]}: give each report its own file")
     interrupt.announce("lexey-mcp test: interrupted")
     try:
-        return anyio.run(_run, args, settings, suite)
+        return interrupt.run(_run, args, settings, suite)
     except KeyboardInterrupt:  # the runs were cancelled and their upstream streams closed on the way out
         return interrupt.EXIT_INTERRUPTED
 
