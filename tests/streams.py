@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
+import anyio
 import httpx2
 
 from lexey_mcp.config import Settings
@@ -64,6 +65,18 @@ def bytewise(body: bytes) -> list[bytes]:
 
 async def aiter_chunks(chunks: Sequence[bytes]) -> AsyncIterator[bytes]:
     for chunk in chunks:
+        yield chunk
+
+
+async def arriving(chunks: Sequence[bytes], every: float) -> AsyncIterator[bytes]:
+    """`chunks` as a socket delivers a live stream: the i-th arrives `i * every` seconds after the first read, whether
+    or not anyone reads meanwhile; a read takes the next chunk that has arrived (one at a time, as httpcore yields
+    HTTP chunks), or waits for it."""
+    start = anyio.current_time()
+    for i, chunk in enumerate(chunks):
+        delay = start + i * every - anyio.current_time()
+        if delay > 0:
+            await anyio.sleep(delay)
         yield chunk
 
 

@@ -14,11 +14,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lexey_mcp.client
-from lexey_mcp.client import read_stream
+from lexey_mcp.client import TRICKLE_PAUSE, TRICKLE_WAIT, read_stream
 from lexey_mcp.models import ChatResult, LexiResult
 from lexey_mcp.sse import SSEDecoder
 from lexey_mcp.streaming import ChatFold, IdTracker, LexiFold
-from tests.streams import CID, CUSTOMER_KEY, aiter_chunks, bytewise, chat_event, chat_stream, lexi_event, split_at
+from tests.streams import (
+    CID,
+    CUSTOMER_KEY,
+    aiter_chunks,
+    arriving,
+    bytewise,
+    chat_event,
+    chat_stream,
+    lexi_event,
+    split_at,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -302,30 +312,56 @@ async def test_progress_is_coalesced_and_carries_the_text_so_far() -> None:
 
 
 async def test_streams_at_once_share_the_progress_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    # 20 calls a second in all: 20 streams at once report every second each, a lone one at its own 0.05 s pace.
+    # 20 calls a second in all: 20 streams at once report once a second each, a lone one at its own 0.05 s pace.
     monkeypatch.setattr(lexey_mcp.client, "PROGRESS_RATE", 20.0)
     calls: Counter[int] = Counter()
 
     async def stream(n: int) -> None:
-        async def chunks() -> AsyncIterator[bytes]:
-            for i in range(1, 26):  # 25 deltas over 0.5 s
-                yield chat_event(i, {"type": "delta", "text": "w "})
-                await anyio.sleep(0.02)
-            yield chat_event(26, "[DONE]")
-
         async def on_text(text: str) -> None:
             calls[n] += 1
 
-        await read_stream(chunks(), chat_fold(), max_event_bytes=4096, on_text=on_text, progress_interval=0.05)
+        events = [chat_event(i, {"type": "delta", "text": "w "}) for i in range(1, 51)] + [chat_event(51, "[DONE]")]
+        chunks = arriving(events, every=0.02)  # a second long
+        await read_stream(chunks, chat_fold(), max_event_bytes=4096, on_text=on_text, progress_interval=0.05)
 
     async with anyio.create_task_group() as group:
         for n in range(20):
             group.start_soon(stream, n)
-    # The first words and the last (a third if the others ended a little earlier and freed the rate).
-    assert sorted(calls.values())[-1] <= 3
+    # The first words and the last, and at most one call in between.
     assert len(calls) == 20
+    assert max(calls.values()) <= 3
     await stream(20)  # alone, once the others are done
     assert calls[20] >= 6
+
+
+async def test_a_live_trickle_is_read_in_batches_without_falling_behind() -> None:
+    # 50 events 20 ms apart: after each wait for the network, the next read waits TRICKLE_PAUSE and then takes what
+    # arrived meanwhile at once; a read at a time would wait 50 times.
+    taken: list[float] = []
+
+    async def watched(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            taken.append(anyio.current_time())
+            yield chunk
+
+    events = [chat_event(i, {"type": "delta", "text": f"{i} "}) for i in range(1, 51)] + [chat_event(51, "[DONE]")]
+    fold = chat_fold()
+    start = anyio.current_time()
+    reason = await read_stream(watched(arriving(events, every=0.02)), fold, max_event_bytes=4096)
+    elapsed = anyio.current_time() - start
+    result = fold.result(reason)
+    assert (result.outcome, result.text) == ("complete", "".join(f"{i} " for i in range(1, 51)))
+    gaps = sum(1 for a, b in itertools.pairwise(taken) if b - a > TRICKLE_WAIT)
+    assert gaps <= 2 * (1.0 / TRICKLE_PAUSE + 1)  # each pause, and the wait for the next arrival after the burst
+    assert elapsed < 1.0 + TRICKLE_PAUSE + 0.5  # at most a pause behind the stream (and a loaded machine's slack)
+
+
+async def test_what_has_arrived_is_read_at_once() -> None:
+    events = [chat_event(i, {"type": "delta", "text": "w"}) for i in range(1, 2001)] + [chat_event(2001, "[DONE]")]
+    fold = chat_fold()
+    with anyio.fail_after(1.0):  # a pause after each of 2,001 chunks would take 200 s
+        reason = await read_stream(arriving(events, every=0), fold, max_event_bytes=4096)
+    assert (fold.result(reason).outcome, fold.result(reason).events_received) == ("complete", 2000)
 
 
 # Lexi's named events.
