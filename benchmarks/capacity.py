@@ -313,6 +313,17 @@ async def run(
     return text
 
 
+def progress_setting(text: str) -> tuple[float, float]:
+    """INTERVAL:RATE, e.g. 0.5:100 or 0.5:inf."""
+    interval, colon, rate = text.partition(":")
+    try:
+        if not colon:
+            raise ValueError
+        return float(interval), float(rate)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not INTERVAL:RATE (0.5:100; 0.5:inf for no cap)") from None
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--upstream"]:
         port, rate, seconds = sys.argv[2:5]
@@ -325,7 +336,8 @@ def main() -> None:
     parser.add_argument(
         "--ours",
         nargs="+",
-        default=[f"{lexey_mcp.client.PROGRESS_INTERVAL:g}:{lexey_mcp.client.PROGRESS_RATE:g}", "0.5:inf"],
+        type=progress_setting,
+        default=[(lexey_mcp.client.PROGRESS_INTERVAL, lexey_mcp.client.PROGRESS_RATE), (0.5, float("inf"))],
         metavar="INTERVAL:RATE",
         help="progress settings of our server, one round each (the first is profiled): seconds between two "
         "progress calls of a stream, and calls a second across all streams (inf: no cap)",
@@ -334,8 +346,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also sample our server with py-spy")
     parser.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     args = parser.parse_args()
-    variants = [(float(interval), float(cap)) for interval, _, cap in (v.partition(":") for v in args.ours)]
-    result = asyncio.run(run(args.calls, args.rate, args.seconds, variants, args.rounds, args.profile))
+    result = asyncio.run(run(args.calls, args.rate, args.seconds, args.ours, args.rounds, args.profile))
     text = header("## 7. Capacity: live streams, CPU per event, progress lag") + "\n" + result
     print(text)
     if args.write:

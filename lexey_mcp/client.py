@@ -54,21 +54,25 @@ PROGRESS_INTERVAL = 0.5
 #: 200 live streams spent more on progress than on streaming (BENCHMARKS.md, capacity).
 PROGRESS_RATE = 100.0
 
-
-class _Reporting:
-    """The streams of this process that report progress now."""
-
-    streams = 0
-
-
-#: A live stream trickles in an event at a time, and each wait for the socket costs more than the event it brings
-#: (~60 µs of CPU in the event loop, anyio, httpcore and h11). When a chunk of less than TRICKLE_BYTES came after a
-#: wait of TRICKLE_WAIT or more, the next read waits TRICKLE_PAUSE seconds first, and then takes what arrived
-#: meanwhile in one go. Nobody sees the text sooner than the next progress call (PROGRESS_INTERVAL) or the end
-#: anyway. What is already buffered, or arrives faster, is read at once.
+#: A live stream trickles in an event at a time, and each wait for the socket costs more CPU than the event it brings
+#: (~60 µs in the event loop, anyio, httpcore and h11). With TRICKLE_STREAMS or more streams read at once, when a
+#: chunk of less than TRICKLE_BYTES came after a wait of TRICKLE_WAIT or more, the next read waits TRICKLE_PAUSE
+#: seconds first and then takes what arrived meanwhile in one go: the text shows up to TRICKLE_PAUSE later, and the
+#: reply may end that much later (never past the stream's deadline). On a loop so busy that getting back to a read
+#: takes TRICKLE_WAIT, a fast stream pauses too, then takes all that arrived meanwhile. Fewer streams are read as they
+#: come: there, latency is what counts.
+TRICKLE_STREAMS = 20
 TRICKLE_BYTES = 4096
 TRICKLE_WAIT = 0.005
 TRICKLE_PAUSE = 0.1
+
+
+class _Streams:
+    """The upstream streams this process reads now, and how many of them report progress."""
+
+    live = 0
+    reporting = 0
+
 
 #: When a failed request may be sent again.
 #: "unsent": only if the connection failed before the request went out (chat messages: no idempotency key).
@@ -411,7 +415,8 @@ async def read_stream(
     seen_version = 0
     reason: PartialReason | None = "ended_without_done"
     reporting = int(on_text is not None)
-    _Reporting.streams += reporting
+    _Streams.live += 1
+    _Streams.reporting += reporting
     with anyio.CancelScope(deadline=deadline) as scope:
         try:
             asked = time.monotonic()
@@ -422,10 +427,15 @@ async def read_stream(
                     break
                 if on_text is not None and fold.text_version != seen_version:
                     now = time.monotonic()  # not anyio.current_time(), which finds the event loop each time (0.5 µs)
-                    if now - last_progress >= max(interval, _Reporting.streams / PROGRESS_RATE):
+                    if now - last_progress >= max(interval, _Streams.reporting / PROGRESS_RATE):
                         last_progress, seen_version = now, fold.text_version
                         await on_text(fold.text())
-                if waited >= TRICKLE_WAIT and len(chunk) < TRICKLE_BYTES:
+                if (
+                    waited >= TRICKLE_WAIT
+                    and len(chunk) < TRICKLE_BYTES
+                    and _Streams.live >= TRICKLE_STREAMS
+                    and deadline - anyio.current_time() > TRICKLE_PAUSE
+                ):
                     await anyio.sleep(TRICKLE_PAUSE)
                 asked = time.monotonic()
         except httpx2.TimeoutException:
@@ -433,7 +443,8 @@ async def read_stream(
         except httpx2.TransportError:
             reason = "connection_lost"
         finally:
-            _Reporting.streams -= reporting
+            _Streams.live -= 1
+            _Streams.reporting -= reporting
     if scope.cancelled_caught:
         reason = "timeout"
     # The last words too, so a host showing progress shows the whole reply.

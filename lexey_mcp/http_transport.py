@@ -210,5 +210,6 @@ def serve(app: ASGIApp, host: str, port: int, settings: Settings) -> None:
     # What exists now (modules, the tools' models and schemas: ~90,000 objects) lives as long as the process: out
     # of the collector's sight, each collection of what many calls at once leave behind costs less (~15 % of the
     # server's CPU per call, 200 at once: BENCHMARKS.md, capacity).
+    gc.collect()  # what start-up left for the collector is freed now, not frozen for good
     gc.freeze()
     _Server(config, waiting).run()

@@ -1,14 +1,15 @@
 """Ctrl-C ends every mode promptly: exit status 130, no traceback.
 
 The first SIGINT starts a deadline: a clean-up that hangs (a thread blocked reading stdin cannot be cancelled) is
-cut short by exiting at once. Outside an event loop it raises KeyboardInterrupt (`main` returns 130). Inside one
-(`run`) it cancels the command instead, which unwinds through its own clean-up, and KeyboardInterrupt is raised
+cut short by exiting at once. Outside a command's event loop it raises KeyboardInterrupt (`main` returns 130). Inside
+one (`run`) it cancels the command instead, which unwinds through its own clean-up, and KeyboardInterrupt is raised
 once the loop has ended: raised from the handler it would land in whatever code runs at that instant, inside
 anyio's cancel-scope bookkeeping too ("Attempted to exit a cancel scope that isn't the current task's").
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -52,9 +53,8 @@ def exit_soon(status: int = EXIT_INTERRUPTED) -> None:
 
 
 def run(func: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
-    """`anyio.run(func, *args)`, where Ctrl-C cancels `func` and raises KeyboardInterrupt after it has unwound."""
+    """`anyio.run(func, *args)`, where Ctrl-C cancels `func` and raises KeyboardInterrupt once it has unwound."""
     interrupted, result = anyio.run(_cancelled_by_ctrl_c, func, args)
-    install()  # the loop's signal handling, gone with the loop, had replaced ours
     if interrupted:
         raise KeyboardInterrupt
     assert result is not None
@@ -64,23 +64,29 @@ def run(func: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
 async def _cancelled_by_ctrl_c(
     func: Callable[[*Args], Awaitable[T]], args: tuple[*Args]
 ) -> tuple[bool, tuple[T] | None]:
-    async def watch(work: anyio.CancelScope) -> None:
-        try:
-            with anyio.open_signal_receiver(signal.SIGINT) as signals:
-                async for _ in signals:  # a second Ctrl-C changes nothing: the deadline is running
-                    if not work.cancel_called:
-                        _stopping()
-                        work.cancel()
-        except NotImplementedError:  # no signal receiver on this platform: the handler raises KeyboardInterrupt
-            return
-
+    loop = asyncio.get_running_loop()
+    pressed: list[bool] = []
     result: tuple[T] | None = None
-    async with anyio.create_task_group() as group:
-        with anyio.CancelScope() as work:
-            group.start_soon(watch, work)
+    with anyio.CancelScope() as work:
+
+        def on_sigint(signum: int, frame: FrameType | None) -> None:
+            # Runs between two bytecodes of whatever runs now, a loop stuck in blocking code too: the deadline starts
+            # here, and the cancellation is left to the loop. A second Ctrl-C changes nothing.
+            if not pressed:
+                pressed.append(True)
+                _stopping()
+                loop.call_soon_threadsafe(work.cancel)
+
+        try:
+            previous = signal.signal(signal.SIGINT, on_sigint)
+        except ValueError:  # not the main thread: Ctrl-C is not ours to handle
+            previous = None
+        try:
             result = (await func(*args),)
-        group.cancel_scope.cancel()
-    return work.cancel_called, result
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+    return bool(pressed), result
 
 
 def _stopping() -> None:

@@ -251,6 +251,18 @@ class _Progress:
             await self._ctx.report_progress(value, None, message)
 
 
+def _progress(ctx: Context[AppState]) -> _Progress | None:
+    """This call's progress, or None over HTTP when the caller sent no progress token: nothing would be sent, yet
+    the text would be built and redacted for nothing, and the stream would count against the progress rate all the
+    server's streams share (`client.PROGRESS_RATE`). On stdio and in process, progress is always kept: an in-process
+    caller's callback is called directly, with no token to look at."""
+    request_context = ctx.request_context
+    meta = request_context.meta
+    if request_context.request is not None and (meta is None or meta.get("progress_token") is None):
+        return None
+    return _Progress(ctx)
+
+
 def _client(ctx: Context[AppState]) -> LexeyClient:
     return ctx.request_context.lifespan_context.client
 
@@ -260,7 +272,7 @@ async def _chat(
 ) -> CallToolResult:
     """One message to a Lexey chat agent (customer or management), in a new conversation when none is given."""
     cid = check_uuid(conversation_id) if conversation_id is not None else await api.create_conversation()
-    result = await api.send_message(cid, message, on_text=_Progress(ctx))
+    result = await api.send_message(cid, message, on_text=_progress(ctx))
     return _result(result, _chat_text(who, result, _Fence()))
 
 
@@ -397,7 +409,7 @@ async def lexi_chat(
         context=context.model_dump(exclude_none=True) if context else None,
         allow_tools=allow_tools,
         idempotency_key=idempotency_key,
-        on_text=_Progress(ctx),
+        on_text=_progress(ctx),
     )
     return _result(result, _chat_text("Lexi", result, _Fence()))
 
@@ -413,10 +425,10 @@ async def run_customer_scenario(
     cid = await api.create_conversation()
     turns: list[ChatResult] = []
     error: ScenarioError | None = None
-    progress = _Progress(ctx)
+    progress = _progress(ctx)
     for i, message in enumerate(messages, 1):
-        label = f"turn {i}/{len(messages)}: "
-        await progress.begin(label + message[:200])
+        if progress is not None:
+            await progress.begin(f"turn {i}/{len(messages)}: {message[:200]}")
         try:
             turns.append(await api.send_message(cid, message, on_text=progress))
         except LexeyError as exc:

@@ -68,13 +68,15 @@ async def aiter_chunks(chunks: Sequence[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def arriving(chunks: Sequence[bytes], every: float) -> AsyncIterator[bytes]:
-    """`chunks` as a socket delivers a live stream: the i-th arrives `i * every` seconds after the first read, whether
-    or not anyone reads meanwhile; a read takes the next chunk that has arrived (one at a time, as httpcore yields
-    HTTP chunks), or waits for it."""
+async def arriving(
+    chunks: Sequence[bytes], every: float = 0.0, at: Sequence[float] | None = None
+) -> AsyncIterator[bytes]:
+    """`chunks` as a socket delivers a live stream: the i-th arrives `at[i]` (default `i * every`) seconds after the
+    first read, whether or not anyone reads meanwhile; a read takes the next chunk that has arrived (one at a time,
+    as httpcore yields HTTP chunks), or waits for it."""
     start = anyio.current_time()
     for i, chunk in enumerate(chunks):
-        delay = start + i * every - anyio.current_time()
+        delay = start + (at[i] if at is not None else i * every) - anyio.current_time()
         if delay > 0:
             await anyio.sleep(delay)
         yield chunk

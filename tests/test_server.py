@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.types import CallToolResult, TextContent
 
+import lexey_mcp.client
 from lexey_mcp.models import ChatResult, ConversationMessages, LexiResult
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import ScenarioResult, build_server
@@ -473,3 +475,44 @@ async def test_sandbox_mode_needs_no_keys(anyio_backend: str) -> None:
             await call(client, "lexi_chat", {"message": "Who works at Acme?"}),
         ]
     assert [r.is_error for r in results] == [False, False, False]
+
+
+async def test_over_http_calls_without_a_progress_token_leave_the_progress_rate_to_those_with_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two progress calls a second for the whole server: one stream that reports gets them all (every 0.5 s); were the
+    # nine calls without a token counted too, it would get one every 5 s, and its 2.4 s reply only the first and the
+    # last words.
+    import uvicorn
+
+    from lexey_mcp.sandbox import SandboxConfig
+    from tests.processes import mcp_client
+
+    monkeypatch.setattr(lexey_mcp.client, "PROGRESS_RATE", 2.0)
+    async with Sandbox(SandboxConfig(delay=0.1)) as sb:
+        app = build_server(sandbox_settings_for(sb)).streamable_http_app(streamable_http_path="/mcp")
+        served = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+        notifications = 0
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            nonlocal notifications
+            notifications += 1
+
+        async with anyio.create_task_group() as group:
+            listener = socket.create_server(("127.0.0.1", 0))  # listening now: a connection waits until it is served
+            group.start_soon(served.serve, [listener])
+            async with mcp_client(f"http://127.0.0.1:{listener.getsockname()[1]}/mcp") as client:
+
+                async def ask(with_progress: bool) -> None:
+                    result = await client.call_tool(
+                        "send_customer_message",
+                        {"message": "Do you sell gift cards?"},
+                        progress_callback=on_progress if with_progress else None,
+                    )
+                    assert not result.is_error
+
+                async with anyio.create_task_group() as calls:
+                    for n in range(10):
+                        calls.start_soon(ask, n == 0)
+            served.should_exit = True
+    assert notifications >= 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -334,34 +335,62 @@ async def test_streams_at_once_share_the_progress_rate(monkeypatch: pytest.Monke
     assert calls[20] >= 6
 
 
-async def test_a_live_trickle_is_read_in_batches_without_falling_behind() -> None:
-    # 50 events 20 ms apart: after each wait for the network, the next read waits TRICKLE_PAUSE and then takes what
-    # arrived meanwhile at once; a read at a time would wait 50 times.
+def deltas(count: int) -> list[bytes]:
+    """`count` deltas ("1 ", "2 ", …), then [DONE]."""
+    events = [chat_event(i, {"type": "delta", "text": f"{i} "}) for i in range(1, count + 1)]
+    return [*events, chat_event(count + 1, "[DONE]")]
+
+
+async def read_timed(chunks: AsyncIterator[bytes], deadline: float = math.inf) -> tuple[ChatResult, list[float]]:
+    """The folded result, and when each chunk was taken."""
     taken: list[float] = []
 
-    async def watched(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def watched() -> AsyncIterator[bytes]:
         async for chunk in chunks:
             taken.append(anyio.current_time())
             yield chunk
 
-    events = [chat_event(i, {"type": "delta", "text": f"{i} "}) for i in range(1, 51)] + [chat_event(51, "[DONE]")]
     fold = chat_fold()
+    reason = await read_stream(watched(), fold, max_event_bytes=4096, deadline=deadline)
+    return fold.result(reason), taken
+
+
+def waits(taken: list[float]) -> int:
+    return sum(1 for a, b in itertools.pairwise(taken) if b - a > TRICKLE_WAIT)
+
+
+async def test_with_many_streams_a_live_trickle_is_read_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 50 events 20 ms apart: after each wait for the network, the next read waits TRICKLE_PAUSE and then takes what
+    # arrived meanwhile at once; a read at a time would wait 50 times.
+    monkeypatch.setattr(lexey_mcp.client, "TRICKLE_STREAMS", 1)
     start = anyio.current_time()
-    reason = await read_stream(watched(arriving(events, every=0.02)), fold, max_event_bytes=4096)
+    result, taken = await read_timed(arriving(deltas(50), every=0.02))
     elapsed = anyio.current_time() - start
-    result = fold.result(reason)
     assert (result.outcome, result.text) == ("complete", "".join(f"{i} " for i in range(1, 51)))
-    gaps = sum(1 for a, b in itertools.pairwise(taken) if b - a > TRICKLE_WAIT)
-    assert gaps <= 2 * (1.0 / TRICKLE_PAUSE + 1)  # each pause, and the wait for the next arrival after the burst
+    assert waits(taken) <= 2 * (1.0 / TRICKLE_PAUSE + 1)  # each pause, and the wait for the next arrival after it
     assert elapsed < 1.0 + TRICKLE_PAUSE + 0.5  # at most a pause behind the stream (and a loaded machine's slack)
 
 
-async def test_what_has_arrived_is_read_at_once() -> None:
-    events = [chat_event(i, {"type": "delta", "text": "w"}) for i in range(1, 2001)] + [chat_event(2001, "[DONE]")]
-    fold = chat_fold()
+async def test_with_few_streams_a_live_trickle_is_read_as_it_comes() -> None:
+    result, taken = await read_timed(arriving(deltas(50), every=0.02))
+    assert result.outcome == "complete"
+    assert waits(taken) >= 40  # no pauses: a wait for each event
+
+
+async def test_what_has_arrived_is_read_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lexey_mcp.client, "TRICKLE_STREAMS", 1)
     with anyio.fail_after(1.0):  # a pause after each of 2,001 chunks would take 200 s
-        reason = await read_stream(arriving(events, every=0), fold, max_event_bytes=4096)
-    assert (fold.result(reason).outcome, fold.result(reason).events_received) == ("complete", 2000)
+        result, _ = await read_timed(arriving(deltas(2000), every=0))
+    assert (result.outcome, result.events_received) == ("complete", 2000)
+
+
+async def test_a_pause_never_runs_past_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The second delta comes after a long wait, [DONE] 20 ms later, and the deadline 50 ms after that delta: a pause
+    # there would miss [DONE] and end the reply as a timeout.
+    monkeypatch.setattr(lexey_mcp.client, "TRICKLE_STREAMS", 1)
+    chunks = arriving(deltas(2), at=[0.0, 0.3, 0.32])
+    result, _ = await read_timed(chunks, deadline=anyio.current_time() + 0.35)
+    assert (result.outcome, result.text) == ("complete", "1 2 ")
 
 
 # Lexi's named events.
