@@ -40,7 +40,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-import lexey_mcp.client
+import lexey_mcp.pacing
 from benchmarks._common import free_port, header, percentile, wait_for_port, write_section
 from benchmarks.concurrency import cpu_seconds, process, raise_fd_limit
 from lexey_mcp.sandbox import CUSTOMER_KEY
@@ -123,9 +123,9 @@ server.run(transport="streamable-http", host="127.0.0.1", port=int(sys.argv[1]),
 
 OURS = """
 import sys
-import lexey_mcp.client
-lexey_mcp.client.PROGRESS_INTERVAL = float(sys.argv.pop(1))
-lexey_mcp.client.PROGRESS_RATE = float(sys.argv.pop(1))
+import lexey_mcp.pacing
+lexey_mcp.pacing.PROGRESS_INTERVAL = float(sys.argv.pop(1))
+lexey_mcp.pacing.PROGRESS_RATE = float(sys.argv.pop(1))
 from lexey_mcp.cli import main
 sys.exit(main())
 """
@@ -212,7 +212,7 @@ async def burst(url: str, calls: int, pid: int, expected: int) -> dict[str, Any]
 def setting(kind: str, interval: float, rate: float) -> str:
     if kind != "ours":
         return "none"
-    shipped = (interval, rate) == (lexey_mcp.client.PROGRESS_INTERVAL, lexey_mcp.client.PROGRESS_RATE)
+    shipped = (interval, rate) == (lexey_mcp.pacing.PROGRESS_INTERVAL, lexey_mcp.pacing.PROGRESS_RATE)
     cap = "no cap" if rate == float("inf") else f"≤ {rate:g}/s in all"
     return f"{interval:g} s a stream, {cap}" + (" (shipped)" if shipped else "")
 
@@ -337,7 +337,7 @@ def main() -> None:
         "--ours",
         nargs="+",
         type=progress_setting,
-        default=[(lexey_mcp.client.PROGRESS_INTERVAL, lexey_mcp.client.PROGRESS_RATE), (0.5, float("inf"))],
+        default=[(lexey_mcp.pacing.PROGRESS_INTERVAL, lexey_mcp.pacing.PROGRESS_RATE), (0.5, float("inf"))],
         metavar="INTERVAL:RATE",
         help="progress settings of our server, one round each (the first is profiled): seconds between two "
         "progress calls of a stream, and calls a second across all streams (inf: no cap)",

@@ -35,6 +35,7 @@ from .config import Settings
 from .errors import LexeyConnectionError, LexeyProtocolError, LexeyTimeoutError, api_error
 from .models import ChatResult, LexiResult, Message, PartialReason, RateLimit
 from .observability import Observer, Upstream
+from .pacing import Pace
 from .redaction import redact
 from .sse import SSEDecoder
 from .streaming import MAX_FIELD_CHARS, ChatFold, Fold, LexiFold
@@ -45,35 +46,6 @@ logger = logging.getLogger("lexey_mcp.client")
 
 #: Receives the reply's text so far, at most once per progress interval, and once more at the end.
 OnText = Callable[[str], Awaitable[None]]
-#: Seconds between two progress calls of one stream. A live stream brings ~25 events a second; at 0.05 s nearly
-#: every event became a notification of the whole text so far (see BENCHMARKS.md, capacity).
-PROGRESS_INTERVAL = 0.5
-#: Progress calls a second across all the streams of this process: with more than PROGRESS_RATE × PROGRESS_INTERVAL
-#: streams reporting at once, each reports less often (200 streams: every 2 s). A call becomes an MCP notification,
-#: which costs the server ~0.2 ms of CPU in the SDK (task hand-offs, framing, a socket write); at 2 a second each,
-#: 200 live streams spent more on progress than on streaming (BENCHMARKS.md, capacity).
-PROGRESS_RATE = 100.0
-
-#: A live stream trickles in an event at a time, and each wait for the socket costs more CPU than the event it brings
-#: (~60 µs in the event loop, anyio, httpcore and h11). With TRICKLE_STREAMS or more streams read at once, when a
-#: chunk of less than TRICKLE_BYTES came after a wait of TRICKLE_WAIT or more, the next read waits TRICKLE_PAUSE
-#: seconds first and then takes what arrived meanwhile in one go: the text shows up to TRICKLE_PAUSE later, and the
-#: reply may end that much later (never past the stream's deadline). On a loop so busy that getting back to a read
-#: takes TRICKLE_WAIT, a fast stream pauses too, then takes all that arrived meanwhile. Fewer streams are read as they
-#: come: there, latency is what counts.
-TRICKLE_STREAMS = 20
-TRICKLE_BYTES = 4096
-TRICKLE_WAIT = 0.005
-TRICKLE_PAUSE = 0.1
-
-
-class _Streams:
-    """The upstream streams this process reads now, and how many of them report progress."""
-
-    live = 0
-    reporting = 0
-
-
 #: When a failed request may be sent again.
 #: "unsent": only if the connection failed before the request went out (chat messages: no idempotency key).
 #: "idempotent": also on 502/503/504 (reads).  "lexi": also on 429 and 5xx (same Idempotency-Key each time).
@@ -406,45 +378,27 @@ async def read_stream(
     """Feed `chunks` through the SSE decoder into `fold` until `[DONE]`, the reply cap or `deadline` (in
     `anyio.current_time()`); why it ended early, if it did. The one place a stream's ending is decided.
 
-    `on_text` gets the text so far at most once per `progress_interval` seconds (default PROGRESS_INTERVAL, longer
-    while this process has more streams reporting than PROGRESS_RATE allows), and once more at the end.
+    `on_text` gets the text so far at most once per `progress_interval` seconds (default `pacing.PROGRESS_INTERVAL`,
+    longer while many streams report), and once more at the end.
     """
-    interval = PROGRESS_INTERVAL if progress_interval is None else progress_interval
     decoder = SSEDecoder(max_event_bytes)
-    last_progress = -math.inf
     seen_version = 0
     reason: PartialReason | None = "ended_without_done"
-    reporting = int(on_text is not None)
-    _Streams.live += 1
-    _Streams.reporting += reporting
-    with anyio.CancelScope(deadline=deadline) as scope:
+    with Pace(on_text is not None, progress_interval, deadline) as pace, anyio.CancelScope(deadline=deadline) as scope:
         try:
-            asked = time.monotonic()
             async for chunk in chunks:
-                waited = time.monotonic() - asked
+                waited = pace.waited()
                 fold.feed(decoder.feed(chunk))
                 if fold.done or fold.too_large:
                     break
-                if on_text is not None and fold.text_version != seen_version:
-                    now = time.monotonic()  # not anyio.current_time(), which finds the event loop each time (0.5 µs)
-                    if now - last_progress >= max(interval, _Streams.reporting / PROGRESS_RATE):
-                        last_progress, seen_version = now, fold.text_version
-                        await on_text(fold.text())
-                if (
-                    waited >= TRICKLE_WAIT
-                    and len(chunk) < TRICKLE_BYTES
-                    and _Streams.live >= TRICKLE_STREAMS
-                    and deadline - anyio.current_time() > TRICKLE_PAUSE
-                ):
-                    await anyio.sleep(TRICKLE_PAUSE)
-                asked = time.monotonic()
+                if on_text is not None and fold.text_version != seen_version and pace.report_due():
+                    seen_version = fold.text_version
+                    await on_text(fold.text())
+                await pace.next_read(waited, len(chunk))
         except httpx2.TimeoutException:
             reason = "timeout"
         except httpx2.TransportError:
             reason = "connection_lost"
-        finally:
-            _Streams.live -= 1
-            _Streams.reporting -= reporting
     if scope.cancelled_caught:
         reason = "timeout"
     # The last words too, so a host showing progress shows the whole reply.

@@ -254,7 +254,7 @@ class _Progress:
 def _progress(ctx: Context[AppState]) -> _Progress | None:
     """This call's progress, or None over HTTP when the caller sent no progress token: nothing would be sent, yet
     the text would be built and redacted for nothing, and the stream would count against the progress rate all the
-    server's streams share (`client.PROGRESS_RATE`). On stdio and in process, progress is always kept: an in-process
+    server's streams share (`pacing.PROGRESS_RATE`). On stdio and in process, progress is always kept: an in-process
     caller's callback is called directly, with no token to look at."""
     request_context = ctx.request_context
     meta = request_context.meta

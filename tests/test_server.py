@@ -12,7 +12,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.types import CallToolResult, TextContent
 
-import lexey_mcp.client
+import lexey_mcp.pacing
 from lexey_mcp.models import ChatResult, ConversationMessages, LexiResult
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import ScenarioResult, build_server
@@ -488,7 +488,7 @@ async def test_over_http_calls_without_a_progress_token_leave_the_progress_rate_
     from lexey_mcp.sandbox import SandboxConfig
     from tests.processes import mcp_client
 
-    monkeypatch.setattr(lexey_mcp.client, "PROGRESS_RATE", 2.0)
+    monkeypatch.setattr(lexey_mcp.pacing, "PROGRESS_RATE", 2.0)
     async with Sandbox(SandboxConfig(delay=0.1)) as sb:
         app = build_server(sandbox_settings_for(sb)).streamable_http_app(streamable_http_path="/mcp")
         served = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import lexey_mcp.client
-from lexey_mcp.client import TRICKLE_PAUSE, TRICKLE_WAIT, read_stream
+import lexey_mcp.pacing
+from lexey_mcp.client import read_stream
 from lexey_mcp.models import ChatResult, LexiResult
+from lexey_mcp.pacing import TRICKLE_PAUSE, TRICKLE_WAIT
 from lexey_mcp.sse import SSEDecoder
 from lexey_mcp.streaming import ChatFold, IdTracker, LexiFold
 from tests.streams import (
@@ -314,7 +315,7 @@ async def test_progress_is_coalesced_and_carries_the_text_so_far() -> None:
 
 async def test_streams_at_once_share_the_progress_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     # 20 calls a second in all: 20 streams at once report once a second each, a lone one at its own 0.05 s pace.
-    monkeypatch.setattr(lexey_mcp.client, "PROGRESS_RATE", 20.0)
+    monkeypatch.setattr(lexey_mcp.pacing, "PROGRESS_RATE", 20.0)
     calls: Counter[int] = Counter()
 
     async def stream(n: int) -> None:
@@ -362,7 +363,7 @@ def waits(taken: list[float]) -> int:
 async def test_with_many_streams_a_live_trickle_is_read_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     # 50 events 20 ms apart: after each wait for the network, the next read waits TRICKLE_PAUSE and then takes what
     # arrived meanwhile at once; a read at a time would wait 50 times.
-    monkeypatch.setattr(lexey_mcp.client, "TRICKLE_STREAMS", 1)
+    monkeypatch.setattr(lexey_mcp.pacing, "TRICKLE_STREAMS", 1)
     start = anyio.current_time()
     result, taken = await read_timed(arriving(deltas(50), every=0.02))
     elapsed = anyio.current_time() - start
@@ -378,7 +379,7 @@ async def test_with_few_streams_a_live_trickle_is_read_as_it_comes() -> None:
 
 
 async def test_what_has_arrived_is_read_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lexey_mcp.client, "TRICKLE_STREAMS", 1)
+    monkeypatch.setattr(lexey_mcp.pacing, "TRICKLE_STREAMS", 1)
     with anyio.fail_after(1.0):  # a pause after each of 2,001 chunks would take 200 s
         result, _ = await read_timed(arriving(deltas(2000), every=0))
     assert (result.outcome, result.events_received) == ("complete", 2000)
@@ -387,7 +388,7 @@ async def test_what_has_arrived_is_read_at_once(monkeypatch: pytest.MonkeyPatch)
 async def test_a_pause_never_runs_past_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     # The second delta comes after a long wait, [DONE] 20 ms later, and the deadline 50 ms after that delta: a pause
     # there would miss [DONE] and end the reply as a timeout.
-    monkeypatch.setattr(lexey_mcp.client, "TRICKLE_STREAMS", 1)
+    monkeypatch.setattr(lexey_mcp.pacing, "TRICKLE_STREAMS", 1)
     chunks = arriving(deltas(2), at=[0.0, 0.3, 0.32])
     result, _ = await read_timed(chunks, deadline=anyio.current_time() + 0.35)
     assert (result.outcome, result.text) == ("complete", "1 2 ")
