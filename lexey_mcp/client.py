@@ -387,14 +387,14 @@ async def read_stream(
     with Pace(on_text is not None, progress_interval, deadline) as pace, anyio.CancelScope(deadline=deadline) as scope:
         try:
             async for chunk in chunks:
-                waited = pace.waited()
+                pace.arrived()
                 fold.feed(decoder.feed(chunk))
                 if fold.done or fold.too_large:
                     break
                 if on_text is not None and fold.text_version != seen_version and pace.report_due():
                     seen_version = fold.text_version
                     await on_text(fold.text())
-                await pace.next_read(waited, len(chunk))
+                await pace.next_read(len(chunk))
         except httpx2.TimeoutException:
             reason = "timeout"
         except httpx2.TransportError:

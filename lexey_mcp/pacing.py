@@ -45,6 +45,7 @@ class Pace:
         self._deadline = deadline
         self._reported = -math.inf
         self._asked = time.monotonic()
+        self._waited = 0.0
 
     def __enter__(self) -> Self:
         Pace.live += 1
@@ -57,9 +58,9 @@ class Pace:
         Pace.live -= 1
         Pace.reporting -= self._reporting
 
-    def waited(self) -> float:
-        """Seconds since the last read was asked for: call as a chunk arrives."""
-        return time.monotonic() - self._asked
+    def arrived(self) -> None:
+        """A chunk is here: how long it was waited for decides the pause before the next read."""
+        self._waited = time.monotonic() - self._asked
 
     def report_due(self) -> bool:
         """Whether this stream may report progress now; if so, the interval starts again."""
@@ -69,10 +70,11 @@ class Pace:
         self._reported = now
         return True
 
-    async def next_read(self, waited: float, size: int) -> None:
-        """Before asking for the next chunk: a pause, when this stream trickles and many are read at once."""
+    async def next_read(self, size: int) -> None:
+        """Before asking for the next chunk (the last was `size` bytes): a pause, when this stream trickles and many
+        are read at once."""
         if (
-            waited >= TRICKLE_WAIT
+            self._waited >= TRICKLE_WAIT
             and size < TRICKLE_BYTES
             and Pace.live >= TRICKLE_STREAMS
             and self._deadline - anyio.current_time() > TRICKLE_PAUSE

@@ -313,6 +313,12 @@ async def test_progress_is_coalesced_and_carries_the_text_so_far() -> None:
     assert all(b.startswith(a) for a, b in itertools.pairwise(seen))
 
 
+def deltas(count: int) -> list[bytes]:
+    """`count` deltas ("1 ", "2 ", …), then [DONE]."""
+    events = [chat_event(i, {"type": "delta", "text": f"{i} "}) for i in range(1, count + 1)]
+    return [*events, chat_event(count + 1, "[DONE]")]
+
+
 async def test_streams_at_once_share_the_progress_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     # 20 calls a second in all: 20 streams at once report once a second each, a lone one at its own 0.05 s pace.
     monkeypatch.setattr(lexey_mcp.pacing, "PROGRESS_RATE", 20.0)
@@ -322,8 +328,7 @@ async def test_streams_at_once_share_the_progress_rate(monkeypatch: pytest.Monke
         async def on_text(text: str) -> None:
             calls[n] += 1
 
-        events = [chat_event(i, {"type": "delta", "text": "w "}) for i in range(1, 51)] + [chat_event(51, "[DONE]")]
-        chunks = arriving(events, every=0.02)  # a second long
+        chunks = arriving(deltas(50), every=0.02)  # a second long
         await read_stream(chunks, chat_fold(), max_event_bytes=4096, on_text=on_text, progress_interval=0.05)
 
     async with anyio.create_task_group() as group:
@@ -334,12 +339,6 @@ async def test_streams_at_once_share_the_progress_rate(monkeypatch: pytest.Monke
     assert max(calls.values()) <= 3
     await stream(20)  # alone, once the others are done
     assert calls[20] >= 6
-
-
-def deltas(count: int) -> list[bytes]:
-    """`count` deltas ("1 ", "2 ", …), then [DONE]."""
-    events = [chat_event(i, {"type": "delta", "text": f"{i} "}) for i in range(1, count + 1)]
-    return [*events, chat_event(count + 1, "[DONE]")]
 
 
 async def read_timed(chunks: AsyncIterator[bytes], deadline: float = math.inf) -> tuple[ChatResult, list[float]]:
