@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx2
+import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -130,3 +131,18 @@ async def mcp_client(url: str, mode: str = "auto", **http_args: Any) -> AsyncIte
         Client(streamable_http_client(url, http_client=http), mode=mode) as client,
     ):
         yield client
+
+
+async def assert_unfinished_headers_are_cut_off(url: str, within: float) -> None:
+    """A connection to `url`'s listener that sends a request line and a header, but never the blank line that ends the
+    headers, is closed by the server within `within` seconds (its header timeout), not held forever."""
+    target = httpx2.URL(url)
+    assert target.port is not None
+    stream = await anyio.connect_tcp(target.host, target.port)
+    try:
+        await stream.send(b"POST " + target.raw_path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        with anyio.fail_after(within):
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError)):
+                await stream.receive()
+    finally:
+        await stream.aclose()

@@ -11,7 +11,7 @@ import httpx2
 import pytest
 
 from lexey_mcp.sandbox import Fault, Sandbox
-from tests.processes import http_server, mcp_client
+from tests.processes import assert_unfinished_headers_are_cut_off, http_server, mcp_client
 
 pytestmark = pytest.mark.anyio
 
@@ -61,13 +61,7 @@ async def test_a_slow_header_flood_past_the_fd_limit_does_not_lock_out_a_client(
 
 async def test_headers_not_complete_in_time_close_the_connection(sandbox: Sandbox, tmp_path: Path) -> None:
     async with http_server(sandbox, tmp_path, LEXEY_MCP_HEADER_TIMEOUT="0.5") as server:
-        port = int(server.url.rsplit(":", 1)[1].split("/")[0])
-        stream = await anyio.connect_tcp("127.0.0.1", port)
-        await stream.send(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        with anyio.fail_after(10):
-            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError)):
-                await stream.receive()
-        await stream.aclose()
+        await assert_unfinished_headers_are_cut_off(server.url, within=10)
 
 
 async def test_past_the_concurrency_limit_a_request_gets_503(sandbox: Sandbox, tmp_path: Path) -> None:
