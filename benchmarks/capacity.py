@@ -265,16 +265,18 @@ async def run(
         "|---|---:|---|---:|---:|---:|---|---:|---:|",
     ]
     load = os.getloadavg()
-    results: dict[str, list[dict[str, Any]]] = {}
-    contenders = [("baseline", 0.0, 0.0)] + [("ours", interval, cap) for interval, cap in variants]
+    results: dict[tuple[str, float, float], list[dict[str, Any]]] = {}
+    baseline = ("baseline", 0.0, 0.0)
+    contenders = [baseline] + [("ours", interval, cap) for interval, cap in variants]
     with process(up_args):
         wait_for_port(up_port)
         for _ in range(rounds):  # interleaved
-            for kind, interval, cap in contenders:
+            for contender in contenders:
+                kind, interval, cap = contender
                 with server(kind, upstream, interval, cap) as (port, pid):
                     r = await burst(f"http://127.0.0.1:{port}/mcp", calls, pid, expected)
-                results.setdefault(f"{kind}@{interval}:{cap}", []).append(r)
-                print(kind, interval, cap, {k: v for k, v in r.items() if k != "lags"}, flush=True)
+                results.setdefault(contender, []).append(r)
+                print(*contender, {k: v for k, v in r.items() if k != "lags"}, flush=True)
         shares: list[tuple[str, float]] = []
         if profile:
             with tempfile.TemporaryDirectory() as tmp:
@@ -282,9 +284,9 @@ async def run(
                 with server("ours", upstream, *variants[0]) as (port, pid), sampled(pid, path):
                     await burst(f"http://127.0.0.1:{port}/mcp", calls, pid, expected)
                 shares = breakdown(path)
-    base_cpu = statistics.median(r["cpu"] for r in results["baseline@0.0:0.0"])
+    base_cpu = statistics.median(r["cpu"] for r in results[baseline])
     for kind, interval, cap in contenders:
-        runs = results[f"{kind}@{interval}:{cap}"]
+        runs = results[(kind, interval, cap)]
         cpu = statistics.median(r["cpu"] for r in runs)
         lags = sorted(lag for r in runs for lag in r["lags"])
         lag = f"{percentile(lags, 50) * 1e3:.0f} / {percentile(lags, 99) * 1e3:.0f} ms" if lags else "—"
