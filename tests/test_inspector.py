@@ -1,7 +1,8 @@
 """A real external client: the official MCP Inspector CLI (Node) drives `lexey-mcp --sandbox` over stdio.
 
-The Inspector needs Node >= 22.19. `.ci/run` installs Node 22 and the Inspector into `.ci-node/` (git-ignored);
-elsewhere the tests use an `mcp-inspector` on PATH if Node there is recent enough, and skip otherwise.
+The Inspector needs Node >= 22.19. `.ci/run` installs Node 22 and the Inspector from `.ci/node/package-lock.json`
+into `.ci/node/node_modules`; elsewhere the tests use an `mcp-inspector` on PATH if Node there is recent enough,
+and skip otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests.test_examples import require
 from tests.test_server import TOOL_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
-CI_NODE = REPO / ".ci-node" / "node_modules"
+CI_NODE = REPO / ".ci" / "node" / "node_modules"
 SERVER = [str(Path(sys.executable).parent / "lexey-mcp"), "--sandbox"]
 MIN_NODE = (22, 19)
 
@@ -44,7 +45,7 @@ def find_inspector() -> tuple[list[str], str] | str:
         return [str(ci_node), str(launcher)], str(ci_node.parent)
     node, inspector = shutil.which("node"), shutil.which("mcp-inspector")
     if node is None or inspector is None:
-        return "the MCP Inspector CLI is not installed (.ci/run installs Node 22 and it into .ci-node/)"
+        return "the MCP Inspector CLI is not installed (.ci/run installs Node 22 and it into .ci/node/node_modules)"
     if node_version(node) < MIN_NODE:
         return f"the MCP Inspector needs Node >= {'.'.join(map(str, MIN_NODE))}; {node} is older"
     return [node, inspector], str(Path(node).parent)

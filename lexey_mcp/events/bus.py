@@ -120,7 +120,7 @@ class RedisSubscriptionBus:
                     delay = min(delay * 2, RECONNECT_MAX)
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await pubsub.aclose()
         finally:
             with anyio.CancelScope(shield=True):
                 await reader.aclose()
