@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 SETUP = "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && lexey-mcp demo"
 VENV = "python3 -m venv .venv && . .venv/bin/activate"
-TEST_COMMAND = "pip install -e '.[test]' && python -m pytest"
+TEST_COMMAND = "PIP_CONSTRAINT=requirements.lock pip install -e '.[test]' && python -m pytest"
 #: What pip says when it cannot reach a package index (as opposed to a real packaging failure).
 NO_INDEX = re.compile(
     r"No matching distribution|Could not find a version|Failed to establish a new connection|"
