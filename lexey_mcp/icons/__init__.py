@@ -1,6 +1,7 @@
-"""The server's icon, drawn once in `lexey-mcp.svg`; `lexey-mcp.png` is made from it (`rsvg-convert -w 128 -h 128
-lexey-mcp.svg -o lexey-mcp.png`) and committed, so nobody needs the tool. The MCP server sends both in its
-implementation info, and the bundle's manifest (bundle/manifest.json) shows the PNG."""
+"""The server's icon, drawn once in `lexey-mcp.svg`. The PNGs are made from it and committed, so nobody needs the
+tool: `lexey-mcp.png` (128 px; `rsvg-convert -w 128 -h 128 lexey-mcp.svg -o lexey-mcp.png`), which the server sends
+with the SVG in its implementation info, and `lexey-mcp-512.png` (the size Claude Desktop recommends), which the
+bundle's manifest shows."""
 
 from __future__ import annotations
 
