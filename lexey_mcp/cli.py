@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help=f"comma-separated: {','.join(TOOLSETS)}",
     )
-    parser.add_argument("--read-only", action="store_true", help="expose only tools that change nothing")
+    parser.add_argument(
+        "--read-only", action="store_true", help="expose only tools that change nothing (or LEXEY_READ_ONLY=1)"
+    )
     parser.add_argument(
         "--confirm-changes",
         action="store_true",
@@ -251,7 +253,7 @@ def _main(argv: list[str]) -> int:
     server = build_server(
         settings,
         toolsets=args.toolsets,
-        read_only=args.read_only,
+        read_only=args.read_only or settings.read_only,
         sandbox=args.sandbox,
         sandbox_delay=args.sandbox_delay,
         sandbox_port=args.sandbox_port,

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     max_result_chars: int = Field(80_000, ge=1000, validation_alias=_env("LEXEY_MAX_RESULT_CHARS"))
     #: Ask the user (MCP elicitation) before configure_org sends an instruction.
     confirm_changes: bool = Field(False, validation_alias=_env("LEXEY_CONFIRM_CHANGES"))
+    #: Only the tools that change nothing (same as --read-only; a host passes it this way from a bundle's settings).
+    read_only: bool = Field(False, validation_alias=_env("LEXEY_READ_ONLY"))
     #: Seals elicitation state; replicas behind one load balancer share it (at least 32 characters).
     state_key: SecretStr | None = Field(None, min_length=32, validation_alias=_env("LEXEY_MCP_STATE_KEY"))
     # Exposure limits (see http_transport.py and stdio_transport.py; the README's Security section lists them).

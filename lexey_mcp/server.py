@@ -38,6 +38,7 @@ from .client import ChatAPI, LexeyClient
 from .config import Settings
 from .errors import LexeyAPIError, LexeyError, LexeyInputError, NotFoundError
 from .events.model import DEFAULT_LIMIT, MAX_LIMIT, EscalationList
+from .icons import server_icons
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .observability import Observer, add_readiness_checks, add_routes
 from .qa.report import SuiteReport
@@ -688,6 +689,7 @@ def build_server(
     server: MCPServer[AppState] = _Server(
         "lexey-mcp",
         version=__version__,
+        icons=server_icons(),
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         subscriptions=feed.bus if feed is not None else False,  # nothing to announce without the events toolset
