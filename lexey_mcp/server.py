@@ -300,7 +300,7 @@ async def send_customer_message(
 async def get_conversation_messages(
     conversation_id: ConversationId,
     ctx: Context[AppState],
-    limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_PAGE, description="How many, the most recent.")] = 50,
+    limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_PAGE)] = 50,
     before: Annotated[int | None, Field(ge=0, description="Only messages before this index (0 = oldest).")] = None,
 ) -> Annotated[CallToolResult, HistoryPage]:
     """Read a customer conversation's history (role, content, createdAt), oldest first: the most recent `limit`
@@ -423,7 +423,7 @@ async def run_customer_scenario(
 ) -> Annotated[CallToolResult, ScenarioResult]:
     """Test the support agent: a fresh conversation, each message sent in turn. Returns every reply and whether
     it escalated; use after configure_org to check knowledge and escalation rules. A turn that fails before its
-    reply stops the scenario: the completed turns come back with that turn's error."""
+    reply stops the scenario; the finished turns come back with its error."""
     api = _client(ctx).customer
     cid = await api.create_conversation()
     turns: list[ChatResult] = []
@@ -495,14 +495,15 @@ async def list_escalations(
     since: Annotated[
         str | None,
         Field(
-            description="ISO 8601 date-time: only escalations at or after it.",
+            description="Only escalations at or after it.",
             json_schema_extra={"format": "date-time"},
         ),
     ] = None,
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> Annotated[CallToolResult, EscalationList]:
     """Conversations Lexey's agent handed to a human (received as signed webhooks), newest first, with the
-    reason, the customer and the last messages. Subscribe to lexey://escalations to hear of new ones."""
+    reason, the customer and the last messages; says how many in all, and why none arrive if the feed is off.
+    Subscribe to lexey://escalations to hear of new ones."""
     from .events.surface import escalations_result
 
     feed = ctx.request_context.lifespan_context.feed

@@ -27,7 +27,7 @@ ContextValue = Annotated[
 
 
 class LexiContext(Schema):
-    """The page or CRM record the question is about. Its fields are the context keys Lexi accepts."""
+    """The page or CRM record the question is about (the context keys Lexi accepts)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -134,8 +134,10 @@ class EventFeed:
     async def store_problem(self) -> str | None:
         """Why the SQLite event store cannot be used now (a readiness check); None when it can. Redis has its own
         check, and recovers by itself when Redis returns."""
-        if self._redis_url:
+        if self._redis_url or (self.options.sandbox and self._store is None):
             return None
+        if self._store is None:  # not running (HTTP runs it per session): whether it could
+            return state_dir_problem(self._settings)
         try:
             await self.store.count_escalations(None)
         except EventStoreUnavailable as exc:

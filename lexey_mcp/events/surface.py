@@ -40,7 +40,7 @@ def _summary(listing: EscalationList, fence: Fence) -> str:
     """list_escalations' text: what the structured content says, each escalation's messages quoted."""
     found = listing.escalations
     if not found:
-        text = "No escalations" + (" yet." if listing.not_receiving is None else "")
+        text = "No escalations yet." if listing.not_receiving is None else "No escalations."
     else:
         more = "; more with a larger limit" if listing.more else ""
         text = f"{len(found)} of {listing.total} escalations, newest first{more}."
