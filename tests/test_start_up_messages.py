@@ -57,8 +57,9 @@ def test_every_refusable_setting_is_covered() -> None:
 
 @pytest.mark.parametrize("field", sorted(REFUSED))
 def test_a_refused_setting_shows_a_value_it_accepts(field: str) -> None:
+    refused_value: dict[str, Any] = {field: REFUSED[field]}
     with pytest.raises(ValidationError) as refused:
-        Settings(_env_file=None, **{field: REFUSED[field]})
+        Settings(_env_file=None, **refused_value)
     [line] = describe_settings_error(refused.value).splitlines()
     variable = line.split(" ", 1)[0]
     assert variable.startswith(("LEXEY_", "LEXI_"))
@@ -71,7 +72,8 @@ def test_a_refused_setting_shows_a_value_it_accepts(field: str) -> None:
         example = line.split(f"; for example {variable}=", 1)[1].removesuffix(".")
     if example.startswith('"$('):  # a command that prints an accepted value
         example = "x" * 43
-    Settings(_env_file=None, **{field: example})  # what the message shows is accepted
+    accepted: dict[str, Any] = {field: example}
+    Settings(_env_file=None, **accepted)  # what the message shows is accepted
 
 
 def test_the_rate_limit_message_says_the_accepted_forms() -> None:
