@@ -65,15 +65,15 @@ def test_a_refused_setting_shows_a_value_it_accepts(field: str) -> None:
     assert variable.startswith(("LEXEY_", "LEXI_"))
     assert REFUSED[field] not in line
     if " must be one of " in line:  # the accepted values, every one
-        accepted = line.split(" must be one of ", 1)[1].rstrip(".").replace(" or ", ", ").split(", ")
-        example = accepted[0].strip("'")
+        listed = line.split(" must be one of ", 1)[1].rstrip(".").replace(" or ", ", ").split(", ")
+        example = listed[0].strip("'")
     else:
         assert f"; for example {variable}=" in line
         example = line.split(f"; for example {variable}=", 1)[1].removesuffix(".")
     if example.startswith('"$('):  # a command that prints an accepted value
         example = "x" * 43
-    accepted: dict[str, Any] = {field: example}
-    Settings(_env_file=None, **accepted)  # what the message shows is accepted
+    shown: dict[str, Any] = {field: example}
+    Settings(_env_file=None, **shown)  # what the message shows is accepted
 
 
 def test_the_rate_limit_message_says_the_accepted_forms() -> None:
