@@ -23,7 +23,7 @@ from mcp.types import CallToolResult, TextContent, Tool
 from lexey_mcp.models import LexiResult
 from lexey_mcp.qa.report import SuiteReport
 from lexey_mcp.qa.runner import excerpt
-from lexey_mcp.sandbox import Sandbox
+from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import INSTRUCTIONS, build_server
 from tests.conftest import sandbox_settings_for
 
@@ -178,3 +178,14 @@ async def test_suite_text_says_what_setup_did(sandbox: Sandbox) -> None:
     assert lines[3] == f"2. {excerpt(report.setup[1])}"
     assert lines[6].startswith("<<<end reply ")
     assert "Acme support: PASSED: 5 cases, 5 runs, all passed." in lines
+
+
+async def test_an_unfinished_lexi_reply_says_the_key_to_retry_with(sandbox: Sandbox) -> None:
+    sandbox.inject(Fault(target="lexi", drop_after=3))
+    async with Client(build_server(sandbox_settings_for(sandbox), toolsets=["lexi"])) as client:
+        cut = await client.call_tool("lexi_chat", {"message": "What stage is the BrightPath deal at?"})
+    result = LexiResult.model_validate(cut.structured_content)
+    assert (result.outcome, result.partial_reason) == ("partial", "connection_lost")
+    header = text_of(cut).splitlines()[0]
+    assert header.startswith("[Lexi reply; outcome partial: connection_lost, conversation ")
+    assert header.endswith(f"to retry without a second charge pass idempotency_key {result.idempotency_key}]")
