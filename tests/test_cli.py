@@ -179,7 +179,7 @@ SECRET = "wbk_Pasted_By_Mistake_9f3k2"
         ),
         (
             "LEXEY_MCP_RATE_LIMIT",
-            "60/min",
+            "60 a min",
             "LEXEY_MCP_RATE_LIMIT must be a count of calls per second, minute or hour: N/second, N/minute or N/hour; "
             "for example LEXEY_MCP_RATE_LIMIT=60/minute.",
         ),
