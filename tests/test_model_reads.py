@@ -2,7 +2,7 @@
 the size of typical results beyond the upstream's own words (budgets), through the official `mcp.Client`.
 
 Counts are `json.dumps` (default separators) of what a model reads. Measured on this branch, before → after:
-  eight tools (name, title, description, inputSchema, annotations): 7,138 → 5,906; server instructions 767 → 767
+  eight tools (name, title, description, inputSchema, annotations): 7,138 → 5,923; server instructions 767 → 767
   a support-agent reply, overhead beyond the reply (text block + structured content − 2 × reply): 574 → 337
   a Lexi reply, the same: 1,039 → 843
   a 20-turn scenario, the same (− 2 × every reply): 12,171 → 4,507 (text 6,006 → 4,277, structured 10,965 → 5,030)
