@@ -250,7 +250,10 @@ def _main(argv: list[str]) -> int:
     from .events.receiver import WEBHOOK_PATH
     from .server import build_server
 
-    if "events" in args.toolsets and not args.sandbox:
+    # Checked when events are to be kept: the feed is on, or LEXEY_STATE_DIR was set (a default that cannot be used
+    # and is not needed does not stop a host's server).
+    keeps_events = settings.webhook_secret is not None or "state_dir" in settings.model_fields_set
+    if "events" in args.toolsets and not args.sandbox and keeps_events:
         problem = state_dir_problem(settings)
         if problem is not None:
             print(f"lexey-mcp: {problem}", file=sys.stderr)

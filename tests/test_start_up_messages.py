@@ -98,6 +98,12 @@ def test_a_state_directory_that_cannot_be_used_stops_start_up(
         "directory). Set it to a directory this user can write; for example "
         "LEXEY_STATE_DIR=~/.local/state/lexey-mcp (the default).\n"
     )
+    # The default too, when the feed is on (a webhook secret is set) and would keep its events there.
+    monkeypatch.delenv("LEXEY_STATE_DIR")
+    monkeypatch.setenv("HOME", "/proc/nope")
+    monkeypatch.setenv("LEXEY_WEBHOOK_SECRET", SECRET)
+    assert main([]) == 2
+    assert capsys.readouterr().err.startswith("lexey-mcp: LEXEY_STATE_DIR cannot hold the escalation feed's events")
 
 
 def test_the_demo_takes_sandbox_before_or_after_it(capsys: pytest.CaptureFixture[str]) -> None:
