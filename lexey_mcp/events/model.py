@@ -149,7 +149,7 @@ class EscalationList(Schema):
 
     escalations: list[Escalation]
     total: int = Field(0, description="Escalations kept in all (since `since`, when given).")
-    more: bool = Field(False, description="More than are listed here: ask with a larger limit or a later since.")
+    more: bool = Field(False, description="Older ones than are listed here: ask with a larger limit.")
     not_receiving: str | None = Field(
         None, description="Why this server receives no escalations, and how to turn the feed on."
     )
