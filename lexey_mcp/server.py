@@ -296,8 +296,8 @@ async def get_conversation_messages(
     limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_PAGE)] = 50,
     before: Annotated[int | None, Field(ge=0, description="Only messages before this index (0 = oldest).")] = None,
 ) -> Annotated[CallToolResult, HistoryPage]:
-    """Read a customer conversation's history (role, content, createdAt), oldest first: the most recent `limit`
-    messages, or those before index `before`; says how many there are in all."""
+    """Read a customer conversation's history (role, content, createdAt), oldest first: the latest `limit`
+    messages, or those before index `before`, and how many there are in all."""
     messages = await _client(ctx).customer.get_messages(conversation_id)
     total = len(messages)
     end = total if before is None else min(before, total)
@@ -495,8 +495,8 @@ async def list_escalations(
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> Annotated[CallToolResult, EscalationList]:
     """Conversations Lexey's agent handed to a human (received as signed webhooks), newest first, with the
-    reason, the customer and the last messages; says how many in all, and why none arrive if the feed is off.
-    Subscribe to lexey://escalations to hear of new ones."""
+    reason, the customer and the last messages; how many in all, and why none arrive if the feed is off.
+    Subscribe to lexey://escalations for new ones."""
     from .events.surface import escalations_result
 
     feed = ctx.request_context.lifespan_context.feed

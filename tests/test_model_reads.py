@@ -2,7 +2,7 @@
 the size of typical results beyond the upstream's own words (budgets), through the official `mcp.Client`.
 
 Counts are `json.dumps` (default separators) of what a model reads. Measured on this branch, before → after:
-  eight tools (name, title, description, inputSchema, annotations): 7,138 → 5,923; server instructions 767 → 767
+  eight tools (name, title, description, inputSchema, annotations): 7,138 → 5,953; server instructions 767 → 767
   a support-agent reply, overhead beyond the reply (text block + structured content − 2 × reply): 574 → 337
   a Lexi reply, the same: 1,039 → 843
   a 20-turn scenario, the same (− 2 × every reply): 12,171 → 4,507 (text 6,006 → 4,277, structured 10,965 → 5,030)
@@ -84,7 +84,9 @@ async def test_eight_tools_fit_in_the_budget_with_every_constraint_kept(sandbox:
     context = lexi["properties"]["context"]
     assert (context["type"], context["additionalProperties"]) == ("object", False)
     assert set(context["properties"]) == {"contact_id", "deal_id", "matter_id", "company_id", "page"}
-    assert all(field == {"type": "string", "maxLength": 500} for field in context["properties"].values())
+    assert all(
+        field == {"type": "string", "minLength": 1, "maxLength": 500} for field in context["properties"].values()
+    )
     history = tools["get_conversation_messages"].input_schema["properties"]
     assert (history["limit"]["minimum"], history["limit"]["maximum"], history["limit"]["default"]) == (1, 500, 50)
     assert (history["before"]["type"], history["before"]["minimum"]) == ("integer", 0)
