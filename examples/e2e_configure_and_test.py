@@ -93,12 +93,12 @@ async def run(server: list[str]) -> int:
         answer, escalation = scenario["turns"]
         print(f"  > {QUESTION}\n    {answer['text']}\n  > {ESCALATE}\n    {escalation['text']}")
         checks.expect(
-            all(t["outcome"] == "complete" and not t["missing_event_ids"] for t in scenario["turns"]),
+            all(t["outcome"] == "complete" and not t.get("missing_event_ids") for t in scenario["turns"]),
             "every reply is complete, with no missing events",
         )
         checks.expect("30 days" in answer["text"], "the answer uses the knowledge article (30 days)")
-        checks.expect(answer["conversation_status"] != "escalated", "the returns question is not escalated")
-        checks.expect(escalation["conversation_status"] == "escalated", "the safety incident is escalated")
+        checks.expect(answer.get("conversation_status") != "escalated", "the returns question is not escalated")
+        checks.expect(escalation.get("conversation_status") == "escalated", "the safety incident is escalated")
         checks.expect(scenario["escalated"] is True, "the scenario reports escalated: true")
 
         print("== the conversation's history")

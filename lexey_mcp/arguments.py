@@ -8,7 +8,7 @@ errors.pydantic.dev link); it also ignores arguments a tool does not declare, so
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from pydantic import ValidationError
@@ -145,3 +145,40 @@ def check_arguments(
         lines = list(dict.fromkeys(describe(tool, e) for e in exc.errors(include_url=False)))
         return _first(lines, "\n", "and {:,} more problems.")
     return None
+
+
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMAS = ("items", "additionalProperties", "not")
+_DEFS = "#/$defs/"
+
+
+def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A tool's input schema as a model should read it: the same constraints (types, bounds, formats, enums,
+    required, additionalProperties), without pydantic's noise. Titles go (every field's repeats its name); an
+    optional field's `anyOf [T, null]` with `default: null` becomes T (omitting it is how a caller leaves it out);
+    `$defs` are inlined where they are used."""
+    defs = cast(dict[str, Any], schema.get("$defs", {}))
+
+    def walk(node: dict[str, Any]) -> dict[str, Any]:
+        options = node.get("anyOf")
+        if isinstance(options, list) and "default" in node and node["default"] is None:
+            others = [o for o in options if o != {"type": "null"}]
+            if len(others) == 1:  # optional T: T, omitted when not given
+                node = {**others[0], **{k: v for k, v in node.items() if k != "anyOf"}}
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_DEFS):
+            node = {**defs[ref.removeprefix(_DEFS)], **{k: v for k, v in node.items() if k != "$ref"}}
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in ("title", "$defs") or (key == "default" and value is None):
+                continue
+            if key == "properties" and isinstance(value, dict):
+                value = {name: walk(field) for name, field in value.items()}
+            elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+                value = [walk(v) if isinstance(v, dict) else v for v in value]
+            elif key in _SUBSCHEMAS and isinstance(value, dict):
+                value = walk(value)
+            out[key] = value
+        return out
+
+    return walk(schema)

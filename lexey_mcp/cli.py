@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--delay", type=float, default=0.02, metavar="SECONDS", help="seconds between events")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the server's and the sandbox's logs")
+    # The demo always runs against the embedded sandbox: asking for it is what the user means, not a mistake.
+    demo.add_argument("--sandbox", dest="demo_sandbox", action="store_true", help=argparse.SUPPRESS)
     from .qa.arguments import add_arguments as add_test_arguments
 
     add_test_arguments(
@@ -171,6 +173,10 @@ def _top_level_options_given(parser: argparse.ArgumentParser, argv: Sequence[str
     return [flag for dest, flag in options.items() if getattr(probe, dest) is not unset]
 
 
+#: Commands that take --sandbox themselves (the dest of their option): given before them, it is theirs.
+_SANDBOX_COMMANDS = {"test": "test_sandbox", "demo": "demo_sandbox"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     interrupt.install()
     try:
@@ -188,6 +194,10 @@ def _main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.command is not None:
         misplaced = _top_level_options_given(parser, argv)
+        if misplaced == ["--sandbox"] and args.command in _SANDBOX_COMMANDS:
+            # `lexey-mcp --sandbox test suite.yaml`: the command takes --sandbox itself, so that is what it means.
+            setattr(args, _SANDBOX_COMMANDS[args.command], True)
+            misplaced = []
         if misplaced:
             print(
                 f"lexey-mcp: {', '.join(misplaced)} {'is an option' if len(misplaced) == 1 else 'are options'} of "
@@ -238,9 +248,18 @@ def _main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    from .events.feed import EventOptions
+    from .events.feed import EventOptions, state_dir_problem
     from .events.receiver import WEBHOOK_PATH
     from .server import build_server
+
+    # Checked when events are to be kept: the feed is on, or LEXEY_STATE_DIR was set (a default that cannot be used
+    # and is not needed does not stop a host's server).
+    keeps_events = settings.webhook_secret is not None or "state_dir" in settings.model_fields_set
+    if "events" in args.toolsets and not args.sandbox and keeps_events:
+        problem = state_dir_problem(settings)
+        if problem is not None:
+            print(f"lexey-mcp: {problem}", file=sys.stderr)
+            return 2
 
     if args.transport == "http":
         if args.webhook_port is not None:

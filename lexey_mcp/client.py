@@ -379,7 +379,8 @@ async def read_stream(
     `anyio.current_time()`); why it ended early, if it did. The one place a stream's ending is decided.
 
     `on_text` gets the text so far at most once per `progress_interval` seconds (default `pacing.PROGRESS_INTERVAL`,
-    longer while many streams report), and once more at the end.
+    longer while many streams report); not once more at the end: the result that follows has the whole reply, and a
+    progress notification sent right before its result is lost by some clients (TypeScript SDK over stdio).
     """
     decoder = SSEDecoder(max_event_bytes)
     seen_version = 0
@@ -401,9 +402,6 @@ async def read_stream(
             reason = "connection_lost"
     if scope.cancelled_caught:
         reason = "timeout"
-    # The last words too, so a host showing progress shows the whole reply.
-    if on_text is not None and fold.text_version != seen_version:
-        await on_text(fold.text())
     # The cap first: a reply cut at it is partial even when [DONE] followed in the same chunk. A final event
     # that never got its blank line is dropped, as the spec says.
     if fold.too_large:

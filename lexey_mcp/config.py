@@ -31,6 +31,21 @@ _BAD_KEY_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 MIN_AUTH_TOKEN_CHARS = 16
+_RATE = re.compile(r"\s*[1-9]\d{0,8}\s*/\s*(second|minute|hour)\s*")
+_GENERATE = "\"$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\""
+#: An accepted value, shown when a setting is refused (a setting with a default shows its default).
+_EXAMPLES = {
+    "rate_limit": "60/minute",
+    "redis_url": "redis://localhost:6379/0",
+    "max_concurrent_streams": "50",
+    "state_key": _GENERATE,
+    "oauth_issuer": "https://login.example.com/",
+    "oauth_jwks_url": "https://login.example.com/.well-known/jwks.json",
+    "resource_url": "https://mcp.example.com/mcp",
+    "confirm_changes": "1",
+}
+#: Settings refused with a message that already says what to set (or lists every accepted value).
+_SELF_EXPLAINED = frozenset({"auth_token", "log_level", "log_format"})
 
 
 class RequestKeys(Protocol):
@@ -127,9 +142,7 @@ class Settings(BaseSettings):
 
     # Operations (see lexey_mcp/observability/): limits, metrics, logs.
     #: Tool calls per upstream key, "N/second|minute|hour"; unset: no limit.
-    rate_limit: str | None = Field(
-        None, pattern=r"^\s*[1-9]\d{0,8}\s*/\s*(second|minute|hour)\s*$", validation_alias=_env("LEXEY_MCP_RATE_LIMIT")
-    )
+    rate_limit: str | None = Field(None, validation_alias=_env("LEXEY_MCP_RATE_LIMIT"))
     max_concurrent_streams: int | None = Field(None, ge=1, validation_alias=_env("LEXEY_MCP_MAX_CONCURRENT_STREAMS"))
     #: How long a call waits for a free stream slot before it fails.
     stream_slot_wait: float = Field(30.0, gt=0, validation_alias=_env("LEXEY_MCP_STREAM_SLOT_WAIT"))
@@ -172,6 +185,27 @@ class Settings(BaseSettings):
         if "@" in urlsplit(value).netloc:
             raise ValueError("must be a URL without credentials (no user:password@): keys go in their own variables")
         return value.rstrip("/")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None and not _RATE.fullmatch(value):
+            raise ValueError("must be a count of calls per second, minute or hour: N/second, N/minute or N/hour")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        url = value.get_secret_value()
+        try:
+            urlsplit(url).port  # noqa: B018 - raises for a port that is not a number
+        except ValueError:
+            url = ""
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL (redis://host:port/db)")
+        return value
 
     @field_validator("auth_token")
     @classmethod
@@ -268,27 +302,45 @@ def _requirement(error: dict[str, object], whole: bool) -> str:
         return "must be a whole number"
     if kind in ("float_parsing", "finite_number"):
         return "must be a number"
+    if kind == "bool_parsing":
+        return "must be 1 or 0 (true or false)"
     return "is invalid"
 
 
+def _example(field: str) -> str | None:
+    """An accepted value of `field`: its example, or its default."""
+    if field in _SELF_EXPLAINED:
+        return None
+    if field in _EXAMPLES:
+        return _EXAMPLES[field]
+    default = Settings.model_fields[field].default if field in Settings.model_fields else None
+    if default is None or isinstance(default, SecretStr):
+        return None
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
 def describe_settings_error(exc: ValidationError) -> str:
-    """One line per bad setting, naming its variable and what it must be. Never the value: it may be a secret."""
+    """One line per bad setting, naming its variable, what it must be and an accepted value. Never the value it
+    had: it may be a secret."""
     lines = []
     for error in exc.errors(include_input=False, include_url=False):
         name = str(error["loc"][0]).lower() if error["loc"] else ""
-        variable, whole = _VARIABLES.get(name, (name.upper(), False))
-        lines.append(f"{variable} {_requirement(dict(error), whole)}.")
+        variable, field, whole = _VARIABLES.get(name, (name.upper(), name, False))
+        example = _example(field)
+        shown = f"; for example {variable}={example}" if example is not None else ""
+        lines.append(f"{variable} {_requirement(dict(error), whole)}{shown}.")
     return "\n".join(dict.fromkeys(lines))
 
 
-def _variables() -> dict[str, tuple[str, bool]]:
-    """Field name or alias (lower case) -> (environment variable, whether it takes a whole number)."""
-    table: dict[str, tuple[str, bool]] = {}
+def _variables() -> dict[str, tuple[str, str, bool]]:
+    """Field name or alias (lower case) -> (environment variable, field, whether it takes a whole number)."""
+    table: dict[str, tuple[str, str, bool]] = {}
     for field, info in Settings.model_fields.items():
         alias = info.validation_alias
         variable = str(alias.choices[-1]) if isinstance(alias, AliasChoices) else field.upper()
+        whole = info.annotation in (int, int | None)
         for name in (field, variable.lower()):
-            table[name] = (variable, info.annotation is int)
+            table[name] = (variable, field, whole)
     return table
 
 

@@ -54,18 +54,27 @@ class _StreamPrinter:
         sys.stdout.flush()
         self._last = message
 
+    def finish(self, text: str) -> None:
+        """The reply's last words, which arrive with the result (no progress is sent for them)."""
+        if self._last and text.startswith(self._last):
+            sys.stdout.write(text[len(self._last) :])
+        elif not self._last and text:
+            sys.stdout.write("\n  " + text)
+
 
 async def _call(
     client: Client, tool: str, arguments: dict[str, Any], title: str, *, stream: bool = True
 ) -> dict[str, Any]:
     print(f"\n== {title}")
-    result = await client.call_tool(tool, arguments, progress_callback=_StreamPrinter() if stream else None)
-    if stream:
-        print()
+    printer = _StreamPrinter() if stream else None
+    result = await client.call_tool(tool, arguments, progress_callback=printer)
     if result.is_error or result.structured_content is None:
         text = result.content[0].text if result.content and result.content[0].type == "text" else "no detail"
         raise RuntimeError(f"{tool} failed: {text}")
     structured: dict[str, Any] = result.structured_content
+    if printer is not None:
+        printer.finish(structured.get("text", ""))
+        print()
     return structured
 
 
@@ -74,7 +83,7 @@ async def _show_escalation_event(client: Client, escalations: Any) -> None:
     with anyio.move_on_after(EVENT_WAIT):
         event = await escalations.__anext__()
         print(f"\n== event: {event.uri} updated (the sandbox's signed webhook arrived)")
-        listed = await _call(client, "list_escalations", {"limit": 1}, "list_escalations")
+        listed = await _call(client, "list_escalations", {"limit": 1}, "list_escalations", stream=False)
         for item in listed["escalations"]:
             print(f"  conversation {item['conversation_id']} escalated: {item['reason']}")
         return

@@ -19,6 +19,11 @@ class Schema(BaseModel):
 
     model_config = ConfigDict(json_schema_extra=_drop_titles)
 
+    def structured(self) -> dict[str, Any]:
+        """A tool's structured content: a field at its default (empty, zero, null) is left out, as the output
+        schema's `default` says what it is."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
 
 Outcome = Literal["complete", "error", "partial"]
 PartialReason = Literal["timeout", "connection_lost", "ended_without_done", "reply_too_large"]
@@ -35,7 +40,7 @@ class ChatResult(Schema):
     """One upstream reply stream, read to the end and folded."""
 
     text: str = Field(description="The whole reply.")
-    conversation_id: str | None = Field(description="The conversation used or created.")
+    conversation_id: str | None = Field(None, description="The conversation used or created.")
     outcome: Outcome = Field(
         description="complete; error (an error event arrived); partial (ended early: text is what arrived)."
     )

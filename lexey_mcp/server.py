@@ -11,11 +11,10 @@ import functools
 import hmac
 import inspect
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
-from secrets import token_hex
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import httpx2
@@ -30,10 +29,11 @@ from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.request_state import RequestStateSecurity
 from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, TextContent, ToolAnnotations
+from mcp.types import Tool as MCPTool
 from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
 from . import __version__, hosting
-from .arguments import check_arguments, plain_text, strict
+from .arguments import check_arguments, compact_schema, plain_text, strict
 from .client import ChatAPI, LexeyClient
 from .config import Settings
 from .errors import LexeyAPIError, LexeyError, LexeyInputError, NotFoundError
@@ -42,6 +42,7 @@ from .icons import server_icons
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
 from .observability import Observer, add_readiness_checks, add_routes
 from .qa.report import SuiteReport
+from .quoting import Fence, one_line
 from .redaction import SPELLING_FACTOR, redact, redact_tree
 from .tool_errors import tool_error as _error
 from .validation import LEXI_MAX_MESSAGE_CHARS, LexiContext, check_uuid
@@ -97,7 +98,7 @@ class ScenarioResult(Schema):
     """A fresh customer conversation, one turn per message."""
 
     conversation_id: str
-    turns: list[ChatResult] = Field(description="The completed turns, in order.")
+    turns: list[ChatResult] = Field(description="The completed turns, in order (in conversation_id).")
     escalated: bool
     error: ScenarioError | None = None
 
@@ -132,49 +133,13 @@ _READ_LOCAL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idemp
 _CONFIGURE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
 
 
-class _Fence:
-    """Boundary lines around upstream words in a text block, with a nonce new on every call, so a reply cannot
-    fake the end of its own quote."""
-
-    LINE = re.compile(r"^<<<(end )?reply ([0-9a-f]{16})>>>$", re.MULTILINE)
-
-    def __init__(self) -> None:
-        self.nonce = token_hex(8)
-
-    def __call__(self, text: str) -> str:
-        return f"<<<reply {self.nonce}>>>\n{text}\n{self.end(self.nonce)}"
-
-    @staticmethod
-    def end(nonce: str) -> str:
-        return f"<<<end reply {nonce}>>>"
-
-    @classmethod
-    def open_at(cls, text: str, at: int) -> list[str]:
-        """The nonces of the fences in `text` opened before `at` and closed after it, innermost last. Upstream text
-        cannot know a nonce, so a fence closed after `at` is ours, or a fake one inside ours."""
-        opened: list[str] = []
-        closed_after: set[str] = set()
-        for line in cls.LINE.finditer(text):
-            is_end, nonce = line[1] is not None, line[2]
-            if line.end() > at:
-                if is_end:
-                    closed_after.add(nonce)
-            elif not is_end:
-                opened.append(nonce)
-            elif nonce in opened:
-                del opened[len(opened) - 1 - opened[::-1].index(nonce)]
-        return [nonce for nonce in opened if nonce in closed_after]
-
-
-def _one_line(text: str) -> str:
-    """Upstream words outside a fence (a status, an error) cannot start a line of their own."""
-    return " ".join(text.split())
-
-
-def _chat_text(who: str, result: ChatResult, fence: _Fence) -> str:
-    """The short human-readable block beside the structured result."""
+def _chat_text(label: str, result: ChatResult, fence: Fence, *, conversation: bool = True) -> str:
+    """The short human-readable block beside the structured result: a bracketed line of what the reply's fields say
+    (all a text-only host shows the model), then the reply. `conversation=False` where the call already names it."""
     status = result.outcome if result.partial_reason is None else f"{result.outcome}: {result.partial_reason}"
-    notes = [f"outcome {status}", f"conversation {result.conversation_id}"]
+    notes = [f"outcome {status}"]
+    if conversation:
+        notes.append(f"conversation {result.conversation_id}")
     if result.conversation_status:
         notes.append(f"status {result.conversation_status}")
     if result.error is not None:
@@ -186,12 +151,43 @@ def _chat_text(who: str, result: ChatResult, fence: _Fence) -> str:
         notes.append(f"{result.ignored_events} events of unknown types ignored ({types})")
     if result.outcome == "complete" and not result.text:
         notes.append("the reply has no text" + ("" if result.ignored_events else " and no events were ignored"))
-    return f"[{_one_line(f'{who} reply; ' + ', '.join(notes))}]\n{fence(result.text)}"
+    if isinstance(result, LexiResult):
+        notes += _lexi_notes(result)
+    return f"[{one_line(f'{label}; ' + ', '.join(notes))}]\n{fence(result.text)}"
 
 
-def _result(model: BaseModel, text: str) -> CallToolResult:
+def _lexi_notes(result: LexiResult) -> list[str]:
+    """What lexi_chat's description promises beside the answer: the CRM lookups, credits left, rate limits (and the
+    key to retry with, when the reply is not complete)."""
+    lookups: list[str] = []
+    started: list[str] = []  # tools started and not (yet) finished
+    for step in result.tool_steps:
+        if step.status == "started":
+            started.append(step.tool)
+            continue
+        if step.tool in started:
+            started.remove(step.tool)
+        state = "" if step.status == "completed" else f"{step.status} "
+        lookups.append(f"{step.tool} ({state}{step.summary})" if step.summary else f"{step.tool} {state}".strip())
+    lookups += [f"{tool} (no result)" for tool in started]
+    if result.tool_steps_omitted:
+        lookups.append(f"{result.tool_steps_omitted} more steps")
+    notes = [f"CRM lookups: {'; '.join(lookups)}" if lookups else "no CRM lookups"]
+    if result.credits_remaining is not None:
+        notes.append(f"{result.credits_remaining:,} credits left")
+    limit = result.rate_limit
+    if limit is not None and limit.remaining is not None:
+        of = f" of {limit.limit:,}" if limit.limit is not None else ""
+        when = datetime.fromtimestamp(limit.reset, UTC).strftime("%Y-%m-%d %H:%M UTC") if limit.reset else None
+        notes.append(f"rate limit: {limit.remaining:,}{of} requests left" + (f" until {when}" if when else ""))
+    if result.outcome != "complete" and result.idempotency_key:
+        notes.append(f"to retry without a second charge pass idempotency_key {result.idempotency_key}")
+    return notes
+
+
+def _result(model: Schema, text: str) -> CallToolResult:
     content: list[TextContent] = [TextContent(type="text", text=text)]
-    return CallToolResult(content=content, structured_content=model.model_dump(mode="json"))
+    return CallToolResult(content=content, structured_content=model.structured())
 
 
 def _mapped_errors(fn: Callable[..., Awaitable[CallToolResult]]) -> Callable[..., Awaitable[CallToolResult]]:
@@ -274,7 +270,7 @@ async def _chat(
     """One message to a Lexey chat agent (customer or management), in a new conversation when none is given."""
     cid = check_uuid(conversation_id) if conversation_id is not None else await api.create_conversation()
     result = await api.send_message(cid, message, on_text=_progress(ctx))
-    return _result(result, _chat_text(who, result, _Fence()))
+    return _result(result, _chat_text(who, result, Fence()))
 
 
 # Tool bodies. Registered by `build_server` (with the error mapping), so --toolsets and --read-only leave the
@@ -292,17 +288,17 @@ async def send_customer_message(
 ) -> Annotated[CallToolResult, ChatResult]:
     """Send a message to the support agent as a customer; returns the whole reply, the outcome and whether the
     agent escalated to a human (conversation_status "escalated")."""
-    return await _chat(_client(ctx).customer, "Support agent", message, conversation_id, ctx)
+    return await _chat(_client(ctx).customer, "Support agent reply", message, conversation_id, ctx)
 
 
 async def get_conversation_messages(
     conversation_id: ConversationId,
     ctx: Context[AppState],
-    limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_PAGE, description="How many, the most recent.")] = 50,
+    limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_PAGE)] = 50,
     before: Annotated[int | None, Field(ge=0, description="Only messages before this index (0 = oldest).")] = None,
 ) -> Annotated[CallToolResult, HistoryPage]:
-    """Read a customer conversation's history (role, content, createdAt), oldest first: the most recent `limit`
-    messages, or those before index `before`; says how many there are in all."""
+    """Read a customer conversation's history (role, content, createdAt), oldest first: the latest `limit`
+    messages, or those before index `before`, and how many there are in all."""
     messages = await _client(ctx).customer.get_messages(conversation_id)
     total = len(messages)
     end = total if before is None else min(before, total)
@@ -311,7 +307,7 @@ async def get_conversation_messages(
     shown = f"messages {first + 1}-{end} of {total}" if end > first else f"no messages before index {end} of {total}"
     older = f"; older ones: before={first}" if first > 0 else ""
     lines = "\n".join(f"{m.role}: {m.content}" for m in page.messages)
-    return _result(page, f"{conversation_id}: {shown}{older}\n{_Fence()(lines)}")
+    return _result(page, f"{conversation_id}: {shown}{older}\n{Fence()(lines)}")
 
 
 class _CannotAsk(Confirmation):
@@ -389,7 +385,7 @@ async def configure_org(
     refused = _unconfirmed(confirmation, "this instruction")
     if refused is not None:
         return refused
-    return await _chat(_client(ctx).management, "Management agent", instruction, conversation_id, ctx)
+    return await _chat(_client(ctx).management, "Management agent reply", instruction, conversation_id, ctx)
 
 
 async def lexi_chat(
@@ -412,7 +408,7 @@ async def lexi_chat(
         idempotency_key=idempotency_key,
         on_text=_progress(ctx),
     )
-    return _result(result, _chat_text("Lexi", result, _Fence()))
+    return _result(result, _chat_text("Lexi reply", result, Fence()))
 
 
 async def run_customer_scenario(
@@ -421,7 +417,7 @@ async def run_customer_scenario(
 ) -> Annotated[CallToolResult, ScenarioResult]:
     """Test the support agent: a fresh conversation, each message sent in turn. Returns every reply and whether
     it escalated; use after configure_org to check knowledge and escalation rules. A turn that fails before its
-    reply stops the scenario: the completed turns come back with that turn's error."""
+    reply stops the scenario; the finished turns come back with its error."""
     api = _client(ctx).customer
     cid = await api.create_conversation()
     turns: list[ChatResult] = []
@@ -437,13 +433,14 @@ async def run_customer_scenario(
             error = ScenarioError(turn=i, message=str(exc), status=status, code=code)
             break
     escalated = any(t.conversation_status == "escalated" or "escalated" in t.status_events for t in turns)
-    scenario = ScenarioResult(conversation_id=cid, turns=turns, escalated=escalated, error=error)
-    fence = _Fence()
-    blocks = [f"> {m}\n{_chat_text('Support agent', t, fence)}" for m, t in zip(messages, turns, strict=False)]
+    # A turn's conversation is the scenario's: said once, not per turn.
+    shown = [turn.model_copy(update={"conversation_id": None}) for turn in turns]
+    scenario = ScenarioResult(conversation_id=cid, turns=shown, escalated=escalated, error=error)
+    fence = Fence()
+    blocks = [_chat_text(f"turn {i}", turn, fence, conversation=False) for i, turn in enumerate(turns, 1)]
     if error is not None:
-        failed = _one_line(f"turn {error.turn} failed; scenario stopped: {error.message}")
-        blocks.append(f"> {messages[error.turn - 1]}\n[{failed}]")
-    return _result(scenario, f"Scenario in {cid}; escalated: {escalated}\n\n" + "\n\n".join(blocks))
+        blocks.append(f"[{one_line(f'turn {error.turn} failed; scenario stopped: {error.message}')}]")
+    return _result(scenario, f"Scenario in {cid}; escalated: {escalated}\n" + "\n".join(blocks))
 
 
 async def run_test_suite(
@@ -458,10 +455,12 @@ async def run_test_suite(
     max_seconds. Returns pass/fail and pass rate per case, each failure with the reply excerpt."""
     from .qa.output import failure_line, run_label, summary_table
     from .qa.report import RunReport
-    from .qa.runner import run_suite
+    from .qa.runner import excerpt, run_suite
     from .qa.suite import parse_suite
 
     async def on_run(done: int, total: int, case: str, index: int, run: RunReport) -> None:
+        if done == total:  # the result follows at once and says it all (a progress sent right before it is lost)
+            return
         verdict = "passed" if run.passed else f"FAILED: {failure_line(run.failures[0])}"
         message = redact(f"{run_label(case, index, repeat)} {verdict}", request_secrets(ctx.request_context))
         await ctx.report_progress(done, total, message[:PROGRESS_TEXT_CHARS])
@@ -477,7 +476,12 @@ async def run_test_suite(
     if refused is not None:
         return refused
     report = await run_suite(_client(ctx), parsed, repeat=repeat, on_run=on_run)
-    return _result(report, summary_table(report, width=10_000))  # whole lines: a model reads them
+    table = summary_table(report, width=10_000)  # whole lines: a model reads them
+    if not report.setup:
+        return _result(report, table)
+    replies = "\n".join(f"{i}. {excerpt(reply)}" for i, reply in enumerate(report.setup, 1))
+    setup = f"Setup: {len(report.setup)} instructions sent, each complete; the management agent replied:"
+    return _result(report, f"{setup}\n{Fence()(replies)}\n\n{table}")
 
 
 async def list_escalations(
@@ -485,14 +489,15 @@ async def list_escalations(
     since: Annotated[
         str | None,
         Field(
-            description="ISO 8601 date-time: only escalations at or after it.",
+            description="Only escalations at or after it.",
             json_schema_extra={"format": "date-time"},
         ),
     ] = None,
-    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT, description=f"1-{MAX_LIMIT}.")] = DEFAULT_LIMIT,
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> Annotated[CallToolResult, EscalationList]:
     """Conversations Lexey's agent handed to a human (received as signed webhooks), newest first, with the
-    reason, the customer and the last messages. Subscribe to lexey://escalations to hear of new ones."""
+    reason, the customer and the last messages; how many in all, and why none arrive if the feed is off.
+    Subscribe to lexey://escalations for new ones."""
     from .events.surface import escalations_result
 
     feed = ctx.request_context.lifespan_context.feed
@@ -553,7 +558,7 @@ def _outgoing(ctx: ServerRequestContext[AppState, Any], result: dict[str, Any]) 
 
 def _cut(text: str, limit: int) -> str:
     """`text` cut at `limit` characters, a reply open there closed, then a note saying how to get the rest."""
-    closing = "".join(f"\n{_Fence.end(nonce)}" for nonce in reversed(_Fence.open_at(text, limit)))
+    closing = "".join(f"\n{Fence.end(nonce)}" for nonce in reversed(Fence.open_at(text, limit)))
     return (
         f"{text[:limit]}{closing}\n[Cut here: {limit:,} of {len(text):,} characters shown (LEXEY_MAX_RESULT_CHARS). "
         "The structured content has the whole result; for a long history ask get_conversation_messages "
@@ -583,6 +588,11 @@ def _redact_outgoing() -> Any:
 class _Server(MCPServer[AppState]):
     """The SDK's server, with what it would word itself (a pydantic dump, "Error executing tool …", "Internal
     server error") answered in our voice: arguments are checked before a tool or prompt runs (see `arguments.py`)."""
+
+    async def list_tools(self) -> list[MCPTool]:
+        """The tools as a model reads them: every input schema compacted (`compact_schema`), in this one place."""
+        tools = await super().list_tools()
+        return [tool.model_copy(update={"input_schema": compact_schema(tool.input_schema)}) for tool in tools]
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
@@ -697,7 +707,8 @@ def build_server(
     )
     for spec in TOOLS:
         if spec.toolset in enabled and (spec.annotations.read_only_hint or not read_only):
-            description = inspect.cleandoc(spec.fn.__doc__ or "")  # docstring indentation is not for the LLM
+            # One paragraph: a docstring's line breaks and indentation are not for the LLM.
+            description = " ".join((spec.fn.__doc__ or "").split())
             tool = _mapped_errors(spec.fn)
             server.add_tool(tool, title=spec.title, description=description, annotations=spec.annotations)
     if "customer" in enabled:
@@ -713,6 +724,8 @@ def build_server(
     if feed is not None:
         _add_events(server, feed)
     add_readiness_checks(observer, settings, [kind for kind in APIS if kind in enabled])
+    if feed is not None:
+        observer.readiness["events"] = feed.store_problem
     add_routes(server, observer, settings)
     return server
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, WithJsonSchema
+from pydantic import ConfigDict, Field
 
 from .errors import LexeyInputError
 from .models import Schema
@@ -18,16 +18,12 @@ LEXI_MAX_MESSAGE_CHARS = 12_000
 _MAX_CONTEXT_VALUE_CHARS = 500
 
 
-# Optional, yet shown as a plain bounded string: a `null` branch per key would double what a model reads.
-ContextValue = Annotated[
-    str | None,
-    Field(min_length=1, max_length=_MAX_CONTEXT_VALUE_CHARS),
-    WithJsonSchema({"type": "string", "maxLength": _MAX_CONTEXT_VALUE_CHARS}),
-]
+# Optional: a model reads it as a bounded string (`arguments.compact_schema` drops the `null` branch).
+ContextValue = Annotated[str | None, Field(min_length=1, max_length=_MAX_CONTEXT_VALUE_CHARS)]
 
 
 class LexiContext(Schema):
-    """The page or CRM record the question is about. Its fields are the context keys Lexi accepts."""
+    """The page or CRM record the question is about."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -11,6 +11,9 @@ from tests.processes import upstream_env
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", help="run the long soak variants")
+    parser.addoption(
+        "--update-snapshots", action="store_true", help="rewrite tests/snapshots/ from what the code produces now"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

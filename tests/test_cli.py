@@ -134,7 +134,9 @@ def test_bad_configuration_exits_with_the_variable_named() -> None:
         env=clean_env(LEXEY_BASE_URL="ftp://nope", LEXEY_CUSTOMER_KEY=CUSTOMER_KEY),
     )
     assert done.returncode == 2
-    assert done.stderr == "lexey-mcp: LEXEY_BASE_URL must be an http:// or https:// URL.\n"
+    assert done.stderr == (
+        "lexey-mcp: LEXEY_BASE_URL must be an http:// or https:// URL; for example LEXEY_BASE_URL=https://lexey.ai/api/v1.\n"
+    )
     assert CUSTOMER_KEY[4:12] not in done.stderr + done.stdout
 
 
@@ -144,21 +146,48 @@ SECRET = "wbk_Pasted_By_Mistake_9f3k2"
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("LEXEY_STREAM_TIMEOUT", "-5", "LEXEY_STREAM_TIMEOUT must be a number greater than 0."),
-        ("LEXEY_READ_TIMEOUT", SECRET, "LEXEY_READ_TIMEOUT must be a number."),
-        ("LEXEY_MAX_RETRIES", SECRET, "LEXEY_MAX_RETRIES must be a whole number."),
-        ("LEXEY_MAX_RETRIES", "11", "LEXEY_MAX_RETRIES must be a whole number at most 10."),
+        (
+            "LEXEY_STREAM_TIMEOUT",
+            "-5",
+            "LEXEY_STREAM_TIMEOUT must be a number greater than 0; for example LEXEY_STREAM_TIMEOUT=130.",
+        ),
+        ("LEXEY_READ_TIMEOUT", SECRET, "LEXEY_READ_TIMEOUT must be a number; for example LEXEY_READ_TIMEOUT=125."),
+        ("LEXEY_MAX_RETRIES", SECRET, "LEXEY_MAX_RETRIES must be a whole number; for example LEXEY_MAX_RETRIES=3."),
+        (
+            "LEXEY_MAX_RETRIES",
+            "11",
+            "LEXEY_MAX_RETRIES must be a whole number at most 10; for example LEXEY_MAX_RETRIES=3.",
+        ),
         # Under 32 characters the SDK would refuse it later, with a traceback.
-        ("LEXEY_MCP_STATE_KEY", "tooShortStateKey", "LEXEY_MCP_STATE_KEY must be at least 32 characters."),
+        (
+            "LEXEY_MCP_STATE_KEY",
+            "tooShortStateKey",
+            "LEXEY_MCP_STATE_KEY must be at least 32 characters; for example "
+            "LEXEY_MCP_STATE_KEY=\"$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\".",
+        ),
         (
             "LEXEY_BASE_URL",
             f"https://user:{SECRET}@lexey.example/api/v1",
-            "LEXEY_BASE_URL must be a URL without credentials (no user:password@): keys go in their own variables.",
+            "LEXEY_BASE_URL must be a URL without credentials (no user:password@): keys go in their own variables; "
+            "for example LEXEY_BASE_URL=https://lexey.ai/api/v1.",
         ),
         (
             "LEXI_BASE_URL",
             f"http://{SECRET}@127.0.0.1:9/gw",
-            "LEXI_BASE_URL must be a URL without credentials (no user:password@): keys go in their own variables.",
+            "LEXI_BASE_URL must be a URL without credentials (no user:password@): keys go in their own variables; "
+            "for example LEXI_BASE_URL=https://data.leadlex.com/functions/v1/api-gateway.",
+        ),
+        (
+            "LEXEY_MCP_RATE_LIMIT",
+            "60 a min",
+            "LEXEY_MCP_RATE_LIMIT must be a count of calls per second, minute or hour: N/second, N/minute or N/hour; "
+            "for example LEXEY_MCP_RATE_LIMIT=60/minute.",
+        ),
+        (
+            "LEXEY_REDIS_URL",
+            f"http://:{SECRET}@127.0.0.1:6379/0",
+            "LEXEY_REDIS_URL must be a redis://, rediss:// or unix:// URL (redis://host:port/db); "
+            "for example LEXEY_REDIS_URL=redis://localhost:6379/0.",
         ),
         (
             "LEXEY_LOG_LEVEL",

@@ -52,11 +52,8 @@ async def test_scenario_progress_is_one_increasing_sequence_naming_the_turn(mode
         Sandbox(SandboxConfig(delay=0.005)) as sb,
         Client(build_server(sandbox_settings_for(sb)), mode=mode) as client,
     ):
-        result = await client.call_tool(
-            "run_customer_scenario",
-            {"messages": ["What are your business hours?", "Do you ship abroad?", "Thanks!"]},
-            progress_callback=on_progress,
-        )
+        messages = ["What are your business hours?", "Do you ship abroad?", "Thanks!"]
+        result = await client.call_tool("run_customer_scenario", {"messages": messages}, progress_callback=on_progress)
     scenario = ScenarioResult.model_validate(result.structured_content)
     values = [p for p, _, _ in seen]
     assert all(a < b for a, b in itertools.pairwise(values)), values
@@ -64,7 +61,11 @@ async def test_scenario_progress_is_one_increasing_sequence_naming_the_turn(mode
     for turn in (1, 2, 3):
         assert any((m or "").startswith(f"turn {turn}/3: ") for _, _, m in seen)
     assert len(seen) > 3  # the replies' text as it grew, not just the turn starts
-    assert values[-1] >= sum(len(t.text) for t in scenario.turns)
+    for _, _, message in seen:  # each names its turn, then that turn's reply so far
+        turn = int((message or "").removeprefix("turn ").partition("/")[0])
+        label = f"turn {turn}/3: {messages[turn - 1]}"
+        assert (message or "").startswith(label)
+        assert scenario.turns[turn - 1].text.startswith((message or "").removeprefix(label))
 
 
 async def test_scenario_failing_at_a_turn_keeps_the_finished_turns_and_stops(sandbox: Sandbox) -> None:

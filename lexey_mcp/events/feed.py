@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import tempfile
 import time
@@ -16,7 +17,7 @@ import anyio
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated, SubscriptionBus
 
 from .bus import LegacySubscriptions, RedisSubscriptionBus
-from .model import Escalation, Event
+from .model import Escalation, EscalationList, Event
 from .receiver import WEBHOOK_PATH, WebhookReceiver, serve_listener
 from .store import EventStore, EventStoreUnavailable, RedisEventStore, SQLiteEventStore, redis_location
 
@@ -27,6 +28,30 @@ logger = logging.getLogger("lexey_mcp.events")
 
 PRUNE_EVERY = 3600.0
 STATE_FILE = "events.sqlite3"
+
+
+def state_dir_problem(settings: Settings) -> str | None:
+    """Why LEXEY_STATE_DIR cannot hold the event store, checked at start-up (None when it can, or when Redis holds
+    the events). Never the path itself: a setting's value is not echoed."""
+    if settings.redis_url is not None:
+        return None
+    path = settings.state_dir.expanduser()
+    why = None
+    if path.exists() and not path.is_dir():
+        why = "it is a file, not a directory"
+    else:
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            why = f"it cannot be created ({exc.strerror or type(exc).__name__})"
+    if why is None and not os.access(path, os.W_OK | os.X_OK):
+        why = "this user cannot write to it"
+    if why is None:
+        return None
+    return (
+        f"LEXEY_STATE_DIR cannot hold the escalation feed's events: {why}. Set it to a directory this user can "
+        "write; for example LEXEY_STATE_DIR=~/.local/state/lexey-mcp (the default)."
+    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +92,8 @@ class EventFeed:
         self._store: EventStore | None = None
         self._stack: AsyncExitStack | None = None
         self._users = 0  # in-process clients each run the server's lifespan: the first opens, the last closes
+        #: Why this server receives no webhooks, and how to turn that on (None while it receives them).
+        self.not_receiving: str | None = "the event feed is not running."
 
     @property
     def webhook_secret(self) -> str | None:
@@ -96,6 +123,26 @@ class EventFeed:
 
     async def escalations(self, since: float | None = None, limit: int = 20) -> list[Escalation]:
         return [Escalation.from_event(e) for e in await self.store.escalations(since, limit)]
+
+    async def listing(self, since: float | None = None, limit: int = 20) -> EscalationList:
+        """The latest `limit` escalations at or after `since`, how many there are in all, and why none arrive when
+        this server receives none (list_escalations and lexey://escalations)."""
+        found = await self.escalations(since, limit)
+        total = max(len(found), await self.store.count_escalations(since))  # one may have arrived in between
+        return EscalationList(escalations=found, total=total, more=total > len(found), not_receiving=self.not_receiving)
+
+    async def store_problem(self) -> str | None:
+        """Why the SQLite event store cannot be used now (a readiness check); None when it can. Redis has its own
+        check, and recovers by itself when Redis returns."""
+        if self._redis_url or (self.options.sandbox and self._store is None):
+            return None
+        if self._store is None:  # not running (HTTP runs it per session): whether it could
+            return state_dir_problem(self._settings)
+        try:
+            await self.store.count_escalations(None)
+        except EventStoreUnavailable as exc:
+            return f"{str(exc).rstrip('.')}; set LEXEY_STATE_DIR to a directory this user can write."
+        return None
 
     def _where(self, state_dir: Path) -> str:
         if self._redis_url:
@@ -135,16 +182,31 @@ class EventFeed:
         return self
 
     async def _start_receiver(self, group: anyio.abc.TaskGroup, state_dir: Path) -> None:
+        """Listen for webhooks, when there is a way in; otherwise say why not (the log, and `not_receiving` for
+        list_escalations). Nothing is announced that is not listening."""
         if self._secret is None:
-            logger.info(
-                "webhook receiver off: set LEXEY_WEBHOOK_SECRET (the secret set in Lexey) to receive escalations "
-                "at POST %s",
-                WEBHOOK_PATH,
+            self.not_receiving = (
+                "LEXEY_WEBHOOK_SECRET is not set. To receive escalations, set it to the secret in Lexey's webhook "
+                f"settings{'' if self.options.public_url else ', start lexey-mcp with --webhook-port PORT'} and give "
+                f"Lexey this server's URL ending in {WEBHOOK_PATH}."
             )
+            logger.info("webhook receiver off: %s", self.not_receiving)
+            return
+        problem = await self.store_problem()
+        if problem is not None:  # every webhook would get 503
+            self.not_receiving = problem
+            logger.error("webhook receiver off: %s", problem)
             return
         port = self.options.webhook_port
         if port is None and self.options.sandbox and self.options.public_url is None:
             port = 0
+        if port is None and self.options.public_url is None:
+            self.not_receiving = (
+                "LEXEY_WEBHOOK_SECRET is set, but over stdio webhooks need a port of their own: start lexey-mcp "
+                "with --webhook-port PORT (for example --webhook-port 8787)."
+            )
+            logger.warning("webhook receiver off: %s", self.not_receiving)
+            return
         if port is not None:
             host = self.options.webhook_host
             try:
@@ -152,18 +214,16 @@ class EventFeed:
                     serve_listener, self.receiver, host, port, self._settings.header_timeout
                 )
             except OSError as exc:  # the tools still work; the events another process receives are still listed
-                logger.error(
-                    "webhook receiver not started: cannot listen on %s port %d (%s); is another lexey-mcp using it?",
-                    host,
-                    port,
-                    exc.strerror or exc,
-                )
+                why = f"cannot listen on {host} port {port} ({exc.strerror or exc})"
+                self.not_receiving = f"this server's webhook receiver could not start: {why}."
+                logger.error("webhook receiver not started: %s; is another lexey-mcp using it?", why)
                 return
         else:
             self.webhook_url = self.options.public_url
+        self.not_receiving = None
         logger.info(
             "webhook receiver on at %s; events kept in %s for %g days",
-            self.webhook_url or f"POST {WEBHOOK_PATH}",
+            self.webhook_url,
             self._where(state_dir),
             self._settings.event_retention_days,
         )
@@ -187,5 +247,6 @@ class EventFeed:
             return
         stack, self._stack = self._stack, None
         self._store = None
+        self.not_receiving = "the event feed is not running."
         if stack is not None:
             await stack.aclose()

@@ -104,13 +104,15 @@ class EscalationMessage(Schema):
 class Escalation(Schema):
     """A conversation Lexey's agent handed to a human, from its `conversation.escalated` webhook."""
 
-    conversation_id: str | None
-    reason: str | None
-    customer_identifier: str | None
-    status: str | None
+    conversation_id: str | None = None
+    reason: str | None = None
+    customer_identifier: str | None = None
+    status: str | None = None
     escalated_at: str = Field(description="The webhook's timestamp (ISO 8601).")
     received_at: str = Field(description="When this server received it (ISO 8601, UTC).")
-    messages: list[EscalationMessage] = Field(description="The conversation's last messages, oldest first.")
+    messages: list[EscalationMessage] = Field(
+        default_factory=list, description="The conversation's last messages, oldest first."
+    )
 
     @classmethod
     def from_event(cls, event: Event) -> Escalation:
@@ -146,3 +148,8 @@ class EscalationList(Schema):
     """Escalations, newest first."""
 
     escalations: list[Escalation]
+    total: int = Field(0, description="Escalations kept in all (since `since`, when given).")
+    more: bool = Field(False, description="Older ones than are listed here: ask with a larger limit.")
+    not_receiving: str | None = Field(
+        None, description="Why this server receives no escalations, and how to turn the feed on."
+    )

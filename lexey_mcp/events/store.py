@@ -42,6 +42,10 @@ class EventStore(Protocol):
         """Escalations that occurred at or after `since` (epoch seconds), newest first."""
         ...
 
+    async def count_escalations(self, since: float | None) -> int:
+        """How many escalations occurred at or after `since`."""
+        ...
+
     async def prune(self, now: float) -> int:
         """Drop events received before the retention period; how many were dropped."""
         ...
@@ -122,6 +126,15 @@ class SQLiteEventStore:
     async def escalations(self, since: float | None, limit: int) -> list[Event]:
         found: list[Event] = await self._run(self._escalations, since, limit)
         return found
+
+    def _count(self, since: float | None) -> int:
+        query = "SELECT COUNT(*) FROM events WHERE type = ? AND occurred_at >= ?"
+        row = self._open().execute(query, (ESCALATED, since if since is not None else float("-inf"))).fetchone()
+        return int(row[0])
+
+    async def count_escalations(self, since: float | None) -> int:
+        counted: int = await self._run(self._count, since)
+        return counted
 
     def _prune(self, now: float) -> int:
         return self._open().execute("DELETE FROM events WHERE received_at < ?", (now - self.retention,)).rowcount
@@ -213,6 +226,16 @@ class RedisEventStore:
         except redis_errors() as exc:
             raise self._unavailable(exc) from None
         return [Event(*json.loads(record)) for record in records if record is not None]
+
+    async def count_escalations(self, since: float | None) -> int:
+        # Index entries whose records expired since the last prune count until a listing drops them.
+        try:
+            counted: int = await self.redis.zcount(
+                f"{self._prefix}escalations", since if since is not None else "-inf", "+inf"
+            )
+        except redis_errors() as exc:
+            raise self._unavailable(exc) from None
+        return counted
 
     async def prune(self, now: float) -> int:
         # Event records expire by themselves; the index drops what occurred before the period (expired

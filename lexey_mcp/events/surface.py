@@ -7,6 +7,7 @@ webhook route, legacy `resources/subscribe`, and announcements after tool calls 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from mcp.types import (
 )
 
 from ..errors import LexeyError, LexeyInputError
+from ..quoting import Fence, one_line
 from .bus import connection_of
 from .feed import EventFeed
 from .model import DEFAULT_LIMIT, ESCALATIONS_URI, EscalationList, conversation_uri, parse_time
@@ -34,14 +36,22 @@ logger = logging.getLogger("lexey_mcp.events")
 CUSTOMER_MESSAGE_TOOLS = frozenset({"send_customer_message", "run_customer_scenario"})
 
 
-def _summary(escalations: EscalationList) -> str:
-    if not escalations.escalations:
-        return "No escalations received."
-    lines = [
-        f"{e.escalated_at} {e.conversation_id}: {e.reason or 'no reason given'} ({e.customer_identifier or 'unknown'})"
-        for e in escalations.escalations
-    ]
-    return f"{len(lines)} escalations, newest first:\n" + "\n".join(lines)
+def _summary(listing: EscalationList, fence: Fence) -> str:
+    """list_escalations' text: what the structured content says, each escalation's messages quoted."""
+    found = listing.escalations
+    if not found:
+        text = "No escalations yet." if listing.not_receiving is None else "No escalations."
+    else:
+        more = "; more with a larger limit" if listing.more else ""
+        text = f"{len(found)} of {listing.total} escalations, newest first{more}."
+    if listing.not_receiving is not None:
+        text += f" This server receives none: {listing.not_receiving}"
+    for e in found:
+        who = e.customer_identifier or "unknown customer"
+        about = f"{e.escalated_at} {e.conversation_id}: {e.reason or 'no reason given'} ({who})"
+        lines = "\n".join(f"{m.role or 'unknown'}: {m.content or ''}" for m in e.messages)
+        text += f"\n[{one_line(about)}]" + (f"\n{fence(lines)}" if lines else "")
+    return text
 
 
 async def escalations_result(feed: EventFeed, since: str | None, limit: int) -> CallToolResult:
@@ -55,11 +65,11 @@ async def escalations_result(feed: EventFeed, since: str | None, limit: int) -> 
             example = "2026-11-30T09:00:00Z"
             raise LexeyInputError(f"since must be an ISO 8601 date-time such as {example} (got {since!r}).") from None
     try:
-        found = EscalationList(escalations=await feed.escalations(start, limit))
+        listing = await feed.listing(start, limit)
     except EventStoreUnavailable as exc:
         raise LexeyError(f"Escalations cannot be read now: {str(exc).rstrip('.')}.") from None
     return CallToolResult(
-        content=[TextContent(type="text", text=_summary(found))], structured_content=found.model_dump(mode="json")
+        content=[TextContent(type="text", text=_summary(listing, Fence()))], structured_content=listing.structured()
     )
 
 
@@ -76,7 +86,7 @@ def install(server: MCPServer[Any], feed: EventFeed) -> None:
     )
     async def escalations() -> str:
         try:
-            return EscalationList(escalations=await feed.escalations(None, DEFAULT_LIMIT)).model_dump_json(indent=2)
+            return json.dumps((await feed.listing(None, DEFAULT_LIMIT)).structured(), indent=2)
         except EventStoreUnavailable as exc:
             raise ResourceError(f"Escalations cannot be read now: {str(exc).rstrip('.')}.") from None
 

@@ -49,4 +49,7 @@ class CaseReport(Schema):
 class SuiteReport(Schema):
     name: str | None = Field(description="The suite's name.")
     passed: bool = Field(description="Every run of every case passed.")
+    setup: list[str] = Field(
+        default_factory=list, description="The management agent's reply to each setup instruction, in order."
+    )
     cases: list[CaseReport]

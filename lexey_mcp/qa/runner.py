@@ -127,15 +127,18 @@ def select_cases(suite: Suite, names: Sequence[str]) -> list[Case]:
     return [c for c in suite.cases if c.name in names]
 
 
-async def run_setup(client: LexeyClient, instructions: Sequence[str]) -> None:
-    """The setup instructions in order, in one management conversation; the first that fails stops the run."""
+async def run_setup(client: LexeyClient, instructions: Sequence[str]) -> list[str]:
+    """The setup instructions in order, in one management conversation; the first that fails stops the run. The
+    management agent's replies, in order."""
     i = 0
+    replies: list[str] = []
     try:
         conversation_id = await client.management.create_conversation()
         for i, instruction in enumerate(instructions, 1):
             reply = await client.management.send_message(conversation_id, instruction)
             logger.info("setup %d/%d: %s", i, len(instructions), excerpt(reply.text))
             if reply.outcome == "complete":
+                replies.append(reply.text)
                 continue
             why = reply.error.message if reply.error else reply.partial_reason or reply.outcome
             raise SetupError(f"Setup instruction {i} did not complete ({why}): {instruction[:200]!r}")
@@ -144,6 +147,7 @@ async def run_setup(client: LexeyClient, instructions: Sequence[str]) -> None:
     except LexeyError as exc:
         step = f"instruction {i}" if i else "(creating the management conversation)"
         raise SetupError(f"Setup {step} failed: {exc}") from None
+    return replies
 
 
 async def run_suite(
@@ -162,12 +166,13 @@ async def run_suite(
         raise LexeyInputError("repeat and concurrency must be at least 1.")
     selected = select_cases(suite, cases)
     client.settings.key("customer")
+    setup_replies: list[str] = []
     if setup and suite.setup:
         try:  # the key setup will use: in hosted mode, the request's own
             client.settings.key("management")
         except LexeyConfigError as exc:
             raise LexeyConfigError(f"This suite has setup instructions, which need the management key. {exc}") from None
-        await run_setup(client, suite.setup)
+        setup_replies = await run_setup(client, suite.setup)
     runs: dict[str, list[RunReport | None]] = {c.name: [None] * repeat for c in selected}
     total = len(selected) * repeat
     done = 0
@@ -210,4 +215,4 @@ async def run_suite(
                 runs=finished,
             )
         )
-    return SuiteReport(name=suite.name, passed=all(c.passed for c in reports), cases=reports)
+    return SuiteReport(name=suite.name, passed=all(c.passed for c in reports), setup=setup_replies, cases=reports)

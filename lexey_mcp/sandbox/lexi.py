@@ -149,8 +149,25 @@ def _describe(found: _Found) -> list[str]:
     return lines
 
 
+def _named(message: str) -> tuple[list[Contact], list[Company], list[Deal]]:
+    """The contacts, companies and deals `message` names (a deal also through its company or contact)."""
+    words = set(tokens(message))
+    lowered = message.lower()
+    contacts = [c for c in CONTACTS if c.email in lowered or words & {part.lower() for part in c.name.split()}]
+    companies = [c for c in COMPANIES if c.name.split()[0].lower() in words]
+    deals = [
+        d
+        for d in DEALS
+        if d.company_id in {c.id for c in companies}
+        or d.contact_id in {c.id for c in contacts}
+        or words & (set(tokens(d.name)) - set(tokens(_company(d.company_id).name)))
+    ]
+    return contacts, companies, deals
+
+
 def answer(message: str, context: dict[str, str], *, allow_tools: bool, history: list[Message]) -> LexiAnswer:
-    """Plan tool calls from the words of the message and the page context, then answer from the results."""
+    """Plan tool calls from the words of the message and the page context (a message that names no record is about
+    those the conversation named last), then answer from the results."""
     if not allow_tools:
         previous = next((m.content for m in reversed(history) if m.role == "assistant"), None)
         text = (
@@ -162,19 +179,15 @@ def answer(message: str, context: dict[str, str], *, allow_tools: bool, history:
         return LexiAnswer(["Answering from the conversation only; CRM tools are disabled."], [], text)
 
     words = set(tokens(message))
-    lowered = message.lower()
-    contact_hits = [c for c in CONTACTS if c.email in lowered or words & {part.lower() for part in c.name.split()}]
-    company_hits = [c for c in COMPANIES if c.name.split()[0].lower() in words]
-    deal_hits = [
-        d
-        for d in DEALS
-        if d.company_id in {c.id for c in company_hits}
-        or d.contact_id in {c.id for c in contact_hits}
-        or words & (set(tokens(d.name)) - set(tokens(_company(d.company_id).name)))
-    ]
+    named = _named(message)
+    contact_hits, company_hits, deal_hits = named
+    if not any(named):
+        # A follow-up ("who is their contact?") is about the records the conversation last named.
+        earlier = (_named(m.content) for m in reversed(history) if m.role == "user")
+        contact_hits, company_hits, deal_hits = next((hits for hits in earlier if any(hits)), named)
     wants_deals = bool(words & _DEAL_WORDS)
-    wants_contacts = bool(contact_hits) or bool(words & _CONTACT_WORDS)
-    wants_companies = bool(words & _COMPANY_WORDS) or (bool(company_hits) and not (wants_deals or wants_contacts))
+    wants_contacts = bool(named[0]) or bool(words & _CONTACT_WORDS)
+    wants_companies = bool(words & _COMPANY_WORDS) or (bool(named[1]) and not (wants_deals or wants_contacts))
 
     tools: list[ToolCall] = []
     found = _Found()

@@ -52,7 +52,10 @@ def test_the_passing_example_exits_0_with_junit_and_json(tmp_path: Path) -> None
     report = SuiteReport.model_validate_json((tmp_path / "out.json").read_text())
     assert report.passed
     assert {r.conversation_id for c in report.cases for r in c.runs}.isdisjoint({None})
-    assert set(json.loads((tmp_path / "out.json").read_text())) == {"name", "passed", "cases"}
+    assert set(json.loads((tmp_path / "out.json").read_text())) == {"name", "passed", "setup", "cases"}
+    # The management agent's reply to each of the suite's four setup instructions, in order.
+    assert len(report.setup) == 4
+    assert report.setup[0].startswith("Business context saved")
 
 
 def test_the_failing_example_exits_1_with_a_readable_report(tmp_path: Path) -> None:
@@ -161,8 +164,14 @@ def test_an_unwritable_report_exits_2_before_the_run(tmp_path: Path, capsys: pyt
 
 
 def test_a_server_option_before_test_is_refused_not_ignored(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--sandbox", "test", PASSING, "--case", "pricing"]) == 2
-    assert "--sandbox is an option of the server, not of `test`" in capsys.readouterr().err
+    assert main(["--sandbox-delay", "0", "test", PASSING, "--case", "pricing"]) == 2
+    assert "--sandbox-delay is an option of the server, not of `test`" in capsys.readouterr().err
+
+
+def test_sandbox_before_test_is_what_test_sandbox_means(capsys: pytest.CaptureFixture[str]) -> None:
+    """`test` takes --sandbox itself: given before the command, that is what the user means."""
+    assert main(["--sandbox", "test", PASSING, "--case", "pricing"]) == 0
+    assert "Acme support: PASSED: 1 cases, 1 runs, all passed." in capsys.readouterr().out
 
 
 def test_ctrl_c_stops_the_run_and_exits_130(tmp_path: Path) -> None:

@@ -50,7 +50,9 @@ async def test_a_passing_suite_with_progress_as_runs_finish(sandbox: Sandbox, mo
         ("business hours", 2, 1.0),
     ]
     assert len({r.conversation_id for c in report.cases for r in c.runs}) == 10
-    assert [(done, total) for done, total, _ in seen] == [(i, 10) for i in range(1, 11)]
+    # The last run's progress is not sent: the result follows at once and reports it (a progress notification right
+    # before the result is lost by TypeScript SDK clients on stdio).
+    assert [(done, total) for done, total, _ in seen] == [(i, 10) for i in range(1, 10)]
     assert all(message and message.endswith(" passed") and "[run " in message for _, _, message in seen)
     assert "Acme support: PASSED: 5 cases, 10 runs, all passed." in text_of(result)
 

@@ -252,3 +252,19 @@ async def test_the_request_log_and_close_reasons_are_bounded(sb: Sandbox, client
     assert response.status_code == 200
     assert sb.requests_log[-1].path.endswith("/lexi/chat/stream")
     assert await sb.wait_for_stream_closed() == "completed"
+
+
+async def test_a_follow_up_is_about_what_the_conversation_named(sb: Sandbox, client: httpx2.AsyncClient) -> None:
+    """A follow-up ("who is their contact?") is about what the conversation named, in that conversation only."""
+    first = await lexi(client, sb, {"message": "Tell me about BrightPath"})
+    assert lexi_text(first.text) == "BrightPath Logistics: logistics in Lagos, 1 contact, 1 deal."
+    conversation_id = lexi_events(first.text)[-2][1]["conversation_id"]
+    follow_up = {"message": "Who is their contact?", "conversation_id": conversation_id}
+    answered = await lexi(client, sb, follow_up)
+    assert lexi_text(answered.text) == (
+        "James Okafor is CFO at BrightPath Logistics (james.okafor@brightpath.example, +234 1 555 0199)."
+    )
+    deals = await lexi(client, sb, {"message": "And what deals do they have?", "conversation_id": conversation_id})
+    assert lexi_text(deals.text) == "BrightPath fleet contract: stage proposal, $125,000 (contact: James Okafor)."
+    elsewhere = await lexi(client, sb, {"message": "Who is their contact?"})  # a new conversation: no one named
+    assert lexi_text(elsewhere.text).count(" is ") == 4  # every contact
