@@ -34,6 +34,7 @@ REFUSED = {
     "max_retry_wait": "-1",
     "max_result_chars": "999",
     "confirm_changes": "maybe",
+    "read_only": "maybe",
     "state_key": "short",
     "header_timeout": "-7",
     "max_concurrency": "-7",
