@@ -146,19 +146,9 @@ class EventFeed:
         if port is None and self.options.sandbox and self.options.public_url is None:
             port = 0
         if port is not None:
-            host = self.options.webhook_host
-            try:
-                self.webhook_url = await group.start(
-                    serve_listener, self.receiver, host, port, self._settings.header_timeout
-                )
-            except OSError as exc:  # the tools still work; the events another process receives are still listed
-                logger.error(
-                    "webhook receiver not started: cannot listen on %s port %d (%s); is another lexey-mcp using it?",
-                    host,
-                    port,
-                    exc.strerror or exc,
-                )
-                return
+            self.webhook_url = await group.start(
+                serve_listener, self.receiver, self.options.webhook_host, port, self._settings.header_timeout
+            )
         else:
             self.webhook_url = self.options.public_url
         logger.info(
