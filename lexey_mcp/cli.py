@@ -177,7 +177,7 @@ def _top_level_options_given(parser: argparse.ArgumentParser, argv: Sequence[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; a signal's exit status comes as `SystemExit` (the entry point is `lexey_mcp.__main__`)."""
+    """The command line (the entry point, `lexey_mcp.__main__`, has set up Ctrl-C and SIGTERM first)."""
     try:
         return _main(sys.argv[1:] if argv is None else list(argv))
     except (PortUnavailable, BaseExceptionGroup) as exc:  # a listener inside a task group raises it in a group
@@ -248,7 +248,7 @@ def _main(argv: list[str]) -> int:
         listen(bind_address(args.host), args.port, "the HTTP transport", "--port") if args.transport == "http" else []
     )
     port = http[0].getsockname()[1] if http else args.port
-    sandbox = listen("127.0.0.1", args.sandbox_port, "the sandbox", "--sandbox-port") if args.sandbox else None
+    sandbox_sockets = listen("127.0.0.1", args.sandbox_port, "the sandbox", "--sandbox-port") if args.sandbox else None
     from .events.feed import EventOptions
     from .events.receiver import WEBHOOK_PATH
     from .server import build_server
@@ -267,7 +267,7 @@ def _main(argv: list[str]) -> int:
         read_only=args.read_only,
         sandbox=args.sandbox,
         sandbox_delay=args.sandbox_delay,
-        sandbox_sockets=sandbox,
+        sandbox_sockets=sandbox_sockets,
         auth_token=token if args.transport == "http" else None,
         confirm_changes=args.confirm_changes or settings.confirm_changes,
         oauth=oauth,

@@ -156,7 +156,7 @@ TRANSPORT_ARGS = {"stdio": [], "http": ["--transport", "http", "--port", "0"]}
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 
 CASES = [
-    pytest.param(transport, sandbox, moment, name, id=f"{transport}-{'sandbox' if sandbox else 'plain'}-{moment}-{name}")
+    pytest.param(transport, sandbox, moment, name, id=f"{transport}-{'sandbox' * sandbox or 'plain'}-{moment}-{name}")
     for transport in ("stdio", "http")
     for sandbox in (False, True)
     for moment, name in [
