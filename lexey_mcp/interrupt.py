@@ -32,8 +32,6 @@ T = TypeVar("T")
 Args = TypeVarTuple("Args")
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-EXIT_INTERRUPTED = 128 + signal.SIGINT
-EXIT_TERMINATED = 128 + signal.SIGTERM
 #: Seconds left for clean-up after a signal: generous, as a loaded machine needs them; only a clean-up that hangs
 #: ever reaches it.
 DEADLINE = 5.0
@@ -63,7 +61,7 @@ def install() -> None:
         signal.signal(signum, _exit_now)
 
 
-def exit_soon(code: int = EXIT_INTERRUPTED) -> None:
+def _exit_soon(code: int) -> None:
     """Exit with `code` in `DEADLINE` seconds, unless the process has ended by then."""
     timer = threading.Timer(DEADLINE, os._exit, (code,))
     timer.daemon = True
@@ -126,7 +124,7 @@ def first_signal(signum: int) -> bool:
     if _first is not None:
         return False
     _first = signum
-    exit_soon(status(signum))
+    _exit_soon(status(signum))
     if _announcement is not None:
         os.write(2, _announcement)
     return True
