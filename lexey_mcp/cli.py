@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pydantic import SecretStr, ValidationError
 
 from . import __version__, interrupt, stdio_transport
-from .addresses import client_host, is_loopback, url_host
+from .addresses import bind_address, client_host, is_loopback, url_host
 from .config import Settings, describe_settings_error
 from .hosting import auth_problem
+from .listeners import PortUnavailable, listen, port_number, unavailable_port
 from .observability import LogFormat, RedactingFormatter, log_formatter
 from .server import TOOLSETS, Toolset
 
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lexey-mcp {__version__}")
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="how hosts reach the server")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address")
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port")
+    parser.add_argument("--port", type=port_number, default=8000, help="HTTP port")
     parser.add_argument(
         "--stateless",
         action="store_true",
@@ -87,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--sandbox-delay", type=float, default=0.02, metavar="SECONDS", help="with --sandbox: seconds between events"
     )
     parser.add_argument(
-        "--sandbox-port", type=int, default=0, metavar="PORT", help="with --sandbox: its port (0: any free port)"
+        "--sandbox-port",
+        type=port_number,
+        default=0,
+        metavar="PORT",
+        help="with --sandbox: its port (0: any free port)",
     )
     parser.add_argument(
         "--toolsets",
@@ -113,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--webhook-port",
-        type=int,
+        type=port_number,
         metavar="P",
         help="stdio mode: receive Lexey's webhooks at http://HOST:P/webhooks/lexey (needs LEXEY_WEBHOOK_SECRET); "
         "over HTTP they arrive on the MCP port",
@@ -129,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     sandbox.add_argument("--host", dest="sandbox_host", default="127.0.0.1", metavar="HOST", help="bind address")
-    sandbox.add_argument("--port", dest="sandbox_bind_port", type=int, default=8765, metavar="PORT", help="port")
+    sandbox.add_argument(
+        "--port", dest="sandbox_bind_port", type=port_number, default=8765, metavar="PORT", help="port"
+    )
     sandbox.add_argument("--delay", type=float, default=0.02, metavar="SECONDS", help="seconds between events")
     sandbox.add_argument(
         "--webhook-url",
@@ -178,15 +185,15 @@ _SANDBOX_COMMANDS = {"test": "test_sandbox", "demo": "demo_sandbox"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    interrupt.install()
+    """The command line (the entry point, `lexey_mcp.__main__`, has set up Ctrl-C and SIGTERM first)."""
     try:
         return _main(sys.argv[1:] if argv is None else list(argv))
-    except KeyboardInterrupt:
-        return interrupt.EXIT_INTERRUPTED
-    except BaseExceptionGroup as group:  # Ctrl-C inside a task group
-        if group.subgroup(KeyboardInterrupt) is None:
+    except (PortUnavailable, BaseExceptionGroup) as exc:  # a listener inside a task group raises it in a group
+        unavailable = unavailable_port(exc)
+        if unavailable is None:
             raise
-        return interrupt.EXIT_INTERRUPTED
+        print(f"lexey-mcp: {unavailable}", file=sys.stderr)
+        return 2
 
 
 def _main(argv: list[str]) -> int:
@@ -248,6 +255,12 @@ def _main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    # Every listener the command line names has its port before anything starts or says it serves.
+    http = (
+        listen(bind_address(args.host), args.port, "the HTTP transport", "--port") if args.transport == "http" else []
+    )
+    port = http[0].getsockname()[1] if http else args.port
+    sandbox_sockets = listen("127.0.0.1", args.sandbox_port, "the sandbox", "--sandbox-port") if args.sandbox else None
     from .events.feed import EventOptions, state_dir_problem
     from .events.receiver import WEBHOOK_PATH
     from .server import build_server
@@ -264,7 +277,7 @@ def _main(argv: list[str]) -> int:
     if args.transport == "http":
         if args.webhook_port is not None:
             logger.warning("--webhook-port is for stdio: over HTTP, webhooks arrive on the MCP port (%s)", WEBHOOK_PATH)
-        url = f"http://{client_host(args.host)}:{args.port}{WEBHOOK_PATH}"
+        url = f"http://{client_host(args.host)}:{port}{WEBHOOK_PATH}"
         events = EventOptions(public_url=url, sessions=not args.stateless)
     else:
         events = EventOptions(webhook_host=args.webhook_host, webhook_port=args.webhook_port)
@@ -275,7 +288,7 @@ def _main(argv: list[str]) -> int:
         read_only=args.read_only or settings.read_only,
         sandbox=args.sandbox,
         sandbox_delay=args.sandbox_delay,
-        sandbox_port=args.sandbox_port,
+        sandbox_sockets=sandbox_sockets,
         auth_token=token if args.transport == "http" else None,
         confirm_changes=args.confirm_changes or settings.confirm_changes,
         oauth=oauth,
@@ -308,11 +321,10 @@ def _main(argv: list[str]) -> int:
     logger.info(
         "serving streamable HTTP at http://%s:%d/mcp%s",
         url_host(args.host),
-        args.port,
+        port,
         " (LEXEY_MCP_AUTH_TOKEN required)" if token else " (OAuth tokens required)" if oauth else "",
     )
-    http_transport.serve(app, args.host, args.port, settings)
-    return 0
+    return http_transport.serve(app, http, settings)
 
 
 if __name__ == "__main__":

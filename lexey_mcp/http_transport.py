@@ -11,6 +11,7 @@ address.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import ipaddress
 import json
@@ -18,6 +19,7 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Generator
 from types import FrameType
 from typing import Any
 
@@ -176,25 +178,37 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, waiting: WaitingForHeaders) -> None:
         super().__init__(config)
         self._waiting = waiting
+        #: The signal that stopped the server, if one did.
+        self.stopped_by: int | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         asyncio.get_running_loop().set_exception_handler(AcceptFailures(self._waiting))
         await super().startup(sockets)
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """uvicorn's, without raising the signal again once it has shut down: the process exits with its status."""
+        previous = {signum: signal.signal(signum, self.handle_exit) for signum in interrupt.SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if sig == signal.SIGINT:
-            interrupt.exit_soon()
-        super().handle_exit(sig, frame)
+        # Only the first: on a second, uvicorn would skip the lifespan's shutdown (the sandbox's temporary directory).
+        if interrupt.first_signal(sig):
+            self.stopped_by = sig
+            super().handle_exit(sig, frame)
 
 
-def serve(app: ASGIApp, host: str, port: int, settings: Settings) -> None:
-    """Serve `app` until Ctrl-C or SIGTERM (uvicorn then re-raises the signal to this process)."""
+def serve(app: ASGIApp, sockets: list[socket.socket], settings: Settings) -> int:
+    """Serve `app` on `sockets` (`listeners.listen`) until Ctrl-C or SIGTERM; the exit status: 128 + the signal's
+    number."""
     raise_fd_limit()
     waiting = WaitingForHeaders()
     config = uvicorn.Config(
         DuplicateRequestIds(app),
-        host=bind_address(host),
-        port=port,
         log_config=None,
         lifespan="on",
         # Not uvloop, even where it is installed: libuv answers running out of file descriptors by accepting and
@@ -212,4 +226,6 @@ def serve(app: ASGIApp, host: str, port: int, settings: Settings) -> None:
     # server's CPU per call, 200 at once: BENCHMARKS.md, capacity).
     gc.collect()  # what start-up left for the collector is freed now, not frozen for good
     gc.freeze()
-    _Server(config, waiting).run()
+    server = _Server(config, waiting)
+    server.run(sockets)
+    return interrupt.status(server.stopped_by) if server.stopped_by is not None else 0

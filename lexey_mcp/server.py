@@ -11,6 +11,7 @@ import functools
 import hmac
 import inspect
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -636,7 +637,7 @@ def build_server(
     read_only: bool = False,
     sandbox: bool = False,
     sandbox_delay: float = 0.02,
-    sandbox_port: int = 0,
+    sandbox_sockets: list[socket.socket] | None = None,
     auth_token: str | None = None,
     events: EventOptions | None = None,
     confirm_changes: bool | None = None,
@@ -645,7 +646,8 @@ def build_server(
     request_keys: hosting.RequestKeysMode = "optional",
     observe: bool = True,
 ) -> MCPServer[AppState]:
-    """The MCP server. `sandbox=True` starts the embedded simulator with the server and points it there.
+    """The MCP server. `sandbox=True` starts the embedded simulator with the server and points it there, on
+    `sandbox_sockets` when given (bound by the caller, for one run of the server; default: a free loopback port).
     HTTP only: `auth_token` (a static bearer token) or `oauth` (tokens from `settings.oauth_issuer`), and whether
     each request must bring its own upstream keys (`request_keys`, see `hosting`).
     `confirm_changes` (default: the LEXEY_CONFIRM_CHANGES setting) asks the user before configure_org sends.
@@ -668,7 +670,7 @@ def build_server(
 
                 webhooks = _sandbox_webhooks(feed)
                 sb = await stack.enter_async_context(
-                    Sandbox(SandboxConfig(delay=sandbox_delay, **webhooks), port=sandbox_port)
+                    Sandbox(SandboxConfig(delay=sandbox_delay, **webhooks), sockets=sandbox_sockets)
                 )
                 effective = sb.settings(settings)
                 logger.info("sandbox serving at %s", sb.url)

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import IO, Any
 
 import anyio
+import anyio.to_thread
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server import MCPServer
@@ -55,10 +56,28 @@ class CappedLines:
         return f'{{"jsonrpc":"2.0","method":"{_TOO_LONG}","params":{{"id":{request_id},"bytes":{size}}}}}\n'
 
 
+class _Lines:
+    """The lines of `CappedLines` for the SDK's reader (`async for line in stdin`), each read in a worker thread
+    that a cancellation abandons: a read blocked on stdin cannot be interrupted, and waiting for it would hold up
+    a Ctrl-C until the host writes or closes stdin."""
+
+    def __init__(self, lines: CappedLines) -> None:
+        self._lines = lines
+
+    def __aiter__(self) -> _Lines:
+        return self
+
+    async def __anext__(self) -> str:
+        line = await anyio.to_thread.run_sync(self._lines.readline, abandon_on_cancel=True)
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+
 def _stdin(limit: int) -> anyio.AsyncFile[str]:
     # A private duplicate: fd 0 itself is left alone (the SDK diverts only the streams it opens).
     raw = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=_CHUNK)
-    return anyio.AsyncFile(CappedLines(raw, limit))  # type: ignore[arg-type]  # a file as far as AsyncFile cares
+    return _Lines(CappedLines(raw, limit))  # type: ignore[return-value]  # a file as far as the SDK's reader cares
 
 
 def _error(request_id: types.RequestId | None, code: int, message: str) -> SessionMessage:

@@ -1,4 +1,5 @@
-"""`interrupt.run`: Ctrl-C cancels a command, which unwinds through its clean-up; a stuck one is cut off in time."""
+"""`interrupt.run`: Ctrl-C cancels a command, which unwinds through its clean-up and exits 130; a stuck one is cut off
+in time."""
 
 from __future__ import annotations
 
@@ -29,10 +30,7 @@ async def command(mode):
         print("cleaned up", file=sys.stderr, flush=True)
 
 interrupt.install()
-try:
-    interrupt.run(command, sys.argv[1])
-except KeyboardInterrupt:
-    sys.exit(interrupt.EXIT_INTERRUPTED)
+interrupt.run(command, sys.argv[1])
 """
 
 

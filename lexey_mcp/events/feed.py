@@ -208,16 +208,9 @@ class EventFeed:
             logger.warning("webhook receiver off: %s", self.not_receiving)
             return
         if port is not None:
-            host = self.options.webhook_host
-            try:
-                self.webhook_url = await group.start(
-                    serve_listener, self.receiver, host, port, self._settings.header_timeout
-                )
-            except OSError as exc:  # the tools still work; the events another process receives are still listed
-                why = f"cannot listen on {host} port {port} ({exc.strerror or exc})"
-                self.not_receiving = f"this server's webhook receiver could not start: {why}."
-                logger.error("webhook receiver not started: %s; is another lexey-mcp using it?", why)
-                return
+            self.webhook_url = await group.start(
+                serve_listener, self.receiver, self.options.webhook_host, port, self._settings.header_timeout
+            )
         else:
             self.webhook_url = self.options.public_url
         self.not_receiving = None

@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from anyio.abc import TaskStatus
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..listeners import listen
 from .model import Event, EventShapeError, parse_event
 from .store import EventStoreUnavailable
 
@@ -179,22 +179,16 @@ async def serve_listener(
     *,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the receiver alone on host:port (0: a free port) until cancelled; `task_status` gets its URL. A
+    """Serve the receiver alone on host:port (0: a free port) until cancelled; `task_status` gets its URL
+    (`PortUnavailable` when the port cannot be had). A
     connection whose request headers are not complete within `header_timeout` seconds is closed, as on the HTTP
     transport (LEXEY_MCP_HEADER_TIMEOUT)."""
     import uvicorn
 
     from ..header_timeout import WaitingForHeaders, header_timeout_protocol
 
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    bound = sock.getsockname()[1]
+    sockets = listen(host, port, "the webhook receiver")
+    bound = sockets[0].getsockname()[1]
     config = uvicorn.Config(
         webhook_app(receiver),
         log_config=None,
@@ -211,19 +205,19 @@ async def serve_listener(
     async def run() -> None:
         try:
             with anyio.CancelScope(shield=True):  # stopped by should_exit, so the socket and connections close
-                await server.serve([sock])
+                await server.serve(sockets)
         finally:
             ended.set()
 
     async with anyio.create_task_group() as group:
         group.start_soon(run)
-        while not server.started and not ended.is_set():  # noqa: ASYNC110 - uvicorn says so with a flag only
-            await anyio.sleep(0.01)
-        if not server.started:
-            raise OSError(f"the webhook listener on {host}:{bound} did not start")
-        name = f"[{host}]" if ":" in host else host
-        task_status.started(f"http://{name}:{bound}{WEBHOOK_PATH}")
-        try:
+        try:  # stopped however this ends, a cancellation while it starts too (or the shielded server runs on)
+            while not server.started and not ended.is_set():  # noqa: ASYNC110 - uvicorn says so with a flag only
+                await anyio.sleep(0.01)
+            if not server.started:
+                raise OSError(f"the webhook listener on {host}:{bound} did not start")
+            name = f"[{host}]" if ":" in host else host
+            task_status.started(f"http://{name}:{bound}{WEBHOOK_PATH}")
             await anyio.sleep_forever()
         finally:
             server.should_exit = True

@@ -41,10 +41,8 @@ def run_test_command(args: argparse.Namespace, settings: Settings) -> int:
     if len(reports) == 2 and reports[0].resolve() == reports[1].resolve():
         return _fail(f"--junit and --json both name {reports[0]}: give each report its own file")
     interrupt.announce("lexey-mcp test: interrupted")
-    try:
-        return interrupt.run(_run, args, settings, suite)
-    except KeyboardInterrupt:  # the runs were cancelled and their upstream streams closed on the way out
-        return interrupt.EXIT_INTERRUPTED
+    # On a signal the runs are cancelled, their upstream streams closed on the way out, and no report is written.
+    return interrupt.run(_run, args, settings, suite)
 
 
 async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> int:

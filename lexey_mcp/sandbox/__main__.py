@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import sys
 
-from ..cli import main as cli_main
+from ..__main__ import main as lexey_mcp
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli_main(["sandbox", *(sys.argv[1:] if argv is None else argv)])
+    return lexey_mcp(["sandbox", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -5,20 +5,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import shlex
-import signal
 import socket
 from collections.abc import Generator, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Self
+from typing import NoReturn, Self
 
 import anyio
 import uvicorn
 from anyio.abc import TaskStatus
 from pydantic import AliasChoices
 
+from .. import interrupt
 from ..addresses import client_host, is_loopback
 from ..config import Settings
+from ..listeners import listen
 from ..vendor import API
 from .app import CHAT_PREFIX, LEXI_PREFIX, SandboxApp
 from .config import SandboxConfig
@@ -83,20 +84,6 @@ class _Server(uvicorn.Server):
                 await anyio.sleep(0.005)
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, _ = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[0]
-    # An explicit IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP,
-    # and without it every response pays a 40 ms delayed-ACK stall.
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def client_env(
     url: str, *, customer_key: str = CUSTOMER_KEY, management_key: str = MANAGEMENT_KEY, lexi_key: str = LEXI_KEY
 ) -> dict[str, str]:
@@ -133,10 +120,18 @@ class Sandbox:
     lives inside the `async with`, so use it as a context manager (anyio cancel scopes must nest).
     """
 
-    def __init__(self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sockets: list[socket.socket] | None = None,
+    ) -> None:
         self.config = config if config is not None else SandboxConfig()
-        self.host = host
-        self.port = port
+        self._sockets = sockets  # bound by the caller (`listeners.listen`), in place of host and port
+        self.host = sockets[0].getsockname()[0] if sockets else host
+        self.port = sockets[0].getsockname()[1] if sockets else port
         self.store = Store(self.config)
         secret = self.config.webhook_secret.get_secret_value() if self.config.webhook_secret else None
         url = self.config.webhook_url
@@ -223,8 +218,8 @@ class Sandbox:
             raise RuntimeError("the sandbox is already running")
         if not is_loopback(self.host):
             logger.warning("sandbox bound to %s: anyone who can reach it can use it (it has no real auth)", self.host)
-        sock = _bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
+        sockets, self._sockets = self._sockets or listen(self.host, self.port, "the sandbox"), None
+        self.port = sockets[0].getsockname()[1]
         config = _Config(
             self._app,
             http="h11",
@@ -243,25 +238,30 @@ class Sandbox:
                 await stack.enter_async_context(self.webhooks)
             group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(server.exit.set)
-            await group.start(self._run, server, sock)
+            await group.start(self._run, server, sockets)
         except BaseException:
-            sock.close()
+            for sock in sockets:
+                sock.close()
             await stack.aclose()
             raise
         self._stack, self._server = stack, server
         logger.info("sandbox listening on %s", self.url)
 
     @staticmethod
-    async def _run(server: _Server, sock: socket.socket, *, task_status: TaskStatus[None]) -> None:
+    async def _run(server: _Server, sockets: list[socket.socket], *, task_status: TaskStatus[None]) -> None:
         async def serve() -> None:
             # Shielded: leaving the `async with` on a cancellation must still run the (time-bounded) shutdown,
             # which `exit` triggers, or the listening socket and open connections would leak.
             with anyio.CancelScope(shield=True):
-                await server.serve([sock])
+                await server.serve(sockets)
 
         async with anyio.create_task_group() as group:
             group.start_soon(serve)
-            await server.ready.wait()
+            try:
+                await server.ready.wait()
+            except BaseException:  # cancelled while it starts: `group.start` waits for this task, so stop it here
+                server.exit.set()
+                raise
             task_status.started()
 
     async def _stop(self) -> None:
@@ -291,22 +291,15 @@ def banner(sandbox: Sandbox) -> str:
     return "\n".join(lines)
 
 
-async def _serve(host: str, port: int, config: SandboxConfig) -> int:
-    async with Sandbox(config, host=host, port=port) as sandbox:
+async def _serve(sockets: list[socket.socket], config: SandboxConfig) -> None:
+    async with Sandbox(config, sockets=sockets) as sandbox:
         print(banner(sandbox), flush=True)
-        try:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    return 128 + signum
-        except NotImplementedError:  # no signal receiver on this platform: Ctrl-C raises KeyboardInterrupt instead
-            await anyio.sleep_forever()
-    return 0
+        await anyio.sleep_forever()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> int:
-    """Run a sandbox until Ctrl-C (or SIGTERM), after printing `export` lines that point a client at it. Returns
-    the exit status a shell expects: 128 + the signal's number (130 for Ctrl-C)."""
-    try:
-        return anyio.run(_serve, host, port, config if config is not None else SandboxConfig())
-    except KeyboardInterrupt:
-        return 128 + signal.SIGINT
+def serve(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> NoReturn:
+    """Run a sandbox until Ctrl-C (or SIGTERM), after printing `export` lines that point a client at it; then exit
+    with the status a shell expects: 128 + the signal's number (130 for Ctrl-C)."""
+    sockets = listen(host, port, "the sandbox", "--port")  # before the banner, which says it serves
+    interrupt.run(_serve, sockets, config if config is not None else SandboxConfig())
+    raise AssertionError("the sandbox serves until a signal stops it")

@@ -91,6 +91,9 @@ class WebhookSender:
         assert self._http is not None
         group.cancel_scope.cancel()  # pending retries end with the sandbox
         try:
-            await group.__aexit__(exc_type, exc, tb)
+            # Not handed what ends the `async with`: the group re-raises an exception it is given, and on Python
+            # 3.11 an exit stack that gets back the very exception it passed in makes its `__context__` itself
+            # (`contextlib._fix_exception_context`); an enclosing exit stack then loops forever on that chain.
+            await group.__aexit__(None, None, None)
         finally:
             await self._http.aclose()

@@ -14,6 +14,7 @@ import pytest
 from lexey_mcp.events.feed import EventFeed, EventOptions
 from lexey_mcp.events.model import Event
 from lexey_mcp.events.receiver import MAX_BODY_BYTES, WebhookReceiver, serve_listener, sign
+from lexey_mcp.listeners import PortUnavailable
 from tests.events.conftest import Heard, events_settings
 from tests.events.helpers import SECRET, body_of, escalation, post
 from tests.processes import assert_unfinished_headers_are_cut_off
@@ -258,20 +259,19 @@ async def test_headers_not_complete_in_time_close_the_listeners_connection(tmp_p
         await assert_unfinished_headers_are_cut_off(feed.webhook_url, within=5)
 
 
-async def test_a_webhook_port_in_use_is_one_error_line_not_a_dead_server(
-    tmp_path: Path, anyio_backend: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Two hosts may start lexey-mcp with the same --webhook-port: the second keeps its tools (and lists what the
-    first receives, through the shared state directory) and says why it receives nothing itself."""
+async def test_a_webhook_port_in_use_fails_the_start_with_one_line(tmp_path: Path, anyio_backend: str) -> None:
+    """A receiver that cannot have its port is an error naming it (issue 19: the command line says that one line and
+    exits 2, tests/test_ports.py), not a server that runs on without receiving anything."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        async with EventFeed(events_settings(tmp_path), EventOptions(webhook_port=port)) as feed:
-            assert feed.webhook_url is None
-            assert await feed.escalations() == []
-    assert f"webhook receiver not started: cannot listen on 127.0.0.1 port {port} (Address already in use)" in (
-        caplog.text
+        with pytest.raises(PortUnavailable) as raised:
+            async with EventFeed(events_settings(tmp_path), EventOptions(webhook_port=port)):
+                pass
+    assert str(raised.value) == (
+        f"the webhook receiver cannot listen on 127.0.0.1 port {port}: another program uses it; stop that program "
+        "or choose another port"
     )
 
 

@@ -206,3 +206,32 @@ async def test_leaving_on_cancellation_still_shuts_down(client: httpx2.AsyncClie
     assert sb.stats.open_streams == 0
     with pytest.raises(httpx2.ConnectError):
         await client.post(f"{sb.base_url}/customer/conversations", headers=CUSTOMER)
+
+
+def _context_chain_ends(exc: BaseException) -> bool:
+    """The `__context__` chain from `exc` ends (no exception is its own context, directly or not)."""
+    seen: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None:
+        if any(link is earlier for earlier in seen):
+            return False
+        seen.append(link)
+        link = link.__context__
+    return True
+
+
+async def test_a_cancelled_sandbox_with_webhooks_leaves_an_exception_chain_that_ends() -> None:
+    """Issue 19: the webhook sender handed the cancellation it was given to its task group, which raised it back,
+    and the exit stack made it its own `__context__` (Python 3.11): the server's lifespan, an exit stack too, then
+    looped forever on that chain, until Ctrl-C's deadline cut the clean-up (temporary directory left)."""
+    sb = Sandbox(SandboxConfig(delay=0, webhook_url="http://127.0.0.1:9/webhooks/lexey"))
+    with anyio.CancelScope() as scope:
+        await sb.__aenter__()  # by hand, to see what its exit raises
+        scope.cancel()
+        try:
+            await anyio.sleep_forever()
+        except BaseException as cancelled:
+            with pytest.raises(anyio.get_cancelled_exc_class()) as raised:
+                await sb.__aexit__(type(cancelled), cancelled, cancelled.__traceback__)
+            assert _context_chain_ends(raised.value)
+            raise
