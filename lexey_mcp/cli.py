@@ -1,4 +1,8 @@
-"""`lexey-mcp`: serve over stdio (default) or streamable HTTP, run the sandbox alone, or run the demo."""
+"""`lexey-mcp`: serve over stdio (default) or streamable HTTP, run the sandbox alone, or run the demo.
+
+The command line is built from light modules only: `--version`, `--help` and argument errors answer before MCP,
+pydantic or an HTTP stack is imported (together ~1 s); a command imports what it needs once it runs.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,25 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from pydantic import SecretStr, ValidationError
-
-from . import __version__, interrupt, stdio_transport
+from . import __version__
 from .addresses import client_host, is_loopback, url_host
-from .config import Settings, describe_settings_error
-from .hosting import auth_problem
-from .observability import LogFormat, RedactingFormatter, log_formatter
-from .server import TOOLSETS, Toolset
+from .qa.arguments import add_arguments as add_test_arguments
+from .toolsets import TOOLSETS, Toolset
 
-__all__ = ["RedactingFormatter", "configure_logging", "main"]
+if TYPE_CHECKING:
+    from .observability import LogFormat
+
+__all__ = ["build_parser", "configure_logging", "main"]
 
 logger = logging.getLogger("lexey_mcp")
 
 
 def configure_logging(level: str, secrets: list[str], log_format: LogFormat = "text") -> None:
     """Everything to stderr, redacted. Done before the SDK's server exists, so its own set-up is a no-op."""
+    from .observability import log_formatter  # measured cold-start cost: observability loads pydantic and MCP types
+
     # When a handler fails (stderr closed by the host, …) logging would print the raw, unredacted record.
     logging.raiseExceptions = False
     handler = logging.StreamHandler(sys.stderr)
@@ -145,8 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--delay", type=float, default=0.02, metavar="SECONDS", help="seconds between events")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the server's and the sandbox's logs")
-    from .qa.arguments import add_arguments as add_test_arguments
-
     add_test_arguments(
         sub.add_parser(
             "test",
@@ -170,9 +174,14 @@ def _top_level_options_given(parser: argparse.ArgumentParser, argv: Sequence[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(arguments)  # --version, --help and argument errors end here, with nothing heavy imported
+    from . import interrupt  # measured cold-start cost: asyncio and anyio (~70 ms), needed only once a command runs
+
     interrupt.install()
     try:
-        return _main(sys.argv[1:] if argv is None else list(argv))
+        return _main(parser, args, arguments)
     except KeyboardInterrupt:
         return interrupt.EXIT_INTERRUPTED
     except BaseExceptionGroup as group:  # Ctrl-C inside a task group
@@ -181,9 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return interrupt.EXIT_INTERRUPTED
 
 
-def _main(argv: list[str]) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
     if args.command is not None:
         misplaced = _top_level_options_given(parser, argv)
         if misplaced:
@@ -194,6 +201,13 @@ def _main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return 2
+    # Measured cold-start cost: pydantic (settings), MCP and httpx2 load only now that a command runs.
+    from pydantic import SecretStr, ValidationError
+
+    from . import interrupt, stdio_transport
+    from .config import Settings, describe_settings_error
+    from .hosting import auth_problem
+
     if args.command == "sandbox":
         from .sandbox import SandboxConfig, serve
 
