@@ -164,7 +164,7 @@ async def lexey(
 ) -> tuple[str, Call]:
     transport = None
     if http2:  # LexeyClient's own pool settings, on an HTTP/2 transport
-        limits = httpx2.Limits(max_connections=None, max_keepalive_connections=100)
+        limits = httpx2.Limits(max_connections=None, max_keepalive_connections=lexey_mcp.client.IDLE_CONNECTIONS)
         transport = httpx2.AsyncHTTPTransport(verify=tls, http2=True, limits=limits, trust_env=False)
     client = await stack.enter_async_context(LexeyClient(settings, transport=transport))
     cid = await client.customer.create_conversation()

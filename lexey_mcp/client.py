@@ -58,6 +58,8 @@ _ERROR_BODY_LIMIT = 64 * 1024
 #: API skips the TCP and TLS handshakes. A body that does not end by then is closed, as a stream ending early is.
 DRAIN_SECONDS = 0.1
 DRAIN_BYTES = 64 * 1024
+#: Idle connections kept for the next calls.
+IDLE_CONNECTIONS = 100
 _JSON_BODY_LIMIT = 16 * 1024 * 1024
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
@@ -154,7 +156,7 @@ class LexeyClient:
                 transport=self._transport,
                 trust_env=self._trust_env,
                 timeout=httpx2.Timeout(connect=s.connect_timeout, read=s.read_timeout, write=s.read_timeout, pool=None),
-                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=100),
+                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=IDLE_CONNECTIONS),
                 follow_redirects=False,  # a redirect would carry the key to wherever it points
                 cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
                 headers={"User-Agent": f"lexey-mcp/{__version__}"},
