@@ -7,8 +7,7 @@ Light on purpose (no MCP, pydantic or HTTP import): the command line reads it on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .vendor import API, Api
 
@@ -22,8 +21,7 @@ ESCALATIONS_URI = "lexey://escalations"
 _ADDING_MESSAGES = ("send_customer_message", "run_customer_scenario")
 
 
-@dataclass(frozen=True)
-class ToolsetFacts:
+class ToolsetFacts(NamedTuple):  # not a dataclass: dataclasses costs the command line ~5 ms
     api: Api | None  # whose key its tools use (None: they need none; webhooks are signed with LEXEY_WEBHOOK_SECRET)
     #: A token needs it for the toolset's tools and resources, and for the upstream key of the toolset's API (the
     #: server's own included: whatever path asks for a key, such as test-suite setup, a token without it never gets it).
