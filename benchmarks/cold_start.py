@@ -40,21 +40,22 @@ ENV = {
 }
 # lexey-mcp without its collector lever: `gc.disable()` and `gc.freeze()` do nothing.
 NO_GC_LEVER = "import gc, sys; gc.disable = gc.freeze = lambda: None; from lexey_mcp.cli import main; sys.exit(main())"
-# Where the start-up time of lexey-mcp goes, measured inside one process, in the order `lexey-mcp` takes them.
+# Where the start-up time of lexey-mcp goes, measured inside one process, in the order `lexey-mcp` takes them: CPU
+# time of the process, steadier than wall time on a shared machine.
 PHASES = """
 import gc, time
-t0 = time.perf_counter()
+t0 = time.process_time()
 import lexey_mcp.cli
-t1 = time.perf_counter()
+t1 = time.process_time()
 gc.disable()  # as lexey-mcp does once it knows it will serve over stdio
 from lexey_mcp import stdio_transport
 from lexey_mcp.config import Settings
 from lexey_mcp.server import build_server
-t2 = time.perf_counter()
+t2 = time.process_time()
 settings = Settings()
-t3 = time.perf_counter()
+t3 = time.process_time()
 server = build_server(settings)
-t4 = time.perf_counter()
+t4 = time.process_time()
 gc.freeze()
 gc.enable()
 from mcp.server import MCPServer
@@ -62,13 +63,13 @@ bare = MCPServer("bare")
 @bare.tool()
 async def echo(text: str) -> str:
     return text
-t5 = time.perf_counter()
+t5 = time.process_time()
 from lexey_mcp.client import LexeyClient
 client = LexeyClient(settings)  # what the server's lifespan makes before it serves anything
-t6 = time.perf_counter()
+t6 = time.process_time()
 print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)
 """
-BARE_IMPORT = "import time; t = time.perf_counter(); from mcp.server import MCPServer; print(time.perf_counter() - t)"
+BARE_IMPORT = "import time; t = time.process_time(); from mcp.server import MCPServer; print(time.process_time() - t)"
 
 
 async def start_to_tools(command: str, args: list[str]) -> tuple[float, float, int]:
@@ -140,7 +141,7 @@ async def run(runs: int) -> str:
     bare_import = median([python(BARE_IMPORT)[0] for _ in range(5)])
     cli, imp, settings, build, bare_build, client = (median([p[i] for p in phases]) * 1e3 for i in range(6))
     lines += [
-        "Where lexey-mcp's start-up goes (median of 5 processes):\n",
+        "Where lexey-mcp's start-up goes, CPU time of the process (median of 5 processes):\n",
         "| phase | lexey-mcp | bare server |",
         "|---|---:|---:|",
         f"| the command line (`import lexey_mcp.cli`, light) | {cli:.0f} ms | — |",

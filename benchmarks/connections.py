@@ -285,7 +285,7 @@ def main() -> None:
     table = asyncio.run(run(args.calls, args.rounds))
     print(table)
     if args.write:
-        write_section("connections", header("## 9. Connections reused (TLS)") + "\n" + table)
+        write_section("connections", header("## 10. Connections reused (TLS)") + "\n" + table)
 
 
 if __name__ == "__main__":
