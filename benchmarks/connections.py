@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import datetime
 import functools
+import importlib.util
 import ipaddress
 import json
 import logging
@@ -50,12 +51,8 @@ from lexey_mcp.config import Settings
 from lexey_mcp.sandbox import client_env, settings_for
 from lexey_mcp.server import build_server
 
-try:
-    import h2  # noqa: F401 - only whether httpx2's HTTP/2 support is installed
-except ImportError:
-    HTTP2 = False
-else:
-    HTTP2 = True
+#: httpx2's HTTP/2 support (`pip install 'httpx2[http2]'`) is installed.
+HTTP2 = importlib.util.find_spec("h2") is not None
 
 
 # The sandbox in its own process, without its per-conversation message limit (a round sends more than 50).
