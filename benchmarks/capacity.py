@@ -123,22 +123,31 @@ server.run(transport="streamable-http", host="127.0.0.1", port=int(sys.argv[1]),
 
 OURS = """
 import sys
-import lexey_mcp.pacing
+import lexey_mcp.client, lexey_mcp.pacing
 lexey_mcp.pacing.PROGRESS_INTERVAL = float(sys.argv.pop(1))
 lexey_mcp.pacing.PROGRESS_RATE = float(sys.argv.pop(1))
+if sys.argv.pop(1) == "close":  # close the upstream connection right after [DONE] (before issue 24)
+    async def _no_drain(chunks): pass
+    lexey_mcp.client._drain = _no_drain
 from lexey_mcp.cli import main
 sys.exit(main())
 """
 
+#: Our server's settings in a round: progress interval, progress rate, and after [DONE] "keep" (read the body's end,
+#: as shipped) or "close" the upstream connection.
+Variant = tuple[float, float, str]
+SHIPPED: Variant = (lexey_mcp.pacing.PROGRESS_INTERVAL, lexey_mcp.pacing.PROGRESS_RATE, "keep")
+
 
 @contextlib.contextmanager
-def server(kind: str, upstream: str, interval: float, rate: float) -> Iterator[tuple[int, int]]:
+def server(kind: str, upstream: str, interval: float, rate: float, after_done: str) -> Iterator[tuple[int, int]]:
     """(port, pid) of a server of `kind` ("ours" or "baseline") pointed at `upstream`."""
     port = free_port()
     if kind == "baseline":
         args = [sys.executable, "-c", BASELINE, str(port), f"{upstream}/api/v1"]
     else:
-        args = [sys.executable, "-c", OURS, str(interval), str(rate), "--transport", "http", "--port", str(port)]
+        args = [sys.executable, "-c", OURS, str(interval), str(rate), after_done, "--transport", "http", "--port"]
+        args.append(str(port))
     env = {
         "LEXEY_BASE_URL": f"{upstream}/api/v1",
         "LEXEY_CUSTOMER_KEY": CUSTOMER_KEY,
@@ -209,12 +218,13 @@ async def burst(url: str, calls: int, pid: int, expected: int) -> dict[str, Any]
     return {"cpu": cpu, "wall": wall, "notifications": notifications, "lags": lags, "failures": dict(failures)}
 
 
-def setting(kind: str, interval: float, rate: float) -> str:
+def setting(kind: str, interval: float, rate: float, after_done: str) -> str:
     if kind != "ours":
         return "none"
-    shipped = (interval, rate) == (lexey_mcp.pacing.PROGRESS_INTERVAL, lexey_mcp.pacing.PROGRESS_RATE)
+    shipped = (interval, rate, after_done) == SHIPPED
     cap = "no cap" if rate == float("inf") else f"≤ {rate:g}/s in all"
-    return f"{interval:g} s a stream, {cap}" + (" (shipped)" if shipped else "")
+    closing = ", closing the upstream connection after [DONE]" if after_done == "close" else ""
+    return f"{interval:g} s a stream, {cap}{closing}" + (" (shipped)" if shipped else "")
 
 
 def breakdown(profile: Path) -> list[tuple[str, float]]:
@@ -250,9 +260,7 @@ def breakdown(profile: Path) -> list[tuple[str, float]]:
     return [(label, n / total) for label, n in totals.most_common()]
 
 
-async def run(
-    calls: int, rate: float, seconds: float, variants: list[tuple[float, float]], rounds: int, profile: bool
-) -> str:
+async def run(calls: int, rate: float, seconds: float, variants: list[Variant], rounds: int, profile: bool) -> str:
     raise_fd_limit()
     expected = round(rate * seconds)
     events = calls * expected
@@ -265,15 +273,15 @@ async def run(
         "|---|---:|---|---:|---:|---:|---|---:|---:|",
     ]
     load = os.getloadavg()
-    results: dict[tuple[str, float, float], list[dict[str, Any]]] = {}
-    baseline = ("baseline", 0.0, 0.0)
-    contenders = [baseline] + [("ours", interval, cap) for interval, cap in variants]
+    results: dict[tuple[str, float, float, str], list[dict[str, Any]]] = {}
+    baseline = ("baseline", 0.0, 0.0, "")
+    contenders = [baseline] + [("ours", *variant) for variant in variants]
     with process(up_args):
         wait_for_port(up_port)
         for _ in range(rounds):  # interleaved
             for contender in contenders:
-                kind, interval, cap = contender
-                with server(kind, upstream, interval, cap) as (port, pid):
+                kind, interval, cap, after_done = contender
+                with server(kind, upstream, interval, cap, after_done) as (port, pid):
                     r = await burst(f"http://127.0.0.1:{port}/mcp", calls, pid, expected)
                 results.setdefault(contender, []).append(r)
                 print(*contender, {k: v for k, v in r.items() if k != "lags"}, flush=True)
@@ -285,8 +293,8 @@ async def run(
                     await burst(f"http://127.0.0.1:{port}/mcp", calls, pid, expected)
                 shares = breakdown(path)
     base_cpu = statistics.median(r["cpu"] for r in results[baseline])
-    for kind, interval, cap in contenders:
-        runs = results[(kind, interval, cap)]
+    for contender in contenders:
+        runs = results[contender]
         cpu = statistics.median(r["cpu"] for r in runs)
         lags = sorted(lag for r in runs for lag in r["lags"])
         lag = f"{percentile(lags, 50) * 1e3:.0f} / {percentile(lags, 99) * 1e3:.0f} ms" if lags else "—"
@@ -295,7 +303,7 @@ async def run(
         wall = statistics.median(r["wall"] for r in runs)
         per_round = " / ".join(f"{r['cpu']:.2f}" for r in runs)
         rows.append(
-            f"| {kind} | {setting(kind, interval, cap)} | {per_round} | "
+            f"| {contender[0]} | {setting(*contender)} | {per_round} | "
             f"{cpu / events * 1e6:.0f} | {cpu / base_cpu:.2f}× | {notifications:,.0f} | {lag} | {wall:.1f} s | "
             f"{failed} |"
         )
@@ -315,15 +323,18 @@ async def run(
     return text
 
 
-def progress_setting(text: str) -> tuple[float, float]:
-    """INTERVAL:RATE, e.g. 0.5:100 or 0.5:inf."""
-    interval, colon, rate = text.partition(":")
+def progress_setting(text: str) -> Variant:
+    """INTERVAL:RATE[:close], e.g. 0.5:100, 0.5:inf or 0.5:100:close."""
+    interval, colon, rest = text.partition(":")
+    rate, _, after_done = rest.partition(":")
     try:
-        if not colon:
+        if not colon or after_done not in ("", "keep", "close"):
             raise ValueError
-        return float(interval), float(rate)
+        return float(interval), float(rate), after_done or "keep"
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not INTERVAL:RATE (0.5:100; 0.5:inf for no cap)") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not INTERVAL:RATE[:close] (0.5:100; 0.5:inf for no cap; 0.5:100:close)"
+        ) from None
 
 
 def main() -> None:
@@ -339,10 +350,11 @@ def main() -> None:
         "--ours",
         nargs="+",
         type=progress_setting,
-        default=[(lexey_mcp.pacing.PROGRESS_INTERVAL, lexey_mcp.pacing.PROGRESS_RATE), (0.5, float("inf"))],
-        metavar="INTERVAL:RATE",
-        help="progress settings of our server, one round each (the first is profiled): seconds between two "
-        "progress calls of a stream, and calls a second across all streams (inf: no cap)",
+        default=[SHIPPED, (0.5, float("inf"), "keep")],
+        metavar="INTERVAL:RATE[:close]",
+        help="settings of our server, one round each (the first is profiled): seconds between two progress calls of "
+        "a stream, calls a second across all streams (inf: no cap), and :close to close the upstream connection "
+        "right after [DONE] instead of reading the body's end",
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="also sample our server with py-spy")

@@ -4,8 +4,10 @@
 
 Both servers run on this interpreter and are timed alike, interleaved: from spawning the process to the
 `tools/list` answer, through `mcp.Client(StdioServerParameters(...), mode="legacy")` (legacy mode runs the
-`initialize` handshake). Then `python -X importtime` shows what lexey-mcp imports beyond what the SDK server
-imports itself, heaviest first.
+`initialize` handshake), every toolset on; wall time, and the server process's CPU time (user + system, from
+`getrusage`: steadier than wall time on a shared machine). A third contender is lexey-mcp with its one start-up
+lever on the collector turned off (no `gc.disable()` until the server is built), to show what that lever is worth.
+Then `python -X importtime` shows what lexey-mcp imports beyond what the SDK server imports itself, heaviest first.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -35,39 +38,51 @@ ENV = {
     "LEXI_API_KEY": "wbk_coldstart",
     "LEXEY_BASE_URL": "http://127.0.0.1:9/api/v1",
 }
-# Where the start-up time of lexey-mcp goes, measured inside one process.
+# lexey-mcp without its collector lever: `gc.disable()` and `gc.freeze()` do nothing.
+NO_GC_LEVER = "import gc, sys; gc.disable = gc.freeze = lambda: None; from lexey_mcp.cli import main; sys.exit(main())"
+# Where the start-up time of lexey-mcp goes, measured inside one process, in the order `lexey-mcp` takes them: CPU
+# time of the process, steadier than wall time on a shared machine.
 PHASES = """
-import time
-t0 = time.perf_counter()
+import gc, time
+t0 = time.process_time()
 import lexey_mcp.cli
-t1 = time.perf_counter()
+t1 = time.process_time()
+gc.disable()  # as lexey-mcp does once it knows it will serve over stdio
+from lexey_mcp import stdio_transport
 from lexey_mcp.config import Settings
 from lexey_mcp.server import build_server
+t2 = time.process_time()
 settings = Settings()
-t2 = time.perf_counter()
+t3 = time.process_time()
 server = build_server(settings)
-t3 = time.perf_counter()
+t4 = time.process_time()
+gc.freeze()
+gc.enable()
 from mcp.server import MCPServer
 bare = MCPServer("bare")
 @bare.tool()
 async def echo(text: str) -> str:
     return text
-t4 = time.perf_counter()
+t5 = time.process_time()
 from lexey_mcp.client import LexeyClient
 client = LexeyClient(settings)  # what the server's lifespan makes before it serves anything
-t5 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
+t6 = time.process_time()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)
 """
-BARE_IMPORT = "import time; t = time.perf_counter(); from mcp.server import MCPServer; print(time.perf_counter() - t)"
+BARE_IMPORT = "import time; t = time.process_time(); from mcp.server import MCPServer; print(time.process_time() - t)"
 
 
-async def start_to_tools(command: str, args: list[str]) -> tuple[float, int]:
+async def start_to_tools(command: str, args: list[str]) -> tuple[float, float, int]:
+    """Wall seconds to the `tools/list` answer, the server process's CPU seconds, and the tools listed."""
     params = StdioServerParameters(command=command, args=args, env=ENV)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     async with Client(params, mode="legacy") as client:
         tools = (await client.list_tools()).tools
         took = time.perf_counter() - start
-    return took, len(tools)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the server has exited (and been waited for) by now
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return took, cpu, len(tools)
 
 
 def import_times(statement: str) -> dict[str, tuple[int, int]]:
@@ -89,41 +104,56 @@ def python(code: str) -> list[float]:
 
 
 async def run(runs: int) -> str:
+    bare_name = "bare MCPServer, one tool"
     contenders = {
-        "lexey-mcp (stdio)": (LEXEY, []),
-        "bare MCPServer, one tool": (sys.executable, [str(HERE / "bare_server.py")]),
+        "lexey-mcp (stdio), every toolset": (LEXEY, []),
+        bare_name: (sys.executable, [str(HERE / "bare_server.py")]),
+        "lexey-mcp without its collector lever": (sys.executable, ["-c", NO_GC_LEVER]),
     }
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    walls: dict[str, list[float]] = {name: [] for name in contenders}
+    cpus: dict[str, list[float]] = {name: [] for name in contenders}
     tools: dict[str, int] = {}
+    load = os.getloadavg()
     for i in range(runs + 1):
         for name, (command, args) in contenders.items():
-            took, tools[name] = await start_to_tools(command, args)
+            took, cpu, tools[name] = await start_to_tools(command, args)
             if i:  # the first round warms the disk and bytecode caches
-                samples[name].append(took)
-    lexey, bare = (median(samples[name]) for name in contenders)
-    lines = ["| server | tools | median spawn → initialize → tools/list | min | max |", "|---|---:|---:|---:|---:|"]
-    for name, values in samples.items():
+                walls[name].append(took)
+                cpus[name].append(cpu)
+    bare_wall, bare_cpu = median(walls[bare_name]), median(cpus[bare_name])
+    lines = [
+        "| server | tools | median spawn → initialize → tools/list (min–max) | vs bare | its CPU time | vs bare |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in contenders:
+        wall, cpu = median(walls[name]), median(cpus[name])
         lines.append(
-            f"| {name} | {tools[name]} | {median(values) * 1e3:.0f} ms | {min(values) * 1e3:.0f} ms | "
-            f"{max(values) * 1e3:.0f} ms |"
+            f"| {name} | {tools[name]} | {wall * 1e3:.0f} ms ({min(walls[name]) * 1e3:.0f}–"
+            f"{max(walls[name]) * 1e3:.0f}) | **{wall / bare_wall:.2f}×** | {cpu * 1e3:.0f} ms | "
+            f"{cpu / bare_cpu:.2f}× |"
         )
-    lines.append(f"\nRatio lexey-mcp / bare: **{lexey / bare:.2f}×** (target ≤ 1.1×), {runs} runs each, interleaved.\n")
+    lines.append(
+        f"\n{runs} runs each, interleaved (target ≤ 1.05×). Load average at the start: {load[0]:.1f} / {load[1]:.1f} / "
+        f"{load[2]:.1f} (1 / 5 / 15 min).\n"
+    )
 
     phases = [python(PHASES) for _ in range(5)]
     bare_import = median([python(BARE_IMPORT)[0] for _ in range(5)])
-    imp, settings, build, bare_build, client = (median([p[i] for p in phases]) * 1e3 for i in range(5))
+    cli, imp, settings, build, bare_build, client = (median([p[i] for p in phases]) * 1e3 for i in range(6))
     lines += [
-        "Where lexey-mcp's start-up goes (median of 5 processes):\n",
+        "Where lexey-mcp's start-up goes, CPU time of the process (median of 5 processes):\n",
         "| phase | lexey-mcp | bare server |",
         "|---|---:|---:|",
-        f"| imports | {imp:.0f} ms | {bare_import * 1e3:.0f} ms (`mcp.server`) |",
+        f"| the command line (`import lexey_mcp.cli`, light) | {cli:.0f} ms | — |",
+        f"| imports (collector off) | {imp:.0f} ms | {bare_import * 1e3:.0f} ms (`mcp.server`, collector on) |",
         f"| `Settings()` | {settings:.1f} ms | — |",
         f"| `build_server()` / `MCPServer` + 1 tool | {build:.1f} ms | {bare_build:.1f} ms |",
         f"| lifespan: `LexeyClient(settings)` (its `httpx2.AsyncClient`) | {client:.1f} ms | — |\n",
     ]
 
     # What lexey-mcp imports that the bare server does not (median of 5 runs of each), by self time.
-    ours = [import_times("import lexey_mcp.cli; from lexey_mcp.server import build_server") for _ in range(5)]
+    statement = "import lexey_mcp.cli, lexey_mcp.stdio_transport; from lexey_mcp.server import build_server"
+    ours = [import_times(statement) for _ in range(5)]
     base = import_times("from mcp.server import MCPServer")
     extra = {m: median([t.get(m, (0, 0))[0] for t in ours]) for m in ours[0] if m not in base}
     packages: dict[str, float] = {}

@@ -12,6 +12,7 @@ Failures before a stream starts raise the exceptions in `lexey_mcp.errors`.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http.cookiejar
 import json
@@ -52,6 +53,13 @@ OnText = Callable[[str], Awaitable[None]]
 RetryPolicy = Literal["unsent", "idempotent", "lexi"]
 
 _ERROR_BODY_LIMIT = 64 * 1024
+#: After `[DONE]`, the rest of the body (the chunked encoding's last chunk, usually in the same packet) is read for at
+#: most DRAIN_SECONDS and DRAIN_BYTES: read to its end, the connection goes back to the pool, and the next call to the
+#: API skips the TCP and TLS handshakes. A body that does not end by then is closed, as a stream ending early is.
+DRAIN_SECONDS = 0.1
+DRAIN_BYTES = 64 * 1024
+#: Idle connections kept for the next calls.
+IDLE_CONNECTIONS = 100
 _JSON_BODY_LIMIT = 16 * 1024 * 1024
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
@@ -148,7 +156,7 @@ class LexeyClient:
                 transport=self._transport,
                 trust_env=self._trust_env,
                 timeout=httpx2.Timeout(connect=s.connect_timeout, read=s.read_timeout, write=s.read_timeout, pool=None),
-                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=100),
+                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=IDLE_CONNECTIONS),
                 follow_redirects=False,  # a redirect would carry the key to wherever it points
                 cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
                 headers={"User-Agent": f"lexey-mcp/{__version__}"},
@@ -228,13 +236,12 @@ class LexeyClient:
                         )
                     fold.begin(self._request_id(response), rate_limit_of(response) if api == "lexi" else None)
                     started = True
+                    chunks = response.aiter_bytes()
                     reason = await read_stream(
-                        response.aiter_bytes(),
-                        fold,
-                        max_event_bytes=self.settings.max_event_bytes,
-                        on_text=on_text,
-                        deadline=deadline,
+                        chunks, fold, max_event_bytes=self.settings.max_event_bytes, on_text=on_text, deadline=deadline
                     )
+                    if reason is None:
+                        await _drain(chunks)
             if scope.cancelled_caught and not started:
                 raise LexeyTimeoutError(f"No response from {url} within {self.settings.stream_timeout:g} s.")
             upstream.ended(fold, reason)
@@ -407,6 +414,16 @@ async def read_stream(
     if fold.too_large:
         return "reply_too_large"
     return None if fold.done else reason
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read what is left of a body whose stream reached `[DONE]`, within DRAIN_SECONDS and DRAIN_BYTES."""
+    left = DRAIN_BYTES
+    with anyio.move_on_after(DRAIN_SECONDS), contextlib.suppress(httpx2.TransportError):
+        async for chunk in chunks:
+            left -= len(chunk)
+            if left < 0:
+                break
 
 
 async def _close(response: httpx2.Response) -> None:

@@ -15,8 +15,8 @@ from mcp import Client
 
 from . import interrupt
 from .config import Settings
-from .events.model import ESCALATIONS_URI
 from .server import build_server
+from .toolsets import ESCALATIONS_URI
 
 CONFIGURE = [
     "Our business is a SaaS company called Acme. We build project management tools for small teams.",

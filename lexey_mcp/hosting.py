@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from .addresses import is_loopback
 from .config import KEY_SPECS, KeyKind, Settings, key_value_problem, request_keys
 from .errors import LexeyConfigError
+from .toolsets import TOOLSETS
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
@@ -39,19 +40,15 @@ KEY_HEADERS: dict[KeyKind, str] = {
 TOOLSETS_HEADER = "X-MCP-Toolsets"
 READONLY_HEADER = "X-MCP-Readonly"
 
-#: The OAuth scope of each toolset: a token needs it for the toolset's tools and resources, and for the upstream key
-#: of that name (the server's own included: whatever path asks for a key, such as test-suite setup, a token without
-#: the scope never gets it). Under OAuth a tool whose toolset has no scope here is refused, never shown.
-TOOLSET_SCOPES: dict[str, str] = {
-    "customer": "lexey:customer",
-    "management": "lexey:management",
-    "lexi": "lexi",
-    "events": "lexey:events",
-}
+#: The OAuth scope of each toolset (`toolsets.TOOLSETS`). Under OAuth a tool whose toolset has no scope here is
+#: refused, never shown.
+TOOLSET_SCOPES: dict[str, str] = {name: facts.scope for name, facts in TOOLSETS.items()}
 #: The OAuth scopes (advertised in the protected resource metadata).
 SCOPES = tuple(TOOLSET_SCOPES.values())
-#: Resources by URI prefix: the toolset they belong to.
-RESOURCE_TOOLSETS: dict[str, str] = {"lexey://conversations/": "customer", "lexey://escalations": "events"}
+#: Resources by URI prefix (a template's text before its first variable): the toolset they belong to.
+RESOURCE_TOOLSETS: dict[str, str] = {
+    uri.partition("{")[0]: name for name, facts in TOOLSETS.items() for uri in facts.resources
+}
 
 #: The listings filtered per request: method -> (the result's list, each item's name or URI).
 _LISTINGS: dict[str, tuple[str, str]] = {

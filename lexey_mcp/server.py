@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx2
 from mcp import MCPError
@@ -46,16 +46,14 @@ from .qa.report import SuiteReport
 from .quoting import Fence, one_line
 from .redaction import SPELLING_FACTOR, redact, redact_tree
 from .tool_errors import tool_error as _error
+from .toolsets import CONVERSATION_MESSAGES_URI, TOOLSET_OF, TOOLSETS, Toolset
 from .validation import LEXI_MAX_MESSAGE_CHARS, LexiContext, check_uuid
-from .vendor import APIS, Api
 
 if TYPE_CHECKING:
     from .events.feed import EventFeed, EventOptions
 
 logger = logging.getLogger("lexey_mcp.server")
 
-Toolset = Literal[Api, "events"]  # a toolset per API, and the escalation events
-TOOLSETS: tuple[Toolset, ...] = (*APIS, "events")
 #: The longest reply text sent in one progress message (the start is cut; the final result has it all).
 PROGRESS_TEXT_CHARS = 4000
 MAX_CHAT_MESSAGE_CHARS = 100_000
@@ -510,19 +508,22 @@ async def list_escalations(
 class _ToolSpec:
     fn: Callable[..., Any]
     title: str
-    toolset: Toolset
     annotations: ToolAnnotations
+
+    @property
+    def toolset(self) -> Toolset:
+        return TOOLSET_OF[self.fn.__name__]
 
 
 TOOLS: tuple[_ToolSpec, ...] = (
-    _ToolSpec(create_conversation, "Create customer conversation", "customer", _NEW_CONVERSATION),
-    _ToolSpec(send_customer_message, "Send message as a customer", "customer", _NEW_CONVERSATION),
-    _ToolSpec(get_conversation_messages, "Read conversation history", "customer", _READ),
-    _ToolSpec(run_customer_scenario, "Run a customer test scenario", "customer", _NEW_CONVERSATION),
-    _ToolSpec(run_test_suite, "Run an agent QA suite", "customer", _CONFIGURE),  # setup may change the org
-    _ToolSpec(configure_org, "Configure the organisation", "management", _CONFIGURE),
-    _ToolSpec(lexi_chat, "Ask Lexi (CRM assistant)", "lexi", _NEW_CONVERSATION),
-    _ToolSpec(list_escalations, "List escalations", "events", _READ_LOCAL),
+    _ToolSpec(create_conversation, "Create customer conversation", _NEW_CONVERSATION),
+    _ToolSpec(send_customer_message, "Send message as a customer", _NEW_CONVERSATION),
+    _ToolSpec(get_conversation_messages, "Read conversation history", _READ),
+    _ToolSpec(run_customer_scenario, "Run a customer test scenario", _NEW_CONVERSATION),
+    _ToolSpec(run_test_suite, "Run an agent QA suite", _CONFIGURE),  # setup may change the org
+    _ToolSpec(configure_org, "Configure the organisation", _CONFIGURE),
+    _ToolSpec(lexi_chat, "Ask Lexi (CRM assistant)", _NEW_CONVERSATION),
+    _ToolSpec(list_escalations, "List escalations", _READ_LOCAL),
 )
 
 
@@ -716,16 +717,14 @@ def build_server(
     if "customer" in enabled:
         _add_history_resource(server)
     _add_workflow_prompt(server)
-    toolset_of: dict[str, Toolset] = {spec.fn.__name__: spec.toolset for spec in TOOLS}
-    hosted = hosting.middleware(server, keys_required=request_keys == "required", oauth=oauth, toolset_of=toolset_of)
-    # A toolset's tools use the key of that name (the events toolset needs none).
-    tool_keys = {name: toolset if toolset in APIS else None for name, toolset in toolset_of.items()}
+    hosted = hosting.middleware(server, keys_required=request_keys == "required", oauth=oauth, toolset_of=TOOLSET_OF)
+    tool_keys = {name: TOOLSETS[toolset].api for name, toolset in TOOLSET_OF.items()}
     observed = observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings)
     # Hosted first: everything after it (and the tools) sees this request's keys: rate limits and redaction too.
     server.middleware.extend([hosted, observed, _redact_outgoing()])
     if feed is not None:
         _add_events(server, feed)
-    add_readiness_checks(observer, settings, [kind for kind in APIS if kind in enabled])
+    add_readiness_checks(observer, settings, [f.api for name, f in TOOLSETS.items() if name in enabled and f.api])
     if feed is not None:
         observer.readiness["events"] = feed.store_problem
     add_routes(server, observer, settings)
@@ -760,18 +759,19 @@ def _sandbox_webhooks(feed: EventFeed | None) -> dict[str, Any]:
 
 def warn_about_keys(settings: Settings, toolsets: Iterable[Toolset]) -> None:
     """One stderr line per enabled toolset whose key cannot be used; the server starts anyway."""
-    for kind in toolsets:
-        if kind == "events":  # no key: webhooks are signed with LEXEY_WEBHOOK_SECRET
+    for toolset in toolsets:
+        kind = TOOLSETS[toolset].api
+        if kind is None:
             continue
         problem = settings.key_problem(kind)
         if problem is not None:
             level = logging.INFO if settings.configured_key(kind) is None else logging.WARNING
-            logger.log(level, "%s tools will answer with an error until fixed: %s", kind, problem)
+            logger.log(level, "%s tools will answer with an error until fixed: %s", toolset, problem)
 
 
 def _add_history_resource(server: MCPServer[AppState]) -> None:
     @server.resource(
-        "lexey://conversations/{conversation_id}/messages",
+        CONVERSATION_MESSAGES_URI,
         name="conversation_messages",
         title="Customer conversation history",
         description="A customer conversation's messages as JSON (role, content, createdAt).",

@@ -31,7 +31,8 @@ from lexey_mcp.config import Settings
 from lexey_mcp.hosting import KEY_HEADERS
 from lexey_mcp.icons import ICON_FILES
 from lexey_mcp.sandbox import Sandbox, SandboxConfig
-from lexey_mcp.server import TOOLS, TOOLSETS, build_server
+from lexey_mcp.server import TOOLS, build_server
+from lexey_mcp.toolsets import TOOLSETS
 from lexey_mcp.vendor import API
 from tests.processes import clean_env
 from tests.streams import CUSTOMER_KEY

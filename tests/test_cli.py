@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 
+from lexey_mcp import __version__
 from lexey_mcp.models import ChatResult
 from lexey_mcp.sandbox import Fault, Sandbox
 from tests.processes import SERVER, clean_env, free_port, http_server, mcp_client, upstream_env
@@ -266,3 +268,47 @@ def test_demo_verbose_shows_the_logs() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "INFO lexey_mcp.server: sandbox serving at" in done.stderr
+
+
+# What answers before any command runs: in a fresh interpreter, each of these, then the heavy packages it loaded.
+_LIGHT_PROBE = """
+import json, sys
+from lexey_mcp.__main__ import main
+codes = []
+for argv in json.loads(sys.argv[1]):
+    try:
+        codes.append(main(argv))
+    except SystemExit as exc:
+        codes.append(exc.code)
+heavy = ("mcp", "pydantic", "pydantic_core", "pydantic_settings", "httpx2", "httpcore2", "starlette", "uvicorn")
+print(json.dumps([codes, sorted({m.split(".")[0] for m in sys.modules} & set(heavy))]), file=sys.stderr)
+"""
+
+
+@pytest.mark.e2e
+def test_version_help_and_argument_errors_import_no_mcp_pydantic_or_http() -> None:
+    cases = {
+        ("--version",): 0,
+        ("--help",): 0,
+        ("sandbox", "--help"): 0,
+        ("demo", "--help"): 0,
+        ("test", "--help"): 0,
+        ("--toolsets", "nope"): 2,
+        ("--transport", "carrier-pigeon"): 2,
+        ("test",): 2,  # no suite given
+        ("demo", "--delay", "soon"): 2,
+        ("--stateless", "sandbox"): 2,  # a server option with a command
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _LIGHT_PROBE, json.dumps([list(argv) for argv in cases])],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    codes, heavy = json.loads(done.stderr.splitlines()[-1])
+    assert codes == list(cases.values())
+    assert heavy == []
+    assert f"lexey-mcp {__version__}" in done.stdout

@@ -15,9 +15,9 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from starlette.datastructures import Headers
 
-from lexey_mcp.cli import RedactingFormatter
 from lexey_mcp.errors import LexeyConfigError
 from lexey_mcp.hosting import KEY_HEADERS, TOOLSET_SCOPES, Caller, acting_for, caller_of
+from lexey_mcp.observability import RedactingFormatter
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
 from lexey_mcp.sandbox.store import key_fingerprint
 from lexey_mcp.server import TOOLS, build_server

@@ -13,9 +13,9 @@ from typing import Any
 from pydantic import Field
 
 from ..models import Schema
+from ..toolsets import CONVERSATION_MESSAGES_URI, ESCALATIONS_URI
 
 ESCALATED = "conversation.escalated"
-ESCALATIONS_URI = "lexey://escalations"
 #: How many escalations `list_escalations` returns by default, and at most; the resource shows the default.
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -24,7 +24,7 @@ ESCALATION_MESSAGES = 5
 
 
 def conversation_uri(conversation_id: str) -> str:
-    return f"lexey://conversations/{conversation_id}/messages"
+    return CONVERSATION_MESSAGES_URI.format(conversation_id=conversation_id)
 
 
 class EventShapeError(ValueError):

@@ -24,16 +24,14 @@ from mcp.types import (
 
 from ..errors import LexeyError, LexeyInputError
 from ..quoting import Fence, one_line
+from ..toolsets import CUSTOMER_MESSAGE_TOOLS, ESCALATIONS_URI
 from .bus import connection_of
 from .feed import EventFeed
-from .model import DEFAULT_LIMIT, ESCALATIONS_URI, EscalationList, conversation_uri, parse_time
+from .model import DEFAULT_LIMIT, EscalationList, conversation_uri, parse_time
 from .receiver import WEBHOOK_PATH
 from .store import EventStoreUnavailable
 
 logger = logging.getLogger("lexey_mcp.events")
-
-#: Tools that add messages to a customer conversation; their result's `conversation_id` is announced.
-CUSTOMER_MESSAGE_TOOLS = frozenset({"send_customer_message", "run_customer_scenario"})
 
 
 def _summary(listing: EscalationList, fence: Fence) -> str:

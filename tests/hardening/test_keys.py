@@ -15,7 +15,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from lexey_mcp.cli import RedactingFormatter, configure_logging
+from lexey_mcp.cli import configure_logging
+from lexey_mcp.observability import RedactingFormatter
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
 from lexey_mcp.server import build_server
 from tests.conftest import sandbox_settings_for
