@@ -61,6 +61,13 @@ async def post_initialize(url: str, token: str | None) -> httpx2.Response:
         return await http.post(url, json=INITIALIZE, headers=headers)
 
 
+async def post_tool_call(url: str, token: str, tool: str) -> httpx2.Response:
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": {}}}
+    headers = {**bearer(token), "Accept": "application/json, text/event-stream", "Mcp-Session-Id": "any"}
+    async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
+        return await http.post(url, json=call, headers=headers)
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -99,15 +106,17 @@ async def test_tokens_over_streamable_http(sandbox: Sandbox, tmp_path: Path, sta
             async with mcp_client(server.url, "legacy", headers=bearer(lexi_token)) as lexi_only:  # 2025-11-25
                 assert [t.name for t in (await lexi_only.list_tools()).tools] == ["lexi_chat"]
                 assert (await lexi_only.list_resource_templates()).resource_templates == []
-                refused = await lexi_only.call_tool("configure_org", {"instruction": "Add an FAQ."})
-                assert refused.is_error
-                assert text_of(refused) == (
-                    "configure_org needs the OAuth scope lexey:management, which this request's token does not carry."
-                )
-                refused = await lexi_only.call_tool("create_conversation", {})
-                assert "needs the OAuth scope lexey:customer" in text_of(refused)
                 answered = await lexi_only.call_tool("lexi_chat", {"message": "Who is Jane?"})
                 assert not answered.is_error, text_of(answered)
+            # A tool outside the token's scopes: 403 naming the scope to step up to, before any session is looked at.
+            for tool, needed in [("configure_org", "lexey:management"), ("create_conversation", "lexey:customer")]:
+                refused = await post_tool_call(server.url, lexi_token, tool)
+                assert refused.status_code == 403, tool
+                assert refused.headers["www-authenticate"] == (
+                    f'Bearer error="insufficient_scope", scope="{needed}", '
+                    f'error_description="this call needs the scope {needed}", resource_metadata="{METADATA_URL}"'
+                )
+                assert refused.json()["scope"] == needed
 
             async with mcp_client(server.url, headers=bearer(issuer.token(scope=None))) as no_scopes:
                 assert (await no_scopes.list_tools()).tools == []

@@ -149,7 +149,12 @@ class EventFeed:
             host = self.options.webhook_host
             try:
                 self.webhook_url = await group.start(
-                    serve_listener, self.receiver, host, port, self._settings.header_timeout
+                    serve_listener,
+                    self.receiver,
+                    host,
+                    port,
+                    self._settings.header_timeout,
+                    self._settings.max_concurrency,
                 )
             except OSError as exc:  # the tools still work; the events another process receives are still listed
                 logger.error(

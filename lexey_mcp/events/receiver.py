@@ -160,10 +160,16 @@ def webhook_app(receiver: WebhookReceiver) -> Any:
 def _uvicorn_server(config: uvicorn.Config, stop: anyio.Event) -> uvicorn.Server:
     import uvicorn
 
+    from ..header_timeout import accept_path
+
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Generator[None, None, None]:  # the host process owns the signals
             yield
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            accept_path.install()
+            await super().startup(sockets)
 
         async def main_loop(self) -> None:  # an event, not uvicorn's 100 ms polling of should_exit
             await stop.wait()
@@ -176,15 +182,17 @@ async def serve_listener(
     host: str,
     port: int,
     header_timeout: float,
+    max_connections: int,
     *,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the receiver alone on host:port (0: a free port) until cancelled; `task_status` gets its URL. A
-    connection whose request headers are not complete within `header_timeout` seconds is closed, as on the HTTP
-    transport (LEXEY_MCP_HEADER_TIMEOUT)."""
+    """Serve the receiver alone on host:port (0: a free port) until cancelled; `task_status` gets its URL. Its
+    connections take the accept path the HTTP transport's take (`header_timeout`): closed when their request headers
+    are not complete within `header_timeout` seconds (LEXEY_MCP_HEADER_TIMEOUT), giving way to new ones past
+    `max_connections`, descriptor exhaustion handled."""
     import uvicorn
 
-    from ..header_timeout import WaitingForHeaders, header_timeout_protocol
+    from ..header_timeout import accept_path
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -200,7 +208,7 @@ async def serve_listener(
         log_config=None,
         access_log=False,
         lifespan="off",
-        http=header_timeout_protocol(header_timeout, WaitingForHeaders()),
+        http=accept_path.protocol(header_timeout, max_connections),
         ws="none",
         server_header=False,
         timeout_graceful_shutdown=1,
