@@ -83,7 +83,7 @@ class McpRequests:
         self,
         app: ASGIApp,
         *,
-        toolset_of: Mapping[str, str],
+        toolset_of: Mapping[str, str] | None,
         resource_metadata: str | None,
         max_body: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
         body_seconds: float = BODY_SECONDS,
@@ -107,7 +107,7 @@ class McpRequests:
         except ValueError as exc:  # junk, or nested too deeply: the parser's limit is an error like any other
             await _send_json(send, 400, _error(None, PARSE_ERROR, f"Parse error: {exc}"))
             return
-        needed = step_up.missing_scope(scope, message, self._toolset_of)
+        needed = None if self._toolset_of is None else step_up.missing_scope(scope, message, self._toolset_of)
         if needed is not None:
             await step_up.refuse(send, needed, self._resource_metadata)
             return
@@ -202,10 +202,10 @@ def guard_mcp_endpoint(app: Starlette, settings: Settings, path: str = MCP_PATH)
 
     from .server import TOOLS
 
-    metadata = None
+    metadata, toolset_of = None, None  # no OAuth, no scopes to step up to
     if settings.oauth_issuer is not None and settings.resource_url is not None:
         metadata = str(build_resource_metadata_url(AnyHttpUrl(settings.resource_url)))
-    toolset_of = {spec.fn.__name__: spec.toolset for spec in TOOLS}
+        toolset_of = {spec.fn.__name__: spec.toolset for spec in TOOLS}
     for route in app.router.routes:
         if isinstance(route, Route) and route.path == path:
             holder: Any = route.app if isinstance(route.app, RequireAuthMiddleware) else route

@@ -237,7 +237,7 @@ async def test_slow_bodies_time_out_and_cannot_pin_the_receiver(anyio_backend: s
     body = body_of(escalation())
     receiver = WebhookReceiver(SECRET, record, body_seconds=1.0, max_buffered=len(body) + 50)
     async with anyio.create_task_group() as tg, httpx2.AsyncClient(trust_env=False, timeout=10) as http:
-        url = await tg.start(serve_listener, receiver, "127.0.0.1", 0, 10.0)
+        url = await tg.start(serve_listener, receiver, "127.0.0.1", 0, 10.0, 1000)
         port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
         slow = await _raw_post(port, 1000, b"{" + b" " * 99)  # holds 100 bytes, and says 900 more are coming
         with anyio.fail_after(5):

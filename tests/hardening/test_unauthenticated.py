@@ -187,7 +187,7 @@ async def _answer(messages: list[Message], hold: bool = False) -> tuple[int, dic
     async def unreachable(scope: Scope, receive: Receive, send: Send) -> None:
         raise AssertionError("the SDK must not see this request")
 
-    guard = McpRequests(unreachable, toolset_of={}, resource_metadata=None, max_body=100, body_seconds=0.2)
+    guard = McpRequests(unreachable, toolset_of=None, resource_metadata=None, max_body=100, body_seconds=0.2)
     scope = {"type": "http", "method": "POST", "headers": [(b"mcp-session-id", b"s")]}
     with anyio.fail_after(10):
         await guard(scope, receive, send)
