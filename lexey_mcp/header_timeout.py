@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
+
+try:
+    import fcntl
+    import termios
+except ImportError:  # not POSIX: no count of unread bytes, so none is spared for them
+    fcntl = termios = None  # type: ignore[assignment]
 
 from .observability.logs import ThrottledLog
 
@@ -40,13 +47,26 @@ class WaitingForHeaders:
         self._transports.pop(transport, None)
 
     def close_oldest(self, spare: asyncio.BaseTransport | None = None) -> bool:
-        """Close the oldest connection still waiting for headers (never `spare`); False when there is none."""
+        """Close the oldest connection still waiting for headers, never `spare` nor one whose bytes are waiting to
+        be read (a prompt client whose request this loop has not read yet, under a flood of new connections);
+        False when there is none."""
         for transport in self._transports:
-            if transport is not spare:
+            if transport is not spare and not _has_unread_bytes(transport):
                 self.discard(transport)
                 transport.close()
                 return True
         return False
+
+
+def _has_unread_bytes(transport: asyncio.BaseTransport) -> bool:
+    sock = transport.get_extra_info("socket")
+    if sock is None or fcntl is None:
+        return False
+    try:
+        pending = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return False
+    return int.from_bytes(pending, sys.byteorder) > 0
 
 
 class AcceptFailures:

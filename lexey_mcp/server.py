@@ -32,7 +32,7 @@ from mcp.server.request_state import RequestStateSecurity
 from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, TextContent, ToolAnnotations
 from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
-from . import __version__, hosting
+from . import __version__, confirmations, hosting
 from .arguments import check_arguments, plain_text, strict
 from .client import ChatAPI, LexeyClient
 from .config import Settings
@@ -708,6 +708,7 @@ def build_server(
     observed = observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings)
     # Hosted first: everything after it (and the tools) sees this request's keys: rate limits and redaction too.
     server.middleware.extend([hosted, observed, _redact_outgoing()])
+    confirmations.install(server, confirmations.Claims(observer.redis() if observer.redis_url else None))
     if feed is not None:
         _add_events(server, feed)
     add_readiness_checks(observer, settings, [kind for kind in APIS if kind in enabled])
