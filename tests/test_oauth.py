@@ -4,6 +4,7 @@ streamable HTTP against `lexey-mcp` running as a subprocess, stateful and statel
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import time
@@ -279,3 +280,47 @@ def test_oauth_allows_a_non_loopback_bind() -> None:
     assert done.returncode != 2
     assert "refusing" not in done.stderr
     assert "error while attempting to bind" in done.stderr
+
+
+async def test_a_known_key_never_waits_for_a_slow_refetch() -> None:
+    """An unknown kid makes the cache fetch the JWKS again, and that issuer now drips its answer: tokens signed with
+    a key already known are verified meanwhile, not after the fetch gives up."""
+    issuer = Issuer()
+    first = json.dumps(issuer.jwks()).encode()
+    fetching = anyio.Event()
+
+    async def serve(stream: SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            if not fetching.is_set() and issuer.fetches == 0:
+                issuer.fetches += 1
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(first)
+                await stream.send(head + first)
+                return
+            fetching.set()
+            await stream.send(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await drip(stream)
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, serve)
+        issuer.url = f"http://127.0.0.1:{listener.extra(SocketAttribute.local_port)}"
+        verifier = JWTVerifier(issuer.url, RESOURCE_URL, JWKSCache(f"{issuer.url}/.well-known/jwks.json"))
+        assert await verifier.verify_token(issuer.token()) is not None  # the first fetch: keys known
+        unknown_done = anyio.Event()
+
+        async def unknown() -> None:
+            await verifier.verify_token(issuer.token(issuer.stranger))
+            unknown_done.set()
+
+        group.start_soon(unknown)
+        with anyio.fail_after(30):
+            await fetching.wait()
+        known = await verifier.verify_token(issuer.token(issuer.ec))
+        assert known is not None
+        assert not unknown_done.is_set()  # the dripping fetch is still under way
+        with anyio.fail_after(30):
+            await unknown_done.wait()  # and it ends, within its own limit
+        group.cancel_scope.cancel()

@@ -8,6 +8,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
@@ -74,13 +75,14 @@ class ThrottledLog:
     """At most one line per `interval` seconds for each message (its format string), for lines anyone can cause
     (rejected tokens, refused requests, failed accepts); the next line written counts those left out."""
 
-    def __init__(self, logger: logging.Logger, interval: float) -> None:
+    def __init__(self, logger: logging.Logger, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._logger = logger
         self._interval = interval
+        self._clock = clock
         self._state: dict[str, tuple[float, int]] = {}  # message -> (last written, suppressed since)
 
     def log(self, level: int, msg: str, *args: object) -> None:
-        now = time.monotonic()
+        now = self._clock()
         last, suppressed = self._state.get(msg, (-math.inf, 0))
         if now - last < self._interval:
             self._state[msg] = (last, suppressed + 1)
