@@ -28,6 +28,12 @@ logger = logging.getLogger("lexey_mcp.http")
 
 #: At most one accept-failure line per this many seconds (the rest are counted in the next line).
 ACCEPT_LOG_INTERVAL = 5.0
+#: Connections accepted at most per wake-up of a listener (its listen backlog too; asyncio accepts that many in one
+#: go, before any connection could give way): uvicorn's 2,048 would take 2,048 descriptors at once.
+ACCEPT_BATCH = 128
+#: Descriptors kept out of the connections' reach at the least, besides one batch of accepts (a quarter of the limit
+#: when that is more).
+FD_HEADROOM = 64
 
 
 class WaitingForHeaders:
@@ -86,19 +92,30 @@ class AcceptFailures:
         self._log.log(logging.ERROR, "cannot accept connections: %s", context.get("exception"))
 
 
-def raise_fd_limit() -> None:
-    """Raise this process's open-file limit to its hard limit (many clients, each with a socket)."""
+def raise_fd_limit() -> int | None:
+    """Raise this process's open-file limit to its hard limit (many clients, each with a socket); the limit now in
+    force (None: unknown or unlimited)."""
     try:
         import resource
     except ImportError:  # not POSIX
-        return
+        return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft >= hard:
-        return
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (OSError, ValueError):
-        logger.debug("could not raise the open-file limit from %d to %d", soft, hard)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError):
+            logger.debug("could not raise the open-file limit from %d to %d", soft, hard)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def connection_cap(configured: int, fd_limit: int | None) -> int:
+    """Connections a listener holds before the oldest waiting for headers gives way: `configured`, and no more than
+    the descriptor limit less a headroom, so connections never take the descriptors the server's own work needs (its
+    event store, its upstream requests)."""
+    if fd_limit is None:
+        return configured
+    return max(1, min(configured, fd_limit - max(FD_HEADROOM + ACCEPT_BATCH, fd_limit // 4)))
 
 
 class AcceptPath:
@@ -108,32 +125,34 @@ class AcceptPath:
     def __init__(self) -> None:
         self.waiting = WaitingForHeaders()
         self._installed: asyncio.AbstractEventLoop | None = None
+        self._fd_limit: int | None = None
 
     def install(self) -> None:
         """Raise the descriptor limit and handle accept failures on the running loop (once per loop)."""
         loop = asyncio.get_running_loop()
         if self._installed is loop:
             return
-        raise_fd_limit()
+        self._fd_limit = raise_fd_limit()
         loop.set_exception_handler(AcceptFailures(self.waiting))
         self._installed = loop
 
     def protocol(self, seconds: float, max_connections: int) -> type[asyncio.Protocol]:
         """uvicorn's h11 protocol, closing a connection whose request headers are not complete within `seconds`
         (counted from the connection, or from a later request's first byte on a kept-alive connection), listing such
-        connections in `waiting` meanwhile, and, when a new connection finds `max_connections` open on its listener,
-        closing the oldest of them."""
+        connections in `waiting` meanwhile, and, when a new connection finds `max_connections` open on its listener
+        (fewer when the descriptor limit is low: `connection_cap`), closing the oldest of them."""
         import h11  # imported here, as uvicorn does: a stdio start does not need it
         from uvicorn.protocols.http.h11_impl import H11Protocol
 
         waiting = self.waiting
+        path = self
 
         class HeaderTimeoutProtocol(H11Protocol):
             _header_timer: asyncio.TimerHandle | None = None
 
             def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
                 super().connection_made(transport)
-                if len(self.connections) > max_connections:
+                if len(self.connections) > connection_cap(max_connections, path._fd_limit):
                     waiting.close_oldest(spare=transport)
                 self._arm()
 

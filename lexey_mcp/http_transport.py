@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import interrupt, step_up
 from .addresses import bind_address, is_loopback
 from .config import Settings
-from .header_timeout import ACCEPT_LOG_INTERVAL, accept_path
+from .header_timeout import ACCEPT_BATCH, ACCEPT_LOG_INTERVAL, accept_path
 from .observability.logs import ThrottledLog
 
 logger = logging.getLogger("lexey_mcp.http")
@@ -270,6 +270,7 @@ def serve(app: Starlette, host: str, port: int, settings: Settings) -> None:
         loop="asyncio",
         http=accept_path.protocol(settings.header_timeout, settings.max_concurrency),
         ws="none",
+        backlog=ACCEPT_BATCH,
         limit_concurrency=None,  # RequestsInFlight: uvicorn's limit counts idle connections too
         timeout_keep_alive=settings.keep_alive,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,

@@ -708,8 +708,9 @@ def build_server(
     observed = observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings)
     # Hosted first: everything after it (and the tools) sees this request's keys: rate limits and redaction too.
     server.middleware.extend([hosted, observed, _redact_outgoing()])
-    confirmations.install(server, confirmations.Claims(observer.redis() if observer.redis_url else None))
+    confirmations.install(server, confirmations.Claims(observer.redis if observer.redis_url else None))
     if feed is not None:
+        feed.receiver.count = observer.webhook_received
         _add_events(server, feed)
     add_readiness_checks(observer, settings, [kind for kind in APIS if kind in enabled])
     add_routes(server, observer, settings)

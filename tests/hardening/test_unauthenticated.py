@@ -137,8 +137,8 @@ async def test_past_the_concurrency_limit_a_request_gets_503(sandbox: Sandbox, t
 
 @pytest.mark.e2e
 async def test_the_stdio_webhook_listener_past_the_fd_limit_still_answers(tmp_path: Path) -> None:
-    # The listener shares the HTTP transport's accept path: out of descriptors, connections waiting for headers make
-    # room, and the failures are logged a few times, not thousands of times a second.
+    # The listener shares the HTTP transport's accept path: connections waiting for headers make room (before the
+    # descriptors run out, and when they do), and accept failures are logged a few times, not thousands a second.
     port = free_port()
     log = tmp_path / "stderr"
     env = clean_env(
@@ -166,7 +166,6 @@ async def test_the_stdio_webhook_listener_past_the_fd_limit_still_answers(tmp_pa
     assert len(listed.structured_content["escalations"]) == 1
     lines = log.read_text(errors="replace").splitlines()
     assert len(lines) < 50, "\n".join(lines[:20])
-    assert any("cannot accept connections" in line for line in lines)
 
 
 async def _answer(messages: list[Message], hold: bool = False) -> tuple[int, dict[str, Any]]:
