@@ -32,6 +32,7 @@ from lexey_mcp import __version__
 from lexey_mcp.cli import configure_logging
 from lexey_mcp.client import LexeyClient
 from lexey_mcp.config import Settings
+from lexey_mcp.events.feed import EventOptions
 from lexey_mcp.observability import (
     MemoryLimiter,
     Observer,
@@ -44,7 +45,9 @@ from lexey_mcp.observability import (
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import build_server
 from tests.conftest import sandbox_settings_for
-from tests.processes import http_server, mcp_client
+from tests.events.conftest import events_settings
+from tests.events.helpers import body_of, escalation, post
+from tests.processes import free_port, http_server, mcp_client
 from tests.redis_server import redis_server
 from tests.streams import ALL_KEYS, CUSTOMER_KEY
 
@@ -305,14 +308,22 @@ async def test_rate_limited_calls_are_counted_and_send_nothing(sandbox: Sandbox)
     assert m("lexey_mcp_tool_calls_total", tool="send_customer_message", result="tool_error") == 1
 
 
-async def test_webhooks_received_counter_is_there_for_the_receiver(sandbox: Sandbox) -> None:
-    observer = Observer(sandbox_settings_for(sandbox))
-    observer.webhook_received("accepted")
-    observer.webhook_received("accepted")
-    observer.webhook_received("bad_signature")
-    m = Scrape(observer.metrics.exposition().decode())
+async def test_every_webhook_delivery_is_counted_by_result(tmp_path: Path) -> None:
+    port = free_port()
+    server = build_server(events_settings(tmp_path), events=EventOptions(webhook_port=port))
+    url = f"http://127.0.0.1:{port}/webhooks/lexey"
+    first = body_of(escalation())
+    async with Client(server), httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+        assert (await post(http, url, first)).status_code == 200
+        assert (await post(http, url, first)).status_code == 200  # a redelivery
+        assert (await post(http, url, body_of(escalation()))).status_code == 200
+        assert (await post(http, url, first, secret="wrong")).status_code == 401
+        assert (await post(http, url, b"{not json")).status_code == 400
+        m = await scrape(server)
     assert m("lexey_mcp_webhooks_received_total", result="accepted") == 2
+    assert m("lexey_mcp_webhooks_received_total", result="duplicate") == 1
     assert m("lexey_mcp_webhooks_received_total", result="bad_signature") == 1
+    assert m("lexey_mcp_webhooks_received_total", result="malformed") == 1
 
 
 async def test_observe_off_records_nothing(sandbox: Sandbox) -> None:
