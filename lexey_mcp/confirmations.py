@@ -35,7 +35,7 @@ class Claims:
     """Each sealed state, claimed at most once while it can be used: in Redis when given a way to its client (made
     on first use, as LEXEY_REDIS_URL's problems are reported then), else here."""
 
-    def __init__(self, redis: Callable[[], Any] | None = None, prefix: str = "lexey-mcp") -> None:
+    def __init__(self, redis: Callable[[], Any] | None = None, prefix: str = "lexey-mcp:") -> None:
         self._redis = redis
         self._prefix = prefix
         self._local: dict[str, float] = {}  # digest -> when the claim may be forgotten
@@ -44,7 +44,7 @@ class Claims:
         """True the first time `state` is claimed, False after."""
         digest = hashlib.sha256(state.encode()).hexdigest()
         if self._redis is not None:
-            key = f"{self._prefix}:request-state:{digest}"
+            key = f"{self._prefix}request-state:{digest}"
             return bool(await self._redis().set(key, b"1", nx=True, px=math.ceil(STATE_SECONDS * 1000)))
         now = time.monotonic()
         if self._local.get(digest, -math.inf) > now:

@@ -708,9 +708,12 @@ def build_server(
     observed = observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings)
     # Hosted first: everything after it (and the tools) sees this request's keys: rate limits and redaction too.
     server.middleware.extend([hosted, observed, _redact_outgoing()])
-    confirmations.install(server, confirmations.Claims(observer.redis if observer.redis_url else None))
+    confirmations.install(
+        server, confirmations.Claims(observer.redis if observer.redis_url else None, observer.redis_prefix)
+    )
     if feed is not None:
         feed.receiver.count = observer.webhook_received
+        feed.on_evict = observer.events_evicted
         _add_events(server, feed)
     add_readiness_checks(observer, settings, [kind for kind in APIS if kind in enabled])
     add_routes(server, observer, settings)

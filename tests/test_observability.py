@@ -495,7 +495,7 @@ async def test_rate_limit_is_shared_and_exact_through_redis(sandbox: Sandbox, tm
 
         with redis_py.Redis.from_url(redis.url) as inspect:
             stored = inspect.keys("*")
-        assert stored == [f"lexey-mcp:rate:{key_id(settings.key('customer'))}".encode()]
+        assert stored == [f"{settings.redis_prefix()}rate:{key_id(settings.key('customer'))}".encode()]
         assert not any(CUSTOMER_KEY.encode() in key for key in stored)
 
 

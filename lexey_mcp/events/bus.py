@@ -62,7 +62,7 @@ class RedisSubscriptionBus:
     miss what was published meanwhile (the MCP contract has no replay: clients re-listen and refetch).
     """
 
-    def __init__(self, url: str, channel: str = "lexey-mcp:notifications") -> None:
+    def __init__(self, url: str, channel: str) -> None:
         self.location = redis_location(url)
         self.channel = channel
         self._url = url

@@ -80,13 +80,14 @@ return {n, redis.call('PTTL', KEYS[1])}
 class RedisLimiter:
     """The same windows, in Redis: every replica pointing at it shares each key's count."""
 
-    def __init__(self, rate: Rate, redis: Any) -> None:
+    def __init__(self, rate: Rate, redis: Any, prefix: str) -> None:
         self.rate = rate
+        self._prefix = prefix
         self._script = redis.register_script(_REDIS_HIT)
 
     async def hit(self, key_hash: str) -> float | None:
         count, ttl_ms = await self._script(
-            keys=[f"lexey-mcp:rate:{key_hash}"], args=[math.ceil(self.rate.window * 1000)]
+            keys=[f"{self._prefix}rate:{key_hash}"], args=[math.ceil(self.rate.window * 1000)]
         )
         return None if int(count) <= self.rate.limit else max(int(ttl_ms), 0) / 1000
 

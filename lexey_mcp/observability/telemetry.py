@@ -84,6 +84,11 @@ class Metrics:
         self.webhooks_received = Counter(
             "lexey_mcp_webhooks_received", "Webhook deliveries by result.", ["result"], registry=registry
         )
+        self.events_evicted = Counter(
+            "lexey_mcp_events_evicted",
+            "Events dropped, oldest first, to keep the event store under LEXEY_EVENT_STORE_MAX_MB.",
+            registry=registry,
+        )
 
     def exposition(self) -> bytes:
         from prometheus_client import generate_latest
@@ -118,6 +123,7 @@ class Observer:
     def __init__(self, settings: Settings, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        self.redis_prefix = settings.redis_prefix()
         self.rate = Rate.parse(settings.rate_limit) if settings.rate_limit else None
         self.stream_slots = (
             StreamSlots(settings.max_concurrent_streams, settings.stream_slot_wait)
@@ -156,7 +162,9 @@ class Observer:
 
     def limiter(self) -> Limiter | None:
         if self.rate is not None and self._limiter is None:
-            self._limiter = RedisLimiter(self.rate, self.redis()) if self.redis_url else MemoryLimiter(self.rate)
+            self._limiter = (
+                RedisLimiter(self.rate, self.redis(), self.redis_prefix) if self.redis_url else MemoryLimiter(self.rate)
+            )
         return self._limiter
 
     def webhook_received(self, result: str) -> None:
@@ -164,6 +172,11 @@ class Observer:
         anything from the request."""
         if self.enabled:
             self.metrics.webhooks_received.labels(result).inc()
+
+    def events_evicted(self, count: int) -> None:
+        """Count events the event store dropped to stay under its size cap."""
+        if self.enabled:
+            self.metrics.events_evicted.inc(count)
 
     def upstream(self, api: KeyKind, *, stream: bool) -> Upstream:
         """Around one upstream request (its retries and, for a stream, its reading): `async with`."""
