@@ -39,7 +39,7 @@ from .config import Settings
 from .errors import LexeyAPIError, LexeyError, LexeyInputError, NotFoundError
 from .events.model import DEFAULT_LIMIT, MAX_LIMIT, EscalationList
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
-from .observability import Observer, add_readiness_checks, add_routes
+from .observability import Observer, add_readiness_checks, add_routes, warn_about_redis
 from .qa.report import SuiteReport
 from .redaction import SPELLING_FACTOR, redact, redact_tree
 from .tool_errors import tool_error as _error
@@ -668,6 +668,7 @@ def build_server(
                     update=dict.fromkeys(("customer_key", "management_key", "lexi_api_key"))
                 )
             stack.push_async_callback(observer.aclose)
+            await warn_about_redis(observer)
             client = LexeyClient(effective, transport=http_transport, trust_env=not sandbox, observer=observer)
             client = await stack.enter_async_context(client)
             yield AppState(client=client, confirm_changes=confirm, feed=feed, management="management" in enabled)

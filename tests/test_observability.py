@@ -153,6 +153,29 @@ async def test_readyz_follows_redis(sandbox: Sandbox, tmp_path: Path) -> None:
             await observer.aclose()
 
 
+async def test_an_evicting_redis_is_reported_by_readyz_and_at_start(
+    sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With allkeys-lru, Redis evicted the rate-limit counter and the escalation index, and nobody was told.
+    with redis_server(tmp_path) as redis:
+        import redis as redis_py
+
+        with redis_py.Redis.from_url(redis.url) as admin:
+            admin.config_set("maxmemory-policy", "allkeys-lru")
+        settings = sandbox_settings_for(sandbox, redis_url=redis.url)
+        caplog.set_level("WARNING", "lexey_mcp.observability")
+        server = build_server(settings)
+        async with Client(server), http_to(server) as http:
+            ready = await http.get("/readyz")
+    problem = (
+        "its maxmemory-policy is allkeys-lru: under memory pressure Redis drops rate-limit counters, escalations "
+        "and used confirmations silently; set maxmemory-policy noeviction"
+    )
+    assert ready.status_code == 503
+    assert ready.json()["problems"] == [f"redis: {problem}"]
+    assert [r.getMessage() for r in caplog.records if r.name == "lexey_mcp.observability"] == [f"Redis: {problem}"]
+
+
 async def test_readyz_names_a_missing_redis_client_library(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)  # as if `pip install 'lexey-mcp[redis]'` was skipped
     settings = sandbox_settings_for(sandbox, redis_url="redis://127.0.0.1:1/0")

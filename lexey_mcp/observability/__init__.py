@@ -10,7 +10,7 @@ the stream cap and log formats. Importable without the MCP server; heavy librari
 
 from .limits import MemoryLimiter, Rate, RedisLimiter, StreamSlotsBusy, key_id
 from .logs import CallContext, JsonFormatter, LogFormat, RedactingFormatter, current_call, log_formatter
-from .routes import add_readiness_checks, add_routes, readiness_problems
+from .routes import add_readiness_checks, add_routes, readiness_problems, warn_about_redis
 from .telemetry import Metrics, Observer, ReadinessCheck, Upstream, tool_result_label
 
 __all__ = [
@@ -33,4 +33,5 @@ __all__ = [
     "log_formatter",
     "readiness_problems",
     "tool_result_label",
+    "warn_about_redis",
 ]
