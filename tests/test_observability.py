@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.server import MCPServer
 from mcp.types import CallToolResult, TextContent
 from opentelemetry import trace
@@ -331,6 +331,26 @@ async def test_rate_limited_calls_are_counted_and_send_nothing(sandbox: Sandbox)
     assert m("lexey_mcp_tool_calls_total", tool="send_customer_message", result="tool_error") == 1
 
 
+async def test_history_resource_reads_count_against_the_key(sandbox: Sandbox) -> None:
+    # Reads went upstream unlimited after the key's budget was spent (20 of 20).
+    server = build_server(sandbox_settings_for(sandbox, rate_limit="3/hour"))
+    async with Client(server) as client:
+        created = await client.call_tool("create_conversation", {})
+        assert created.structured_content is not None
+        cid = created.structured_content["conversation_id"]
+        uri = f"lexey://conversations/{cid}/messages"
+        await client.read_resource(uri)
+        await client.read_resource(uri)
+        before = _history_requests(sandbox, cid)
+        with pytest.raises(MCPError, match=r"Rate limit reached for this customer key: 3/hour tool calls"):
+            await client.read_resource(uri)
+        assert _history_requests(sandbox, cid) == before  # nothing sent upstream
+        escalations = await client.read_resource("lexey://escalations")  # served here, not upstream: not counted
+    assert escalations.contents
+    m = await scrape(server)
+    assert m("lexey_mcp_rate_limited_total") == 1
+
+
 async def test_every_webhook_delivery_is_counted_by_result(tmp_path: Path) -> None:
     port = free_port()
     server = build_server(events_settings(tmp_path), events=EventOptions(webhook_port=port))
@@ -532,6 +552,20 @@ async def test_memory_limiter_windows_reset() -> None:
     assert await limiter.hit("b") is None  # another key
     await anyio.sleep(wait + 0.01)
     assert await limiter.hit("a") is None
+
+
+async def test_the_memory_limiter_forgets_expired_windows_as_it_goes() -> None:
+    # 40,000 distinct keys cost 66 s of CPU: past 10,000 windows every new key swept them all.
+    now = [0.0]
+    limiter = MemoryLimiter(Rate.parse("1/second"), clock=lambda: now[0])
+    for n in range(40_000):
+        assert await limiter.hit(f"key-{n}") is None
+        now[0] += 0.0001  # 40,000 keys within 4 s: about 10,000 windows open at a time
+    assert len(limiter) <= 10_001
+    assert await limiter.hit("key-39999") is not None  # its window is still open: the limit holds
+    now[0] += 1.0
+    assert await limiter.hit("late") is None
+    assert len(limiter) == 1
 
 
 @pytest.mark.parametrize("text", ["60/minute", " 5 / second ", "1/hour"])

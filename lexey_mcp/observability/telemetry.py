@@ -15,11 +15,12 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from mcp.types import CallToolResult
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_REQUEST, CallToolResult
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
-from ..config import KeyKind, Settings
+from ..config import KEY_SPECS, KeyKind, Settings
 from ..errors import LexeyConfigError, LexeyError
 from ..tool_errors import tool_error
 from .limits import Limiter, MemoryLimiter, Rate, RedisLimiter, StreamSlots, key_id
@@ -192,6 +193,13 @@ class Observer:
         """
 
         async def observe(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
+            if ctx.method == "resources/read":  # a read that goes upstream counts against its key like a tool call
+                uri = ctx.params.get("uri") if ctx.params else None
+                kind = resource_key(uri) if isinstance(uri, str) else None
+                refusal = await self._check_rate(kind, settings_of(ctx))
+                if refusal is not None:
+                    raise MCPError(code=INVALID_REQUEST, message=refusal)
+                return await call_next(ctx)
             if ctx.method != "tools/call":
                 return await call_next(ctx)
             name = ctx.params.get("name") if ctx.params else None
@@ -201,7 +209,7 @@ class Observer:
             label = "tool_error"
             try:
                 refusal = await self._check_rate(tool_keys.get(tool), settings_of(ctx))
-                result = refusal if refusal is not None else await call_next(ctx)
+                result = tool_error(refusal) if refusal is not None else await call_next(ctx)
                 label = tool_result_label(result)
                 return result
             finally:
@@ -212,7 +220,8 @@ class Observer:
 
         return observe
 
-    async def _check_rate(self, kind: KeyKind | None, settings: Settings) -> CallToolResult | None:
+    async def _check_rate(self, kind: KeyKind | None, settings: Settings) -> str | None:
+        """Why this call may not go upstream now (its key's rate limit is reached), or None."""
         limiter = self.limiter() if kind is not None else None
         if limiter is None or kind is None:
             return None
@@ -229,10 +238,18 @@ class Observer:
             return None
         if self.enabled:
             self.metrics.rate_limited.inc()
-        return tool_error(
+        return (
             f"Rate limit reached for this {kind} key: {limiter.rate.text} tool calls (LEXEY_MCP_RATE_LIMIT). "
             f"Nothing was sent upstream. Retry in {math.ceil(wait) if wait >= 1 else round(wait, 2)} s."
         )
+
+
+def resource_key(uri: str) -> KeyKind | None:
+    """The upstream key a read of resource `uri` uses (None: it is served without going upstream)."""
+    from ..hosting import RESOURCE_TOOLSETS
+
+    toolset = next((t for prefix, t in RESOURCE_TOOLSETS.items() if uri.startswith(prefix)), None)
+    return next((kind for kind in KEY_SPECS if kind == toolset), None)
 
 
 class Upstream:
