@@ -220,6 +220,13 @@ class Observer:
 
         return observe
 
+    async def charge(self, kind: KeyKind, settings: Settings) -> None:
+        """Count one more upstream use of `settings`' key for `kind` (one run of a test suite, say) against the rate
+        limit; `RateLimited` when it is spent."""
+        refusal = await self._check_rate(kind, settings)
+        if refusal is not None:
+            raise RateLimited(refusal)
+
     async def _check_rate(self, kind: KeyKind | None, settings: Settings) -> str | None:
         """Why this call may not go upstream now (its key's rate limit is reached), or None."""
         limiter = self.limiter() if kind is not None else None
@@ -242,6 +249,10 @@ class Observer:
             f"Rate limit reached for this {kind} key: {limiter.rate.text} tool calls (LEXEY_MCP_RATE_LIMIT). "
             f"Nothing was sent upstream. Retry in {math.ceil(wait) if wait >= 1 else round(wait, 2)} s."
         )
+
+
+class RateLimited(LexeyError):
+    """The key's LEXEY_MCP_RATE_LIMIT is spent; the message says when to retry."""
 
 
 def resource_key(uri: str) -> KeyKind | None:

@@ -15,6 +15,7 @@ import anyio
 from ..client import LexeyClient
 from ..errors import AuthenticationError, LexeyConfigError, LexeyError, LexeyInputError, PermissionDeniedError
 from ..models import ChatResult
+from ..observability import RateLimited
 from .matching import MATCH_SECONDS, search
 from .report import REQUEST_FAILED, CaseReport, Failure, RunReport, SuiteReport
 from .suite import Case, Expect, Suite
@@ -26,6 +27,9 @@ EXCERPT_CHARS = 160
 
 #: Upstream answers that mean the key, not the agent, is wrong: they stop the whole suite as a configuration error.
 KEY_REFUSED = (AuthenticationError, PermissionDeniedError)
+#: Runs (cases × repeats) one suite run takes at most, from `run_test_suite` and `lexey-mcp test` alike: each run is
+#: a conversation upstream (two requests or more), and each counts against LEXEY_MCP_RATE_LIMIT.
+MAX_RUNS = 500
 
 
 class SetupError(LexeyError):
@@ -161,6 +165,11 @@ async def run_suite(
     if repeat < 1 or concurrency < 1:
         raise LexeyInputError("repeat and concurrency must be at least 1.")
     selected = select_cases(suite, cases)
+    if len(selected) * repeat > MAX_RUNS:
+        raise LexeyInputError(
+            f"Nothing was sent: {len(selected)} cases run {repeat} times would be {len(selected) * repeat} runs, and "
+            f"one suite run takes at most {MAX_RUNS}. Run fewer cases, or fewer repeats."
+        )
     client.settings.key("customer")
     if setup and suite.setup:
         try:  # the key setup will use: in hosted mode, the request's own
@@ -180,6 +189,13 @@ async def run_suite(
     async def worker() -> None:
         nonlocal done, refused
         for case, index in pending:  # shared by the workers: each run is taken once
+            if refused is not None:
+                return
+            try:
+                await client.observer.charge("customer", client.settings)  # each run counts against the key
+            except RateLimited as exc:  # no new runs; those under way finish
+                refused = exc
+                return
             try:
                 report = await run_case(client, case)
             except KEY_REFUSED as exc:
@@ -195,6 +211,8 @@ async def run_suite(
     async with anyio.create_task_group() as group:
         for _ in range(min(concurrency, total)):
             group.start_soon(worker)
+    if isinstance(refused, RateLimited):
+        raise LexeyError(f"The suite stopped after {done} of {total} runs: {refused}")
     if refused is not None:
         raise LexeyConfigError(f"The suite stopped: {refused}")
     reports = []
