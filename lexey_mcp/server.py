@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from secrets import token_hex
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import anyio.to_thread
 import httpx2
 from mcp import MCPError
 from mcp.server import MCPServer, ServerRequestContext
@@ -465,7 +466,9 @@ async def run_test_suite(
         message = redact(f"{run_label(case, index, repeat)} {verdict}", request_secrets(ctx.request_context))
         await ctx.report_progress(done, total, message[:PROGRESS_TEXT_CHARS])
 
-    parsed = parse_suite(suite, "suite")  # an invalid suite is a tool error naming the line and the field
+    # An invalid suite is a tool error naming the line and the field. Parsed in a worker thread: a large suite takes
+    # a second of pure Python, which the event loop (every other client's requests) must not wait for.
+    parsed = await anyio.to_thread.run_sync(parse_suite, suite, "suite")
     if parsed.setup and not ctx.request_context.lifespan_context.management:
         return _error(
             "Nothing was sent: this suite has setup instructions, which change the organisation through the "

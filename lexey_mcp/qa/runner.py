@@ -16,7 +16,7 @@ from ..client import LexeyClient
 from ..errors import AuthenticationError, LexeyConfigError, LexeyError, LexeyInputError, PermissionDeniedError
 from ..models import ChatResult
 from ..observability import RateLimited
-from .matching import MATCH_SECONDS, search
+from .matching import MATCH_SECONDS, one_budget_per_pattern, search
 from .report import REQUEST_FAILED, CaseReport, Failure, RunReport, SuiteReport
 from .suite import Case, Expect, Suite
 
@@ -208,9 +208,10 @@ async def run_suite(
                 if on_run is not None:
                     await on_run(done, total, case.name, index, report)
 
-    async with anyio.create_task_group() as group:
-        for _ in range(min(concurrency, total)):
-            group.start_soon(worker)
+    with one_budget_per_pattern():
+        async with anyio.create_task_group() as group:
+            for _ in range(min(concurrency, total)):
+                group.start_soon(worker)
     if isinstance(refused, RateLimited):
         raise LexeyError(f"The suite stopped after {done} of {total} runs: {refused}")
     if refused is not None:
