@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import pydantic_core
 import uvicorn
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
 from mcp.types import INVALID_REQUEST, PARSE_ERROR
 from starlette.applications import Starlette
@@ -209,9 +210,41 @@ def guard_mcp_endpoint(app: Starlette, settings: Settings, path: str = MCP_PATH)
     for route in app.router.routes:
         if isinstance(route, Route) and route.path == path:
             holder: Any = route.app if isinstance(route.app, RequireAuthMiddleware) else route
+            if isinstance(holder.app, StreamableHTTPASGIApp):
+                make_room_for_sessions(holder.app.session_manager)
             holder.app = McpRequests(holder.app, toolset_of=toolset_of, resource_metadata=metadata)
             return
     raise ValueError(f"no route {path} to guard")
+
+
+def make_room_for_sessions(manager: StreamableHTTPSessionManager) -> None:
+    """At the session cap, the least recently used idle session (no request in flight, no open stream) is closed for
+    a new one: the caller's own first, where the caller has an identity, else anyone's. Without this the SDK answers
+    503 to every new client for as long as the open sessions idle (10,000 of them, for 10 minutes).
+
+    The SDK has no hook for this: it wraps the manager's private admission (`_admit_session`), and reads how long each
+    session has idled from its transport's idle deadline (the last request's end plus the idle timeout)."""
+    admit = manager._admit_session
+
+    def admit_making_room(requestor: Any) -> Any:
+        sessions = manager._server_instances
+        if manager.max_sessions is not None and len(sessions) >= manager.max_sessions:
+            idle = [
+                (session_id, scope)
+                for session_id, transport in sessions.items()
+                if transport._requests_in_flight == 0 and (scope := transport.idle_scope) is not None
+            ]
+            own = [(i, c) for i, c in idle if requestor is not None and manager._session_owners.get(i) == requestor]
+            candidates = own or idle
+            if candidates:
+                session_id, idle_scope = min(candidates, key=lambda entry: entry[1].deadline)
+                logger.info("closing the least recently used idle session to open a new one (session cap reached)")
+                sessions.pop(session_id, None)  # room now; its server task ends and terminates it
+                manager._session_owners.pop(session_id, None)
+                idle_scope.cancel()
+        return admit(requestor)
+
+    manager._admit_session = admit_making_room  # type: ignore[method-assign]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
