@@ -112,15 +112,16 @@ async def test_idle_connections_at_the_cap_give_way_to_a_prompt_client(sandbox: 
 
 @pytest.mark.e2e
 async def test_past_the_concurrency_limit_a_request_gets_503(sandbox: Sandbox, tmp_path: Path) -> None:
-    # Two requests in flight (their bodies never finish arriving) fill a limit of 2: the next request is refused.
+    # Two requests in flight (their bodies not finished yet) fill a limit of 2, and both are served: the next request
+    # is refused. (uvicorn's limit counted connections: the second request in flight got 503 too.)
     async with http_server(sandbox, tmp_path, LEXEY_MCP_MAX_CONCURRENCY="2", LEXEY_LOG_LEVEL="INFO") as server:
         port = _port(server.url)
         pending = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(2)]
         try:
             for stream in pending:
                 await stream.send(
-                    b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    b"Accept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{"
+                    b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+                    b"Accept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{" % port
                 )
             async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
                 with anyio.fail_after(30):
@@ -128,11 +129,18 @@ async def test_past_the_concurrency_limit_a_request_gets_503(sandbox: Sandbox, t
                         response = await http.get(server.url.replace("/mcp", "/healthz"))
                         if response.status_code == 503:
                             break
+            # The two in flight were served all along: their bodies end now, and each gets the SDK's answer.
+            statuses = []
+            for stream in pending:
+                await stream.send(b" " * 98 + b"}")
+                with anyio.fail_after(30):
+                    statuses.append(await _status_of(stream))
         finally:
             for stream in pending:
                 await stream.aclose()
         assert response.text == "Service Unavailable: too many requests in flight; retry shortly."
         assert "LEXEY_MCP_MAX_CONCURRENCY" in server.stderr()
+        assert [status.split(b" ")[1] for status in statuses] == [b"400", b"400"]  # `{}` is no JSON-RPC message
 
 
 @pytest.mark.e2e
