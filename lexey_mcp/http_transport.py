@@ -196,7 +196,8 @@ class RequestsInFlight:
 
 
 def guard_mcp_endpoint(app: Starlette, settings: Settings, path: str = MCP_PATH) -> None:
-    """Put `McpRequests` around the endpoint at `path`, inside the SDK's authentication when there is one."""
+    """Put `McpRequests` around the endpoint at `path`, inside the SDK's authentication when there is one, and let its
+    idle sessions give way to new ones (`make_room_for_sessions`)."""
     from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
     from mcp.server.auth.routes import build_resource_metadata_url
     from pydantic import AnyHttpUrl
