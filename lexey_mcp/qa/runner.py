@@ -16,6 +16,7 @@ from ..client import LexeyClient
 from ..errors import AuthenticationError, LexeyConfigError, LexeyError, LexeyInputError, PermissionDeniedError
 from ..models import ChatResult
 from ..observability import RateLimited
+from .arguments import MAX_RUNS
 from .matching import MATCH_SECONDS, one_budget_per_pattern, search
 from .report import REQUEST_FAILED, CaseReport, Failure, RunReport, SuiteReport
 from .suite import Case, Expect, Suite
@@ -27,9 +28,6 @@ EXCERPT_CHARS = 160
 
 #: Upstream answers that mean the key, not the agent, is wrong: they stop the whole suite as a configuration error.
 KEY_REFUSED = (AuthenticationError, PermissionDeniedError)
-#: Runs (cases × repeats) one suite run takes at most, from `run_test_suite` and `lexey-mcp test` alike: each run is
-#: a conversation upstream (two requests or more), and each counts against LEXEY_MCP_RATE_LIMIT.
-MAX_RUNS = 500
 
 
 class SetupError(LexeyError):

@@ -8,8 +8,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
+from lexey_mcp.qa.arguments import MAX_RUNS
 from lexey_mcp.qa.report import SuiteReport
-from lexey_mcp.qa.runner import MAX_RUNS
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import build_server
 from tests.conftest import cancel_once_streaming, sandbox_settings_for
