@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -78,15 +79,24 @@ def _has_unread_bytes(transport: asyncio.BaseTransport) -> bool:
 class AcceptFailures:
     """An event-loop exception handler for accept failures (EMFILE, ENFILE, ENOBUFS, ENOMEM): each closes the oldest
     connection still waiting for its headers, and they are logged at most once per `interval`, with a count of those
-    not shown. Everything else is handled as asyncio would."""
+    not shown. Everything else goes to the loop's `previous` handler (asyncio's default when it had none)."""
 
-    def __init__(self, waiting: WaitingForHeaders, interval: float = ACCEPT_LOG_INTERVAL) -> None:
+    def __init__(
+        self,
+        waiting: WaitingForHeaders,
+        interval: float = ACCEPT_LOG_INTERVAL,
+        previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None = None,
+    ) -> None:
         self._waiting = waiting
         self._log = ThrottledLog(logger, interval)
+        self._previous = previous
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if not str(context.get("message", "")).startswith("socket.accept() out of system resource"):
-            loop.default_exception_handler(context)
+            if self._previous is not None:  # the handler the loop had: the host process's, where it set one
+                self._previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
             return
         self._waiting.close_oldest()
         self._log.log(logging.ERROR, "cannot accept connections: %s", context.get("exception"))
@@ -133,7 +143,7 @@ class AcceptPath:
         if self._installed is loop:
             return
         self._fd_limit = raise_fd_limit()
-        loop.set_exception_handler(AcceptFailures(self.waiting))
+        loop.set_exception_handler(AcceptFailures(self.waiting, previous=loop.get_exception_handler()))
         self._installed = loop
 
     def protocol(self, seconds: float, max_connections: int) -> type[asyncio.Protocol]:
