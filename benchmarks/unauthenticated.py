@@ -173,7 +173,8 @@ async def idle_flood(source: Path, work: Path) -> dict[str, Any]:
     async with _http_server(source, log, **env) as (port, _):
         with _flooding(port, 600, 25, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n"):
             await asyncio.sleep(3)
-            served, times, failures = 0, [], {}
+            served, times = 0, []
+            failures: dict[str, int] = {}
             fresh = httpx2.Limits(max_keepalive_connections=0)  # each probe a new client's connection
             async with httpx2.AsyncClient(trust_env=False, timeout=10, limits=fresh) as http:
                 for _ in range(20):
