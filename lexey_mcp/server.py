@@ -709,7 +709,8 @@ def build_server(
     hosted = hosting.middleware(server, keys_required=request_keys == "required", oauth=oauth, toolset_of=toolset_of)
     # A toolset's tools use the key of that name (the events toolset needs none).
     tool_keys = {name: toolset if toolset in APIS else None for name, toolset in toolset_of.items()}
-    observed = observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings)
+    resource_keys = {prefix: toolset for prefix, toolset in hosting.RESOURCE_TOOLSETS.items() if toolset in APIS}
+    observed = observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings, resource_keys)
     # Hosted first: everything after it (and the tools) sees this request's keys: rate limits and redaction too.
     server.middleware.extend([hosted, observed, _redact_outgoing()])
     confirmations.install(

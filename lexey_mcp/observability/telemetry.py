@@ -20,7 +20,7 @@ from mcp.types import INVALID_REQUEST, CallToolResult
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
-from ..config import KEY_SPECS, KeyKind, Settings
+from ..config import KeyKind, Settings
 from ..errors import LexeyConfigError, LexeyError
 from ..tool_errors import tool_error
 from .limits import Limiter, MemoryLimiter, Rate, RedisLimiter, StreamSlots, key_id
@@ -184,18 +184,29 @@ class Observer:
         return Upstream(self, api, stream)
 
     def middleware(
-        self, tool_keys: Mapping[str, KeyKind | None], settings_of: Callable[[Any], Settings]
+        self,
+        tool_keys: Mapping[str, KeyKind | None],
+        settings_of: Callable[[Any], Settings],
+        resource_keys: Mapping[str, KeyKind] | None = None,
     ) -> ServerMiddleware[Any]:
         """Server middleware for tools/call: log context, the per-key rate limit, the call's metrics.
 
-        `tool_keys`: each registered tool and the key kind it uses (None: no upstream key). `settings_of(ctx)`:
+        `tool_keys`: each registered tool and the key kind it uses (None: no upstream key). `resource_keys`: the key
+        a read of a resource URI starting with each prefix uses (the read counts against it). `settings_of(ctx)`:
         the settings a request runs with (its keys come from `settings.key(kind)`).
         """
 
         async def observe(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
             if ctx.method == "resources/read":  # a read that goes upstream counts against its key like a tool call
                 uri = ctx.params.get("uri") if ctx.params else None
-                kind = resource_key(uri) if isinstance(uri, str) else None
+                kind = next(
+                    (
+                        k
+                        for prefix, k in (resource_keys or {}).items()
+                        if isinstance(uri, str) and uri.startswith(prefix)
+                    ),
+                    None,
+                )
                 refusal = await self._check_rate(kind, settings_of(ctx))
                 if refusal is not None:
                     raise MCPError(code=INVALID_REQUEST, message=refusal)
@@ -253,14 +264,6 @@ class Observer:
 
 class RateLimited(LexeyError):
     """The key's LEXEY_MCP_RATE_LIMIT is spent; the message says when to retry."""
-
-
-def resource_key(uri: str) -> KeyKind | None:
-    """The upstream key a read of resource `uri` uses (None: it is served without going upstream)."""
-    from ..hosting import RESOURCE_TOOLSETS
-
-    toolset = next((t for prefix, t in RESOURCE_TOOLSETS.items() if uri.startswith(prefix)), None)
-    return next((kind for kind in KEY_SPECS if kind == toolset), None)
 
 
 class Upstream:
