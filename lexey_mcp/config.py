@@ -7,6 +7,7 @@ names the variable and the expected prefix, never the key.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from contextvars import ContextVar
 from pathlib import Path
@@ -137,8 +138,14 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(None, validation_alias=_env("LEXEY_WEBHOOK_SECRET"))
     state_dir: Path = Field(Path("~/.local/state/lexey-mcp"), validation_alias=_env("LEXEY_STATE_DIR"))
     event_retention_days: float = Field(30.0, gt=0, validation_alias=_env("LEXEY_EVENT_RETENTION_DAYS"))
+    #: The SQLite event store's cap on kept bodies; past it the oldest events go first.
+    event_store_max_mb: float = Field(256.0, gt=0, validation_alias=_env("LEXEY_EVENT_STORE_MAX_MB"))
     #: redis://host:port/db: events in Redis, notifications fanned out to every replica through pub/sub.
     redis_url: SecretStr | None = Field(None, validation_alias=_env("LEXEY_REDIS_URL"))
+    #: Every Redis key and channel of this deployment starts with `lexey-mcp:<namespace>:` (`redis_prefix`).
+    redis_namespace: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=_env("LEXEY_REDIS_NAMESPACE")
+    )
 
     # Operations (see lexey_mcp/observability/): limits, metrics, logs.
     #: Tool calls per upstream key, "N/second|minute|hour"; unset: no limit.
@@ -248,6 +255,27 @@ class Settings(BaseSettings):
         key = self.configured_key(kind)
         assert key is not None
         return key
+
+    def redis_prefix(self) -> str:
+        """`lexey-mcp:<namespace>:`, before every Redis key and channel of this deployment: LEXEY_REDIS_NAMESPACE, or
+        a hash of what sets a deployment apart (its webhook secret, else its OAuth issuer and resource, else its state
+        key), so two deployments sharing a Redis never read each other's escalations, counters or confirmations."""
+        if self.redis_namespace is not None:
+            return f"lexey-mcp:{self.redis_namespace}:"
+        identity = next(
+            (
+                value
+                for value in (
+                    self.webhook_secret.get_secret_value() if self.webhook_secret else None,
+                    f"{self.oauth_issuer} {self.resource_url}" if self.oauth_issuer else None,
+                    self.state_key.get_secret_value() if self.state_key else None,
+                )
+                if value
+            ),
+            "",
+        )
+        digest = hashlib.sha256(b"lexey-mcp redis namespace\0" + identity.encode()).hexdigest()[:16]
+        return f"lexey-mcp:{digest}:"
 
     def secrets(self) -> list[str]:
         """Every configured secret value, and the keys the current HTTP request brought, for redaction."""

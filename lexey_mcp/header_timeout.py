@@ -1,17 +1,51 @@
-"""Connections that must finish their request headers in time: uvicorn's h11 protocol with a header timeout
-(uvicorn has none), for every HTTP listener this package runs (`/mcp`, the stdio-mode webhook listener)."""
+"""The hardened accept path every HTTP listener of this process shares (`/mcp`, the stdio-mode webhook listener).
+
+uvicorn alone waits forever for a request's headers and counts idle connections against its concurrency limit, so
+connections that never send a request lock everyone out, and when file descriptors run out asyncio logs every failed
+accept (thousands of lines a second). Here: uvicorn's h11 protocol with a header timeout; connections still waiting
+for their request headers (idle kept-alive ones included) listed oldest first, and the oldest closed to make room
+when a listener is at its connection cap or the process is out of descriptors, so a client that sends its request
+promptly gets in however many idle or slow connections are open; the descriptor limit raised to its hard limit; and
+the accept-failure log rate-limited. One `AcceptPath` per process: descriptors are the process's.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+try:
+    import fcntl
+    import termios
+except ImportError:  # not POSIX: no count of unread bytes, so none is spared for them
+    fcntl = termios = None  # type: ignore[assignment]
+
+from .observability.logs import ThrottledLog
+
+logger = logging.getLogger("lexey_mcp.http")
+
+#: At most one accept-failure line per this many seconds (the rest are counted in the next line).
+ACCEPT_LOG_INTERVAL = 5.0
+#: Connections accepted at most per wake-up of a listener (its listen backlog too; asyncio accepts that many in one
+#: go, before any connection could give way): uvicorn's 2,048 would take 2,048 descriptors at once.
+ACCEPT_BATCH = 128
+#: Descriptors kept out of the connections' reach at the least, besides one batch of accepts (a quarter of the limit
+#: when that is more).
+FD_HEADROOM = 64
 
 
 class WaitingForHeaders:
-    """The connections whose request headers are not complete yet, oldest first. When the process is out of file
-    descriptors, the oldest make room for new connections: a client that sent its headers is never dropped."""
+    """The connections whose request headers are not complete yet, oldest first. They make room for new connections:
+    a client that sent its headers is never dropped."""
 
     def __init__(self) -> None:
         self._transports: dict[asyncio.BaseTransport, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._transports)
 
     def add(self, transport: asyncio.BaseTransport) -> None:
         self._transports[transport] = None
@@ -19,53 +53,149 @@ class WaitingForHeaders:
     def discard(self, transport: asyncio.BaseTransport) -> None:
         self._transports.pop(transport, None)
 
-    def close_oldest(self) -> None:
-        if self._transports:
-            oldest = next(iter(self._transports))
-            self.discard(oldest)
-            oldest.close()
+    def close_oldest(self, spare: asyncio.BaseTransport | None = None) -> bool:
+        """Close the oldest connection still waiting for headers, never `spare` nor one whose bytes are waiting to
+        be read (a prompt client whose request this loop has not read yet, under a flood of new connections);
+        False when there is none."""
+        for transport in self._transports:
+            if transport is not spare and not _has_unread_bytes(transport):
+                self.discard(transport)
+                transport.close()
+                return True
+        return False
 
 
-def header_timeout_protocol(seconds: float, waiting: WaitingForHeaders) -> type[asyncio.Protocol]:
-    """uvicorn's h11 protocol, closing a connection whose request headers are not complete within `seconds`
-    (counted from the connection, or from a later request's first byte on a kept-alive connection), and listing
-    such connections in `waiting` meanwhile."""
-    import h11  # imported here, as uvicorn does: a stdio start does not need it
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+def _has_unread_bytes(transport: asyncio.BaseTransport) -> bool:
+    sock = transport.get_extra_info("socket")
+    if sock is None or fcntl is None:
+        return False
+    try:
+        pending = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return False
+    return int.from_bytes(pending, sys.byteorder) > 0
 
-    class HeaderTimeoutProtocol(H11Protocol):
-        _header_timer: asyncio.TimerHandle | None = None
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
+class AcceptFailures:
+    """An event-loop exception handler for accept failures (EMFILE, ENFILE, ENOBUFS, ENOMEM): each closes the oldest
+    connection still waiting for its headers, and they are logged at most once per `interval`, with a count of those
+    not shown. Everything else goes to the loop's `previous` handler (asyncio's default when it had none)."""
 
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.conn.their_state is h11.IDLE:
-                if self._header_timer is None and not self.transport.is_closing():
-                    self._arm()
+    def __init__(
+        self,
+        waiting: WaitingForHeaders,
+        interval: float = ACCEPT_LOG_INTERVAL,
+        previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None = None,
+    ) -> None:
+        self._waiting = waiting
+        self._log = ThrottledLog(logger, interval)
+        self._previous = previous
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if not str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+            if self._previous is not None:  # the handler the loop had: the host process's, where it set one
+                self._previous(loop, context)
             else:
+                loop.default_exception_handler(context)
+            return
+        self._waiting.close_oldest()
+        self._log.log(logging.ERROR, "cannot accept connections: %s", context.get("exception"))
+
+
+def raise_fd_limit() -> int | None:
+    """Raise this process's open-file limit to its hard limit (many clients, each with a socket); the limit now in
+    force (None: unknown or unlimited)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError):
+            logger.debug("could not raise the open-file limit from %d to %d", soft, hard)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def connection_cap(configured: int, fd_limit: int | None) -> int:
+    """Connections a listener holds before the oldest waiting for headers gives way: `configured`, and no more than
+    the descriptor limit less a headroom, so connections never take the descriptors the server's own work needs (its
+    event store, its upstream requests)."""
+    if fd_limit is None:
+        return configured
+    return max(1, min(configured, fd_limit - max(FD_HEADROOM + ACCEPT_BATCH, fd_limit // 4)))
+
+
+class AcceptPath:
+    """What every listener of this process shares: the connections waiting for headers, and the accept-failure
+    handler on the running loop (`install`, from each listener's start-up)."""
+
+    def __init__(self) -> None:
+        self.waiting = WaitingForHeaders()
+        self._installed: asyncio.AbstractEventLoop | None = None
+        self._fd_limit: int | None = None
+
+    def install(self) -> None:
+        """Raise the descriptor limit and handle accept failures on the running loop (once per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._installed is loop:
+            return
+        self._fd_limit = raise_fd_limit()
+        loop.set_exception_handler(AcceptFailures(self.waiting, previous=loop.get_exception_handler()))
+        self._installed = loop
+
+    def protocol(self, seconds: float, max_connections: int) -> type[asyncio.Protocol]:
+        """uvicorn's h11 protocol, closing a connection whose request headers are not complete within `seconds`
+        (counted from the connection, or from a later request's first byte on a kept-alive connection), listing such
+        connections in `waiting` meanwhile, and, when a new connection finds `max_connections` open on its listener
+        (fewer when the descriptor limit is low: `connection_cap`), closing the oldest of them."""
+        import h11  # imported here, as uvicorn does: a stdio start does not need it
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        waiting = self.waiting
+        path = self
+
+        class HeaderTimeoutProtocol(H11Protocol):
+            _header_timer: asyncio.TimerHandle | None = None
+
+            def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+                super().connection_made(transport)
+                if len(self.connections) > connection_cap(max_connections, path._fd_limit):
+                    waiting.close_oldest(spare=transport)
+                self._arm()
+
+            def data_received(self, data: bytes) -> None:
+                super().data_received(data)
+                if self.conn.their_state is h11.IDLE:
+                    if self._header_timer is None and not self.transport.is_closing():
+                        self._arm()
+                else:
+                    self._disarm()
+
+            def connection_lost(self, exc: Exception | None) -> None:
                 self._disarm()
+                super().connection_lost(exc)
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
+            def _arm(self) -> None:
+                self._header_timer = self.loop.call_later(seconds, self._expired)
+                waiting.add(self.transport)
 
-        def _arm(self) -> None:
-            self._header_timer = self.loop.call_later(seconds, self._expired)
-            waiting.add(self.transport)
+            def _disarm(self) -> None:
+                if self._header_timer is not None:
+                    self._header_timer.cancel()
+                    self._header_timer = None
+                    waiting.discard(self.transport)
 
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
+            def _expired(self) -> None:
                 self._header_timer = None
                 waiting.discard(self.transport)
+                if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                    self.transport.close()
 
-        def _expired(self) -> None:
-            self._header_timer = None
-            waiting.discard(self.transport)
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self.transport.close()
+        return HeaderTimeoutProtocol
 
-    return HeaderTimeoutProtocol
+
+#: This process's accept path.
+accept_path = AcceptPath()

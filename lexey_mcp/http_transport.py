@@ -1,16 +1,13 @@
 """Serving streamable HTTP with uvicorn, configured for exposure.
 
-uvicorn alone waits forever for a request's headers, so a few hundred connections that never finish them use up
-the process's file descriptors; asyncio then logs every failed accept (thousands of lines a second). Here:
-a header timeout, a concurrency limit, a keep-alive limit, the descriptor limit raised to its hard limit, and when
-descriptors run out anyway, the oldest connections still waiting for headers closed to make room and the
-accept-failure log rate-limited. On a loopback bind, the SDK's DNS-rebinding guard allows only the names of that
-address.
+Connections go through the accept path every listener shares (`header_timeout`: a header timeout, idle connections
+giving way to new ones, descriptor exhaustion handled). Then: at most LEXEY_MCP_MAX_CONCURRENCY requests in flight,
+a keep-alive limit, and on `/mcp`, behind authentication, bodies read with size and time limits before the SDK sees
+them (`McpRequests`). On a loopback bind, the SDK's DNS-rebinding guard allows only the names of that address.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import ipaddress
@@ -18,24 +15,31 @@ import json
 import logging
 import signal
 import socket
-import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from types import FrameType
 from typing import Any
 
+import anyio
+import pydantic_core
 import uvicorn
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from mcp.types import INVALID_REQUEST, PARSE_ERROR
+from starlette.applications import Starlette
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import interrupt
+from . import interrupt, step_up
 from .addresses import bind_address, is_loopback
 from .config import Settings
-from .header_timeout import WaitingForHeaders, header_timeout_protocol
+from .header_timeout import ACCEPT_BATCH, ACCEPT_LOG_INTERVAL, accept_path
+from .observability.logs import ThrottledLog
 
 logger = logging.getLogger("lexey_mcp.http")
 
-#: At most one accept-failure line per this many seconds (the rest are counted in the next line).
-ACCEPT_LOG_INTERVAL = 5.0
+MCP_PATH = "/mcp"
+#: A request body, however slowly it trickles in, must arrive within this many seconds (then 408).
+BODY_SECONDS = 10.0
 #: Seconds a Ctrl-C or SIGTERM leaves open requests to finish in, before they are cancelled.
 SHUTDOWN_GRACE = 1
 
@@ -69,84 +73,180 @@ def transport_security(host: str) -> TransportSecuritySettings | None:
     )
 
 
-class AcceptFailures:
-    """An event-loop exception handler for accept failures (EMFILE, ENFILE, ENOBUFS, ENOMEM): each closes the oldest
-    connection still waiting for its headers, and they are logged at most once per `interval`, with a count of those
-    not shown. Everything else is handled as asyncio would."""
+class McpRequests:
+    """ASGI middleware around the `/mcp` endpoint, inside authentication (nothing reaches it without a valid token,
+    where one is required). A POST body is read whole before the SDK sees it: within `max_body` bytes (else 413) and
+    `body_seconds` (else 408); a body that is not JSON, or nested past the parser's limit, is answered 400 (the SDK's
+    own parse error), and a tool call outside the token's scopes 403 (`step_up`). Within a session, a request reusing
+    the JSON-RPC id of one still in flight is answered with an error (409): the SDK would overwrite the first
+    request's response stream, and the first would never be answered."""
 
-    def __init__(self, waiting: WaitingForHeaders, interval: float = ACCEPT_LOG_INTERVAL) -> None:
-        self._waiting = waiting
-        self._interval = interval
-        self._last = float("-inf")
-        self._suppressed = 0
-
-    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if not str(context.get("message", "")).startswith("socket.accept() out of system resource"):
-            loop.default_exception_handler(context)
-            return
-        self._waiting.close_oldest()
-        now = time.monotonic()
-        if now - self._last < self._interval:
-            self._suppressed += 1
-            return
-        more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
-        logger.error("cannot accept connections: %s%s", context.get("exception"), more)
-        self._last, self._suppressed = now, 0
-
-
-def raise_fd_limit() -> None:
-    """Raise this process's open-file limit to its hard limit (many clients, each with a socket)."""
-    try:
-        import resource
-    except ImportError:  # not POSIX
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft >= hard:
-        return
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (OSError, ValueError):
-        logger.debug("could not raise the open-file limit from %d to %d", soft, hard)
-
-
-class DuplicateRequestIds:
-    """ASGI middleware: within a session, a request reusing the JSON-RPC id of one still in flight is answered with
-    an error (409). The SDK would overwrite the first request's response stream, and the first would never be
-    answered. Bodies over `max_body` bytes pass through untouched (the SDK refuses them)."""
-
-    def __init__(self, app: ASGIApp, max_body: int = DEFAULT_MAX_REQUEST_BODY_SIZE) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        toolset_of: Mapping[str, str] | None,
+        resource_metadata: str | None,
+        max_body: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+        body_seconds: float = BODY_SECONDS,
+    ) -> None:
         self._app = app
+        self._toolset_of = toolset_of
+        self._resource_metadata = resource_metadata
         self._max_body = max_body
+        self._body_seconds = body_seconds
         self._in_flight: set[tuple[str, str]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        session = _header(scope, b"mcp-session-id") if scope["type"] == "http" and scope["method"] == "POST" else None
-        if session is None:
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self._app(scope, receive, send)
             return
-        received: list[Message] = []
-        size, more = 0, True
-        while more and size <= self._max_body:
-            message = await receive()
-            received.append(message)
-            size += len(message.get("body", b""))
-            more = message["type"] == "http.request" and message.get("more_body", False)
-        request_id = None if more else _request_id(b"".join(m.get("body", b"") for m in received))
-        key = (session, str(request_id))  # the SDK's own key: 1 and "1" are the same request
+        body = await self._read_body(scope, receive, send)
+        if body is None:
+            return
+        try:
+            message = pydantic_core.from_json(body)
+        except ValueError as exc:  # junk, or nested too deeply: the parser's limit is an error like any other
+            await _send_json(send, 400, _error(None, PARSE_ERROR, f"Parse error: {exc}"))
+            return
+        needed = None if self._toolset_of is None else step_up.missing_scope(scope, message, self._toolset_of)
+        if needed is not None:
+            await step_up.refuse(send, needed, self._resource_metadata)
+            return
+        sent = False
 
         async def replay() -> Message:
-            return received.pop(0) if received else await receive()
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-        if request_id is None:
+        session = _header(scope, b"mcp-session-id")
+        request_id = _request_id(message)
+        key = (session or "", str(request_id))  # the SDK's own key: 1 and "1" are the same request
+        if session is None or request_id is None:
             await self._app(scope, replay, send)
         elif key in self._in_flight:
-            await _refuse_duplicate(request_id, send)
+            await _send_json(send, 409, _duplicate(request_id))
         else:
             self._in_flight.add(key)
             try:
                 await self._app(scope, replay, send)
             finally:
                 self._in_flight.discard(key)
+
+    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """The whole body, or None once it has been refused (too large, too slow) or the client went away."""
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            await _send_json(send, 413, _error(None, INVALID_REQUEST, f"The body is over {self._max_body} bytes."))
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        with anyio.move_on_after(self._body_seconds):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return None  # disconnected
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self._max_body:
+                    await _send_json(
+                        send, 413, _error(None, INVALID_REQUEST, f"The body is over {self._max_body} bytes.")
+                    )
+                    return None
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+        await _send_json(
+            send, 408, _error(None, INVALID_REQUEST, f"The body did not arrive within {self._body_seconds:g} seconds.")
+        )
+        return None
+
+
+class RequestsInFlight:
+    """ASGI middleware: at most `limit` HTTP requests served at once (an open SSE stream is one); a request beyond
+    gets 503, logged at most once per `ACCEPT_LOG_INTERVAL`. Counting requests, not connections: idle connections
+    give way to new ones (`header_timeout`), so they never stand in for requests."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self._app = app
+        self._limit = limit
+        self._active = 0
+        self._log = ThrottledLog(logger, ACCEPT_LOG_INTERVAL)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        if self._active >= self._limit:
+            self._log.log(
+                logging.WARNING, "refused a request: %d requests in flight (LEXEY_MCP_MAX_CONCURRENCY)", self._active
+            )
+            body = b"Service Unavailable: too many requests in flight; retry shortly."
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 503, "headers": [*headers, (b"retry-after", b"1")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        self._active += 1
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            self._active -= 1
+
+
+def guard_mcp_endpoint(app: Starlette, settings: Settings, path: str = MCP_PATH) -> None:
+    """Put `McpRequests` around the endpoint at `path`, inside the SDK's authentication when there is one, and let its
+    idle sessions give way to new ones (`make_room_for_sessions`)."""
+    from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
+    from mcp.server.auth.routes import build_resource_metadata_url
+    from pydantic import AnyHttpUrl
+
+    from .server import TOOLS
+
+    metadata, toolset_of = None, None  # no OAuth, no scopes to step up to
+    if settings.oauth_issuer is not None and settings.resource_url is not None:
+        metadata = str(build_resource_metadata_url(AnyHttpUrl(settings.resource_url)))
+        toolset_of = {spec.fn.__name__: spec.toolset for spec in TOOLS}
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.path == path:
+            holder: Any = route.app if isinstance(route.app, RequireAuthMiddleware) else route
+            if isinstance(holder.app, StreamableHTTPASGIApp):
+                make_room_for_sessions(holder.app.session_manager)
+            holder.app = McpRequests(holder.app, toolset_of=toolset_of, resource_metadata=metadata)
+            return
+    raise ValueError(f"no route {path} to guard")
+
+
+def make_room_for_sessions(manager: StreamableHTTPSessionManager) -> None:
+    """At the session cap, the least recently used idle session (no request in flight, no open stream) is closed for
+    a new one: the caller's own first, where the caller has an identity, else anyone's. Without this the SDK answers
+    503 to every new client for as long as the open sessions idle (10,000 of them, for 10 minutes).
+
+    The SDK has no hook for this: it wraps the manager's private admission (`_admit_session`), and reads how long each
+    session has idled from its transport's idle deadline (the last request's end plus the idle timeout)."""
+    admit = manager._admit_session
+
+    def admit_making_room(requestor: Any) -> Any:
+        sessions = manager._server_instances
+        if manager.max_sessions is not None and len(sessions) >= manager.max_sessions:
+            idle = [
+                (session_id, scope)
+                for session_id, transport in sessions.items()
+                if transport._requests_in_flight == 0 and (scope := transport.idle_scope) is not None
+            ]
+            own = [(i, c) for i, c in idle if requestor is not None and manager._session_owners.get(i) == requestor]
+            candidates = own or idle
+            if candidates:
+                session_id, idle_scope = min(candidates, key=lambda entry: entry[1].deadline)
+                logger.info("closing the least recently used idle session to open a new one (session cap reached)")
+                sessions.pop(session_id, None)  # room now; its server task ends and terminates it
+                manager._session_owners.pop(session_id, None)
+                idle_scope.cancel()
+        return admit(requestor)
+
+    manager._admit_session = admit_making_room  # type: ignore[method-assign]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -156,33 +256,36 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _request_id(body: bytes) -> int | str | None:
-    """The id of a JSON-RPC request; None for anything else (notifications, responses, batches, junk)."""
-    try:
-        message = json.loads(body)
-    except ValueError:
-        return None
+def _request_id(message: object) -> int | str | None:
+    """The id of a JSON-RPC request; None for anything else (notifications, responses, batches)."""
     request_id = message.get("id") if isinstance(message, dict) and "method" in message else None
     return request_id if isinstance(request_id, int | str) else None
 
 
-async def _refuse_duplicate(request_id: int | str, send: Send) -> None:
+def _error(request_id: int | str | None, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+def _duplicate(request_id: int | str) -> dict[str, Any]:
     message = f"Request id {request_id} is already in use by a request in flight: use a new id for each request."
-    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32600, "message": message}}).encode()
+    return _error(request_id, INVALID_REQUEST, message)
+
+
+async def _send_json(send: Send, status: int, content: dict[str, Any]) -> None:
+    body = json.dumps(content).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 409, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, waiting: WaitingForHeaders) -> None:
+    def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
-        self._waiting = waiting
         #: The signal that stopped the server, if one did.
         self.stopped_by: int | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        asyncio.get_running_loop().set_exception_handler(AcceptFailures(self._waiting))
+        accept_path.install()
         await super().startup(sockets)
 
     @contextlib.contextmanager
@@ -202,22 +305,22 @@ class _Server(uvicorn.Server):
             super().handle_exit(sig, frame)
 
 
-def serve(app: ASGIApp, sockets: list[socket.socket], settings: Settings) -> int:
-    """Serve `app` on `sockets` (`listeners.listen`) until Ctrl-C or SIGTERM; the exit status: 128 + the signal's
-    number."""
-    raise_fd_limit()
-    waiting = WaitingForHeaders()
+def serve(app: Starlette, sockets: list[socket.socket], settings: Settings) -> int:
+    """Serve `app` (the SDK's streamable HTTP app) on `sockets` (`listeners.listen`) until Ctrl-C or SIGTERM; the
+    exit status: 128 + the signal's number."""
+    guard_mcp_endpoint(app, settings)
     config = uvicorn.Config(
-        DuplicateRequestIds(app),
+        RequestsInFlight(app, settings.max_concurrency),
         log_config=None,
         lifespan="on",
         # Not uvloop, even where it is installed: libuv answers running out of file descriptors by accepting and
         # closing the next connection itself, so `AcceptFailures` never hears of it and a slow-header flood
         # locks clients out (tests/hardening/test_exposure.py fails on uvloop).
         loop="asyncio",
-        http=header_timeout_protocol(settings.header_timeout, waiting),
+        http=accept_path.protocol(settings.header_timeout, settings.max_concurrency),
         ws="none",
-        limit_concurrency=settings.max_concurrency,
+        backlog=ACCEPT_BATCH,
+        limit_concurrency=None,  # RequestsInFlight: uvicorn's limit counts idle connections too
         timeout_keep_alive=settings.keep_alive,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
@@ -226,6 +329,6 @@ def serve(app: ASGIApp, sockets: list[socket.socket], settings: Settings) -> int
     # server's CPU per call, 200 at once: BENCHMARKS.md, capacity).
     gc.collect()  # what start-up left for the collector is freed now, not frozen for good
     gc.freeze()
-    server = _Server(config, waiting)
+    server = _Server(config)
     server.run(sockets)
     return interrupt.status(server.stopped_by) if server.stopped_by is not None else 0

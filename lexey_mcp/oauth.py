@@ -30,6 +30,7 @@ from starlette.routing import Route
 from . import __version__
 from .config import Settings
 from .hosting import SCOPES, jwks_url_of
+from .observability.logs import ThrottledLog
 
 logger = logging.getLogger("lexey_mcp.oauth")
 
@@ -38,15 +39,18 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 LEEWAY_SECONDS = 30
 REFETCH_SECONDS = 30.0
 JWKS_MAX_AGE_SECONDS = 3600.0
-FETCH_SECONDS = 10.0
+FETCH_SECONDS = 5.0
 _JWKS_MAX_BYTES = 1024 * 1024
+#: At most one "bearer token rejected" line per reason in this many seconds (the next counts those left out).
+REJECTION_LOG_SECONDS = 60.0
 
 
 class JWKSCache:
     """The issuer's signing keys by `kid`. Fetched on first use and after `max_age`; fetched again for a `kid` it
     does not know (key rotation), but after such a refetch, or a failed fetch, not again for `refetch_after`
     seconds, so tokens with made-up kids cannot make us hammer the issuer. One fetch at a time, each bounded: at
-    most `fetch_timeout` seconds and `_JWKS_MAX_BYTES`, no redirects followed."""
+    most `fetch_timeout` seconds and `_JWKS_MAX_BYTES`, no redirects followed; tokens signed with a known key never
+    wait for it."""
 
     def __init__(
         self,
@@ -68,12 +72,17 @@ class JWKSCache:
         self._lock: anyio.Lock | None = None
 
     async def key(self, kid: str | None) -> Key | None:
-        """The signing key named `kid` (for a token without `kid`: the only key, if there is just one)."""
+        """The signing key named `kid` (for a token without `kid`: the only key, if there is just one). A key already
+        known never waits for a fetch another verification started (single flight: one fetch at a time, which
+        verifications of unknown kids wait for, bounded by `fetch_timeout`)."""
         if self._lock is None:
             self._lock = anyio.Lock()
+        known = self._find(kid)
+        if known is not None and (not self._expired(self._clock()) or self._lock.locked()):
+            return known
         async with self._lock:
             now = self._clock()
-            expired = self._fetched_at is None or now - self._fetched_at >= self._max_age
+            expired = self._expired(now)
             if (expired or self._find(kid) is None) and now >= self._quiet_until:
                 fetched = await self._fetch()
                 if fetched:
@@ -81,6 +90,9 @@ class JWKSCache:
                 if not fetched or not expired:
                     self._quiet_until = now + self._refetch_after
             return self._find(kid)
+
+    def _expired(self, now: float) -> bool:
+        return self._fetched_at is None or now - self._fetched_at >= self._max_age
 
     async def _download(self) -> bytes | str:
         """The JWKS document, or what was wrong with the answer."""
@@ -155,6 +167,7 @@ class JWTVerifier(TokenVerifier):
         self.issuer = issuer
         self.audience = audience
         self.jwks = jwks
+        self._rejections = ThrottledLog(logger, REJECTION_LOG_SECONDS)
         audiences: list[str | int | bool] = [audience.rstrip("/"), audience.rstrip("/") + "/"]
         self._claims = jwt.JWTClaimsRegistry(
             leeway=LEEWAY_SECONDS,
@@ -165,8 +178,8 @@ class JWTVerifier(TokenVerifier):
 
     async def verify_token(self, token: str) -> AccessToken | None:
         verdict = await self._verify(token)
-        if isinstance(verdict, str):
-            logger.info("bearer token rejected: %s", verdict)
+        if isinstance(verdict, str):  # anyone can send tokens: a line a minute at most, counting the rest
+            self._rejections.log(logging.INFO, "bearer token rejected: %s", verdict)
             return None
         return verdict
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio.to_thread
 import httpx2
 from mcp import MCPError
 from mcp.server import MCPServer, ServerRequestContext
@@ -33,7 +34,7 @@ from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequ
 from mcp.types import Tool as MCPTool
 from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
-from . import __version__, hosting
+from . import __version__, confirmations, hosting
 from .arguments import check_arguments, compact_schema, plain_text, strict
 from .client import ChatAPI, LexeyClient
 from .config import Settings
@@ -41,7 +42,7 @@ from .errors import LexeyAPIError, LexeyError, LexeyInputError, NotFoundError
 from .events.model import DEFAULT_LIMIT, MAX_LIMIT, EscalationList
 from .icons import server_icons
 from .models import ChatResult, Conversation, ConversationMessages, LexiResult, Schema
-from .observability import Observer, add_readiness_checks, add_routes
+from .observability import Observer, add_readiness_checks, add_routes, warn_about_redis
 from .qa.report import SuiteReport
 from .quoting import Fence, one_line
 from .redaction import SPELLING_FACTOR, redact, redact_tree
@@ -464,7 +465,9 @@ async def run_test_suite(
         message = redact(f"{run_label(case, index, repeat)} {verdict}", request_secrets(ctx.request_context))
         await ctx.report_progress(done, total, message[:PROGRESS_TEXT_CHARS])
 
-    parsed = parse_suite(suite, "suite")  # an invalid suite is a tool error naming the line and the field
+    # An invalid suite is a tool error naming the line and the field. Parsed in a worker thread: a large suite takes
+    # a second of pure Python, which the event loop (every other client's requests) must not wait for.
+    parsed = await anyio.to_thread.run_sync(parse_suite, suite, "suite")
     if parsed.setup and not ctx.request_context.lifespan_context.management:
         return _error(
             "Nothing was sent: this suite has setup instructions, which change the organisation through the "
@@ -682,6 +685,7 @@ def build_server(
                     update=dict.fromkeys(("customer_key", "management_key", "lexi_api_key"))
                 )
             stack.push_async_callback(observer.aclose)
+            await warn_about_redis(observer)
             client = LexeyClient(effective, transport=http_transport, trust_env=not sandbox, observer=observer)
             client = await stack.enter_async_context(client)
             yield AppState(client=client, confirm_changes=confirm, feed=feed, management="management" in enabled)
@@ -719,10 +723,18 @@ def build_server(
     _add_workflow_prompt(server)
     hosted = hosting.middleware(server, keys_required=request_keys == "required", oauth=oauth, toolset_of=TOOLSET_OF)
     tool_keys = {name: TOOLSETS[toolset].api for name, toolset in TOOLSET_OF.items()}
-    observed = observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings)
+    resource_keys = {
+        uri.partition("{")[0]: facts.api for facts in TOOLSETS.values() if facts.api for uri in facts.resources
+    }
+    observed = observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings, resource_keys)
     # Hosted first: everything after it (and the tools) sees this request's keys: rate limits and redaction too.
     server.middleware.extend([hosted, observed, _redact_outgoing()])
+    confirmations.install(
+        server, confirmations.Claims(observer.redis if observer.redis_url else None, observer.redis_prefix)
+    )
     if feed is not None:
+        feed.receiver.count = observer.webhook_received
+        feed.on_evict = observer.events_evicted
         _add_events(server, feed)
     add_readiness_checks(observer, settings, [f.api for name, f in TOOLSETS.items() if name in enabled and f.api])
     if feed is not None:

@@ -149,7 +149,12 @@ async def test_the_team_recipe_behind_tls(tmp_path: Path, auth: str) -> None:
                         metadata = (await http.get(f"{public}/.well-known/oauth-protected-resource/mcp")).json()
                         assert metadata["scopes_supported"] == list(SCOPES)
                         assert "resource_metadata=" in unauthenticated.headers["www-authenticate"]
+                    health = await http.get(f"{public}/healthz")
+                    webhook = await http.post(f"{public}/webhooks/lexey", content=b"{}")
                 assert unauthenticated.status_code == 401
+                assert health.status_code == 200
+                # Routed to a replica (its receiver is off without LEXEY_WEBHOOK_SECRET), not nginx's own 404 page.
+                assert webhook.json()["error"].startswith("not found: the webhook receiver is off")
 
                 alice_headers = {"Authorization": f"Bearer {alice_token}", **ALICE}
                 bob_headers = {"Authorization": f"Bearer {bob_token}", **BOB}

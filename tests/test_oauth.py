@@ -4,6 +4,7 @@ streamable HTTP against `lexey-mcp` running as a subprocess, stateful and statel
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import time
@@ -61,6 +62,13 @@ async def post_initialize(url: str, token: str | None) -> httpx2.Response:
         return await http.post(url, json=INITIALIZE, headers=headers)
 
 
+async def post_tool_call(url: str, token: str, tool: str) -> httpx2.Response:
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": {}}}
+    headers = {**bearer(token), "Accept": "application/json, text/event-stream", "Mcp-Session-Id": "any"}
+    async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
+        return await http.post(url, json=call, headers=headers)
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -99,15 +107,17 @@ async def test_tokens_over_streamable_http(sandbox: Sandbox, tmp_path: Path, sta
             async with mcp_client(server.url, "legacy", headers=bearer(lexi_token)) as lexi_only:  # 2025-11-25
                 assert [t.name for t in (await lexi_only.list_tools()).tools] == ["lexi_chat"]
                 assert (await lexi_only.list_resource_templates()).resource_templates == []
-                refused = await lexi_only.call_tool("configure_org", {"instruction": "Add an FAQ."})
-                assert refused.is_error
-                assert text_of(refused) == (
-                    "configure_org needs the OAuth scope lexey:management, which this request's token does not carry."
-                )
-                refused = await lexi_only.call_tool("create_conversation", {})
-                assert "needs the OAuth scope lexey:customer" in text_of(refused)
                 answered = await lexi_only.call_tool("lexi_chat", {"message": "Who is Jane?"})
                 assert not answered.is_error, text_of(answered)
+            # A tool outside the token's scopes: 403 naming the scope to step up to, before any session is looked at.
+            for tool, needed in [("configure_org", "lexey:management"), ("create_conversation", "lexey:customer")]:
+                refused = await post_tool_call(server.url, lexi_token, tool)
+                assert refused.status_code == 403, tool
+                assert refused.headers["www-authenticate"] == (
+                    f'Bearer error="insufficient_scope", scope="{needed}", '
+                    f'error_description="this call needs the scope {needed}", resource_metadata="{METADATA_URL}"'
+                )
+                assert refused.json()["scope"] == needed
 
             async with mcp_client(server.url, headers=bearer(issuer.token(scope=None))) as no_scopes:
                 assert (await no_scopes.list_tools()).tools == []
@@ -272,3 +282,47 @@ def test_oauth_allows_a_non_loopback_bind() -> None:
         "lexey-mcp: the HTTP transport cannot listen on 192.0.2.10 port 8123: 192.0.2.10 is not an address of this "
         "machine; choose one that is\n"
     )
+
+
+async def test_a_known_key_never_waits_for_a_slow_refetch() -> None:
+    """An unknown kid makes the cache fetch the JWKS again, and that issuer now drips its answer: tokens signed with
+    a key already known are verified meanwhile, not after the fetch gives up."""
+    issuer = Issuer()
+    first = json.dumps(issuer.jwks()).encode()
+    fetching = anyio.Event()
+
+    async def serve(stream: SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            if not fetching.is_set() and issuer.fetches == 0:
+                issuer.fetches += 1
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(first)
+                await stream.send(head + first)
+                return
+            fetching.set()
+            await stream.send(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await drip(stream)
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, serve)
+        issuer.url = f"http://127.0.0.1:{listener.extra(SocketAttribute.local_port)}"
+        verifier = JWTVerifier(issuer.url, RESOURCE_URL, JWKSCache(f"{issuer.url}/.well-known/jwks.json"))
+        assert await verifier.verify_token(issuer.token()) is not None  # the first fetch: keys known
+        unknown_done = anyio.Event()
+
+        async def unknown() -> None:
+            await verifier.verify_token(issuer.token(issuer.stranger))
+            unknown_done.set()
+
+        group.start_soon(unknown)
+        with anyio.fail_after(30):
+            await fetching.wait()
+        known = await verifier.verify_token(issuer.token(issuer.ec))
+        assert known is not None
+        assert not unknown_done.is_set()  # the dripping fetch is still under way
+        with anyio.fail_after(30):
+            await unknown_done.wait()  # and it ends, within its own limit
+        group.cancel_scope.cancel()

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.server import MCPServer
 from mcp.types import CallToolResult, TextContent
 from opentelemetry import trace
@@ -32,6 +32,7 @@ from lexey_mcp import __version__
 from lexey_mcp.cli import configure_logging
 from lexey_mcp.client import LexeyClient
 from lexey_mcp.config import Settings
+from lexey_mcp.events.feed import EventOptions
 from lexey_mcp.observability import (
     MemoryLimiter,
     Observer,
@@ -44,7 +45,9 @@ from lexey_mcp.observability import (
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import build_server
 from tests.conftest import sandbox_settings_for
-from tests.processes import http_server, mcp_client
+from tests.events.conftest import events_settings
+from tests.events.helpers import body_of, escalation, post
+from tests.processes import free_port, http_server, mcp_client
 from tests.redis_server import redis_server
 from tests.streams import ALL_KEYS, CUSTOMER_KEY
 
@@ -148,6 +151,29 @@ async def test_readyz_follows_redis(sandbox: Sandbox, tmp_path: Path) -> None:
             assert await readiness_problems(observer) == []
         finally:
             await observer.aclose()
+
+
+async def test_an_evicting_redis_is_reported_by_readyz_and_at_start(
+    sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With allkeys-lru, Redis evicted the rate-limit counter and the escalation index, and nobody was told.
+    with redis_server(tmp_path) as redis:
+        import redis as redis_py
+
+        with redis_py.Redis.from_url(redis.url) as admin:
+            admin.config_set("maxmemory-policy", "allkeys-lru")
+        settings = sandbox_settings_for(sandbox, redis_url=redis.url)
+        caplog.set_level("WARNING", "lexey_mcp.observability")
+        server = build_server(settings)
+        async with Client(server), http_to(server) as http:
+            ready = await http.get("/readyz")
+    problem = (
+        "its maxmemory-policy is allkeys-lru: under memory pressure Redis drops rate-limit counters, escalations "
+        "and used confirmations silently; set maxmemory-policy noeviction"
+    )
+    assert ready.status_code == 503
+    assert ready.json()["problems"] == [f"redis: {problem}"]
+    assert [r.getMessage() for r in caplog.records if r.name == "lexey_mcp.observability"] == [f"Redis: {problem}"]
 
 
 async def test_readyz_names_a_missing_redis_client_library(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -305,14 +331,56 @@ async def test_rate_limited_calls_are_counted_and_send_nothing(sandbox: Sandbox)
     assert m("lexey_mcp_tool_calls_total", tool="send_customer_message", result="tool_error") == 1
 
 
-async def test_webhooks_received_counter_is_there_for_the_receiver(sandbox: Sandbox) -> None:
-    observer = Observer(sandbox_settings_for(sandbox))
-    observer.webhook_received("accepted")
-    observer.webhook_received("accepted")
-    observer.webhook_received("bad_signature")
-    m = Scrape(observer.metrics.exposition().decode())
+async def test_history_resource_reads_count_against_the_key(sandbox: Sandbox) -> None:
+    # Reads went upstream unlimited after the key's budget was spent (20 of 20).
+    server = build_server(sandbox_settings_for(sandbox, rate_limit="3/hour"))
+    async with Client(server) as client:
+        created = await client.call_tool("create_conversation", {})
+        assert created.structured_content is not None
+        cid = created.structured_content["conversation_id"]
+        uri = f"lexey://conversations/{cid}/messages"
+        await client.read_resource(uri)
+        await client.read_resource(uri)
+        before = _history_requests(sandbox, cid)
+        with pytest.raises(MCPError, match=r"Rate limit reached for this customer key: 3/hour tool calls"):
+            await client.read_resource(uri)
+        assert _history_requests(sandbox, cid) == before  # nothing sent upstream
+        escalations = await client.read_resource("lexey://escalations")  # served here, not upstream: not counted
+    assert escalations.contents
+    m = await scrape(server)
+    assert m("lexey_mcp_rate_limited_total") == 1
+
+
+async def test_every_webhook_delivery_is_counted_by_result(tmp_path: Path) -> None:
+    port = free_port()
+    server = build_server(events_settings(tmp_path), events=EventOptions(webhook_port=port))
+    url = f"http://127.0.0.1:{port}/webhooks/lexey"
+    first = body_of(escalation())
+    async with Client(server), httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+        assert (await post(http, url, first)).status_code == 200
+        assert (await post(http, url, first)).status_code == 200  # a redelivery
+        assert (await post(http, url, body_of(escalation()))).status_code == 200
+        assert (await post(http, url, first, secret="wrong")).status_code == 401
+        assert (await post(http, url, b"{not json")).status_code == 400
+        m = await scrape(server)
     assert m("lexey_mcp_webhooks_received_total", result="accepted") == 2
+    assert m("lexey_mcp_webhooks_received_total", result="duplicate") == 1
     assert m("lexey_mcp_webhooks_received_total", result="bad_signature") == 1
+    assert m("lexey_mcp_webhooks_received_total", result="malformed") == 1
+
+
+async def test_events_evicted_past_the_store_cap_are_counted(tmp_path: Path) -> None:
+    port = free_port()
+    server = build_server(events_settings(tmp_path, event_store_max_mb=0.01), events=EventOptions(webhook_port=port))
+    url = f"http://127.0.0.1:{port}/webhooks/lexey"
+    async with Client(server) as client, httpx2.AsyncClient(trust_env=False, timeout=10) as http:
+        for n in range(20):  # ~1.6 KiB each, against a cap of ~10 KiB
+            assert (await post(http, url, body_of(escalation(minutes=n, reason="x" * 1000)))).status_code == 200
+        listed = await client.call_tool("list_escalations", {"limit": 100})
+        m = await scrape(server)
+    assert listed.structured_content is not None
+    kept = len(listed.structured_content["escalations"])
+    assert m("lexey_mcp_events_evicted_total") == 20 - kept > 0
 
 
 async def test_observe_off_records_nothing(sandbox: Sandbox) -> None:
@@ -484,7 +552,7 @@ async def test_rate_limit_is_shared_and_exact_through_redis(sandbox: Sandbox, tm
 
         with redis_py.Redis.from_url(redis.url) as inspect:
             stored = inspect.keys("*")
-        assert stored == [f"lexey-mcp:rate:{key_id(settings.key('customer'))}".encode()]
+        assert stored == [f"{settings.redis_prefix()}rate:{key_id(settings.key('customer'))}".encode()]
         assert not any(CUSTOMER_KEY.encode() in key for key in stored)
 
 
@@ -498,6 +566,20 @@ async def test_memory_limiter_windows_reset() -> None:
     assert await limiter.hit("b") is None  # another key
     await anyio.sleep(wait + 0.01)
     assert await limiter.hit("a") is None
+
+
+async def test_the_memory_limiter_forgets_expired_windows_as_it_goes() -> None:
+    # 40,000 distinct keys cost 66 s of CPU: past 10,000 windows every new key swept them all.
+    now = [0.0]
+    limiter = MemoryLimiter(Rate.parse("1/second"), clock=lambda: now[0])
+    for n in range(40_000):
+        assert await limiter.hit(f"key-{n}") is None
+        now[0] += 0.0001  # 40,000 keys within 4 s: about 10,000 windows open at a time
+    assert len(limiter) <= 10_001
+    assert await limiter.hit("key-39999") is not None  # its window is still open: the limit holds
+    now[0] += 1.0
+    assert await limiter.hit("late") is None
+    assert len(limiter) == 1
 
 
 @pytest.mark.parametrize("text", ["60/minute", " 5 / second ", "1/hour"])

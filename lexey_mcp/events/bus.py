@@ -62,7 +62,7 @@ class RedisSubscriptionBus:
     miss what was published meanwhile (the MCP contract has no replay: clients re-listen and refetch).
     """
 
-    def __init__(self, url: str, channel: str = "lexey-mcp:notifications") -> None:
+    def __init__(self, url: str, channel: str) -> None:
         self.location = redis_location(url)
         self.channel = channel
         self._url = url
@@ -136,6 +136,10 @@ def connection_of(session: ServerSession) -> Connection:
     return connection
 
 
+#: `resources/subscribe` URIs one connection may hold at once.
+MAX_LEGACY_SUBSCRIPTIONS = 100
+
+
 class LegacySubscriptions:
     """`resources/subscribe` connections (protocol 2025-11-25 and earlier) and their URIs, notified with
     `notifications/resources/updated` of every matching `ResourceUpdated` on the bus.
@@ -151,11 +155,16 @@ class LegacySubscriptions:
         self._unsent: dict[Connection, dict[str, None]] = {}  # present while that connection's sender runs
         self._group: TaskGroup | None = None
 
-    def add(self, connection: Connection, uri: str) -> None:
+    def add(self, connection: Connection, uri: str) -> bool:
+        """Subscribe `connection` to `uri`; False (nothing changed) when it already holds `MAX_LEGACY_SUBSCRIPTIONS`."""
         if connection not in self._uris:
             self._uris[connection] = set()
             connection.exit_stack.callback(self._uris.pop, connection, None)
-        self._uris[connection].add(uri)
+        uris = self._uris[connection]
+        if uri not in uris and len(uris) >= MAX_LEGACY_SUBSCRIPTIONS:
+            return False
+        uris.add(uri)
+        return True
 
     def remove(self, connection: Connection, uri: str) -> None:
         self._uris.get(connection, set()).discard(uri)

@@ -7,6 +7,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,8 +85,14 @@ class EventFeed:
         self._settings = settings
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
         self._redis_url = redis_url
-        self.bus: SubscriptionBus = RedisSubscriptionBus(redis_url) if redis_url else InMemorySubscriptionBus()
+        self.bus: SubscriptionBus = (
+            RedisSubscriptionBus(redis_url, settings.redis_prefix() + "notifications")
+            if redis_url
+            else InMemorySubscriptionBus()
+        )
         self.receiver = WebhookReceiver(self._secret, self.record)
+        #: Hears how many events the SQLite store dropped to stay under LEXEY_EVENT_STORE_MAX_MB (the metric).
+        self.on_evict: Callable[[int], None] = lambda count: None
         self.legacy = LegacySubscriptions()
         #: Where this server's receiver is reached, when known (the sandbox posts there).
         self.webhook_url: str | None = None
@@ -161,10 +168,12 @@ class EventFeed:
                 state_dir = self._settings.state_dir.expanduser()
             retention = self._settings.event_retention_days
             store: EventStore = (
-                RedisEventStore(self._redis_url, retention)
+                RedisEventStore(self._redis_url, retention, self._settings.redis_prefix())
                 if self._redis_url
-                else SQLiteEventStore(state_dir / STATE_FILE, retention)
+                else SQLiteEventStore(state_dir / STATE_FILE, retention, self._settings.event_store_max_mb)
             )
+            if isinstance(store, SQLiteEventStore):
+                store.on_evict = self.on_evict
             stack.push_async_callback(store.aclose)
             group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(group.cancel_scope.cancel)
@@ -209,7 +218,12 @@ class EventFeed:
             return
         if port is not None:
             self.webhook_url = await group.start(
-                serve_listener, self.receiver, self.options.webhook_host, port, self._settings.header_timeout
+                serve_listener,
+                self.receiver,
+                self.options.webhook_host,
+                port,
+                self._settings.header_timeout,
+                self._settings.max_concurrency,
             )
         else:
             self.webhook_url = self.options.public_url

@@ -80,6 +80,8 @@ def parse_event(payload: object, received_at: float) -> Event:
     kind = payload.get("event")
     if not isinstance(kind, str) or not kind:
         raise EventShapeError('the body must name its event type in "event"')
+    if kind == ESCALATED:
+        _check_escalation(payload)
     conversation = payload.get("conversation")
     cid = conversation.get("id") if isinstance(conversation, dict) else None
     timestamp = payload.get("timestamp")
@@ -89,6 +91,45 @@ def parse_event(payload: object, received_at: float) -> Event:
         with contextlib.suppress(ValueError):  # an odd timestamp still identifies the event; sort by receipt
             occurred_at = parse_time(timestamp).timestamp()
     return Event(kind, cid if isinstance(cid, str) else None, timestamp, occurred_at, received_at, payload)
+
+
+#: The documented shape of a `conversation.escalated` webhook (README, Escalation feed).
+ESCALATION_SHAPE = (
+    '{"event": "conversation.escalated", "timestamp": "<ISO 8601>", "conversation": {"id", "status", '
+    '"customerIdentifier", "createdAt"}, "messages": [{"role", "content", "createdAt"}], "payload": {"reason"}}'
+)
+
+
+def _check_escalation(payload: dict[str, Any]) -> None:
+    """`EventShapeError` naming the first field of a `conversation.escalated` body that is missing or mistyped
+    (a guessed field name is refused, not kept as an escalation without a conversation or a reason)."""
+
+    def wrong(field: str, expected: str) -> EventShapeError:
+        return EventShapeError(f"{field} must be {expected} (the documented shape: {ESCALATION_SHAPE})")
+
+    timestamp = payload.get("timestamp")
+    if not isinstance(timestamp, str):
+        raise wrong("timestamp", "an ISO 8601 date-time string")
+    try:
+        parse_time(timestamp)
+    except ValueError:
+        raise wrong("timestamp", "an ISO 8601 date-time string") from None
+    conversation = payload.get("conversation")
+    if not isinstance(conversation, dict):
+        raise wrong("conversation", "an object")
+    if not isinstance(conversation.get("id"), str) or not conversation["id"]:
+        raise wrong("conversation.id", "a non-empty string")
+    for field in ("status", "customerIdentifier", "createdAt"):
+        if conversation.get(field) is not None and not isinstance(conversation[field], str):
+            raise wrong(f"conversation.{field}", "a string when present")
+    details = payload.get("payload")
+    if not isinstance(details, dict):
+        raise wrong("payload", "an object")
+    if not isinstance(details.get("reason"), str):
+        raise wrong("payload.reason", "a string")
+    messages = payload.get("messages")
+    if messages is not None and not (isinstance(messages, list) and all(isinstance(m, dict) for m in messages)):
+        raise wrong("messages", "a list of objects when present")
 
 
 def _iso(epoch: float) -> str:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..listeners import listen
+from ..observability.logs import ThrottledLog
 from .model import Event, EventShapeError, parse_event
 from .store import EventStoreUnavailable
 
@@ -82,8 +84,9 @@ class WebhookReceiver:
         self._body_seconds = body_seconds
         self._max_buffered = max_buffered
         self._buffered = 0
-        self._refusals_unlogged = 0
-        self._refusal_logged_at = float("-inf")
+        self._refusals = ThrottledLog(logger, REFUSAL_LOG_SECONDS)
+        #: Counts each delivery by a fixed word (`Observer.webhook_received`, lexey_mcp_webhooks_received_total).
+        self.count: Callable[[str], None] = lambda result: None
 
     @property
     def enabled(self) -> bool:
@@ -111,42 +114,41 @@ class WebhookReceiver:
             self._buffered -= size
         return _answer(408, f"the body did not arrive within {self._body_seconds:g} seconds")
 
-    def _log_refusal(self) -> None:
-        now = time.monotonic()
-        if now - self._refusal_logged_at < REFUSAL_LOG_SECONDS:
-            self._refusals_unlogged += 1
-            return
-        more = f" ({self._refusals_unlogged} more since the last line)" if self._refusals_unlogged else ""
-        logger.warning("webhook refused: the signature does not match (check LEXEY_WEBHOOK_SECRET)%s", more)
-        self._refusal_logged_at, self._refusals_unlogged = now, 0
-
     async def handle(self, request: Request) -> Response:
+        result, response = await self._handle(request)
+        self.count(result)
+        return response
+
+    async def _handle(self, request: Request) -> tuple[str, Response]:
+        """The delivery's result (a fixed word, for the metric) and the answer."""
         if self._secret is None:
-            return _answer(404, "not found: the webhook receiver is off (LEXEY_WEBHOOK_SECRET is not set)")
+            return "off", _answer(404, "not found: the webhook receiver is off (LEXEY_WEBHOOK_SECRET is not set)")
         header = request.headers.get(SIGNATURE_HEADER)
         if header is None or not header.strip().startswith(SIGNATURE_PREFIX):
-            return _answer(401, "missing or malformed X-Lexey-Signature (expected sha256=<hex>)")
+            return "bad_signature", _answer(401, "missing or malformed X-Lexey-Signature (expected sha256=<hex>)")
         body = await self._read_body(request)
         if isinstance(body, Response):
-            return body
+            return {408: "too_slow", 413: "too_large"}.get(body.status_code, "busy"), body
         if not signature_ok(self._secret, body, header):
-            self._log_refusal()
-            return _answer(401, "signature does not match")
+            self._refusals.log(
+                logging.WARNING, "webhook refused: the signature does not match (check LEXEY_WEBHOOK_SECRET)"
+            )
+            return "bad_signature", _answer(401, "signature does not match")
         try:
             event = parse_event(json.loads(body), time.time())
         except EventShapeError as exc:
-            return _answer(400, str(exc))
+            return "malformed", _answer(400, str(exc))
         except ValueError:
-            return _answer(400, "the body is not JSON")
+            return "malformed", _answer(400, "the body is not JSON")
         except RecursionError:  # json's own limit on nesting, well past any real event's
-            return _answer(400, "the body is nested too deeply")
+            return "malformed", _answer(400, "the body is nested too deeply")
         try:
             added = await self._record(event)
         except EventStoreUnavailable as exc:
             logger.error("webhook %s not kept: %s", event.type, exc)
-            return _answer(503, "the event store is unavailable; retry later")
+            return "unavailable", _answer(503, "the event store is unavailable; retry later")
         logger.info("webhook %s for %s %s", event.type, event.conversation_id, "kept" if added else "(redelivery)")
-        return _answer(200)
+        return ("accepted" if added else "duplicate"), _answer(200)
 
 
 def webhook_app(receiver: WebhookReceiver) -> Any:
@@ -160,10 +162,16 @@ def webhook_app(receiver: WebhookReceiver) -> Any:
 def _uvicorn_server(config: uvicorn.Config, stop: anyio.Event) -> uvicorn.Server:
     import uvicorn
 
+    from ..header_timeout import accept_path
+
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Generator[None, None, None]:  # the host process owns the signals
             yield
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            accept_path.install()
+            await super().startup(sockets)
 
         async def main_loop(self) -> None:  # an event, not uvicorn's 100 ms polling of should_exit
             await stop.wait()
@@ -176,16 +184,17 @@ async def serve_listener(
     host: str,
     port: int,
     header_timeout: float,
+    max_connections: int,
     *,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the receiver alone on host:port (0: a free port) until cancelled; `task_status` gets its URL
-    (`PortUnavailable` when the port cannot be had). A
-    connection whose request headers are not complete within `header_timeout` seconds is closed, as on the HTTP
-    transport (LEXEY_MCP_HEADER_TIMEOUT)."""
+    (`PortUnavailable` when the port cannot be had). Its connections take the accept path the HTTP transport's take
+    (`header_timeout`): closed when their request headers are not complete within `header_timeout` seconds
+    (LEXEY_MCP_HEADER_TIMEOUT), giving way to new ones past `max_connections`, descriptor exhaustion handled."""
     import uvicorn
 
-    from ..header_timeout import WaitingForHeaders, header_timeout_protocol
+    from ..header_timeout import ACCEPT_BATCH, accept_path
 
     sockets = listen(host, port, "the webhook receiver")
     bound = sockets[0].getsockname()[1]
@@ -194,8 +203,9 @@ async def serve_listener(
         log_config=None,
         access_log=False,
         lifespan="off",
-        http=header_timeout_protocol(header_timeout, WaitingForHeaders()),
+        http=accept_path.protocol(header_timeout, max_connections),
         ws="none",
+        backlog=ACCEPT_BATCH,
         server_header=False,
         timeout_graceful_shutdown=1,
     )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -58,11 +60,17 @@ def _row(kind: str, cid: str | None, timestamp: str | None, occurred: float, rec
 
 
 class SQLiteEventStore:
-    """One SQLite file; calls run in a worker thread, one at a time (SQLite has one writer anyway)."""
+    """One SQLite file; calls run in a worker thread, one at a time (SQLite has one writer anyway). The bodies kept
+    stay under `max_mb`: past it the events received first go first (`evicted` counts them, and `on_evict` hears of
+    each batch). A symlink in the file's place is refused, not followed."""
 
-    def __init__(self, path: Path, retention_days: float) -> None:
+    def __init__(self, path: Path, retention_days: float, max_mb: float = 256.0) -> None:
         self.path = path
         self.retention = retention_days * DAY
+        self.max_bytes = int(max_mb * 1024 * 1024)
+        self.evicted = 0
+        self.on_evict: Callable[[int], None] = lambda count: None
+        self._bytes = 0
         self._db: sqlite3.Connection | None = None
         self._one = anyio.CapacityLimiter(1)
 
@@ -72,9 +80,22 @@ class SQLiteEventStore:
 
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Escalations hold customers' messages: only this user reads them (SQLite gives its -wal and -shm files
-            # the database file's mode). chmod too: a file made before this rule, or under a lax umask.
-            self.path.touch(mode=0o600)
-            self.path.chmod(0o600)
+            # the database file's mode). A symlink there (to a file someone else reads, or one we would chmod) is
+            # refused: O_NOFOLLOW for the file, a check for SQLite's own two. The mode is set on what was opened: a
+            # file made before this rule, or under a lax umask.
+            for companion in ("-wal", "-shm"):
+                if self.path.with_name(self.path.name + companion).is_symlink():
+                    raise OSError(f"{self.path.name}{companion} is a symlink; refusing to follow it")
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            except OSError:
+                if self.path.is_symlink():
+                    raise OSError(f"{self.path.name} is a symlink; refusing to follow it") from None
+                raise
+            try:
+                os.chmod(fd if os.chmod in os.supports_fd else self.path, 0o600)
+            finally:
+                os.close(fd)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash; one fsync per checkpoint
@@ -85,6 +106,7 @@ class SQLiteEventStore:
             db.execute("CREATE INDEX IF NOT EXISTS events_by_type ON events (type, occurred_at)")
             db.execute("CREATE INDEX IF NOT EXISTS events_by_receipt ON events (received_at)")
             self._db = db
+            self._bytes = db.execute("SELECT coalesce(sum(length(body)), 0) FROM events").fetchone()[0]
             self._prune(time.time())
         return self._db
 
@@ -97,19 +119,36 @@ class SQLiteEventStore:
             raise EventStoreUnavailable(f"the event store ({self.path}) failed: {exc}") from None
 
     def _add(self, event: Event) -> bool:
-        cursor = self._open().execute(
-            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                event.key,
-                event.type,
-                event.conversation_id,
-                event.timestamp,
-                event.occurred_at,
-                event.received_at,
-                json.dumps(event.body),
-            ),
+        db = self._open()
+        body = json.dumps(event.body)
+        row = (
+            event.key,
+            event.type,
+            event.conversation_id,
+            event.timestamp,
+            event.occurred_at,
+            event.received_at,
+            body,
         )
-        return cursor.rowcount == 1
+        if db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", row).rowcount != 1:
+            return False
+        self._bytes += len(body)
+        evicted = 0
+        if self._bytes > self.max_bytes:
+            doomed: list[tuple[str]] = []
+            oldest = db.execute("SELECT key, length(body) FROM events ORDER BY received_at")
+            for key, size in oldest:
+                if self._bytes <= self.max_bytes:
+                    break
+                doomed.append((key,))
+                self._bytes -= size
+            oldest.close()
+            db.executemany("DELETE FROM events WHERE key = ?", doomed)
+            evicted = len(doomed)
+        if evicted:
+            self.evicted += evicted
+            self.on_evict(evicted)
+        return True
 
     async def add(self, event: Event) -> bool:
         added: bool = await self._run(self._add, event)
@@ -137,7 +176,14 @@ class SQLiteEventStore:
         return counted
 
     def _prune(self, now: float) -> int:
-        return self._open().execute("DELETE FROM events WHERE received_at < ?", (now - self.retention,)).rowcount
+        db = self._open()
+        cutoff = (now - self.retention,)
+        (size,) = db.execute(
+            "SELECT coalesce(sum(length(body)), 0) FROM events WHERE received_at < ?", cutoff
+        ).fetchone()
+        self._bytes -= size
+        dropped: int = db.execute("DELETE FROM events WHERE received_at < ?", cutoff).rowcount
+        return dropped
 
     async def prune(self, now: float) -> int:
         dropped: int = await self._run(self._prune, now)
@@ -181,11 +227,11 @@ class RedisEventStore:
     """Events as `<prefix>event:<key>` strings that expire with the retention period, escalations indexed in
     the sorted set `<prefix>escalations` by when they occurred. SET NX makes a redelivery a no-op."""
 
-    def __init__(self, url: str, retention_days: float, prefix: str = "lexey-mcp:") -> None:
+    def __init__(self, url: str, retention_days: float, prefix: str) -> None:
         self.location = redis_location(url)
         self.retention = retention_days * DAY
         self._url = url
-        self._prefix = prefix
+        self.prefix = prefix  # the deployment's (`Settings.redis_prefix`)
         self._redis: Redis | None = None
 
     @property
@@ -204,22 +250,22 @@ class RedisEventStore:
         ttl = max(1, int(event.received_at + self.retention - time.time()))
         try:
             async with self.redis.pipeline(transaction=True) as pipe:  # one round trip
-                pipe.set(f"{self._prefix}event:{event.key}", record, nx=True, ex=ttl)
+                pipe.set(f"{self.prefix}event:{event.key}", record, nx=True, ex=ttl)
                 if event.type == ESCALATED:  # the same member and score again for a redelivery: a no-op
-                    pipe.zadd(f"{self._prefix}escalations", {event.key: event.occurred_at})
+                    pipe.zadd(f"{self.prefix}escalations", {event.key: event.occurred_at})
                 added = (await pipe.execute())[0]
         except redis_errors() as exc:
             raise self._unavailable(exc) from None
         return bool(added)
 
     async def escalations(self, since: float | None, limit: int) -> list[Event]:
-        index = f"{self._prefix}escalations"
+        index = f"{self.prefix}escalations"
         try:
             keys = await self.redis.zrevrangebyscore(index, "+inf", since if since is not None else "-inf", 0, limit)
             if not keys:
                 return []
             names = [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
-            records = await self.redis.mget([f"{self._prefix}event:{name}" for name in names])
+            records = await self.redis.mget([f"{self.prefix}event:{name}" for name in names])
             expired = [name for name, r in zip(names, records, strict=True) if r is None]
             if expired:
                 await self.redis.zrem(index, *expired)
@@ -231,7 +277,7 @@ class RedisEventStore:
         # Index entries whose records expired since the last prune count until a listing drops them.
         try:
             counted: int = await self.redis.zcount(
-                f"{self._prefix}escalations", since if since is not None else "-inf", "+inf"
+                f"{self.prefix}escalations", since if since is not None else "-inf", "+inf"
             )
         except redis_errors() as exc:
             raise self._unavailable(exc) from None
@@ -241,7 +287,7 @@ class RedisEventStore:
         # Event records expire by themselves; the index drops what occurred before the period (expired
         # entries that occurred later go on the next listing).
         try:
-            dropped: int = await self.redis.zremrangebyscore(f"{self._prefix}escalations", "-inf", now - self.retention)
+            dropped: int = await self.redis.zremrangebyscore(f"{self.prefix}escalations", "-inf", now - self.retention)
         except redis_errors() as exc:
             raise self._unavailable(exc) from None
         return dropped

@@ -14,7 +14,9 @@ from typing import Any
 
 from mcp.server import MCPServer, ServerRequestContext
 from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.shared.exceptions import MCPError
 from mcp.types import (
+    INVALID_PARAMS,
     CallToolResult,
     EmptyResult,
     SubscribeRequestParams,
@@ -25,7 +27,8 @@ from mcp.types import (
 from ..errors import LexeyError, LexeyInputError
 from ..quoting import Fence, one_line
 from ..toolsets import CUSTOMER_MESSAGE_TOOLS, ESCALATIONS_URI
-from .bus import connection_of
+from ..validation import check_uuid
+from .bus import MAX_LEGACY_SUBSCRIPTIONS, connection_of
 from .feed import EventFeed
 from .model import DEFAULT_LIMIT, EscalationList, conversation_uri, parse_time
 from .receiver import WEBHOOK_PATH
@@ -91,7 +94,19 @@ def install(server: MCPServer[Any], feed: EventFeed) -> None:
     server.custom_route(WEBHOOK_PATH, methods=["POST"], include_in_schema=False)(feed.receiver.handle)
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
-        feed.legacy.add(connection_of(ctx.session), str(params.uri))
+        uri = str(params.uri)
+        if not _served(uri):
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"Only {ESCALATIONS_URI} and lexey://conversations/{{conversation_id}}/messages (a UUID) can "
+                "be subscribed to.",
+            )
+        if not feed.legacy.add(connection_of(ctx.session), uri):
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"This session already has {MAX_LEGACY_SUBSCRIPTIONS} subscriptions: unsubscribe from one "
+                "first.",
+            )
         return EmptyResult()
 
     async def unsubscribe(ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
@@ -106,6 +121,20 @@ def install(server: MCPServer[Any], feed: EventFeed) -> None:
         lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
         lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     server.middleware.append(_announce_customer_messages(feed))
+
+
+def _served(uri: str) -> bool:
+    """Whether `uri` is a resource this server serves (and announces)."""
+    if uri == ESCALATIONS_URI:
+        return True
+    prefix, suffix = "lexey://conversations/", "/messages"
+    if not (uri.startswith(prefix) and uri.endswith(suffix)):
+        return False
+    try:
+        check_uuid(uri[len(prefix) : -len(suffix)])
+    except LexeyInputError:
+        return False
+    return True
 
 
 def _announce_customer_messages(feed: EventFeed) -> Any:

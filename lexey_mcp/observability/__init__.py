@@ -10,8 +10,8 @@ the stream cap and log formats. Importable without the MCP server; heavy librari
 
 from .limits import MemoryLimiter, Rate, RedisLimiter, StreamSlotsBusy, key_id
 from .logs import CallContext, JsonFormatter, LogFormat, RedactingFormatter, current_call, log_formatter
-from .routes import add_readiness_checks, add_routes, readiness_problems
-from .telemetry import Metrics, Observer, ReadinessCheck, Upstream, tool_result_label
+from .routes import add_readiness_checks, add_routes, readiness_problems, warn_about_redis
+from .telemetry import Metrics, Observer, RateLimited, ReadinessCheck, Upstream, tool_result_label
 
 __all__ = [
     "CallContext",
@@ -21,6 +21,7 @@ __all__ = [
     "Metrics",
     "Observer",
     "Rate",
+    "RateLimited",
     "ReadinessCheck",
     "RedactingFormatter",
     "RedisLimiter",
@@ -33,4 +34,5 @@ __all__ = [
     "log_formatter",
     "readiness_problems",
     "tool_result_label",
+    "warn_about_redis",
 ]

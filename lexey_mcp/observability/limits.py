@@ -6,6 +6,8 @@ import hashlib
 import math
 import re
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import anyio
@@ -17,8 +19,6 @@ if TYPE_CHECKING:
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$")
 _WINDOWS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
-#: Windows kept in memory before expired ones are swept out.
-_SWEEP_AT = 10_000
 
 
 class StreamSlotsBusy(LexeyError):
@@ -51,21 +51,30 @@ class Limiter(Protocol):
 
 
 class MemoryLimiter:
-    """Fixed windows per key, each starting at the key's first call in it. One process."""
+    """Fixed windows per key, each starting at the key's first call in it. One process. O(1) per call: every window
+    is `rate.window` long, so windows end in the order they started, and the expired ones leave from the front."""
 
-    def __init__(self, rate: Rate) -> None:
+    def __init__(self, rate: Rate, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
-        self._windows: dict[str, tuple[float, int]] = {}  # key hash -> (window end, calls in it)
+        self._clock = clock
+        self._windows: OrderedDict[str, list[float]] = OrderedDict()  # key hash -> [window end, calls in it]
+
+    def __len__(self) -> int:
+        return len(self._windows)
 
     async def hit(self, key_hash: str) -> float | None:
-        now = time.monotonic()
-        end, count = self._windows.get(key_hash, (0.0, 0))
-        if now >= end:
-            end, count = now + self.rate.window, 0
-            if len(self._windows) >= _SWEEP_AT:
-                self._windows = {k: v for k, v in self._windows.items() if v[0] > now}
-        self._windows[key_hash] = (end, count + 1)
-        return None if count < self.rate.limit else end - now
+        now = self._clock()
+        windows = self._windows
+        while windows:
+            first = next(iter(windows.values()))
+            if first[0] > now:
+                break
+            windows.popitem(last=False)
+        window = windows.get(key_hash)
+        if window is None:
+            window = windows[key_hash] = [now + self.rate.window, 0]
+        window[1] += 1
+        return None if window[1] <= self.rate.limit else window[0] - now
 
 
 # INCR is atomic, so of N concurrent calls exactly `limit` see a count within it; the first call of a
@@ -80,13 +89,14 @@ return {n, redis.call('PTTL', KEYS[1])}
 class RedisLimiter:
     """The same windows, in Redis: every replica pointing at it shares each key's count."""
 
-    def __init__(self, rate: Rate, redis: Any) -> None:
+    def __init__(self, rate: Rate, redis: Any, prefix: str) -> None:
         self.rate = rate
+        self._prefix = prefix
         self._script = redis.register_script(_REDIS_HIT)
 
     async def hit(self, key_hash: str) -> float | None:
         count, ttl_ms = await self._script(
-            keys=[f"lexey-mcp:rate:{key_hash}"], args=[math.ceil(self.rate.window * 1000)]
+            keys=[f"{self._prefix}rate:{key_hash}"], args=[math.ceil(self.rate.window * 1000)]
         )
         return None if int(count) <= self.rate.limit else max(int(ttl_ms), 0) / 1000
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +17,8 @@ from ..addresses import is_loopback
 from ..config import KeyKind, Settings
 from ..errors import LexeyError
 from .telemetry import Observer
+
+logger = logging.getLogger("lexey_mcp.observability")
 
 #: The longest one readiness check may take.
 CHECK_SECONDS = 2.0
@@ -39,9 +42,43 @@ def add_readiness_checks(observer: Observer, settings: Settings, kinds: Iterable
 
         async def redis() -> str | None:
             await observer.redis().ping()
-            return None
+            return await redis_eviction_problem(observer)
 
         observer.readiness["redis"] = redis
+
+
+async def redis_eviction_problem(observer: Observer) -> str | None:
+    """What is wrong with Redis's `maxmemory-policy` for this server, or None (also when Redis will not say: managed
+    services often disable CONFIG). Any policy but noeviction lets Redis drop rate-limit counters, escalations and
+    used confirmations when memory runs short, without a word."""
+    from redis.exceptions import ResponseError
+
+    try:
+        policy = (await observer.redis().config_get("maxmemory-policy")).get("maxmemory-policy")
+    except ResponseError:
+        return None
+    if isinstance(policy, bytes):
+        policy = policy.decode()
+    if policy in (None, "noeviction"):
+        return None
+    return (
+        f"its maxmemory-policy is {policy}: under memory pressure Redis drops rate-limit counters, escalations and "
+        "used confirmations silently; set maxmemory-policy noeviction"
+    )
+
+
+async def warn_about_redis(observer: Observer) -> None:
+    """At start: one warning line when Redis's eviction policy would lose what this server keeps there (an unreachable
+    Redis is left to /readyz and the first use)."""
+    if not observer.redis_url:
+        return
+    with anyio.move_on_after(CHECK_SECONDS):
+        try:
+            problem = await redis_eviction_problem(observer)
+        except Exception:  # unreachable or refused: said where it matters, not here
+            return
+        if problem is not None:
+            logger.warning("Redis: %s", problem)
 
 
 async def readiness_problems(observer: Observer, per_check: float = CHECK_SECONDS) -> list[str]:

@@ -15,7 +15,8 @@ from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from mcp.types import CallToolResult
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_REQUEST, CallToolResult
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
@@ -84,6 +85,11 @@ class Metrics:
         self.webhooks_received = Counter(
             "lexey_mcp_webhooks_received", "Webhook deliveries by result.", ["result"], registry=registry
         )
+        self.events_evicted = Counter(
+            "lexey_mcp_events_evicted",
+            "Events dropped, oldest first, to keep the event store under LEXEY_EVENT_STORE_MAX_MB.",
+            registry=registry,
+        )
 
     def exposition(self) -> bytes:
         from prometheus_client import generate_latest
@@ -118,6 +124,7 @@ class Observer:
     def __init__(self, settings: Settings, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        self.redis_prefix = settings.redis_prefix()
         self.rate = Rate.parse(settings.rate_limit) if settings.rate_limit else None
         self.stream_slots = (
             StreamSlots(settings.max_concurrent_streams, settings.stream_slot_wait)
@@ -156,7 +163,9 @@ class Observer:
 
     def limiter(self) -> Limiter | None:
         if self.rate is not None and self._limiter is None:
-            self._limiter = RedisLimiter(self.rate, self.redis()) if self.redis_url else MemoryLimiter(self.rate)
+            self._limiter = (
+                RedisLimiter(self.rate, self.redis(), self.redis_prefix) if self.redis_url else MemoryLimiter(self.rate)
+            )
         return self._limiter
 
     def webhook_received(self, result: str) -> None:
@@ -165,20 +174,43 @@ class Observer:
         if self.enabled:
             self.metrics.webhooks_received.labels(result).inc()
 
+    def events_evicted(self, count: int) -> None:
+        """Count events the event store dropped to stay under its size cap."""
+        if self.enabled:
+            self.metrics.events_evicted.inc(count)
+
     def upstream(self, api: KeyKind, *, stream: bool) -> Upstream:
         """Around one upstream request (its retries and, for a stream, its reading): `async with`."""
         return Upstream(self, api, stream)
 
     def middleware(
-        self, tool_keys: Mapping[str, KeyKind | None], settings_of: Callable[[Any], Settings]
+        self,
+        tool_keys: Mapping[str, KeyKind | None],
+        settings_of: Callable[[Any], Settings],
+        resource_keys: Mapping[str, KeyKind] | None = None,
     ) -> ServerMiddleware[Any]:
         """Server middleware for tools/call: log context, the per-key rate limit, the call's metrics.
 
-        `tool_keys`: each registered tool and the key kind it uses (None: no upstream key). `settings_of(ctx)`:
+        `tool_keys`: each registered tool and the key kind it uses (None: no upstream key). `resource_keys`: the key
+        a read of a resource URI starting with each prefix uses (the read counts against it). `settings_of(ctx)`:
         the settings a request runs with (its keys come from `settings.key(kind)`).
         """
 
         async def observe(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
+            if ctx.method == "resources/read":  # a read that goes upstream counts against its key like a tool call
+                uri = ctx.params.get("uri") if ctx.params else None
+                kind = next(
+                    (
+                        k
+                        for prefix, k in (resource_keys or {}).items()
+                        if isinstance(uri, str) and uri.startswith(prefix)
+                    ),
+                    None,
+                )
+                refusal = await self._check_rate(kind, settings_of(ctx))
+                if refusal is not None:
+                    raise MCPError(code=INVALID_REQUEST, message=refusal)
+                return await call_next(ctx)
             if ctx.method != "tools/call":
                 return await call_next(ctx)
             name = ctx.params.get("name") if ctx.params else None
@@ -188,7 +220,7 @@ class Observer:
             label = "tool_error"
             try:
                 refusal = await self._check_rate(tool_keys.get(tool), settings_of(ctx))
-                result = refusal if refusal is not None else await call_next(ctx)
+                result = tool_error(refusal) if refusal is not None else await call_next(ctx)
                 label = tool_result_label(result)
                 return result
             finally:
@@ -199,7 +231,15 @@ class Observer:
 
         return observe
 
-    async def _check_rate(self, kind: KeyKind | None, settings: Settings) -> CallToolResult | None:
+    async def charge(self, kind: KeyKind, settings: Settings) -> None:
+        """Count one more upstream use of `settings`' key for `kind` (one run of a test suite, say) against the rate
+        limit; `RateLimited` when it is spent."""
+        refusal = await self._check_rate(kind, settings)
+        if refusal is not None:
+            raise RateLimited(refusal)
+
+    async def _check_rate(self, kind: KeyKind | None, settings: Settings) -> str | None:
+        """Why this call may not go upstream now (its key's rate limit is reached), or None."""
         limiter = self.limiter() if kind is not None else None
         if limiter is None or kind is None:
             return None
@@ -216,10 +256,14 @@ class Observer:
             return None
         if self.enabled:
             self.metrics.rate_limited.inc()
-        return tool_error(
+        return (
             f"Rate limit reached for this {kind} key: {limiter.rate.text} tool calls (LEXEY_MCP_RATE_LIMIT). "
             f"Nothing was sent upstream. Retry in {math.ceil(wait) if wait >= 1 else round(wait, 2)} s."
         )
+
+
+class RateLimited(LexeyError):
+    """The key's LEXEY_MCP_RATE_LIMIT is spent; the message says when to retry."""
 
 
 class Upstream:

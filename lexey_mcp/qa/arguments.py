@@ -6,8 +6,11 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-#: Bounds a mistyped count cannot pass: every run's report is kept, and each run holds an upstream stream.
-MAX_REPEAT = 1000
+#: Runs (cases × repeats) one suite run takes at most, from `lexey-mcp test` and `run_test_suite` alike: each run is
+#: a conversation upstream (two requests or more) and counts against LEXEY_MCP_RATE_LIMIT, and its report is kept.
+MAX_RUNS = 500
+#: Bounds a mistyped count cannot pass.
+MAX_REPEAT = MAX_RUNS
 MAX_CONCURRENCY = 64
 
 

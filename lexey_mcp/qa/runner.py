@@ -15,7 +15,9 @@ import anyio
 from ..client import LexeyClient
 from ..errors import AuthenticationError, LexeyConfigError, LexeyError, LexeyInputError, PermissionDeniedError
 from ..models import ChatResult
-from .matching import MATCH_SECONDS, search
+from ..observability import RateLimited
+from .arguments import MAX_RUNS
+from .matching import MATCH_SECONDS, one_budget_per_pattern, search
 from .report import REQUEST_FAILED, CaseReport, Failure, RunReport, SuiteReport
 from .suite import Case, Expect, Suite
 
@@ -165,6 +167,11 @@ async def run_suite(
     if repeat < 1 or concurrency < 1:
         raise LexeyInputError("repeat and concurrency must be at least 1.")
     selected = select_cases(suite, cases)
+    if len(selected) * repeat > MAX_RUNS:
+        raise LexeyInputError(
+            f"Nothing was sent: {len(selected)} cases run {repeat} times would be {len(selected) * repeat} runs, and "
+            f"one suite run takes at most {MAX_RUNS}. Run fewer cases, or fewer repeats."
+        )
     client.settings.key("customer")
     setup_replies: list[str] = []
     if setup and suite.setup:
@@ -185,6 +192,13 @@ async def run_suite(
     async def worker() -> None:
         nonlocal done, refused
         for case, index in pending:  # shared by the workers: each run is taken once
+            if refused is not None:
+                return
+            try:
+                await client.observer.charge("customer", client.settings)  # each run counts against the key
+            except RateLimited as exc:  # no new runs; those under way finish
+                refused = exc
+                return
             try:
                 report = await run_case(client, case)
             except KEY_REFUSED as exc:
@@ -197,9 +211,12 @@ async def run_suite(
                 if on_run is not None:
                     await on_run(done, total, case.name, index, report)
 
-    async with anyio.create_task_group() as group:
-        for _ in range(min(concurrency, total)):
-            group.start_soon(worker)
+    with one_budget_per_pattern():
+        async with anyio.create_task_group() as group:
+            for _ in range(min(concurrency, total)):
+                group.start_soon(worker)
+    if isinstance(refused, RateLimited):
+        raise LexeyError(f"The suite stopped after {done} of {total} runs: {refused}")
     if refused is not None:
         raise LexeyConfigError(f"The suite stopped: {refused}")
     reports = []

@@ -4,6 +4,7 @@ tool, the resource, announcements after customer messages, and the sandbox's own
 from __future__ import annotations
 
 import json
+import uuid
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,11 +14,12 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp import Client, types
+from mcp import Client, MCPError, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
 from mcp.shared.subscriptions import ResourceUpdated
 
+from lexey_mcp.events.bus import MAX_LEGACY_SUBSCRIPTIONS
 from lexey_mcp.events.feed import EventFeed, EventOptions
 from lexey_mcp.events.surface import install
 from lexey_mcp.sandbox import Sandbox
@@ -240,6 +242,21 @@ async def test_a_closed_legacy_client_is_forgotten(tmp_path: Path, anyio_backend
         for _ in range(3):
             async with Client(server, mode="legacy") as client:
                 await subscribe(client, ESCALATIONS)
-                await subscribe(client, "lexey://conversations/c1/messages")
+                await subscribe(client, f"lexey://conversations/{uuid.UUID(int=1)}/messages")
                 assert len(feed.legacy) == 1
         assert len(feed.legacy) == 0
+
+
+async def test_legacy_subscribe_takes_only_served_uris_and_at_most_its_cap(tmp_path: Path, anyio_backend: str) -> None:
+    # Any URI was accepted: 400 subscriptions with 1 MB URIs took RSS from 71 to 458 MiB.
+    server = build_server(events_settings(tmp_path), events=EventOptions(webhook_port=free_port()))
+    async with Client(server, mode="legacy") as client:
+        for uri in ["lexey://" + "x" * 100_000, "https://example.com/", "lexey://conversations/not-a-uuid/messages"]:
+            with pytest.raises(MCPError, match=r"^Only lexey://escalations and lexey://conversations/"):
+                await subscribe(client, uri)
+        await subscribe(client, ESCALATIONS)
+        for n in range(MAX_LEGACY_SUBSCRIPTIONS - 1):
+            await subscribe(client, f"lexey://conversations/{uuid.UUID(int=n)}/messages")
+        await subscribe(client, ESCALATIONS)  # again: already held, not one more
+        with pytest.raises(MCPError, match=f"already has {MAX_LEGACY_SUBSCRIPTIONS} subscriptions"):
+            await subscribe(client, f"lexey://conversations/{uuid.UUID(int=10**6)}/messages")

@@ -6,6 +6,7 @@ import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -238,7 +239,7 @@ async def test_slow_bodies_time_out_and_cannot_pin_the_receiver(anyio_backend: s
     body = body_of(escalation())
     receiver = WebhookReceiver(SECRET, record, body_seconds=1.0, max_buffered=len(body) + 50)
     async with anyio.create_task_group() as tg, httpx2.AsyncClient(trust_env=False, timeout=10) as http:
-        url = await tg.start(serve_listener, receiver, "127.0.0.1", 0, 10.0)
+        url = await tg.start(serve_listener, receiver, "127.0.0.1", 0, 10.0, 1000)
         port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
         slow = await _raw_post(port, 1000, b"{" + b" " * 99)  # holds 100 bytes, and says 900 more are coming
         with anyio.fail_after(5):
@@ -285,3 +286,26 @@ async def test_refused_signatures_are_logged_once_a_minute_not_once_each(
         assert (await post(http, feed.webhook_url, body_of(escalation()), secret="wrong")).status_code == 401
     lines = [r.getMessage() for r in caplog.records if "signature does not match" in r.getMessage()]
     assert lines == ["webhook refused: the signature does not match (check LEXEY_WEBHOOK_SECRET)"]
+
+
+def _without(payload: dict[str, Any], path: str) -> dict[str, Any]:
+    """`payload` with the field at dotted `path` renamed to a guess (the sender's idea of the shape)."""
+    *parents, last = path.split(".")
+    target = payload
+    for name in parents:
+        target = target[name]
+    target["guessed_" + last] = target.pop(last)
+    return payload
+
+
+@pytest.mark.parametrize("field", ["timestamp", "conversation", "conversation.id", "payload", "payload.reason"])
+async def test_an_escalation_off_the_documented_shape_is_400_naming_the_field(
+    feed: EventFeed, http: httpx2.AsyncClient, field: str
+) -> None:
+    # It was kept as "None: no reason given" for a conversation it could not name.
+    assert feed.webhook_url is not None
+    response = await post(http, feed.webhook_url, body_of(_without(escalation(), field)))
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(f"{field} must be ")
+    assert "the documented shape" in response.json()["error"]
+    assert await feed.escalations() == []

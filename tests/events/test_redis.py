@@ -103,16 +103,16 @@ async def test_redis_going_away_and_coming_back(tmp_path: Path, anyio_backend: s
 
 async def test_redis_store_redelivery_and_retention(tmp_path: Path, anyio_backend: str) -> None:
     with redis_server(tmp_path) as redis:
-        store = RedisEventStore(redis.url, retention_days=30)
+        store = RedisEventStore(redis.url, retention_days=30, prefix="lexey-mcp:test:")
         now = time.time()
         old, recent = escalation(minutes=1), escalation(minutes=2)
         assert await store.add(parse_event(recent, now))
         assert not await store.add(parse_event(recent, now))
         assert await store.add(parse_event(old, now - 29.9 * DAY))  # expires in Redis a few hours from now
         assert len(await store.escalations(None, 10)) == 2
-        await store.redis.delete(f"lexey-mcp:event:{parse_event(old, now).key}")  # as its expiry will
+        await store.redis.delete(f"lexey-mcp:test:event:{parse_event(old, now).key}")  # as its expiry will
         assert [e.conversation_id for e in await store.escalations(None, 10)] == [recent["conversation"]["id"]]
-        assert await store.redis.zcard("lexey-mcp:escalations") == 1  # the index forgot it too
+        assert await store.redis.zcard("lexey-mcp:test:escalations") == 1  # the index forgot it too
         await store.aclose()
 
 
@@ -156,7 +156,7 @@ async def test_concurrent_webhooks_through_redis_none_lost_or_duplicated(tmp_pat
 async def redis_count(feed: EventFeed) -> int:
     store = feed.store
     assert isinstance(store, RedisEventStore)
-    count: int = await store.redis.zcard("lexey-mcp:escalations")
+    count: int = await store.redis.zcard(f"{store.prefix}escalations")
     return count
 
 
@@ -172,3 +172,52 @@ def test_a_redis_url_that_is_not_one_stops_start_up_saying_what_is_accepted_with
         "LEXEY_REDIS_URL must be a redis://, rediss:// or unix:// URL (redis://host:port/db); "
         "for example LEXEY_REDIS_URL=redis://localhost:6379/0."
     )
+
+
+async def test_deployments_sharing_a_redis_keep_their_escalations_apart(tmp_path: Path, anyio_backend: str) -> None:
+    # Each deployment's keys and channel sit under its own namespace: by default a hash of its webhook secret, or
+    # LEXEY_REDIS_NAMESPACE. A second deployment with another secret listed the first one's customers.
+    with redis_server(tmp_path) as redis:
+        ports = [free_port() for _ in range(3)]
+        ours = build_server(
+            events_settings(tmp_path / "a", redis_url=redis.url), events=EventOptions(webhook_port=ports[0])
+        )
+        theirs = build_server(
+            events_settings(tmp_path / "b", redis_url=redis.url, webhook_secret="another-deployment-secret-0123"),
+            events=EventOptions(webhook_port=ports[1]),
+        )
+        named = build_server(
+            events_settings(tmp_path / "c", redis_url=redis.url, redis_namespace="shop-eu"),
+            events=EventOptions(webhook_port=ports[2]),
+        )
+        async with (
+            Client(ours) as our_client,
+            Client(theirs) as their_client,
+            Client(named) as named_client,
+            httpx2.AsyncClient(trust_env=False, timeout=10) as http,
+        ):
+            sent = await post(http, f"http://127.0.0.1:{ports[0]}/webhooks/lexey", body_of(escalation()))
+            assert sent.status_code == 200
+            listed = [
+                await client.call_tool("list_escalations", {}) for client in (our_client, their_client, named_client)
+            ]
+        import redis as redis_py
+
+        with redis_py.Redis.from_url(redis.url) as inspect:
+            keys = {key.decode() for key in inspect.keys("*")}
+    counts = [len((result.structured_content or {})["escalations"]) for result in listed]
+    assert counts == [1, 0, 0]
+    our_prefix = events_settings(tmp_path).redis_prefix()
+    assert our_prefix.startswith("lexey-mcp:")
+    assert our_prefix != "lexey-mcp:"
+    assert keys
+    assert all(key.startswith(our_prefix) for key in keys)
+
+
+def test_the_default_namespace_differs_between_deployments_and_hides_the_secret(tmp_path: Path) -> None:
+    first = events_settings(tmp_path).redis_prefix()
+    second = events_settings(tmp_path, webhook_secret="another-deployment-secret-0123").redis_prefix()
+    assert first != second
+    assert events_settings(tmp_path).redis_prefix() == first  # stable: replicas of one deployment agree
+    assert events_settings(tmp_path, redis_namespace="shop-eu").redis_prefix() == "lexey-mcp:shop-eu:"
+    assert "whsec" not in first

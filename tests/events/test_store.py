@@ -11,7 +11,7 @@ import pytest
 
 from lexey_mcp.events.feed import EventFeed, EventOptions
 from lexey_mcp.events.model import parse_event, parse_time
-from lexey_mcp.events.store import DAY, SQLiteEventStore
+from lexey_mcp.events.store import DAY, EventStoreUnavailable, SQLiteEventStore
 from tests.events.conftest import events_settings
 from tests.events.helpers import escalation
 
@@ -98,3 +98,39 @@ async def test_a_redelivery_is_known_however_its_time_is_written(tmp_path: Path,
         assert not await store.add(parse_event({**payload, "timestamp": same}, time.time()))
     assert await store.add(parse_event({**payload, "timestamp": "2026-11-30T09:00:01Z"}, time.time()))
     await store.aclose()
+
+
+@pytest.mark.parametrize("name", ["events.sqlite3", "events.sqlite3-wal", "events.sqlite3-shm"])
+async def test_a_symlinked_store_file_is_refused_not_followed(tmp_path: Path, anyio_backend: str, name: str) -> None:
+    # It was followed, and the target chmod-ed to 0600.
+    target = tmp_path / "someone-elses-file"
+    target.write_text("theirs")
+    target.chmod(0o644)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / name).symlink_to(target)
+    store = SQLiteEventStore(state / "events.sqlite3", retention_days=30)
+    with pytest.raises(EventStoreUnavailable, match=f"{name} is a symlink; refusing to follow it"):
+        await store.add(parse_event(escalation(), time.time()))
+    await store.aclose()
+    assert target.read_text() == "theirs"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+async def test_past_its_size_cap_the_store_drops_the_oldest_events_first(tmp_path: Path, anyio_backend: str) -> None:
+    store = SQLiteEventStore(tmp_path / "events.sqlite3", retention_days=30, max_mb=0.01)  # ~10 KiB
+    heard: list[int] = []
+    store.on_evict = heard.append
+    now = time.time()
+    sent = [escalation(minutes=i, reason="x" * 1000) for i in range(30)]  # ~1.6 KiB each
+    for i, payload in enumerate(sent):
+        assert await store.add(parse_event(payload, now + i))
+    kept = [e.conversation_id for e in await store.escalations(None, 100)]
+    await store.aclose()
+    assert store.evicted == sum(heard) == 30 - len(kept)
+    assert 0 < len(kept) < 10
+    assert kept == [p["conversation"]["id"] for p in reversed(sent)][: len(kept)]  # the newest stay
+    reopened = SQLiteEventStore(tmp_path / "events.sqlite3", retention_days=30, max_mb=0.01)
+    assert await reopened.add(parse_event(escalation(minutes=99, reason="x" * 1000), now + 99))
+    assert len(await reopened.escalations(None, 100)) <= len(kept)  # the size on disk is counted after a restart
+    await reopened.aclose()

@@ -13,6 +13,7 @@ import pytest
 
 from lexey_mcp.cli import build_parser, main
 from lexey_mcp.config import Settings
+from lexey_mcp.qa.arguments import MAX_RUNS
 from lexey_mcp.qa.command import run_test_command
 from lexey_mcp.qa.report import SuiteReport
 from tests.processes import SERVER, clean_env
@@ -132,10 +133,10 @@ def test_cases_repeat_and_skip_setup(tmp_path: Path, capsys: pytest.CaptureFixtu
     ("flag", "value", "maximum"),
     [
         ("--concurrency", "0", 64),
-        ("--repeat", "-3", 1000),
+        ("--repeat", "-3", 500),
         ("--concurrency", "65", 64),
-        ("--repeat", "1000000000", 1000),
-        ("--repeat", "two", 1000),
+        ("--repeat", "1000000000", 500),
+        ("--repeat", "two", 500),
     ],
 )
 def test_counts_out_of_bounds_are_refused(
@@ -202,3 +203,8 @@ def test_a_reader_that_goes_away_silences_the_output_not_the_run(tmp_path: Path)
     assert "Traceback" not in err
     assert "BrokenPipeError" not in err
     assert not SuiteReport.model_validate_json((tmp_path / "r.json").read_text()).passed
+
+
+def test_a_run_over_max_runs_exits_2_before_anything_is_sent(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([PASSING, "--sandbox", "--repeat", str(MAX_RUNS)]) == 2  # the suite has several cases
+    assert f"one suite run takes at most {MAX_RUNS}" in capsys.readouterr().err

@@ -19,7 +19,7 @@ import pytest
 from lexey_mcp.client import LexeyClient
 from lexey_mcp.errors import LexeyConfigError, LexeyInputError
 from lexey_mcp.models import ChatResult, StreamError
-from lexey_mcp.qa.matching import MATCH_SECONDS, MAX_SEARCHES, search
+from lexey_mcp.qa.matching import MATCH_SECONDS, MAX_SEARCHES, one_budget_per_pattern, search
 from lexey_mcp.qa.output import Progress, junit_xml, summary_table
 from lexey_mcp.qa.report import RunReport, SuiteReport
 from lexey_mcp.qa.runner import SetupError, check_reply, excerpt, run_suite
@@ -337,3 +337,13 @@ async def test_no_key_in_any_report_or_log(
     shown += [str(refused.value), caplog.text]
     for key in (CUSTOMER_KEY, MANAGEMENT_KEY):
         assert not any(key in text or key[4:16] in text for text in shown)
+
+
+async def test_a_pattern_that_ran_out_of_time_is_not_searched_again_in_that_suite_run(anyio_backend: str) -> None:
+    # 24 cases sharing a catastrophic pattern kept 4 processes busy 15.2 s from one call.
+    catastrophic = re.compile(r"(a+)+$")
+    with one_budget_per_pattern():
+        assert await search(catastrophic, "a" * 64 + "!", seconds=0.5) is None  # ran out of time
+        assert await search(catastrophic, "aaa", seconds=30) is None  # would match at once: not searched
+        assert await search(re.compile("a+"), "aaa") is True  # another pattern is
+    assert await search(catastrophic, "aaa") is True  # a new suite run searches it again

@@ -8,6 +8,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
+from lexey_mcp.qa.arguments import MAX_RUNS
 from lexey_mcp.qa.report import SuiteReport
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import build_server
@@ -157,3 +158,30 @@ async def test_over_stdio_with_the_embedded_sandbox() -> None:
     assert SuiteReport.model_validate(passing.structured_content).passed
     report = SuiteReport.model_validate(failing.structured_content)
     assert [c.passed for c in report.cases] == [True, False, False]
+
+
+def _suite(cases: int) -> str:
+    return "cases:\n" + "".join(f"  - {{name: c{n}, turns: [{{say: 'What are your hours?'}}]}}\n" for n in range(cases))
+
+
+async def test_one_call_takes_at_most_max_runs(sandbox: Sandbox) -> None:
+    # One call could schedule 54,640 runs (~109,000 upstream requests).
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        result = await client.call_tool("run_test_suite", {"suite": _suite(26), "repeat": 20})
+    assert result.is_error
+    assert text_of(result) == (
+        f"Nothing was sent: 26 cases run 20 times would be 520 runs, and one suite run takes at most {MAX_RUNS}. "
+        "Run fewer cases, or fewer repeats."
+    )
+    assert sandbox.stats.requests == 0
+
+
+async def test_each_run_counts_against_the_rate_limit(sandbox: Sandbox) -> None:
+    # One run_test_suite call counted as one call and sent 120 requests.
+    server = build_server(sandbox_settings_for(sandbox, rate_limit="3/hour"))
+    async with Client(server) as client:
+        result = await client.call_tool("run_test_suite", {"suite": _suite(5)})
+    assert result.is_error
+    assert text_of(result).startswith(
+        "The suite stopped after 2 of 5 runs: Rate limit reached for this customer key: 3/hour tool calls"
+    )
