@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--webhook-port",
-        type=int,
+        type=port_number,
         metavar="P",
         help="stdio mode: receive Lexey's webhooks at http://HOST:P/webhooks/lexey (needs LEXEY_WEBHOOK_SECRET); "
         "over HTTP they arrive on the MCP port",
