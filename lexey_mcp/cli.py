@@ -207,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"lexey-mcp: {unavailable}", file=sys.stderr)
         return 2
+    finally:
+        gc.enable()  # an early return (a refused setting, a busy port) must not leave it off for an in-process caller
 
 
 def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
@@ -279,6 +281,11 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[
     )
     port = http[0].getsockname()[1] if http else args.port
     sandbox_sockets = listen("127.0.0.1", args.sandbox_port, "the sandbox", "--sandbox-port") if args.sandbox else None
+    webhook_sockets = (
+        listen(args.webhook_host, args.webhook_port, "the webhook receiver", "--webhook-port")
+        if args.transport == "stdio" and args.webhook_port is not None
+        else None
+    )
     from .events.feed import EventOptions, state_dir_problem
     from .events.receiver import WEBHOOK_PATH
     from .server import build_server
@@ -298,7 +305,11 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[
         url = f"http://{client_host(args.host)}:{port}{WEBHOOK_PATH}"
         events = EventOptions(public_url=url, sessions=not args.stateless)
     else:
-        events = EventOptions(webhook_host=args.webhook_host, webhook_port=args.webhook_port)
+        events = EventOptions(
+            webhook_host=args.webhook_host,
+            webhook_port=args.webhook_port,
+            webhook_sockets=tuple(webhook_sockets) if webhook_sockets is not None else None,
+        )
 
     server = build_server(
         settings,

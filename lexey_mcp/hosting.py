@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from .addresses import is_loopback
 from .config import KEY_SPECS, KeyKind, Settings, key_value_problem, request_keys
 from .errors import LexeyConfigError
-from .toolsets import TOOLSETS
+from .toolsets import TOOLSETS, Toolset
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
@@ -46,7 +46,7 @@ TOOLSET_SCOPES: dict[str, str] = {name: facts.scope for name, facts in TOOLSETS.
 #: The OAuth scopes (advertised in the protected resource metadata).
 SCOPES = tuple(TOOLSET_SCOPES.values())
 #: Resources by URI prefix (a template's text before its first variable): the toolset they belong to.
-RESOURCE_TOOLSETS: dict[str, str] = {
+RESOURCE_TOOLSETS: dict[str, Toolset] = {
     uri.partition("{")[0]: name for name, facts in TOOLSETS.items() for uri in facts.resources
 }
 

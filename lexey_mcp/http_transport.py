@@ -34,6 +34,7 @@ from .addresses import bind_address, is_loopback
 from .config import Settings
 from .header_timeout import ACCEPT_BATCH, ACCEPT_LOG_INTERVAL, accept_path
 from .observability.logs import ThrottledLog
+from .toolsets import TOOLSET_OF
 
 logger = logging.getLogger("lexey_mcp.http")
 
@@ -203,12 +204,10 @@ def guard_mcp_endpoint(app: Starlette, settings: Settings, path: str = MCP_PATH)
     from mcp.server.auth.routes import build_resource_metadata_url
     from pydantic import AnyHttpUrl
 
-    from .server import TOOLS
-
     metadata, toolset_of = None, None  # no OAuth, no scopes to step up to
     if settings.oauth_issuer is not None and settings.resource_url is not None:
         metadata = str(build_resource_metadata_url(AnyHttpUrl(settings.resource_url)))
-        toolset_of = {spec.fn.__name__: spec.toolset for spec in TOOLS}
+        toolset_of = TOOLSET_OF
     for route in app.router.routes:
         if isinstance(route, Route) and route.path == path:
             holder: Any = route.app if isinstance(route.app, RequireAuthMiddleware) else route

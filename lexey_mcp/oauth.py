@@ -41,7 +41,7 @@ REFETCH_SECONDS = 30.0
 JWKS_MAX_AGE_SECONDS = 3600.0
 FETCH_SECONDS = 5.0
 _JWKS_MAX_BYTES = 1024 * 1024
-#: At most one "bearer token rejected" line per reason in this many seconds (the next counts those left out).
+#: At most one "bearer token rejected" line in this many seconds, whatever the reason (the next counts those left out).
 REJECTION_LOG_SECONDS = 60.0
 
 

@@ -724,7 +724,7 @@ def build_server(
     hosted = hosting.middleware(server, keys_required=request_keys == "required", oauth=oauth, toolset_of=TOOLSET_OF)
     tool_keys = {name: TOOLSETS[toolset].api for name, toolset in TOOLSET_OF.items()}
     resource_keys = {
-        uri.partition("{")[0]: facts.api for facts in TOOLSETS.values() if facts.api for uri in facts.resources
+        prefix: api for prefix, toolset in hosting.RESOURCE_TOOLSETS.items() if (api := TOOLSETS[toolset].api)
     }
     observed = observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings, resource_keys)
     # Hosted first: everything after it (and the tools) sees this request's keys: rate limits and redaction too.

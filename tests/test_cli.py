@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from lexey_mcp import __version__
+from lexey_mcp.cli import main
 from lexey_mcp.models import ChatResult
 from lexey_mcp.sandbox import Fault, Sandbox
 from tests.processes import SERVER, clean_env, free_port, http_server, mcp_client, upstream_env
@@ -312,3 +314,12 @@ def test_version_help_and_argument_errors_import_no_mcp_pydantic_or_http() -> No
     assert codes == list(cases.values())
     assert heavy == []
     assert f"lexey-mcp {__version__}" in done.stdout
+
+
+def test_a_stdio_start_refused_early_leaves_the_collector_on(capsys: pytest.CaptureFixture[str]) -> None:
+    """A stdio start turns the cyclic collector off while it builds the server; refused before that, `main` must
+    not leave it off for whoever called it in-process."""
+    assert gc.isenabled()
+    assert main(["--request-keys", "required"]) == 2
+    assert "--request-keys required needs --transport http" in capsys.readouterr().err
+    assert gc.isenabled()

@@ -31,16 +31,25 @@ def busy() -> Iterator[int]:
 
 
 def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*SERVER, *args],
-        input="",
-        capture_output=True,
-        text=True,
-        env=clean_env(LEXEY_LOG_LEVEL="INFO", LEXEY_STATE_DIR=str(tmp_path / "state"), TMPDIR=str(tmp_path), **env),
-        cwd=tmp_path,
-        timeout=WAIT_SECONDS,
-        check=False,
-    )
+    """Run the server with its stdin left open, as a host does: it must end by itself, not when stdin closes."""
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(
+            [*SERVER, *args],
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            env=clean_env(LEXEY_LOG_LEVEL="INFO", LEXEY_STATE_DIR=str(tmp_path / "state"), TMPDIR=str(tmp_path), **env),
+            cwd=tmp_path,
+        )
+        try:
+            returncode = process.wait(timeout=WAIT_SECONDS)
+        finally:
+            process.kill()
+            assert process.stdin is not None
+            process.stdin.close()
+    return subprocess.CompletedProcess(process.args, returncode, out.read_text(), err.read_text())
 
 
 @pytest.mark.e2e
@@ -70,7 +79,7 @@ def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
         (
             ["--webhook-port", "{port}"],
             "the webhook receiver cannot listen on 127.0.0.1 port {port}: another program uses it; stop that program "
-            "or choose another port",
+            "or choose another port with --webhook-port",
         ),
     ],
     ids=["http", "stdio-sandbox", "http-sandbox", "sandbox-command", "webhook-receiver"],

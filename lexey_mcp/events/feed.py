@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -69,6 +71,8 @@ class EventOptions:
 
     webhook_host: str = "127.0.0.1"
     webhook_port: int | None = None
+    #: `webhook_port` already bound by the caller (the command line binds every port before anything serves).
+    webhook_sockets: tuple[socket.socket, ...] | None = None
     public_url: str | None = None
     sandbox: bool = False
     sessions: bool = True
@@ -218,7 +222,7 @@ class EventFeed:
             return
         if port is not None:
             self.webhook_url = await group.start(
-                serve_listener,
+                partial(serve_listener, sockets=self.options.webhook_sockets),
                 self.receiver,
                 self.options.webhook_host,
                 port,

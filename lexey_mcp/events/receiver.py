@@ -186,18 +186,20 @@ async def serve_listener(
     header_timeout: float,
     max_connections: int,
     *,
+    sockets: tuple[socket.socket, ...] | None = None,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the receiver alone on host:port (0: a free port) until cancelled; `task_status` gets its URL
-    (`PortUnavailable` when the port cannot be had). Its connections take the accept path the HTTP transport's take
-    (`header_timeout`): closed when their request headers are not complete within `header_timeout` seconds
-    (LEXEY_MCP_HEADER_TIMEOUT), giving way to new ones past `max_connections`, descriptor exhaustion handled."""
+    """Serve the receiver alone on host:port (0: a free port; `sockets`: host:port bound already) until cancelled;
+    `task_status` gets its URL (`PortUnavailable` when the port cannot be had). Its connections take the accept path
+    the HTTP transport's take (`header_timeout`): closed when their request headers are not complete within
+    `header_timeout` seconds (LEXEY_MCP_HEADER_TIMEOUT), giving way to new ones past `max_connections`, descriptor
+    exhaustion handled."""
     import uvicorn
 
     from ..header_timeout import ACCEPT_BATCH, accept_path
 
-    sockets = listen(host, port, "the webhook receiver")
-    bound = sockets[0].getsockname()[1]
+    bound_sockets = list(sockets) if sockets is not None else listen(host, port, "the webhook receiver")
+    bound = bound_sockets[0].getsockname()[1]
     config = uvicorn.Config(
         webhook_app(receiver),
         log_config=None,
@@ -215,7 +217,7 @@ async def serve_listener(
     async def run() -> None:
         try:
             with anyio.CancelScope(shield=True):  # stopped by should_exit, so the socket and connections close
-                await server.serve(sockets)
+                await server.serve(bound_sockets)
         finally:
             ended.set()
 
