@@ -44,6 +44,7 @@ _EXAMPLES = {
     "oauth_jwks_url": "https://login.example.com/.well-known/jwks.json",
     "resource_url": "https://mcp.example.com/mcp",
     "confirm_changes": "1",
+    "redis_namespace": "shop-eu",
 }
 #: Settings refused with a message that already says what to set (or lists every accepted value).
 _SELF_EXPLAINED = frozenset({"auth_token", "log_level", "log_format"})
@@ -332,6 +333,8 @@ def _requirement(error: dict[str, object], whole: bool) -> str:
         return "must be a number"
     if kind == "bool_parsing":
         return "must be 1 or 0 (true or false)"
+    if kind == "string_pattern_mismatch":
+        return "is not of the accepted form"
     return "is invalid"
 
 

@@ -35,6 +35,8 @@ REFUSED = {
     "max_result_chars": "999",
     "confirm_changes": "maybe",
     "read_only": "maybe",
+    "event_store_max_mb": "-7",
+    "redis_namespace": "shop eu/1",
     "state_key": "short",
     "header_timeout": "-7",
     "max_concurrency": "-7",
