@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 SETUP = "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && lexey-mcp demo"
 VENV = "python3 -m venv .venv && . .venv/bin/activate"
-TEST_COMMAND = "pip install -e '.[test]' && python -m pytest"
+TEST_COMMAND = "PIP_CONSTRAINT=requirements.lock pip install -e '.[test]' && python -m pytest"
 #: What pip says when it cannot reach a package index (as opposed to a real packaging failure).
 NO_INDEX = re.compile(
     r"No matching distribution|Could not find a version|Failed to establish a new connection|"
@@ -132,6 +132,7 @@ def test_changelog_follows_keep_a_changelog_and_matches_the_version() -> None:
     assert "### Added" in changelog
 
 
+@pytest.mark.e2e
 def test_python_m_lexey_mcp_is_the_console_script() -> None:
     script = str(Path(sys.executable).parent / "lexey-mcp")
     for args in (["--help"], ["--version"]):
@@ -177,6 +178,7 @@ def new_venv(path: Path) -> Path:
     return path / "bin" / "python"
 
 
+@pytest.mark.e2e
 def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_demo(tmp_path: Path) -> None:
     # `python -m build` in a throwaway venv. That venv is the isolation, so --no-isolation saves two more.
     builder = new_venv(tmp_path / "build-venv")

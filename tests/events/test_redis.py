@@ -22,6 +22,7 @@ from tests.processes import free_port
 from tests.redis_server import redis_server
 
 
+@pytest.mark.e2e
 async def test_a_webhook_to_replica_b_notifies_listeners_on_replica_a(tmp_path: Path, anyio_backend: str) -> None:
     with redis_server(tmp_path) as redis:
         port_a, port_b = free_port(), free_port()
@@ -58,6 +59,7 @@ async def test_a_webhook_to_replica_b_notifies_listeners_on_replica_a(tmp_path: 
     assert not (tmp_path / "a" / "events.sqlite3").exists()  # with Redis, nothing on disk
 
 
+@pytest.mark.e2e
 async def test_redis_going_away_and_coming_back(tmp_path: Path, anyio_backend: str) -> None:
     with redis_server(tmp_path) as redis:
         port, sqlite_port = free_port(), free_port()
@@ -99,6 +101,7 @@ async def test_redis_going_away_and_coming_back(tmp_path: Path, anyio_backend: s
             assert not listed.is_error
 
 
+@pytest.mark.e2e
 async def test_redis_store_redelivery_and_retention(tmp_path: Path, anyio_backend: str) -> None:
     with redis_server(tmp_path) as redis:
         store = RedisEventStore(redis.url, retention_days=30)
@@ -114,6 +117,7 @@ async def test_redis_store_redelivery_and_retention(tmp_path: Path, anyio_backen
         await store.aclose()
 
 
+@pytest.mark.e2e
 async def test_concurrent_webhooks_through_redis_none_lost_or_duplicated(tmp_path: Path, anyio_backend: str) -> None:
     with redis_server(tmp_path) as redis:
         settings = events_settings(tmp_path, redis_url=redis.url)

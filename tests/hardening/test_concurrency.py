@@ -20,8 +20,9 @@ from mcp.types import CallToolResult, CancelledNotification, CancelledNotificati
 from lexey_mcp.models import ChatResult
 from lexey_mcp.sandbox import Fault, Sandbox
 from tests.processes import http_server, mcp_client
+from tests.waiting import sample_every
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 
 def text_of(result: CallToolResult) -> str:
@@ -71,15 +72,13 @@ async def test_200_parallel_calls_on_one_session_each_get_their_own_answer(sandb
 
             peak = 0
 
-            async def watch_open_streams() -> None:
+            def watch_open_streams() -> None:
                 nonlocal peak
-                while True:
-                    peak = max(peak, sandbox.stats.open_streams)
-                    await anyio.sleep(0.001)
+                peak = max(peak, sandbox.stats.open_streams)
 
             t0 = time.monotonic()
             async with anyio.create_task_group() as watcher:
-                watcher.start_soon(watch_open_streams)
+                watcher.start_soon(sample_every, 0.001, watch_open_streams)
                 async with anyio.create_task_group() as tg:  # all 200 in flight at once on the one session
                     for i in range(PARALLEL_CALLS):
                         tg.start_soon(one, i)

@@ -23,6 +23,7 @@ from lexey_mcp.client import LexeyClient
 from lexey_mcp.config import Settings
 from lexey_mcp.models import ChatResult
 from tests.streams import CID, settings
+from tests.waiting import sample_every
 
 pytestmark = pytest.mark.anyio
 
@@ -88,13 +89,11 @@ async def run_shape(name: str, s: Settings) -> tuple[ChatResult, int, int, int]:
     peak = before = rss_kib()
     async with anyio.create_task_group() as tg, LexeyClient(s, transport=endless(shape)) as client:
 
-        async def sample() -> None:
+        def sample() -> None:
             nonlocal peak
-            while True:
-                peak = max(peak, rss_kib())
-                await anyio.sleep(0.05)
+            peak = max(peak, rss_kib())
 
-        tg.start_soon(sample)
+        tg.start_soon(sample_every, 0.05, sample)
         if api == "lexi":
             result: ChatResult = await client.lexi_chat("hi")
         else:

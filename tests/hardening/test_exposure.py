@@ -13,7 +13,7 @@ import pytest
 from lexey_mcp.sandbox import Fault, Sandbox
 from tests.processes import assert_unfinished_headers_are_cut_off, http_server, mcp_client
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 FD_LIMIT = 256
 INITIALIZE = {

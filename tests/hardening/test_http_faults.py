@@ -233,6 +233,7 @@ anyio.run(main)
 """
 
 
+@pytest.mark.e2e
 def test_a_million_tiny_deltas_fold_with_memory_bounded() -> None:
     # A fresh process, so peak RSS speaks of this fold alone (tracemalloc would slow it tenfold).
     done = subprocess.run(

@@ -176,6 +176,7 @@ def test_tracebacks_in_logs_are_redacted() -> None:
     assert leaks(text) == []
 
 
+@pytest.mark.e2e
 async def test_no_key_over_stdio_at_debug(sandbox: Sandbox) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXEY_", "LEXI_"))}
     env.update(

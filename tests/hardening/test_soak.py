@@ -30,7 +30,7 @@ from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
 from tests.hardening.test_concurrency import text_of
 from tests.processes import http_server, mcp_client
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 SEED = 1234
 CONCURRENCY = 8
