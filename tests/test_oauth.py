@@ -173,7 +173,7 @@ async def drip(stream: SocketStream) -> None:
     """A byte of JSON whitespace every 50 ms, forever: each read is quick, the whole never ends."""
     while True:
         await stream.send(b"1\r\n \r\n")
-        await anyio.sleep(0.05)
+        await anyio.sleep(0.05)  # the drip is what this tests
 
 
 async def flood(stream: SocketStream) -> None:

@@ -20,6 +20,7 @@ from tests.events.helpers import body_of, escalation, post
 from tests.events.test_mcp import ESCALATIONS, WAIT, LegacyInbox, subscribe
 from tests.processes import free_port
 from tests.redis_server import redis_server
+from tests.waiting import wait_until
 
 
 @pytest.mark.e2e
@@ -149,9 +150,7 @@ async def test_concurrent_webhooks_through_redis_none_lost_or_duplicated(tmp_pat
                 assert urls[1] is not None
                 assert (await post(http, urls[1], body_of(marker))).status_code == 200
             marker_uri = f"lexey://conversations/{marker['conversation']['id']}/messages"
-            with anyio.fail_after(WAIT):
-                while marker_uri not in heard.uris:  # noqa: ASYNC110 - pub/sub delivers in the background
-                    await anyio.sleep(0.02)
+            await wait_until(lambda: marker_uri in heard.uris, "the marker announced (pub/sub delivers later)")
             assert heard.uris.count(ESCALATIONS) == 301
 
 

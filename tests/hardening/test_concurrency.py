@@ -195,7 +195,8 @@ async def test_cancel_mid_stream_closes_upstream_at_once(
             closed_after = time.monotonic() - cancelled_at
             closed = list(sandbox.store.closed_reasons)[closed_before:]
 
-            # Nothing more arrives for the cancelled call afterwards: no result, no progress.
+            # Nothing more arrives for the cancelled call afterwards: no result, no progress. A window for what must
+            # not happen (an upstream still open would send progress every 0.2 s with the drip):
             await anyio.sleep(1.0)
             late = [round(t - cancelled_at, 3) for t in progress_at if t > cancelled_at]
             still_open = sandbox.stats.open_streams
@@ -253,8 +254,7 @@ async def test_cancel_after_completion_and_for_unknown_id_is_harmless(
                 await client.session.send_notification(
                     CancelledNotification(params=CancelledNotificationParams(request_id=unknown, reason="never sent"))
                 )
-            await anyio.sleep(0.2)
-            assert server.alive()
+            assert server.alive()  # and the calls below show the session took them in its stride
 
             # The session keeps working, for tools and the rest of the protocol.
             again = chat(
