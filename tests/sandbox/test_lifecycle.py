@@ -121,7 +121,7 @@ async def test_wait_for_stream_closed(sb: Sandbox, client: httpx2.AsyncClient) -
     await client.post(
         f"{sb.base_url}/customer/conversations/{conversation_id}/messages", headers=CUSTOMER, json={"message": "hi"}
     )
-    assert await sb.wait_for_stream_closed(0.05) == "completed"
+    assert await sb.wait_for_stream_closed(10) == "completed"
     sb.inject(Fault(stall_after=0, stall_seconds=0.1))
 
     async def post() -> None:
