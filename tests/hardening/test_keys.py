@@ -151,7 +151,7 @@ async def _refused_everywhere(seen: list[str]) -> None:
 
 async def test_unreachable_upstream(sandbox: Sandbox, capfd: pytest.CaptureFixture[str]) -> None:
     settings = sandbox_settings_for(
-        sandbox, base_url="http://127.0.0.1:9/api/v1", max_retries=1, max_retry_wait=0.1, stream_timeout=0.5
+        sandbox, base_url="http://127.0.0.1:9/api/v1", max_retries=1, max_retry_wait=0.1, stream_timeout=30
     )
     with debug_logging():
         async with Client(build_server(settings)) as client:
