@@ -348,7 +348,7 @@ async def test_chat_5xx_not_retried_but_history_read_is() -> None:
 
 async def test_connection_refused_everywhere_is_a_connection_error() -> None:
     upstream = Upstream(*[fail(httpx2.ConnectError("refused"))] * 4)
-    async with client(upstream, max_retries=3) as c:
+    async with client(upstream, max_retries=3, max_retry_wait=0.01) as c:  # the waits are not the point here
         with pytest.raises(errors.LexeyConnectionError, match=r"Could not connect .* \(from LEXEY_BASE_URL\)"):
             await c.customer.create_conversation()
     assert len(upstream.requests) == 4
