@@ -7,6 +7,9 @@ import pytest
 from lexey_mcp.config import Settings
 from lexey_mcp.sandbox import Sandbox, SandboxConfig, settings_for
 from tests.processes import upstream_env
+from tests.waiting import wait_until
+
+pytest_plugins = ["tests.spawn_guard", "pytester"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,12 +52,11 @@ async def cancel_once_streaming(
     sb: Sandbox, streams: int, call: Callable[..., Coroutine[Any, Any, Any]], *args: Any
 ) -> None:
     """Run `call(*args)`, cancel it once `sb` has `streams` streams open, and wait until every one is closed."""
-    with anyio.fail_after(10):
+    with anyio.fail_after(30):
         async with anyio.create_task_group() as group:
             group.start_soon(call, *args)
-            while sb.stats.open_streams < streams:  # noqa: ASYNC110 - the sandbox has no event for this
-                await anyio.sleep(0.005)
+            await wait_until(lambda: sb.stats.open_streams >= streams, f"{streams} upstream streams open")
             group.cancel_scope.cancel()
-    with anyio.fail_after(1):
+    with anyio.fail_after(10):
         while sb.stats.open_streams:
-            await sb.wait_for_stream_closed(1)
+            await sb.wait_for_stream_closed(10)

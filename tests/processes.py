@@ -25,9 +25,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from lexey_mcp.sandbox import Sandbox, client_env
 from tests.streams import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY
+from tests.waiting import accepts, wait_until
 
 SERVER = [sys.executable, "-m", "lexey_mcp"]
-STARTUP_SECONDS = 20.0
+STARTUP_SECONDS = 60.0
 STOP_SECONDS = 10.0
 
 
@@ -98,17 +99,13 @@ async def http_server(
     url_host = f"[{address}]" if ":" in address else address
     server = ServerProcess(f"http://{url_host}:{port}/mcp", process, log)
     try:
-        with anyio.fail_after(STARTUP_SECONDS):
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(f"server exited with {process.returncode}: {server.stderr()[-3000:]}")
-                try:
-                    stream = await anyio.connect_tcp(address, port)
-                except OSError:
-                    await anyio.sleep(0.05)
-                    continue
-                await stream.aclose()
-                break
+
+        async def listening() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited with {process.returncode}: {server.stderr()[-3000:]}")
+            return await accepts(address, port)
+
+        await wait_until(listening, f"{server.url} accepting connections", within=STARTUP_SECONDS)
         yield server
     finally:
         # Shielded: a test that timed out must still stop its server.

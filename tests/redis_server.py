@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.processes import free_port
+from tests.waiting import wait_until_sync
 
-STARTUP_SECONDS = 10.0
+STARTUP_SECONDS = 60.0
 
 
 def redis_binary() -> str | None:
@@ -68,21 +69,23 @@ def _launch(port: int, directory: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + STARTUP_SECONDS
-    import socket
 
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"redis-server exited with {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return process
+                return s.recv(16).startswith(b"+PONG")
         except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError("redis-server did not answer PING in time")
+            return False
+
+    try:
+        wait_until_sync(answers, f"redis-server answering PING on port {port}", within=STARTUP_SECONDS)
+    except AssertionError:
+        process.kill()
+        raise
+    return process
 
 
 @contextmanager

@@ -78,7 +78,7 @@ async def arriving(
     for i, chunk in enumerate(chunks):
         delay = start + (at[i] if at is not None else i * every) - anyio.current_time()
         if delay > 0:
-            await anyio.sleep(delay)
+            await anyio.sleep(delay)  # the arrival times are what a test scripts
         yield chunk
 
 

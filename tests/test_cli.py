@@ -19,7 +19,7 @@ from lexey_mcp.sandbox import Fault, Sandbox
 from tests.processes import SERVER, clean_env, free_port, http_server, mcp_client, upstream_env
 from tests.streams import CUSTOMER_KEY, LEXI_KEY, chat_event
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 SCRIPT = str(Path(sys.executable).parent / "lexey-mcp")  # the console script, installed beside this Python
 TOKEN = "tok_Zq8LmW3vRt6YpX1c"

@@ -348,7 +348,7 @@ async def test_chat_5xx_not_retried_but_history_read_is() -> None:
 
 async def test_connection_refused_everywhere_is_a_connection_error() -> None:
     upstream = Upstream(*[fail(httpx2.ConnectError("refused"))] * 4)
-    async with client(upstream, max_retries=3) as c:
+    async with client(upstream, max_retries=3, max_retry_wait=0.01) as c:  # the waits are not the point here
         with pytest.raises(errors.LexeyConnectionError, match=r"Could not connect .* \(from LEXEY_BASE_URL\)"):
             await c.customer.create_conversation()
     assert len(upstream.requests) == 4
@@ -448,7 +448,7 @@ async def test_overall_deadline_ends_a_slow_drip() -> None:
         async def drip() -> AsyncIterator[bytes]:
             yield b'id: 1\ndata: {"type":"delta","text":"drip"}\n\n'
             while True:
-                await anyio.sleep(0.05)
+                await anyio.sleep(0.05)  # a slow upstream is what this tests
                 yield b": still here\n"
 
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=drip())
@@ -476,7 +476,7 @@ async def test_overall_deadline_on_a_json_answer_is_a_lexey_timeout() -> None:
     async def respond(request: httpx2.Request) -> httpx2.Response:
         async def stalled() -> AsyncIterator[bytes]:
             yield b'{"messages": ['
-            await anyio.sleep(30)
+            await anyio.sleep(30)  # an upstream that stalls is what this tests
 
         return httpx2.Response(200, headers={"content-type": "application/json"}, content=stalled())
 

@@ -32,6 +32,7 @@ def run_example(cwd: Path, *args: str, timeout: float = 120) -> subprocess.Compl
     )
 
 
+@pytest.mark.e2e
 def test_e2e_configure_and_test_passes_against_the_sandbox(tmp_path: Path) -> None:
     done = run_example(tmp_path, str(EXAMPLES / "e2e_configure_and_test.py"))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -40,6 +41,7 @@ def test_e2e_configure_and_test_passes_against_the_sandbox(tmp_path: Path) -> No
     assert "[ok] the safety incident is escalated" in done.stdout
 
 
+@pytest.mark.e2e
 def test_e2e_configure_and_test_exits_non_zero_when_a_step_fails(tmp_path: Path) -> None:
     # A read-only server has no configure_org: the script must stop with the tool's error and a non-zero status.
     server = f"{sys.executable} -m lexey_mcp --sandbox --read-only"
@@ -49,6 +51,7 @@ def test_e2e_configure_and_test_exits_non_zero_when_a_step_fails(tmp_path: Path)
     assert "all checks passed" not in done.stdout
 
 
+@pytest.mark.e2e
 def test_library_usage_runs_its_own_sandbox(tmp_path: Path) -> None:
     done = run_example(tmp_path, str(EXAMPLES / "library_usage.py"))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -65,6 +68,7 @@ def nginx_binary() -> str | None:
     return "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
 
 
+@pytest.mark.e2e
 def test_http_replicas_behind_nginx(tmp_path: Path) -> None:
     nginx = nginx_binary()
     if nginx is None:
@@ -76,6 +80,7 @@ def test_http_replicas_behind_nginx(tmp_path: Path) -> None:
     assert "FAILED" not in done.stdout + done.stderr
 
 
+@pytest.mark.e2e
 def test_http_replicas_share_events_through_redis(tmp_path: Path) -> None:
     nginx = nginx_binary()
     if nginx is None:

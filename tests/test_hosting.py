@@ -56,6 +56,7 @@ def text_of(result: Any) -> str:
 
 
 @pytest.mark.parametrize("stateless", [False, True], ids=["stateful", "stateless"])
+@pytest.mark.e2e
 async def test_two_callers_keys_never_cross(tmp_path: Path, stateless: bool) -> None:
     """Two callers with their own keys, 50 concurrent calls each (new conversations: two upstream requests with a
     wait between them; history; Lexi with retries): every upstream request carries the key of the caller it was
@@ -127,6 +128,7 @@ async def test_two_callers_keys_never_cross(tmp_path: Path, stateless: bool) -> 
     assert leaks(stderr, (*ALICE.values(), *BOB.values())) == []
 
 
+@pytest.mark.e2e
 async def test_optional_request_keys(sandbox: Sandbox, tmp_path: Path) -> None:
     """Default mode: a header's key comes before the environment's, for its API only (in both protocol eras: alice
     speaks 2025-11-25); a wrong key in a header is refused naming the header; a missing key names both the variable
@@ -170,6 +172,7 @@ async def test_optional_request_keys(sandbox: Sandbox, tmp_path: Path) -> None:
     assert leaks(text_of(customer) + text_of(management) + text_of(lexi), (*wrong.values(),)) == []
 
 
+@pytest.mark.e2e
 async def test_required_request_keys_never_use_the_environment(sandbox: Sandbox, tmp_path: Path) -> None:
     caller = {KEY_HEADERS["customer"]: ALICE["customer"]}
     async with (
@@ -194,6 +197,7 @@ def tool_names(listing: Any) -> set[str]:
     return {t.name for t in listing.tools}
 
 
+@pytest.mark.e2e
 async def test_narrowing_headers_narrow(sandbox: Sandbox, tmp_path: Path) -> None:
     async with (
         http_server(sandbox, tmp_path) as server,
@@ -229,6 +233,7 @@ async def test_narrowing_headers_narrow(sandbox: Sandbox, tmp_path: Path) -> Non
     assert sandbox.key_log == []  # nothing refused went upstream
 
 
+@pytest.mark.e2e
 async def test_narrowing_headers_cannot_widen(sandbox: Sandbox, tmp_path: Path) -> None:
     widen = {"X-MCP-Toolsets": "customer,management,lexi", "X-MCP-Readonly": "false"}
     async with (
@@ -243,6 +248,7 @@ async def test_narrowing_headers_cannot_widen(sandbox: Sandbox, tmp_path: Path) 
     assert sandbox.key_log == []
 
 
+@pytest.mark.e2e
 async def test_bad_narrowing_headers_are_refused(sandbox: Sandbox, tmp_path: Path) -> None:
     bad = {
         "X-MCP-Toolsets": (
@@ -379,6 +385,7 @@ async def test_required_request_keys_hold_no_environment_key(sandbox: Sandbox) -
 SUITE_WITH_SETUP = (Path(__file__).resolve().parent.parent / "examples" / "suites" / "acme-support.yaml").read_text()
 
 
+@pytest.mark.e2e
 async def test_test_suite_setup_uses_the_requests_management_key(sandbox: Sandbox) -> None:
     """Keys required: the suite's setup runs with the management key the request brought (the environment holds
     none), and every case with its customer key."""

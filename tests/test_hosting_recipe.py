@@ -33,6 +33,7 @@ from tests.oauth_issuer import RESOURCE_URL, serve_issuer
 from tests.processes import free_port, http_server, mcp_client
 from tests.test_examples import nginx_binary, require
 from tests.test_hosting import leaks
+from tests.waiting import accepts, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "examples" / "hosting"
@@ -96,14 +97,12 @@ async def nginx(prefix: Path, site: str, port: int) -> AsyncIterator[None]:
         stderr=subprocess.DEVNULL,  # its errors go to error.log
     )
     try:
-        with anyio.fail_after(10):
-            while True:
-                assert process.poll() is None, (prefix / "error.log").read_text()
-                try:
-                    await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
-                    break
-                except OSError:
-                    await anyio.sleep(0.05)
+
+        async def listening() -> bool:
+            assert process.poll() is None, (prefix / "error.log").read_text()
+            return await accepts("127.0.0.1", port)
+
+        await wait_until(listening, f"nginx accepting connections on port {port}")
         yield
     finally:
         with anyio.CancelScope(shield=True):
@@ -113,6 +112,7 @@ async def nginx(prefix: Path, site: str, port: int) -> AsyncIterator[None]:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("auth", ["token", "oauth"])
+@pytest.mark.e2e
 async def test_the_team_recipe_behind_tls(tmp_path: Path, auth: str) -> None:
     """Step 1 as written (a shared token), or with OAuth instead; steps 2 and 3 the same."""
     accepted = frozenset({*ALICE.values(), *BOB.values()})

@@ -150,6 +150,7 @@ def run_claude_script(path: str, tmp_path: Path) -> tuple[str, dict[str, str], l
 
 
 @pytest.mark.parametrize("path", CLAUDE_SCRIPTS)
+@pytest.mark.e2e
 def test_claude_code_script_adds_the_right_server(path: str, tmp_path: Path) -> None:
     name, server_env, command = run_claude_script(path, tmp_path)
     assert command[0] == "lexey-mcp"
@@ -160,6 +161,7 @@ def test_claude_code_script_adds_the_right_server(path: str, tmp_path: Path) -> 
 
 
 @pytest.mark.anyio
+@pytest.mark.e2e
 async def test_every_host_config_launches_a_server_with_the_six_tools(tmp_path: Path) -> None:
     """All at once: each launch spends over a second importing the SDK."""
     launches: dict[str, tuple[str, list[str], dict[str, str]]] = {}
@@ -187,6 +189,7 @@ async def test_every_host_config_launches_a_server_with_the_six_tools(tmp_path: 
     assert {label: r for label, r in results.items() if r != TOOL_NAMES} == {}
 
 
+@pytest.mark.e2e
 def test_claude_code_script_refuses_to_run_without_keys() -> None:
     done = subprocess.run(
         ["sh", str(HOSTS / "claude-code" / "add.sh")],

@@ -23,6 +23,8 @@ from tests.processes import clean_env
 from tests.test_examples import require
 from tests.test_server import TOOL_NAMES
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[1]
 CI_NODE = REPO / ".ci" / "node" / "node_modules"
 SERVER = [str(Path(sys.executable).parent / "lexey-mcp"), "--sandbox"]

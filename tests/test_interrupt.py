@@ -16,6 +16,8 @@ import pytest
 from lexey_mcp import interrupt
 from tests.processes import clean_env
 
+pytestmark = pytest.mark.e2e
+
 COMMAND = """
 import sys, time, anyio
 from lexey_mcp import interrupt

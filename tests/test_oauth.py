@@ -78,6 +78,7 @@ def text_of(result: Any) -> str:
 
 
 @pytest.mark.parametrize("stateless", [False, True], ids=["stateful", "stateless"])
+@pytest.mark.e2e
 async def test_tokens_over_streamable_http(sandbox: Sandbox, tmp_path: Path, stateless: bool) -> None:
     with serve_issuer() as issuer:
         env = {"LEXEY_MCP_OAUTH_ISSUER": issuer.url, "LEXEY_MCP_RESOURCE_URL": RESOURCE_URL}
@@ -182,7 +183,7 @@ async def drip(stream: SocketStream) -> None:
     """A byte of JSON whitespace every 50 ms, forever: each read is quick, the whole never ends."""
     while True:
         await stream.send(b"1\r\n \r\n")
-        await anyio.sleep(0.05)
+        await anyio.sleep(0.05)  # the drip is what this tests
 
 
 async def flood(stream: SocketStream) -> None:
@@ -214,6 +215,7 @@ def run_server(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.e2e
 def test_static_token_and_oauth_together_exit_2_naming_both() -> None:
     env = {
         "LEXEY_MCP_AUTH_TOKEN": "tok_static_long_enough_0123",
@@ -254,18 +256,21 @@ def test_complete_oauth_settings_pass() -> None:
     assert auth_problem(settings()) is None
 
 
+@pytest.mark.e2e
 def test_request_keys_required_needs_http() -> None:
     done = run_server("--request-keys", "required")
     assert done.returncode == 2
     assert "--request-keys required needs --transport http" in done.stderr
 
 
+@pytest.mark.e2e
 def test_plain_start_does_not_load_joserfc() -> None:
     probe = "import sys, lexey_mcp.cli, lexey_mcp.server; print('joserfc' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True)
     assert done.stdout.strip() == "False"
 
 
+@pytest.mark.e2e
 def test_oauth_allows_a_non_loopback_bind() -> None:
     """With OAuth no static token is needed off loopback: the server goes on to bind (192.0.2.10 is not ours)."""
     env = {"LEXEY_MCP_OAUTH_ISSUER": "https://issuer.example.test", "LEXEY_MCP_RESOURCE_URL": RESOURCE_URL}

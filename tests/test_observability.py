@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from tests.events.helpers import body_of, escalation, post
 from tests.processes import free_port, http_server, mcp_client
 from tests.redis_server import redis_server
 from tests.streams import ALL_KEYS, CUSTOMER_KEY
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -85,13 +86,6 @@ class Scrape:
 
     def label_values(self) -> set[str]:
         return {value for _, labels in self.samples for _, value in labels}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
-    """Wait (bounded) for a state that nothing signals: a gauge, the sandbox's counters."""
-    with anyio.fail_after(10):
-        while not await check():  # noqa: ASYNC110 - no event to wait on
-            await anyio.sleep(0.01)
 
 
 async def opened(sandbox: Sandbox) -> bool:
@@ -138,6 +132,7 @@ async def test_readyz_names_a_malformed_key_without_showing_it(sandbox: Sandbox)
     assert CUSTOMER_KEY[4:12] not in ready.text
 
 
+@pytest.mark.e2e
 async def test_readyz_follows_redis(sandbox: Sandbox, tmp_path: Path) -> None:
     with redis_server(tmp_path) as redis:
         settings = sandbox_settings_for(sandbox, redis_url=redis.url)
@@ -194,7 +189,7 @@ async def test_readiness_is_a_list_of_named_checks_others_extend(sandbox: Sandbo
         return "state store unreachable"
 
     async def slow() -> str | None:
-        await anyio.sleep(60)
+        await anyio.sleep(60)  # a check that never answers in time is what this tests
         return None
 
     observer.readiness["state_store"] = store
@@ -300,9 +295,9 @@ async def test_streams_active_counts_open_streams(sandbox: Sandbox) -> None:
     sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=30))
     async with Client(server) as client, anyio.create_task_group() as tg:
         tg.start_soon(client.call_tool, "send_customer_message", {"message": "hello"})
-        await eventually(lambda: active(server, 1))
+        await wait_until(lambda: active(server, 1), "one stream active on the gauge")
         tg.cancel_scope.cancel()
-    await eventually(lambda: active(server, 0))
+    await wait_until(lambda: active(server, 0), "no stream active on the gauge")
 
 
 async def active(server: MCPServer[Any], streams: int) -> bool:
@@ -531,6 +526,7 @@ async def test_rate_limit_is_exact_under_100_concurrent_calls(sandbox: Sandbox) 
     assert _history_requests(sandbox, cid) == 30
 
 
+@pytest.mark.e2e
 async def test_rate_limit_is_shared_and_exact_through_redis(sandbox: Sandbox, tmp_path: Path) -> None:
     with redis_server(tmp_path) as redis:
         settings = sandbox_settings_for(sandbox, rate_limit="30/hour", redis_url=redis.url)
@@ -564,7 +560,7 @@ async def test_memory_limiter_windows_reset() -> None:
     assert wait is not None
     assert 0 < wait <= 1
     assert await limiter.hit("b") is None  # another key
-    await anyio.sleep(wait + 0.01)
+    await anyio.sleep(wait + 0.01)  # the window's end passing is what this tests
     assert await limiter.hit("a") is None
 
 
@@ -602,7 +598,7 @@ async def test_extra_streams_wait_then_fail_clearly(sandbox: Sandbox) -> None:
     sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=30))
     async with Client(server) as client, anyio.create_task_group() as tg:
         tg.start_soon(client.call_tool, "send_customer_message", {"message": "hello", "conversation_id": cid})
-        await eventually(lambda: opened(sandbox))
+        await wait_until(lambda: opened(sandbox), "one upstream stream open")
         busy = await client.call_tool("send_customer_message", {"message": "again", "conversation_id": cid})
         assert sandbox.stats.streams_started == 1  # the second call sent nothing
         tg.cancel_scope.cancel()
@@ -685,6 +681,7 @@ def test_no_uuid_leak_in_key_id() -> None:
 # The real thing: `lexey-mcp --transport http` in a subprocess (the CLI's wiring and uvicorn's scope are the point)
 
 
+@pytest.mark.e2e
 async def test_served_over_http_with_json_logs_metrics_and_health(sandbox: Sandbox, tmp_path: Path) -> None:
     token = "tok_Wq3RtY7uIo9PaS2dF"
     async with http_server(

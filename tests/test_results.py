@@ -341,6 +341,7 @@ class ToReplica(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+@pytest.mark.e2e
 async def test_a_confirmation_answered_on_another_stateless_replica(sandbox: Sandbox, tmp_path: Path) -> None:
     """Replicas sharing LEXEY_MCP_STATE_KEY accept each other's sealed elicitation state; one with another key
     cannot open it, and nothing is sent; a 2025-era client there is told why it cannot be asked."""

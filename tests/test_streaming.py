@@ -302,7 +302,7 @@ async def test_progress_is_coalesced_and_carries_the_text_so_far() -> None:
     async def slow() -> AsyncIterator[bytes]:
         for i in range(1, 5):
             yield chat_event(i, {"type": "delta", "text": f"{i} "})
-            await anyio.sleep(0.03)
+            await anyio.sleep(0.03)  # deltas that trickle in are what this tests
         yield chat_event(5, {"type": "delta", "text": "5 "}) + chat_event(6, "[DONE]")
 
     fold = chat_fold()

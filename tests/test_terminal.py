@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.processes import SERVER, clean_env, free_port
+from tests.waiting import wait_until_sync
+
+pytestmark = pytest.mark.e2e
 
 WAIT_SECONDS = 30.0
 #: Generous: the point is that Ctrl-C ends the process with 130 and no traceback, not how fast.
@@ -42,11 +44,11 @@ def running(
 
 
 def wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
+    def holds() -> bool:
         assert process.poll() is None, f"exited with {process.returncode} before {what}"
-        assert time.monotonic() < deadline, f"no {what} within {WAIT_SECONDS} s"
-        time.sleep(0.05)
+        return condition()
+
+    wait_until_sync(holds, what, within=WAIT_SECONDS)
 
 
 def interrupt(process: subprocess.Popen[bytes], err: Path) -> None:

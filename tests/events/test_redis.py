@@ -22,8 +22,10 @@ from tests.events.helpers import body_of, escalation, post
 from tests.events.test_mcp import ESCALATIONS, WAIT, LegacyInbox, subscribe
 from tests.processes import free_port
 from tests.redis_server import redis_server
+from tests.waiting import wait_until
 
 
+@pytest.mark.e2e
 async def test_a_webhook_to_replica_b_notifies_listeners_on_replica_a(tmp_path: Path, anyio_backend: str) -> None:
     with redis_server(tmp_path) as redis:
         port_a, port_b = free_port(), free_port()
@@ -60,6 +62,7 @@ async def test_a_webhook_to_replica_b_notifies_listeners_on_replica_a(tmp_path: 
     assert not (tmp_path / "a" / "events.sqlite3").exists()  # with Redis, nothing on disk
 
 
+@pytest.mark.e2e
 async def test_redis_going_away_and_coming_back(tmp_path: Path, anyio_backend: str) -> None:
     with redis_server(tmp_path) as redis:
         port, sqlite_port = free_port(), free_port()
@@ -101,6 +104,7 @@ async def test_redis_going_away_and_coming_back(tmp_path: Path, anyio_backend: s
             assert not listed.is_error
 
 
+@pytest.mark.e2e
 async def test_redis_store_redelivery_and_retention(tmp_path: Path, anyio_backend: str) -> None:
     with redis_server(tmp_path) as redis:
         store = RedisEventStore(redis.url, retention_days=30, prefix="lexey-mcp:test:")
@@ -116,6 +120,7 @@ async def test_redis_store_redelivery_and_retention(tmp_path: Path, anyio_backen
         await store.aclose()
 
 
+@pytest.mark.e2e
 async def test_concurrent_webhooks_through_redis_none_lost_or_duplicated(tmp_path: Path, anyio_backend: str) -> None:
     with redis_server(tmp_path) as redis:
         settings = events_settings(tmp_path, redis_url=redis.url)
@@ -147,9 +152,7 @@ async def test_concurrent_webhooks_through_redis_none_lost_or_duplicated(tmp_pat
                 assert urls[1] is not None
                 assert (await post(http, urls[1], body_of(marker))).status_code == 200
             marker_uri = f"lexey://conversations/{marker['conversation']['id']}/messages"
-            with anyio.fail_after(WAIT):
-                while marker_uri not in heard.uris:  # noqa: ASYNC110 - pub/sub delivers in the background
-                    await anyio.sleep(0.02)
+            await wait_until(lambda: marker_uri in heard.uris, "the marker announced (pub/sub delivers later)")
             assert heard.uris.count(ESCALATIONS) == 301
 
 

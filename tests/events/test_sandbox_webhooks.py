@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
-import anyio
 import httpx2
+import pytest
 from pydantic import SecretStr
 
 from lexey_mcp.events.feed import EventFeed, EventOptions
@@ -17,6 +18,7 @@ from tests.events.conftest import Heard, events_settings
 from tests.events.helpers import SECRET
 from tests.processes import clean_env, free_port
 from tests.streams import CUSTOMER_KEY, MANAGEMENT_KEY
+from tests.waiting import accepts, wait_until
 
 
 async def _escalate(sb: Sandbox) -> str:
@@ -33,21 +35,24 @@ async def _escalate(sb: Sandbox) -> str:
         return cid
 
 
-async def test_a_webhook_is_retried_until_the_receiver_is_up(tmp_path: Path, anyio_backend: str) -> None:
+async def test_a_webhook_is_retried_until_the_receiver_is_up(
+    tmp_path: Path, anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lexey_mcp.sandbox")
     port = free_port()
     url = f"http://127.0.0.1:{port}/webhooks/lexey"
     config = SandboxConfig(delay=0, webhook_url=url, webhook_secret=SecretStr(SECRET))
     async with Sandbox(config) as sb:
-        cid = await _escalate(sb)  # nothing listens yet: the first attempts fail
-        await anyio.sleep(0.2)
+        cid = await _escalate(sb)  # nothing listens yet: the first attempt fails
+        await wait_until(
+            lambda: any("webhook attempt 1 failed" in r.getMessage() for r in caplog.records), "a failed attempt"
+        )
         assert sb.webhooks is not None
         assert sb.webhooks.delivered == 0
         heard = Heard()
         async with EventFeed(events_settings(tmp_path), EventOptions(webhook_port=port)) as feed:
             feed.bus.subscribe(heard)
-            with anyio.fail_after(10):
-                while sb.webhooks.delivered < 1:  # noqa: ASYNC110 - the sender counts; nothing to wait on
-                    await anyio.sleep(0.05)
+            await wait_until(lambda: sb.webhooks is not None and sb.webhooks.delivered >= 1, "the webhook delivered")
             [escalation] = await feed.escalations()
     assert heard.uris == ["lexey://escalations", f"lexey://conversations/{cid}/messages"]
     assert escalation.conversation_id == cid
@@ -69,12 +74,11 @@ async def test_a_wrong_secret_is_refused_and_not_kept(tmp_path: Path, anyio_back
         assert sb.webhooks is not None
         sb.webhooks._backoff = ()
         await _escalate(sb)
-        with anyio.fail_after(10):
-            while sb.webhooks.failed < 1:  # noqa: ASYNC110
-                await anyio.sleep(0.05)
+        await wait_until(lambda: sb.webhooks is not None and sb.webhooks.failed >= 1, "the webhook given up")
         assert await feed.escalations() == []
 
 
+@pytest.mark.e2e
 async def test_lexey_mcp_sandbox_sends_webhooks_where_told(tmp_path: Path, anyio_backend: str) -> None:
     receiver_port, sandbox_port = free_port(), free_port()
     url = f"http://127.0.0.1:{receiver_port}/webhooks/lexey"
@@ -88,20 +92,16 @@ async def test_lexey_mcp_sandbox_sends_webhooks_where_told(tmp_path: Path, anyio
             stderr=subprocess.DEVNULL,
         )
         try:
-            with anyio.fail_after(20):
-                while True:
-                    try:
-                        await (await anyio.connect_tcp("127.0.0.1", sandbox_port)).aclose()
-                        break
-                    except OSError:
-                        await anyio.sleep(0.05)
+            await wait_until(lambda: accepts("127.0.0.1", sandbox_port), "`lexey-mcp sandbox` accepting connections")
             sb = Sandbox(SandboxConfig(), port=sandbox_port)  # only for its URLs: the process is the sandbox
             cid = await _escalate(sb)
             found: list[Escalation] = []
-            with anyio.fail_after(10):
-                while not found:  # delivered in the background
-                    found = await feed.escalations()
-                    await anyio.sleep(0.05)
+
+            async def delivered() -> bool:  # in the background
+                found[:] = await feed.escalations()
+                return bool(found)
+
+            await wait_until(delivered, "the escalation delivered to the receiver")
         finally:
             process.terminate()
             process.wait(10)

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import anyio
 import httpx2
+import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.events.helpers import SECRET, body_of, escalation, post
 from tests.processes import clean_env, free_port
+
+pytestmark = pytest.mark.e2e
 
 SERVER = [sys.executable, "-m", "lexey_mcp"]
 

@@ -3,6 +3,7 @@ on every loopback spelling, too many connections, abandoned sessions."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import pytest
 
 from lexey_mcp.sandbox import Fault, Sandbox
 from tests.processes import assert_unfinished_headers_are_cut_off, http_server, mcp_client
+from tests.waiting import wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 FD_LIMIT = 256
 INITIALIZE = {
@@ -73,9 +75,8 @@ async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive(sand
         with anyio.fail_after(10):
             while not received.endswith(b"\r\n\r\nNot Found"):
                 received += await stream.receive()
-        await anyio.sleep(2.5)  # past the 1 s keep-alive
-        # Already closed: uvicorn's default (5 s) would still hold it for another 2.5 s.
-        with anyio.fail_after(1), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError)):
+        # Closed after the 1 s keep-alive: uvicorn's default (5 s) would hold it past this deadline.
+        with anyio.fail_after(4), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError)):
             await stream.receive()
         await stream.aclose()
         assert received.startswith(b"HTTP/1.1 404")
@@ -104,7 +105,7 @@ async def test_every_loopback_bind_refuses_a_foreign_host(sandbox: Sandbox, tmp_
 
 async def test_an_idle_session_is_closed_after_the_idle_timeout(sandbox: Sandbox, tmp_path: Path) -> None:
     async with (
-        http_server(sandbox, tmp_path, LEXEY_MCP_SESSION_IDLE_MINUTES="0.01") as server,
+        http_server(sandbox, tmp_path, LEXEY_MCP_SESSION_IDLE_MINUTES="0.01", LEXEY_LOG_LEVEL="DEBUG") as server,
         httpx2.AsyncClient(trust_env=False, timeout=10) as http,
     ):
         opened = await http.post(server.url, json=INITIALIZE, headers=MCP_HEADERS)
@@ -112,7 +113,9 @@ async def test_an_idle_session_is_closed_after_the_idle_timeout(sandbox: Sandbox
         session = {**MCP_HEADERS, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
         ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
         assert (await http.post(server.url, json=ping, headers=session)).status_code == 200
-        await anyio.sleep(2.0)  # the timeout is 0.6 s
+        # The SDK logs the reaping (at LEXEY_LOG_LEVEL=DEBUG); asking the session would keep it alive.
+        reaped = f"Session {opened.headers['mcp-session-id']} idle timeout"
+        await wait_until(lambda: reaped in server.stderr(), "the session reaped after its 0.6 s idle timeout")
         assert (await http.post(server.url, json=ping, headers=session)).status_code == 404
 
 
@@ -144,7 +147,8 @@ async def test_a_request_id_in_flight_is_refused_and_the_first_still_answered(sa
         with anyio.fail_after(20):
             async with anyio.create_task_group() as group:
                 group.start_soon(post, "first")
-                await anyio.sleep(0.5)  # the first is in flight: its upstream stream stalls for 1 s
+                # In flight once its upstream stream is open (it stalls for 1 s):
+                await wait_until(lambda: sandbox.stats.open_streams == 1, "the first call's upstream stream open")
                 group.start_soon(post, "second")
     assert answers["second"].status_code == 409
     assert answers["second"].json() == {

@@ -22,6 +22,7 @@ from lexey_mcp.client import LexeyClient
 from lexey_mcp.sandbox import Fault, Sandbox
 from tests.conftest import sandbox_settings_for
 from tests.streams import CID, chat_event, settings
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -233,6 +234,7 @@ anyio.run(main)
 """
 
 
+@pytest.mark.e2e
 def test_a_million_tiny_deltas_fold_with_memory_bounded() -> None:
     # A fresh process, so peak RSS speaks of this fold alone (tracemalloc would slow it tenfold).
     done = subprocess.run(
@@ -290,9 +292,12 @@ async def test_a_redirect_to_another_host_is_never_followed(anyio_backend: str) 
                 await c.customer.send_message(CID, "hi")
             with pytest.raises(errors.LexeyProtocolError, match="not followed"):
                 await c.customer.create_conversation()
-        await anyio.sleep(0.1)
+        # A probe of our own, sent last: once the thief has it, it has what reached it before.
+        async with await anyio.connect_tcp("127.0.0.1", thief_port) as probe:
+            await probe.send(b"probe")
+            await wait_until(lambda: b"probe" in stolen, "the thief to take the probe")
         tg.cancel_scope.cancel()
-    assert stolen == []
+    assert stolen == [b"probe"]
 
 
 def _http_date(seconds_from_now: float) -> str:

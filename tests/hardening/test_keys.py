@@ -152,7 +152,7 @@ async def _refused_everywhere(seen: list[str]) -> None:
 
 async def test_unreachable_upstream(sandbox: Sandbox, capfd: pytest.CaptureFixture[str]) -> None:
     settings = sandbox_settings_for(
-        sandbox, base_url="http://127.0.0.1:9/api/v1", max_retries=1, max_retry_wait=0.1, stream_timeout=0.5
+        sandbox, base_url="http://127.0.0.1:9/api/v1", max_retries=1, max_retry_wait=0.1, stream_timeout=30
     )
     with debug_logging():
         async with Client(build_server(settings)) as client:
@@ -177,6 +177,7 @@ def test_tracebacks_in_logs_are_redacted() -> None:
     assert leaks(text) == []
 
 
+@pytest.mark.e2e
 async def test_no_key_over_stdio_at_debug(sandbox: Sandbox) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEXEY_", "LEXI_"))}
     env.update(

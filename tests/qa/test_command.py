@@ -35,6 +35,7 @@ def lexey_mcp_test(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.e2e
 def test_the_passing_example_exits_0_with_junit_and_json(tmp_path: Path) -> None:
     done = lexey_mcp_test(PASSING, "--sandbox", "--junit", "out.xml", "--json", "out.json", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -59,6 +60,7 @@ def test_the_passing_example_exits_0_with_junit_and_json(tmp_path: Path) -> None
     assert report.setup[0].startswith("Business context saved")
 
 
+@pytest.mark.e2e
 def test_the_failing_example_exits_1_with_a_readable_report(tmp_path: Path) -> None:
     done = lexey_mcp_test(FAILING, "--sandbox", "--junit", "out.xml", cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -118,6 +120,7 @@ def test_configuration_problems_exit_2_before_anything_is_sent(capsys: pytest.Ca
     assert "No case named 'nope' in" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_cases_repeat_and_skip_setup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     junit = tmp_path / "r.xml"
     assert run([PASSING, "--sandbox", "--case", "pricing", "--repeat", "2", "--junit", str(junit)]) == 0
@@ -175,6 +178,7 @@ def test_sandbox_before_test_is_what_test_sandbox_means(capsys: pytest.CaptureFi
     assert "Acme support: PASSED: 1 cases, 1 runs, all passed." in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_the_run_and_exits_130(tmp_path: Path) -> None:
     suite = tmp_path / "slow.yaml"
     suite.write_text("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: pricing please}}]}}\n" for i in range(2)))
@@ -190,6 +194,7 @@ def test_ctrl_c_stops_the_run_and_exits_130(tmp_path: Path) -> None:
     assert not (tmp_path / "r.json").exists()  # no report of a run that did not finish
 
 
+@pytest.mark.e2e
 def test_a_reader_that_goes_away_silences_the_output_not_the_run(tmp_path: Path) -> None:
     command = [*SERVER, "test", FAILING, "--sandbox", "--delay", "0", "--json", str(tmp_path / "r.json")]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env()) as proc:

@@ -33,6 +33,7 @@ def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.mark.e2e
 async def test_a_passing_suite_with_progress_as_runs_finish(sandbox: Sandbox, mode: str) -> None:
     seen: list[tuple[float, float | None, str | None]] = []
 
@@ -58,6 +59,7 @@ async def test_a_passing_suite_with_progress_as_runs_finish(sandbox: Sandbox, mo
     assert "Acme support: PASSED: 5 cases, 10 runs, all passed." in text_of(result)
 
 
+@pytest.mark.e2e
 async def test_a_failing_suite_reports_failures_with_conversation_ids(sandbox: Sandbox) -> None:
     messages: list[str] = []
 
@@ -148,6 +150,7 @@ async def test_cancelling_the_tool_call_closes_every_upstream_stream(sandbox: Sa
     assert not after.is_error
 
 
+@pytest.mark.e2e
 async def test_over_stdio_with_the_embedded_sandbox() -> None:
     params = StdioServerParameters(
         command=SERVER[0], args=[*SERVER[1:], "--sandbox", "--sandbox-delay", "0"], env=clean_env()
