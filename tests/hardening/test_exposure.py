@@ -3,7 +3,6 @@ on every loopback spelling, too many connections, abandoned sessions."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from pathlib import Path
 
