@@ -1,7 +1,8 @@
 """Where events are kept: SQLite (stdlib) in the state directory, or Redis shared by every replica.
 
-Both keep an event once per `Event.key` (a redelivery is a no-op), list escalations newest first, and
-drop what is older than the retention period. Both open on first use, so a server that never receives
+Both keep an event once per `Event.key` (a redelivery is a no-op), list escalations newest first, drop
+what is older than the retention period, and stay under a size cap (LEXEY_EVENT_STORE_MAX_MB) by dropping the
+events received first. Both open on first use, so a server that never receives
 or lists an event never touches the disk or the network.
 """
 
