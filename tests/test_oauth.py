@@ -115,14 +115,15 @@ async def test_tokens_over_streamable_http(sandbox: Sandbox, tmp_path: Path, sta
             # A tool or resource outside the token's scopes: 403 naming the scope to step up to, before any session
             # is looked at (a resource read was a JSON-RPC error, which no client steps up on).
             listen = {"notifications": {"resourceSubscriptions": [history, "lexey://escalations"]}}
-            for method, params, needed in [
+            calls: list[tuple[str, dict[str, Any], str]] = [
                 ("tools/call", {"name": "configure_org", "arguments": {}}, "lexey:management"),
                 ("tools/call", {"name": "create_conversation", "arguments": {}}, "lexey:customer"),
                 ("resources/read", {"uri": history}, "lexey:customer"),
                 ("resources/read", {"uri": "lexey://escalations"}, "lexey:events"),
                 ("resources/subscribe", {"uri": "lexey://escalations"}, "lexey:events"),
                 ("subscriptions/listen", listen, "lexey:customer lexey:events"),
-            ]:
+            ]
+            for method, params, needed in calls:
                 refused = await post_call(server.url, lexi_token, method, params)
                 assert refused.status_code == 403, (method, params)
                 scopes = "scopes" if " " in needed else "scope"

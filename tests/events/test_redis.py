@@ -134,12 +134,12 @@ async def test_past_its_size_cap_the_redis_store_drops_the_oldest_events_first(
         assert 0 < len(kept) < 10
         assert kept == [p["conversation"]["id"] for p in reversed(sent)][: len(kept)]  # the newest stay
         r = replicas[0].redis
-        records = await r.mget(await r.keys("lexey-mcp:test:event:*"))
+        records = [record for record in await r.mget(await r.keys("lexey-mcp:test:event:*")) if record is not None]
         assert len(records) == len(kept)  # the evicted records are gone, not just unlisted
-        assert int(await r.get("lexey-mcp:test:bytes")) == sum(len(record) for record in records) <= 10 * 1024
+        assert int(await r.get("lexey-mcp:test:bytes") or -1) == sum(map(len, records)) <= 10 * 1024
         # Past the retention period the records expire by themselves, and the count forgets them.
         await replicas[0].prune(now + 40 * DAY)
-        assert int(await r.get("lexey-mcp:test:bytes")) == 0
+        assert int(await r.get("lexey-mcp:test:bytes") or -1) == 0
         assert await r.hlen("lexey-mcp:test:sizes") == await r.zcard("lexey-mcp:test:received") == 0
         for store in replicas:
             await store.aclose()
