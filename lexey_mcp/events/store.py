@@ -1,9 +1,9 @@
 """Where events are kept: SQLite (stdlib) in the state directory, or Redis shared by every replica.
 
-Both keep an event once per `Event.key` (a redelivery is a no-op), list escalations newest first, drop
-what is older than the retention period, and stay under a size cap (LEXEY_EVENT_STORE_MAX_MB) by dropping the
-events received first. Both open on first use, so a server that never receives
-or lists an event never touches the disk or the network.
+Both keep an event once per `Event.key` (a redelivery is a no-op), list escalations newest first, drop what is
+older than the retention period, and stay under a size cap (LEXEY_EVENT_STORE_MAX_MB) by dropping the events
+received first. Both open on first use, so a server that never receives or lists an event never touches the disk or
+the network.
 """
 
 from __future__ import annotations
@@ -298,18 +298,9 @@ class RedisEventStore:
         p = self.prefix
         keys = [f"{p}event:{event.key}", f"{p}escalations", f"{p}received", f"{p}sizes", f"{p}bytes"]
         escalated = int(event.type == ESCALATED)
-        args: list[str | int | float] = [
-            event.key,
-            record,
-            ttl,
-            escalated,
-            event.occurred_at,
-            event.received_at,
-            self.max_bytes,
-            p,
-        ]
+        args: list[str | int | float] = [event.key, record, ttl, escalated, event.occurred_at, event.received_at]
         try:
-            added, evicted = await self.redis.register_script(_ADD)(keys, args)
+            added, evicted = await self.redis.register_script(_ADD)(keys, [*args, self.max_bytes, p])
         except redis_errors() as exc:
             raise self._unavailable(exc) from None
         if evicted:
@@ -344,7 +335,7 @@ class RedisEventStore:
 
     async def prune(self, now: float) -> int:
         # Event records expire by themselves; the index drops what occurred before the period (expired
-        # entries that occurred later go on the next listing).
+        # entries that occurred later go on the next listing), and the size count forgets what was received before it.
         cutoff = now - self.retention
         p = self.prefix
         try:
