@@ -61,6 +61,11 @@ _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off", "")
 
 
+def resource_toolset(uri: str) -> Toolset | None:
+    """The toolset the resource (or template) `uri` belongs to; None for a URI no toolset serves."""
+    return next((t for prefix, t in RESOURCE_TOOLSETS.items() if uri.startswith(prefix)), None)
+
+
 @dataclass(frozen=True)
 class Caller:
     """What the HTTP request carrying the current MCP message brings and allows."""
@@ -87,7 +92,7 @@ class Caller:
 
     def resource_refusal(self, uri: str) -> str | None:
         """Why this request may not see or read the resource (or template) `uri`, or None when it may."""
-        toolset = next((t for prefix, t in RESOURCE_TOOLSETS.items() if uri.startswith(prefix)), None)
+        toolset = resource_toolset(uri)
         scope = TOOLSET_SCOPES.get(toolset or "")
         if self.scopes is not None and (scope is None or scope not in self.scopes):
             return f"{uri} needs the OAuth scope {scope}, which this request's token does not carry."
@@ -236,7 +241,7 @@ def middleware(
                 refusal = await tool_allowed(caller, name)
                 if refusal is not None:
                     return tool_error(refusal)
-            for uri in _resource_uris(ctx.method, params):
+            for uri in resource_uris(ctx.method, params):
                 refusal = caller.resource_refusal(uri)
                 if refusal is not None:
                     raise MCPError(code=INVALID_PARAMS, message=refusal)
@@ -255,7 +260,7 @@ def middleware(
     return hosted
 
 
-def _resource_uris(method: str, params: Mapping[str, Any]) -> list[str]:
+def resource_uris(method: str, params: Mapping[str, Any]) -> list[str]:
     """The resources a message reads or subscribes to (both protocol eras)."""
     if method in ("resources/read", "resources/subscribe"):
         uri = params.get("uri")

@@ -78,9 +78,9 @@ class McpRequests:
     """ASGI middleware around the `/mcp` endpoint, inside authentication (nothing reaches it without a valid token,
     where one is required). A POST body is read whole before the SDK sees it: within `max_body` bytes (else 413) and
     `body_seconds` (else 408); a body that is not JSON, or nested past the parser's limit, is answered 400 (the SDK's
-    own parse error), and a tool call outside the token's scopes 403 (`step_up`). Within a session, a request reusing
-    the JSON-RPC id of one still in flight is answered with an error (409): the SDK would overwrite the first
-    request's response stream, and the first would never be answered."""
+    own parse error), and a tool call or resource read outside the token's scopes 403 (`step_up`). Within a session,
+    a request reusing the JSON-RPC id of one still in flight is answered with an error (409): the SDK would overwrite
+    the first request's response stream, and the first would never be answered."""
 
     def __init__(
         self,

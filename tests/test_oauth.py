@@ -62,8 +62,8 @@ async def post_initialize(url: str, token: str | None) -> httpx2.Response:
         return await http.post(url, json=INITIALIZE, headers=headers)
 
 
-async def post_tool_call(url: str, token: str, tool: str) -> httpx2.Response:
-    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": {}}}
+async def post_call(url: str, token: str, method: str, params: dict[str, Any]) -> httpx2.Response:
+    call = {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}
     headers = {**bearer(token), "Accept": "application/json, text/event-stream", "Mcp-Session-Id": "any"}
     async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
         return await http.post(url, json=call, headers=headers)
@@ -103,6 +103,9 @@ async def test_tokens_over_streamable_http(sandbox: Sandbox, tmp_path: Path, sta
                 assert names == {spec.fn.__name__ for spec in TOOLS}
                 created = await everything.call_tool("create_conversation", {})
                 assert not created.is_error, text_of(created)
+                assert created.structured_content is not None
+                history = f"lexey://conversations/{created.structured_content['conversation_id']}/messages"
+                assert (await everything.read_resource(history)).contents  # the scope is there: no step-up
 
             lexi_token = issuer.token(issuer.ec, scope="lexi")
             async with mcp_client(server.url, "legacy", headers=bearer(lexi_token)) as lexi_only:  # 2025-11-25
@@ -110,13 +113,24 @@ async def test_tokens_over_streamable_http(sandbox: Sandbox, tmp_path: Path, sta
                 assert (await lexi_only.list_resource_templates()).resource_templates == []
                 answered = await lexi_only.call_tool("lexi_chat", {"message": "Who is Jane?"})
                 assert not answered.is_error, text_of(answered)
-            # A tool outside the token's scopes: 403 naming the scope to step up to, before any session is looked at.
-            for tool, needed in [("configure_org", "lexey:management"), ("create_conversation", "lexey:customer")]:
-                refused = await post_tool_call(server.url, lexi_token, tool)
-                assert refused.status_code == 403, tool
+            # A tool or resource outside the token's scopes: 403 naming the scope to step up to, before any session
+            # is looked at (a resource read was a JSON-RPC error, which no client steps up on).
+            listen = {"notifications": {"resourceSubscriptions": [history, "lexey://escalations"]}}
+            calls: list[tuple[str, dict[str, Any], str]] = [
+                ("tools/call", {"name": "configure_org", "arguments": {}}, "lexey:management"),
+                ("tools/call", {"name": "create_conversation", "arguments": {}}, "lexey:customer"),
+                ("resources/read", {"uri": history}, "lexey:customer"),
+                ("resources/read", {"uri": "lexey://escalations"}, "lexey:events"),
+                ("resources/subscribe", {"uri": "lexey://escalations"}, "lexey:events"),
+                ("subscriptions/listen", listen, "lexey:customer lexey:events"),
+            ]
+            for method, params, needed in calls:
+                refused = await post_call(server.url, lexi_token, method, params)
+                assert refused.status_code == 403, (method, params)
+                scopes = "scopes" if " " in needed else "scope"
                 assert refused.headers["www-authenticate"] == (
                     f'Bearer error="insufficient_scope", scope="{needed}", '
-                    f'error_description="this call needs the scope {needed}", resource_metadata="{METADATA_URL}"'
+                    f'error_description="this call needs the {scopes} {needed}", resource_metadata="{METADATA_URL}"'
                 )
                 assert refused.json()["scope"] == needed
 
@@ -124,7 +138,7 @@ async def test_tokens_over_streamable_http(sandbox: Sandbox, tmp_path: Path, sta
                 assert (await no_scopes.list_tools()).tools == []
         # The first token fetched the JWKS; the unknown kid fetched it once more (key rotation), never again.
         assert issuer.fetches == 2
-    assert [use.path.rsplit("/", 1)[-1] for use in sandbox.key_log] == ["conversations", "stream"]
+    assert [use.path.rsplit("/", 1)[-1] for use in sandbox.key_log] == ["conversations", "messages", "stream"]
 
 
 async def test_jwks_is_fetched_again_once_for_an_unknown_kid() -> None:

@@ -6,6 +6,7 @@ read through the server's own Starlette app; spans are captured with the OpenTel
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -364,18 +365,25 @@ async def test_every_webhook_delivery_is_counted_by_result(tmp_path: Path) -> No
     assert m("lexey_mcp_webhooks_received_total", result="malformed") == 1
 
 
-async def test_events_evicted_past_the_store_cap_are_counted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+async def test_events_evicted_past_the_store_cap_are_counted(tmp_path: Path, store: str) -> None:
     port = free_port()
-    server = build_server(events_settings(tmp_path, event_store_max_mb=0.01), events=EventOptions(webhook_port=port))
-    url = f"http://127.0.0.1:{port}/webhooks/lexey"
+    with contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(redis_server(tmp_path)).url if store == "redis" else None
+        settings = events_settings(tmp_path, event_store_max_mb=0.01, redis_url=redis_url)
+        server = build_server(settings, events=EventOptions(webhook_port=port))
+        listed, m = await post_twenty_escalations(server, f"http://127.0.0.1:{port}/webhooks/lexey")
+    assert listed.structured_content is not None
+    kept = len(listed.structured_content["escalations"])
+    assert m("lexey_mcp_events_evicted_total") == 20 - kept > 0
+
+
+async def post_twenty_escalations(server: MCPServer[Any], url: str) -> tuple[CallToolResult, Scrape]:
     async with Client(server) as client, httpx2.AsyncClient(trust_env=False, timeout=10) as http:
         for n in range(20):  # ~1.6 KiB each, against a cap of ~10 KiB
             assert (await post(http, url, body_of(escalation(minutes=n, reason="x" * 1000)))).status_code == 200
         listed = await client.call_tool("list_escalations", {"limit": 100})
-        m = await scrape(server)
-    assert listed.structured_content is not None
-    kept = len(listed.structured_content["escalations"])
-    assert m("lexey_mcp_events_evicted_total") == 20 - kept > 0
+        return listed, await scrape(server)
 
 
 async def test_observe_off_records_nothing(sandbox: Sandbox) -> None:

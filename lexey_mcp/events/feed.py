@@ -170,14 +170,13 @@ class EventFeed:
                 state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lexey-mcp-events-")))
             else:
                 state_dir = self._settings.state_dir.expanduser()
-            retention = self._settings.event_retention_days
+            retention, max_mb = self._settings.event_retention_days, self._settings.event_store_max_mb
             store: EventStore = (
-                RedisEventStore(self._redis_url, retention, self._settings.redis_prefix())
+                RedisEventStore(self._redis_url, retention, self._settings.redis_prefix(), max_mb)
                 if self._redis_url
-                else SQLiteEventStore(state_dir / STATE_FILE, retention, self._settings.event_store_max_mb)
+                else SQLiteEventStore(state_dir / STATE_FILE, retention, max_mb)
             )
-            if isinstance(store, SQLiteEventStore):
-                store.on_evict = self.on_evict
+            store.on_evict = self.on_evict
             stack.push_async_callback(store.aclose)
             group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(group.cancel_scope.cancel)

@@ -1,8 +1,9 @@
 """Where events are kept: SQLite (stdlib) in the state directory, or Redis shared by every replica.
 
-Both keep an event once per `Event.key` (a redelivery is a no-op), list escalations newest first, and
-drop what is older than the retention period. Both open on first use, so a server that never receives
-or lists an event never touches the disk or the network.
+Both keep an event once per `Event.key` (a redelivery is a no-op), list escalations newest first, drop what is
+older than the retention period, and stay under a size cap (LEXEY_EVENT_STORE_MAX_MB) by dropping the events
+received first. Both open on first use, so a server that never receives or lists an event never touches the disk or
+the network.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class EventStore(Protocol):
     async def prune(self, now: float) -> int:
         """Drop events received before the retention period; how many were dropped."""
         ...
+
+    #: Hears how many events were dropped to keep the store under its size cap, each time some are.
+    on_evict: Callable[[int], None]
 
     async def aclose(self) -> None: ...
 
@@ -223,13 +227,56 @@ def redis_errors() -> tuple[type[BaseException], ...]:
     return (RedisError, RedisConnectionError, RedisTimeoutError, OSError)
 
 
+#: Keep an event (ARGV: its key, record, seconds to live, 1 if an escalation, when it occurred, when it was received,
+#: the byte cap, the key prefix); then, while the records kept are over the cap, drop the ones received first. One
+#: script: replicas sharing the Redis add and evict atomically. Returns {1 if kept, how many were evicted}.
+_ADD = """
+if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3]) then return {0, 0} end
+if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1]) end
+local size = string.len(ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], size)
+local total = redis.call('INCRBY', KEYS[5], size)
+local evicted = 0
+while total > tonumber(ARGV[7]) do
+  local oldest = redis.call('ZPOPMIN', KEYS[3])
+  if #oldest == 0 then break end
+  local key = oldest[1]
+  total = redis.call('DECRBY', KEYS[5], tonumber(redis.call('HGET', KEYS[4], key) or '0'))
+  redis.call('HDEL', KEYS[4], key)
+  redis.call('DEL', ARGV[8] .. 'event:' .. key)
+  redis.call('ZREM', KEYS[2], key)
+  evicted = evicted + 1
+end
+return {1, evicted}
+"""
+#: Forget the sizes of events received before ARGV[1] (their records have expired by themselves).
+_FORGET = """
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+for _, key in ipairs(old) do
+  redis.call('DECRBY', KEYS[3], tonumber(redis.call('HGET', KEYS[2], key) or '0'))
+  redis.call('HDEL', KEYS[2], key)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+return #old
+"""
+
+
 class RedisEventStore:
     """Events as `<prefix>event:<key>` strings that expire with the retention period, escalations indexed in
-    the sorted set `<prefix>escalations` by when they occurred. SET NX makes a redelivery a no-op."""
+    the sorted set `<prefix>escalations` by when they occurred. SET NX makes a redelivery a no-op.
 
-    def __init__(self, url: str, retention_days: float, prefix: str) -> None:
+    The records kept stay under `max_mb` bytes (shared by every replica): `<prefix>received` orders the events by
+    receipt, `<prefix>sizes` holds each record's size and `<prefix>bytes` their sum; past the cap the events received
+    first go first (`evicted` counts them, and `on_evict` hears of each batch). Redis's own overhead per key is not
+    counted."""
+
+    def __init__(self, url: str, retention_days: float, prefix: str, max_mb: float = 256.0) -> None:
         self.location = redis_location(url)
         self.retention = retention_days * DAY
+        self.max_bytes = int(max_mb * 1024 * 1024)
+        self.evicted = 0
+        self.on_evict: Callable[[int], None] = lambda count: None
         self._url = url
         self.prefix = prefix  # the deployment's (`Settings.redis_prefix`)
         self._redis: Redis | None = None
@@ -248,14 +295,17 @@ class RedisEventStore:
             [event.type, event.conversation_id, event.timestamp, event.occurred_at, event.received_at, event.body]
         )
         ttl = max(1, int(event.received_at + self.retention - time.time()))
+        p = self.prefix
+        keys = [f"{p}event:{event.key}", f"{p}escalations", f"{p}received", f"{p}sizes", f"{p}bytes"]
+        escalated = int(event.type == ESCALATED)
+        args: list[str | int | float] = [event.key, record, ttl, escalated, event.occurred_at, event.received_at]
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:  # one round trip
-                pipe.set(f"{self.prefix}event:{event.key}", record, nx=True, ex=ttl)
-                if event.type == ESCALATED:  # the same member and score again for a redelivery: a no-op
-                    pipe.zadd(f"{self.prefix}escalations", {event.key: event.occurred_at})
-                added = (await pipe.execute())[0]
+            added, evicted = await self.redis.register_script(_ADD)(keys, [*args, self.max_bytes, p])
         except redis_errors() as exc:
             raise self._unavailable(exc) from None
+        if evicted:
+            self.evicted += evicted
+            self.on_evict(evicted)
         return bool(added)
 
     async def escalations(self, since: float | None, limit: int) -> list[Event]:
@@ -285,9 +335,12 @@ class RedisEventStore:
 
     async def prune(self, now: float) -> int:
         # Event records expire by themselves; the index drops what occurred before the period (expired
-        # entries that occurred later go on the next listing).
+        # entries that occurred later go on the next listing), and the size count forgets what was received before it.
+        cutoff = now - self.retention
+        p = self.prefix
         try:
-            dropped: int = await self.redis.zremrangebyscore(f"{self.prefix}escalations", "-inf", now - self.retention)
+            dropped: int = await self.redis.zremrangebyscore(f"{p}escalations", "-inf", cutoff)
+            await self.redis.register_script(_FORGET)([f"{p}received", f"{p}sizes", f"{p}bytes"], [cutoff])
         except redis_errors() as exc:
             raise self._unavailable(exc) from None
         return dropped

@@ -121,6 +121,36 @@ async def test_redis_store_redelivery_and_retention(tmp_path: Path, anyio_backen
 
 
 @pytest.mark.e2e
+async def test_past_its_size_cap_the_redis_store_drops_the_oldest_events_first(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    # It had no cap: a signed flood filled Redis. The cap and its count are shared by the replicas.
+    with redis_server(tmp_path) as redis:
+        replicas = [RedisEventStore(redis.url, 30, "lexey-mcp:test:", max_mb=0.01) for _ in range(2)]  # ~10 KiB
+        heard: list[int] = []
+        for store in replicas:
+            store.on_evict = heard.append
+        now = time.time()
+        sent = [escalation(minutes=i, reason="x" * 1000) for i in range(30)]  # ~1.6 KiB each
+        for i, payload in enumerate(sent):
+            assert await replicas[i % 2].add(parse_event(payload, now + i))
+        kept = [e.conversation_id for e in await replicas[0].escalations(None, 100)]
+        assert sum(store.evicted for store in replicas) == sum(heard) == 30 - len(kept)
+        assert 0 < len(kept) < 10
+        assert kept == [p["conversation"]["id"] for p in reversed(sent)][: len(kept)]  # the newest stay
+        r = replicas[0].redis
+        records = [record for record in await r.mget(await r.keys("lexey-mcp:test:event:*")) if record is not None]
+        assert len(records) == len(kept)  # the evicted records are gone, not just unlisted
+        assert int(await r.get("lexey-mcp:test:bytes") or -1) == sum(map(len, records)) <= 10 * 1024
+        # Past the retention period the records expire by themselves, and the count forgets them.
+        await replicas[0].prune(now + 40 * DAY)
+        assert int(await r.get("lexey-mcp:test:bytes") or -1) == 0
+        assert await r.hlen("lexey-mcp:test:sizes") == await r.zcard("lexey-mcp:test:received") == 0
+        for store in replicas:
+            await store.aclose()
+
+
+@pytest.mark.e2e
 async def test_concurrent_webhooks_through_redis_none_lost_or_duplicated(tmp_path: Path, anyio_backend: str) -> None:
     with redis_server(tmp_path) as redis:
         settings = events_settings(tmp_path, redis_url=redis.url)
@@ -177,6 +207,7 @@ def test_a_redis_url_that_is_not_one_stops_start_up_saying_what_is_accepted_with
     )
 
 
+@pytest.mark.e2e
 async def test_deployments_sharing_a_redis_keep_their_escalations_apart(tmp_path: Path, anyio_backend: str) -> None:
     # Each deployment's keys and channel sit under its own namespace: by default a hash of its webhook secret, or
     # LEXEY_REDIS_NAMESPACE. A second deployment with another secret listed the first one's customers.

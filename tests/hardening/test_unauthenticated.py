@@ -4,6 +4,7 @@ without a traceback, idle connections giving way to a prompt client, the stdio w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -141,6 +142,57 @@ async def test_past_the_concurrency_limit_a_request_gets_503(sandbox: Sandbox, t
         assert response.text == "Service Unavailable: too many requests in flight; retry shortly."
         assert "LEXEY_MCP_MAX_CONCURRENCY" in server.stderr()
         assert [status.split(b" ")[1] for status in statuses] == [b"400", b"400"]  # `{}` is no JSON-RPC message
+
+
+@pytest.mark.e2e
+async def test_the_concurrency_limit_serves_exactly_its_number(sandbox: Sandbox, tmp_path: Path) -> None:
+    # 1,500 concurrent calls served 383 of a documented 1,000. Here 120 tool calls against a limit of 100: each of
+    # the first 100 is held in flight (the server has asked for its body: `100 Continue`), the other 20 are refused,
+    # then the 100 send their bodies and every one is answered with the tool's result.
+    async with http_server(sandbox, tmp_path, "--stateless", LEXEY_MCP_MAX_CONCURRENCY="100") as server:
+        port = _port(server.url)
+        call = json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "create_conversation"}}
+        ).encode()
+        head = (
+            b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+            b"Accept: application/json, text/event-stream\r\nExpect: 100-continue\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % (port, len(call))
+        )
+        held: list[anyio.abc.SocketStream] = []
+        try:
+            with anyio.fail_after(60):
+                for _ in range(100):  # one at a time: a connection still waiting for headers may give way to a new one
+                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                    held.append(stream)
+                    await stream.send(head)
+                    asked = b""
+                    while not asked.endswith(b"\r\n\r\n"):
+                        asked += await stream.receive()
+                    assert asked == b"HTTP/1.1 100 Continue\r\n\r\n"
+            async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
+                refused = [(await http.post(server.url, content=call, headers=MCP_HEADERS)) for _ in range(20)]
+            answers = []
+            for stream in held:
+                await stream.send(call)
+            with anyio.fail_after(60):
+                for stream in held:
+                    answers.append(await _read_to_end(stream))
+        finally:
+            for stream in held:
+                await stream.aclose()
+    assert [r.status_code for r in refused] == [503] * 20
+    served = [a for a in answers if a.startswith(b"HTTP/1.1 200 ") and b'"conversation_id"' in a]
+    assert len(served) == 100, answers[0]
+
+
+async def _read_to_end(stream: anyio.abc.SocketStream) -> bytes:
+    """What the server sends on `stream` until it closes the connection."""
+    received = b""
+    with contextlib.suppress(anyio.EndOfStream):
+        while True:
+            received += await stream.receive()
+    return received
 
 
 @pytest.mark.e2e
