@@ -62,6 +62,7 @@ async def _confirm_then_replay(sandbox: Sandbox, first: str, replay_to: str, ans
     return sent, replayed.text
 
 
+@pytest.mark.e2e
 async def test_a_confirmation_is_used_once(sandbox: Sandbox, tmp_path: Path) -> None:
     async with http_server(sandbox, tmp_path, "--confirm-changes") as server:
         sent, replayed = await _confirm_then_replay(sandbox, server.url, server.url, server.url)
@@ -69,6 +70,7 @@ async def test_a_confirmation_is_used_once(sandbox: Sandbox, tmp_path: Path) -> 
     assert REUSED in replayed
 
 
+@pytest.mark.e2e
 async def test_a_confirmation_is_used_once_across_replicas_sharing_redis(sandbox: Sandbox, tmp_path: Path) -> None:
     with redis_server(tmp_path) as redis:
         shared = {"LEXEY_MCP_STATE_KEY": "k" * 40, "LEXEY_REDIS_URL": redis.url}

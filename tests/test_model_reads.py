@@ -167,6 +167,7 @@ async def test_lexi_text_says_the_lookups_credits_and_rate_limit_its_description
     assert "no CRM lookups, 4,997 credits left, rate limit: 998 of 1,000" in text_of(no_tools).splitlines()[0]
 
 
+@pytest.mark.e2e
 async def test_suite_text_says_what_setup_did(sandbox: Sandbox) -> None:
     suite = (Path(__file__).parents[1] / "examples" / "suites" / "acme-support.yaml").read_text()
     async with Client(build_server(sandbox_settings_for(sandbox))) as client:

@@ -149,6 +149,7 @@ async def test_readyz_follows_redis(sandbox: Sandbox, tmp_path: Path) -> None:
             await observer.aclose()
 
 
+@pytest.mark.e2e
 async def test_an_evicting_redis_is_reported_by_readyz_and_at_start(
     sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -365,7 +366,7 @@ async def test_every_webhook_delivery_is_counted_by_result(tmp_path: Path) -> No
     assert m("lexey_mcp_webhooks_received_total", result="malformed") == 1
 
 
-@pytest.mark.parametrize("store", ["sqlite", "redis"])
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=pytest.mark.e2e)])
 async def test_events_evicted_past_the_store_cap_are_counted(tmp_path: Path, store: str) -> None:
     port = free_port()
     with contextlib.ExitStack() as stack:

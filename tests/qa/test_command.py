@@ -172,6 +172,7 @@ def test_a_server_option_before_test_is_refused_not_ignored(capsys: pytest.Captu
     assert "--sandbox-delay is an option of the server, not of `test`" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_sandbox_before_test_is_what_test_sandbox_means(capsys: pytest.CaptureFixture[str]) -> None:
     """`test` takes --sandbox itself: given before the command, that is what the user means."""
     assert main(["--sandbox", "test", PASSING, "--case", "pricing"]) == 0

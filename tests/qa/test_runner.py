@@ -341,6 +341,7 @@ async def test_no_key_in_any_report_or_log(
         assert not any(key in text or key[4:16] in text for text in shown)
 
 
+@pytest.mark.e2e
 async def test_a_pattern_that_ran_out_of_time_is_not_searched_again_in_that_suite_run(anyio_backend: str) -> None:
     # 24 cases sharing a catastrophic pattern kept 4 processes busy 15.2 s from one call.
     catastrophic = re.compile(r"(a+)+$")
