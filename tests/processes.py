@@ -4,14 +4,17 @@ serving streamable HTTP, and an `mcp.Client` for it."""
 from __future__ import annotations
 
 import functools
+import json
 import os
+import re
 import resource
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,13 @@ from tests.waiting import accepts, wait_until
 SERVER = [sys.executable, "-m", "lexey_mcp"]
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 10.0
+#: Generous: a loaded 2-core machine starts Python slowly; the point is what happens, not how fast.
+WAIT_SECONDS = 90.0
+EXIT_SECONDS = 30.0
+#: On stderr, what says something broke.
+BROKEN = ("Traceback", "KeyboardInterrupt", "Exception ignored", "Exception in ")
+#: On stderr: the HTTP transport serves, at this URL.
+SERVING = re.compile(r"serving streamable HTTP at (http://\S+/mcp)")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -143,3 +153,76 @@ async def assert_unfinished_headers_are_cut_off(url: str, within: float) -> None
                 await stream.receive()
     finally:
         await stream.aclose()
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+    tmp: Path
+
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not condition():
+            assert self.popen.poll() is None, f"exited with {self.popen.returncode} before {what}: {self.stderr()}"
+            assert time.monotonic() < deadline, f"no {what} within {WAIT_SECONDS} s: {self.stderr()[-3000:]}"
+            time.sleep(0.02)  # polling for the condition, not waiting for time to pass
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(json.dumps(message).encode() + b"\n")
+        self.popen.stdin.flush()
+
+    def signal(self, signum: int) -> None:
+        self.popen.send_signal(signum)
+
+    def finish(self, within: float = EXIT_SECONDS) -> int:
+        """The exit status, once stderr and the temporary directory are found clean."""
+        try:
+            status = self.popen.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {within} s later: {self.stderr()[-3000:]}")
+        stderr = self.stderr()
+        assert not [word for word in BROKEN if word in stderr], stderr[-5000:]
+        assert sorted(p.name for p in self.tmp.iterdir()) == [], stderr[-3000:]
+        return status
+
+    def stopped_by(self, signum: int) -> None:
+        assert self.finish() == 128 + signum, self.stderr()[-3000:]
+
+    def http_url(self) -> str:
+        found = SERVING.search(self.stderr())
+        assert found is not None
+        return found.group(1)
+
+
+@contextmanager
+def started(tmp_path: Path, *args: str, **env: str) -> Iterator[Process]:
+    """`lexey-mcp ARGS` with its stdin left open, as a host runs it, a TMPDIR of its own, stdout and stderr in files."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        popen = subprocess.Popen(
+            [*SERVER, *args],
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=stderr,
+            env=clean_env(TMPDIR=str(tmp), LEXEY_LOG_LEVEL="INFO", LEXEY_STATE_DIR=str(tmp_path / "state"), **env),
+            cwd=tmp_path,
+        )
+    try:
+        yield Process(popen, out, err, tmp)
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait()
+        assert popen.stdin is not None
+        popen.stdin.close()

@@ -6,29 +6,17 @@ place, a line, an answer), never by sleeping: on a loaded machine a sleep lands 
 
 from __future__ import annotations
 
-import json
-import re
 import signal
-import subprocess
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
 
-from tests.processes import SERVER, clean_env
+from tests.processes import SERVING, WAIT_SECONDS, Process, started
 
 pytestmark = pytest.mark.e2e
 
-#: Generous: a loaded 2-core machine starts Python slowly; the point is what happens, not how fast.
-WAIT_SECONDS = 90.0
-EXIT_SECONDS = 30.0
-BROKEN = ("Traceback", "KeyboardInterrupt", "Exception ignored", "Exception in ")
-SERVING = re.compile(r"serving streamable HTTP at (http://\S+/mcp)")
 LEGACY = "2025-11-25"
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -43,78 +31,6 @@ STREAMING_CALL = {
     "method": "tools/call",
     "params": {"name": "send_customer_message", "arguments": {"message": "Hello"}, "_meta": {"progressToken": "p"}},
 }
-
-
-@dataclass
-class Process:
-    popen: subprocess.Popen[bytes]
-    out: Path
-    err: Path
-    tmp: Path
-
-    def stdout(self) -> str:
-        return self.out.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return self.err.read_text(errors="replace")
-
-    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + WAIT_SECONDS
-        while not condition():
-            assert self.popen.poll() is None, f"exited with {self.popen.returncode} before {what}: {self.stderr()}"
-            assert time.monotonic() < deadline, f"no {what} within {WAIT_SECONDS} s: {self.stderr()[-3000:]}"
-            time.sleep(0.02)  # polling for the condition, not waiting for time to pass
-
-    def send(self, message: dict[str, Any]) -> None:
-        assert self.popen.stdin is not None
-        self.popen.stdin.write(json.dumps(message).encode() + b"\n")
-        self.popen.stdin.flush()
-
-    def signal(self, signum: int) -> None:
-        self.popen.send_signal(signum)
-
-    def finish(self) -> int:
-        """The exit status, once stderr and the temporary directory are found clean."""
-        try:
-            status = self.popen.wait(timeout=EXIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"still running {EXIT_SECONDS} s after the signal: {self.stderr()[-3000:]}")
-        stderr = self.stderr()
-        assert not [word for word in BROKEN if word in stderr], stderr[-5000:]
-        assert sorted(p.name for p in self.tmp.iterdir()) == [], stderr[-3000:]
-        return status
-
-    def stopped_by(self, signum: int) -> None:
-        assert self.finish() == 128 + signum, self.stderr()[-3000:]
-
-    def http_url(self) -> str:
-        found = SERVING.search(self.stderr())
-        assert found is not None
-        return found.group(1)
-
-
-@contextmanager
-def started(tmp_path: Path, *args: str) -> Iterator[Process]:
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    out, err = tmp_path / "stdout", tmp_path / "stderr"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        popen = subprocess.Popen(
-            [*SERVER, *args],
-            stdin=subprocess.PIPE,
-            stdout=stdout,
-            stderr=stderr,
-            env=clean_env(TMPDIR=str(tmp), LEXEY_LOG_LEVEL="INFO", LEXEY_STATE_DIR=str(tmp_path / "state")),
-            cwd=tmp_path,
-        )
-    try:
-        yield Process(popen, out, err, tmp)
-    finally:
-        if popen.poll() is None:
-            popen.kill()
-            popen.wait()
-        assert popen.stdin is not None
-        popen.stdin.close()
 
 
 # The moments, each reached by waiting for what shows it.

@@ -15,10 +15,8 @@ import pytest
 
 from lexey_mcp.cli import build_parser
 from lexey_mcp.listeners import PortUnavailable, listen
-from tests.processes import SERVER, clean_env
+from tests.processes import SERVER, WAIT_SECONDS, clean_env, started
 from tests.test_examples import require
-
-WAIT_SECONDS = 90.0
 
 
 @pytest.fixture
@@ -32,24 +30,9 @@ def busy() -> Iterator[int]:
 
 def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run the server with its stdin left open, as a host does: it must end by itself, not when stdin closes."""
-    out, err = tmp_path / "stdout", tmp_path / "stderr"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen(
-            [*SERVER, *args],
-            stdin=subprocess.PIPE,
-            stdout=stdout,
-            stderr=stderr,
-            text=True,
-            env=clean_env(LEXEY_LOG_LEVEL="INFO", LEXEY_STATE_DIR=str(tmp_path / "state"), TMPDIR=str(tmp_path), **env),
-            cwd=tmp_path,
-        )
-        try:
-            returncode = process.wait(timeout=WAIT_SECONDS)
-        finally:
-            process.kill()
-            assert process.stdin is not None
-            process.stdin.close()
-    return subprocess.CompletedProcess(process.args, returncode, out.read_text(), err.read_text())
+    with started(tmp_path, *args, **env) as process:
+        status = process.finish(within=WAIT_SECONDS)
+    return subprocess.CompletedProcess(process.popen.args, status, process.stdout(), process.stderr())
 
 
 @pytest.mark.e2e
@@ -91,7 +74,6 @@ def test_a_busy_port_is_one_line_and_exit_2_before_serving(
     assert done.returncode == 2, done.stderr
     assert done.stderr == f"lexey-mcp: {line.format(port=busy)}\n"  # the one line, and nothing said it serves
     assert done.stdout == ""
-    assert list(tmp_path.glob("lexey-mcp-*")) == []
 
 
 @pytest.mark.parametrize(
