@@ -156,14 +156,17 @@ class AcceptPath:
 
         waiting = self.waiting
         path = self
+        full = ThrottledLog(logger, ACCEPT_LOG_INTERVAL)
 
         class HeaderTimeoutProtocol(H11Protocol):
             _header_timer: asyncio.TimerHandle | None = None
 
             def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
                 super().connection_made(transport)
-                if len(self.connections) > connection_cap(max_connections, path._fd_limit):
+                cap = connection_cap(max_connections, path._fd_limit)
+                if len(self.connections) > cap:
                     waiting.close_oldest(spare=transport)
+                    full.log(logging.WARNING, "%d connections open: closed the oldest waiting for its headers", cap)
                 self._arm()
 
             def data_received(self, data: bytes) -> None:

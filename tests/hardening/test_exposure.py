@@ -57,7 +57,8 @@ async def test_a_slow_header_flood_past_the_fd_limit_does_not_lock_out_a_client(
         assert server.alive()
         lines = server.stderr().splitlines()
         assert len(lines) < 50, "\n".join(lines[:20])
-        assert any("cannot accept connections" in line for line in lines)
+        # Out of descriptors, or at the connection cap kept below them: either way the oldest waiting gave way.
+        assert any("cannot accept connections" in line or "closed the oldest waiting" in line for line in lines)
 
 
 async def test_headers_not_complete_in_time_close_the_connection(sandbox: Sandbox, tmp_path: Path) -> None:
