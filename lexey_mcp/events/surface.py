@@ -26,7 +26,7 @@ from mcp.types import (
 
 from ..errors import LexeyError, LexeyInputError
 from ..quoting import Fence, one_line
-from ..toolsets import CUSTOMER_MESSAGE_TOOLS, ESCALATIONS_URI
+from ..toolsets import CONVERSATION_MESSAGES_URI, CUSTOMER_MESSAGE_TOOLS, ESCALATIONS_URI
 from ..validation import check_uuid
 from .bus import MAX_LEGACY_SUBSCRIPTIONS, connection_of
 from .feed import EventFeed
@@ -98,8 +98,7 @@ def install(server: MCPServer[Any], feed: EventFeed) -> None:
         if not _served(uri):
             raise MCPError(
                 code=INVALID_PARAMS,
-                message=f"Only {ESCALATIONS_URI} and lexey://conversations/{{conversation_id}}/messages (a UUID) can "
-                "be subscribed to.",
+                message=f"Only {ESCALATIONS_URI} and {CONVERSATION_MESSAGES_URI} (a UUID) can be subscribed to.",
             )
         if not feed.legacy.add(connection_of(ctx.session), uri):
             raise MCPError(
@@ -127,7 +126,7 @@ def _served(uri: str) -> bool:
     """Whether `uri` is a resource this server serves (and announces)."""
     if uri == ESCALATIONS_URI:
         return True
-    prefix, suffix = "lexey://conversations/", "/messages"
+    prefix, suffix = CONVERSATION_MESSAGES_URI.partition("{")[0], CONVERSATION_MESSAGES_URI.rpartition("}")[2]
     if not (uri.startswith(prefix) and uri.endswith(suffix)):
         return False
     try:
