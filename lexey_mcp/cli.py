@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="MCP server for Lexey (customer-support agents) and Lexi (LeadLex CRM assistant).",
         epilog="Configuration comes from the environment or a .env file: LEXEY_CUSTOMER_KEY, LEXEY_MANAGEMENT_KEY, "
         "LEXI_API_KEY, LEXEY_BASE_URL, LEXI_BASE_URL, LEXEY_MCP_AUTH_TOKEN, LEXEY_LOG_LEVEL, and the timeouts and "
-        "caps listed in the README (LEXEY_READ_TIMEOUT, LEXEY_STREAM_TIMEOUT, …). Options before a COMMAND are "
-        "the server's; a command's own options go after it (lexey-mcp COMMAND --help).",
+        "caps listed in docs/configuration.md (LEXEY_READ_TIMEOUT, LEXEY_STREAM_TIMEOUT, …). Options before a "
+        "COMMAND are the server's; a command's own options go after it (lexey-mcp COMMAND --help).",
         formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lexey-mcp {__version__}")

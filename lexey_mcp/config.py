@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     read_only: bool = Field(False, validation_alias=_env("LEXEY_READ_ONLY"))
     #: Seals elicitation state; replicas behind one load balancer share it (at least 32 characters).
     state_key: SecretStr | None = Field(None, min_length=32, validation_alias=_env("LEXEY_MCP_STATE_KEY"))
-    # Exposure limits (see http_transport.py and stdio_transport.py; the README's Security section lists them).
+    # Exposure limits (see http_transport.py and stdio_transport.py; docs/security.md lists them).
     header_timeout: float = Field(10.0, gt=0, validation_alias=_env("LEXEY_MCP_HEADER_TIMEOUT"))
     max_concurrency: int = Field(1000, ge=1, validation_alias=_env("LEXEY_MCP_MAX_CONCURRENCY"))
     keep_alive: int = Field(5, ge=1, validation_alias=_env("LEXEY_MCP_KEEP_ALIVE"))

@@ -35,7 +35,7 @@ NEXT = """
 Next:
   connect a host:   claude mcp add lexey-sandbox --transport stdio -- lexey-mcp --sandbox
   test your agent:  lexey-mcp test examples/suites/acme-support.yaml --sandbox
-  escalations:      follow the escalation feed (README: "Escalation feed")"""
+  escalations:      follow the escalation feed (docs/escalations.md)"""
 
 
 class _StreamPrinter:

@@ -11,6 +11,7 @@ from typing import NoReturn
 
 import pytest
 
+from tests.documentation import EVERY_PAGE
 from tests.processes import clean_env
 from tests.redis_server import redis_binary
 
@@ -96,7 +97,7 @@ def test_http_replicas_share_events_through_redis(tmp_path: Path) -> None:
     assert "FAILED" not in done.stdout + done.stderr
 
 
-def test_every_example_is_in_the_readme() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_every_example_is_in_the_documentation() -> None:
+    pages = "\n".join(EVERY_PAGE.values())
     for path in [*EXAMPLES.glob("*.py"), *EXAMPLES.glob("http_replicas/*")]:
-        assert path.relative_to(REPO).as_posix() in readme, f"{path} is not mentioned in README.md"
+        assert path.relative_to(REPO).as_posix() in pages, f"{path} is not mentioned in README.md or docs/"

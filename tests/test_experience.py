@@ -19,11 +19,11 @@ from lexey_mcp.config import Settings
 from lexey_mcp.events.model import Escalation, EscalationList
 from lexey_mcp.server import HistoryPage, ScenarioError, ScenarioResult, build_server
 from lexey_mcp.validation import LexiContext
+from tests.documentation import DOCS, EVERY_PAGE, README, REPO, code_blocks
 from tests.processes import clean_env
 from tests.test_examples import require
 
-REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
+CONFIGURATION = DOCS["docs/configuration.md"]
 SETUP = "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && lexey-mcp demo"
 VENV = "python3 -m venv .venv && . .venv/bin/activate"
 TEST_COMMAND = "PIP_CONSTRAINT=requirements.lock pip install -e '.[test]' && python -m pytest"
@@ -35,10 +35,6 @@ NO_INDEX = re.compile(
 )
 
 
-def code_blocks(text: str) -> list[str]:
-    return re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
-
-
 def test_readme_shows_the_two_setup_commands_and_ci_runs_the_same_test_command() -> None:
     blocks = [block.strip() for block in code_blocks(README)]
     assert SETUP in blocks, "the first command: install, then the demo against the sandbox"
@@ -46,20 +42,21 @@ def test_readme_shows_the_two_setup_commands_and_ci_runs_the_same_test_command()
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     beside_burners = TEST_COMMAND.replace("python -m pytest", ".ci/burn python -m pytest")
     assert beside_burners in ci, ".ci/run must run the README's test command, exactly (beside .ci/burn's burners)"
-    assert README.index(SETUP) < README.index(TEST_COMMAND) < README.index("## Configuration")
+    quick_start = README[README.index("## Quick start") : README.index("## Install")]
+    assert quick_start.index(SETUP) < quick_start.index(TEST_COMMAND), "both in Quick start, the demo first"
 
 
-def test_readme_documents_every_setting() -> None:
-    table = README[README.index("## Configuration") : README.index("## Tools")]
+def test_docs_configuration_documents_every_setting() -> None:
+    table = CONFIGURATION
     for name, field in Settings.model_fields.items():
         choices = getattr(field.validation_alias, "choices", [])
         variable = next(c for c in choices if isinstance(c, str) and c.isupper())
         assert f"| `{variable}` |" in table, f"{variable} ({name}) is missing from the configuration table"
 
 
-def test_readme_states_every_settings_real_default_once() -> None:
+def test_docs_configuration_states_every_settings_real_default_once() -> None:
     """One row per variable, and a setting with a value by default shows that value in its row's default column."""
-    table = README[README.index("## Configuration") : README.index("## Tools")]
+    table = CONFIGURATION
     for field in Settings.model_fields.values():
         variable = next(c for c in getattr(field.validation_alias, "choices", []) if c.isupper())
         rows = [line for line in table.splitlines() if line.startswith(f"| `{variable}` |")]
@@ -72,14 +69,16 @@ def test_readme_states_every_settings_real_default_once() -> None:
 
 
 @pytest.mark.anyio
-async def test_readme_documents_every_tool_input_and_output_field() -> None:
+async def test_readme_and_docs_tools_document_every_tool_input_and_output_field() -> None:
+    """README's tool table names every tool and its inputs; with docs/tools.md, every field of every result."""
     server = build_server(Settings(_env_file=None))
     tools = {tool.name: tool for tool in await server.list_tools()}
-    section = README[README.index("## Tools") : README.index("## Resources and prompts")]
+    table = README[README.index("## Tools") : README.index("## Resources and prompts")]
     for name, tool in tools.items():
-        assert f"| `{name}` |" in section, f"tool {name} is missing from the tool table"
+        assert f"| `{name}` |" in table, f"tool {name} is missing from the tool table"
         for argument in tool.input_schema.get("properties", {}):
-            assert f"`{argument}" in section, f"{name}'s input {argument} is not documented"
+            assert f"`{argument}" in table, f"{name}'s input {argument} is not documented"
+    section = table + DOCS["docs/tools.md"]
     results: list[type[BaseModel]] = [
         models.ChatResult,
         models.LexiResult,
@@ -103,23 +102,25 @@ async def test_readme_documents_every_tool_input_and_output_field() -> None:
         assert f"`{reason}`" in section
 
 
-def test_readme_commands_use_only_real_options() -> None:
+def test_readme_and_docs_commands_use_only_real_options() -> None:
     parser = build_parser()
     options = {o for action in parser._actions for o in action.option_strings}
     subparsers = next(a for a in parser._actions if a.choices and "sandbox" in a.choices)
     assert isinstance(subparsers.choices, dict)
     for sub in subparsers.choices.values():
         options |= {o for action in sub._actions for o in action.option_strings}
-    lines = [line for block in code_blocks(README) for line in block.splitlines()]
-    lines += re.findall(r"`(lexey-mcp [^`]*)`", README)
+    lines = []
+    for text in EVERY_PAGE.values():
+        lines += [line for block in code_blocks(text) for line in block.splitlines()]
+        lines += re.findall(r"`(lexey-mcp [^`]*)`", text)
     used = {
         flag
         for line in lines
         if line.lstrip().startswith("lexey-mcp")
         for flag in re.findall(r"(?<!\S)(--?[a-z][a-z-]*)", line.split("#")[0])
     }
-    assert used, "no lexey-mcp command found in the README"
-    assert used <= options, f"unknown options in README: {used - options}"
+    assert used, "no lexey-mcp command found in the README or docs/"
+    assert used <= options, f"unknown options in README or docs/: {used - options}"
     assert {"--transport", "--host", "--port", "--stateless", "--sandbox", "--toolsets", "--read-only"} <= used
 
 

@@ -1,4 +1,4 @@
-"""README "Hosting for a team", run as written: `examples/hosting/lexey-mcp.nginx.conf` terminating TLS (with a
+"""docs/hosting.md "Hosting for a team", run as written: `examples/hosting/lexey-mcp.nginx.conf` terminating TLS (with a
 self-signed certificate) in front of two stateless replicas with `--request-keys required` and OAuth; two people
 connect through it with their own tokens and keys. And the client configurations shown are the example files."""
 
@@ -29,6 +29,7 @@ from lexey_mcp.hosting import SCOPES
 from lexey_mcp.sandbox import Sandbox, SandboxConfig
 from lexey_mcp.sandbox.store import key_fingerprint
 from lexey_mcp.server import TOOLS
+from tests.documentation import DOCS
 from tests.oauth_issuer import RESOURCE_URL, serve_issuer
 from tests.processes import free_port, http_server, mcp_client
 from tests.test_examples import nginx_binary, require
@@ -177,9 +178,8 @@ async def test_the_team_recipe_behind_tls(tmp_path: Path, auth: str) -> None:
     assert leaks(served, (*ALICE.values(), *BOB.values(), TEAM_TOKEN)) == []  # the proxy's log keeps no secret
 
 
-def test_the_readme_shows_the_recipe_files() -> None:
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Hosting for a team", 1)[1].split("\n## ", 1)[0]
+def test_the_hosting_doc_shows_the_recipe_files() -> None:
+    section = DOCS["docs/hosting.md"].split("\n## Hosting for a team\n", 1)[1].split("\n## ", 1)[0]
     snippets = [json.loads(block) for block in re.findall(r"```jsonc\n(.*?)```", section, re.S)]
     assert snippets == [json.loads((RECIPE / "vscode.mcp.json").read_text())]
     for path in RECIPE.iterdir():

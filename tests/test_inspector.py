@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.documentation import EVERY_PAGE
 from tests.processes import clean_env
 from tests.test_examples import require
 from tests.test_server import TOOL_NAMES
@@ -121,15 +122,18 @@ def test_inspector_sees_a_tool_error_as_a_result(inspector: tuple[list[str], str
     assert result["content"][0]["text"].startswith("conversation_id must be a UUID")
 
 
-def test_the_readme_pins_the_inspector_ci_runs_and_the_node_it_needs() -> None:
-    """Unpinned, npx picked Inspector 0.15.0 on Node 20, which fails on these commands: every README command names
-    the version CI installs, and the README says which Node that version declares."""
+def test_the_docs_pin_the_inspector_ci_runs_and_the_node_it_needs() -> None:
+    """Unpinned, npx picked Inspector 0.15.0 on Node 20, which fails on these commands: every command in README.md
+    and docs/ names the version CI installs, and each page with one says which Node that version declares."""
     lock = json.loads((REPO / ".ci" / "node" / "package-lock.json").read_text())
     inspector = lock["packages"]["node_modules/@modelcontextprotocol/inspector"]
-    readme = (REPO / "README.md").read_text()
-    commands = re.findall(r"npx -y (@modelcontextprotocol/inspector\S*)", readme)
-    assert len(commands) >= 3
-    assert set(commands) == {f"@modelcontextprotocol/inspector@{inspector['version']}"}
     minimum = re.fullmatch(r">=(\d+)\.(\d+)\.0", inspector["engines"]["node"])
     assert minimum is not None
-    assert f"Node {minimum[1]}.{minimum[2]} or later" in readme
+    commands = []
+    for name, text in EVERY_PAGE.items():
+        on_page = re.findall(r"npx -y (@modelcontextprotocol/inspector\S*)", text)
+        if on_page:
+            assert f"Node {minimum[1]}.{minimum[2]} or later" in text, f"{name} does not say which Node it needs"
+        commands += on_page
+    assert len(commands) >= 3
+    assert set(commands) == {f"@modelcontextprotocol/inspector@{inspector['version']}"}

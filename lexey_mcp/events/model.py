@@ -93,7 +93,7 @@ def parse_event(payload: object, received_at: float) -> Event:
     return Event(kind, cid if isinstance(cid, str) else None, timestamp, occurred_at, received_at, payload)
 
 
-#: The documented shape of a `conversation.escalated` webhook (README, Escalation feed).
+#: The documented shape of a `conversation.escalated` webhook (docs/escalations.md).
 ESCALATION_SHAPE = (
     '{"event": "conversation.escalated", "timestamp": "<ISO 8601>", "conversation": {"id", "status", '
     '"customerIdentifier", "createdAt"}, "messages": [{"role", "content", "createdAt"}], "payload": {"reason"}}'

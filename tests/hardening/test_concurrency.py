@@ -130,7 +130,7 @@ STATELESS_LEGACY_CANCEL = (
     "--stateless cannot honour a 2025-11-25 (legacy) client's cancel: on that wire the client keeps the call's POST "
     "stream open and POSTs notifications/cancelled instead, and the SDK's stateless path gives that POST a fresh "
     "throw-away transport that knows no such request; the tool reads the upstream stream to its end (measured: the "
-    "30 s stall and the 4.8 s drip both ran to 'completed'). The README states this exception (Tools), for "
+    "30 s stall and the 4.8 s drip both ran to 'completed'). docs/tools.md states this exception, for "
     "2025-06-18 clients too; closing the connection does cancel (test_exposure.py)"
 )
 CANCEL_CASES = [

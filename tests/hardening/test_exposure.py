@@ -164,7 +164,7 @@ async def test_a_request_id_in_flight_is_refused_and_the_first_still_answered(sa
 
 
 async def test_closing_the_connection_cancels_a_stateless_2025_06_18_call(sandbox: Sandbox, tmp_path: Path) -> None:
-    """The README's claim: on --stateless, a legacy client's notifications/cancelled cannot be routed, but closing
+    """docs/tools.md's claim: on --stateless, a legacy client's notifications/cancelled cannot be routed, but closing
     the call's connection does cancel it (its upstream stream closes)."""
     sandbox.inject(Fault(target="customer", stall_after=1, stall_seconds=30.0))
     call = {
