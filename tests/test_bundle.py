@@ -34,6 +34,7 @@ from lexey_mcp.sandbox import Sandbox, SandboxConfig
 from lexey_mcp.server import TOOLS, build_server
 from lexey_mcp.toolsets import TOOLSETS
 from lexey_mcp.vendor import API
+from tests.documentation import README
 from tests.processes import clean_env
 from tests.streams import CUSTOMER_KEY
 from tests.test_examples import require
@@ -117,7 +118,7 @@ def test_registry_entry_runs_the_pypi_package_over_stdio_with_its_keys_secret() 
     assert variables["LEXEY_BASE_URL"]["default"] == defaults.base_url
     assert variables["LEXI_BASE_URL"]["default"] == defaults.lexi_base_url
     # The registry checks a PyPI package's ownership by this line in its description (the README).
-    assert f"<!-- mcp-name: {SERVER_JSON['name']} -->" in (REPO / "README.md").read_text()
+    assert f"<!-- mcp-name: {SERVER_JSON['name']} -->" in README
 
 
 def test_team_remote_sends_the_headers_the_server_reads() -> None:

@@ -19,6 +19,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from lexey_mcp.config import Settings
+from tests.documentation import EVERY_PAGE, README
 from tests.processes import clean_env
 from tests.test_server import TOOL_NAMES
 
@@ -204,15 +205,14 @@ def test_claude_code_script_refuses_to_run_without_keys() -> None:
 
 
 def test_every_host_config_is_in_the_readme() -> None:
-    readme = (REPO / "README.md").read_text()
     for path in [*JSON_CONFIGS, *CLAUDE_SCRIPTS]:
-        assert f"examples/hosts/{path}" in readme, f"examples/hosts/{path} is not shown in README.md"
+        assert f"examples/hosts/{path}" in README, f"examples/hosts/{path} is not shown in README.md"
 
 
-def test_readme_json_snippets_are_the_files() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_readme_and_docs_json_snippets_are_the_files() -> None:
     files = [json.loads((HOSTS / path).read_text()) for path in JSON_CONFIGS]
-    snippets = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", readme, re.S)]
+    pages = "\n".join(EVERY_PAGE.values())
+    snippets = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", pages, re.S)]
     assert snippets
     for snippet in snippets:
-        assert snippet in files, f"README shows a config that is not in examples/hosts: {snippet}"
+        assert snippet in files, f"the docs show a config that is not in examples/hosts: {snippet}"
