@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mcp import Client
 
-from lexey_mcp.server import TOOLS, build_server
+from lexey_mcp.server import TOOLS, ServerOptions, build_server
 from lexey_mcp.toolsets import CUSTOMER_MESSAGE_TOOLS, TOOLSETS, Toolset
 from lexey_mcp.vendor import APIS
 from tests.streams import settings
@@ -28,7 +28,7 @@ def test_each_api_has_its_toolset_and_every_scope_is_distinct() -> None:
 
 @pytest.mark.parametrize("toolset", list(TOOLSETS))
 async def test_a_toolset_alone_serves_its_tools_and_resources(toolset: Toolset) -> None:
-    async with Client(build_server(settings(), toolsets=[toolset])) as client:
+    async with Client(build_server(settings(), ServerOptions(toolsets=[toolset]))) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
         resources = {str(r.uri) for r in (await client.list_resources()).resources}
         templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
