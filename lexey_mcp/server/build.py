@@ -20,14 +20,14 @@ from ..client import LexeyClient
 from ..config import Settings
 from ..icons import server_icons
 from ..observability import Observer, add_readiness_checks, add_routes, warn_about_redis
-from ..toolsets import TOOLSET_OF, TOOLSETS, Toolset
+from ..toolsets import TOOLSETS, Toolset
 from . import single_use
 from .auth import auth_options
 from .outgoing import redact_outgoing
 from .prompts import add_prompts
 from .registration import LexeyServer
 from .state import AppState
-from .tools import TOOLS, customer
+from .tools import MESSAGE_ADDING_TOOLS, TOOLS, TOOLSET_OF, customer
 
 if TYPE_CHECKING:
     from ..events.feed import EventFeed, EventOptions
@@ -184,7 +184,7 @@ def _add_events(server: MCPServer[AppState], feed: EventFeed, observer: Observer
 
     feed.receiver.count = observer.webhook_received
     feed.on_evict = observer.events_evicted
-    install(server, feed)
+    install(server, feed, MESSAGE_ADDING_TOOLS)
     observer.readiness["events"] = feed.store_problem
 
 

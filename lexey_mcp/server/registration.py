@@ -21,7 +21,7 @@ from mcp.types import Tool as MCPTool
 from ..arguments import check_arguments, compact_schema, strict
 from ..errors import LexeyError
 from ..tool_errors import tool_error
-from ..toolsets import TOOLSET_OF, Toolset
+from ..toolsets import Toolset
 from .state import AppState
 
 logger = logging.getLogger("lexey_mcp.server")
@@ -36,16 +36,19 @@ CONFIGURE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempot
 
 @dataclass(frozen=True)
 class ToolSpec:
-    """A tool body (returns a `CallToolResult` or raises `LexeyError`; its docstring is the description) and how it
-    is shown."""
+    """A tool: its body (named as the tool; returns a `CallToolResult` or raises `LexeyError`; its docstring is the
+    description), how it is shown, and its toolset (whose key it uses and the OAuth scope it needs: `toolsets.py`)."""
 
     fn: Callable[..., Any]
     title: str
     annotations: ToolAnnotations
+    toolset: Toolset
+    #: It adds messages to the customer conversation in its result's `conversation_id` (the events feed announces it).
+    adds_messages: bool = False
 
     @property
-    def toolset(self) -> Toolset:
-        return TOOLSET_OF[self.fn.__name__]
+    def name(self) -> str:
+        return self.fn.__name__
 
     def add_to(self, server: MCPServer[AppState]) -> None:
         # One paragraph: a docstring's line breaks and indentation are not for the LLM.

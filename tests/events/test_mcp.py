@@ -239,7 +239,7 @@ async def test_only_what_works_is_advertised(tmp_path: Path, sandbox: Sandbox, a
 async def test_a_closed_legacy_client_is_forgotten(tmp_path: Path, anyio_backend: str) -> None:
     feed = EventFeed(events_settings(tmp_path))
     server: MCPServer[Any] = MCPServer("events", subscriptions=feed.bus)
-    install(server, feed)
+    install(server, feed, ())
     async with feed:
         for _ in range(3):
             async with Client(server, mode="legacy") as client:

@@ -118,10 +118,10 @@ async def run_customer_scenario(
 
 
 TOOLS = (
-    ToolSpec(create_conversation, "Create customer conversation", NEW_CONVERSATION),
-    ToolSpec(send_customer_message, "Send message as a customer", NEW_CONVERSATION),
-    ToolSpec(get_conversation_messages, "Read conversation history", READ),
-    ToolSpec(run_customer_scenario, "Run a customer test scenario", NEW_CONVERSATION),
+    ToolSpec(create_conversation, "Create customer conversation", NEW_CONVERSATION, "customer"),
+    ToolSpec(send_customer_message, "Send message as a customer", NEW_CONVERSATION, "customer", adds_messages=True),
+    ToolSpec(get_conversation_messages, "Read conversation history", READ, "customer"),
+    ToolSpec(run_customer_scenario, "Run a customer test scenario", NEW_CONVERSATION, "customer", adds_messages=True),
 )
 
 

@@ -34,4 +34,4 @@ async def list_escalations(
     return await escalations_result(feed, since, limit)
 
 
-TOOLS = (ToolSpec(list_escalations, "List escalations", READ_LOCAL),)
+TOOLS = (ToolSpec(list_escalations, "List escalations", READ_LOCAL, "events"),)

@@ -42,4 +42,4 @@ async def lexi_chat(
     return result(reply, chat_text("Lexi reply", reply, Fence()))
 
 
-TOOLS = (ToolSpec(lexi_chat, "Ask Lexi (CRM assistant)", NEW_CONVERSATION),)
+TOOLS = (ToolSpec(lexi_chat, "Ask Lexi (CRM assistant)", NEW_CONVERSATION, "lexi"),)

@@ -32,4 +32,4 @@ async def configure_org(
     return await chat(client_of(ctx).management, "Management agent reply", instruction, conversation_id, ctx)
 
 
-TOOLS = (ToolSpec(configure_org, "Configure the organisation", CONFIGURE),)
+TOOLS = (ToolSpec(configure_org, "Configure the organisation", CONFIGURE, "management"),)

@@ -69,4 +69,4 @@ async def run_test_suite(
     return result(report, f"{setup}\n{Fence()(replies)}\n\n{table}")
 
 
-TOOLS = (ToolSpec(run_test_suite, "Run an agent QA suite", CONFIGURE),)  # setup may change the org
+TOOLS = (ToolSpec(run_test_suite, "Run an agent QA suite", CONFIGURE, "customer"),)  # setup may change the org
