@@ -49,7 +49,7 @@ from benchmarks._common import free_port, header, listening, wait_for_port, writ
 from lexey_mcp.client import LexeyClient
 from lexey_mcp.config import Settings
 from lexey_mcp.sandbox import client_env, settings_for
-from lexey_mcp.server import build_server
+from lexey_mcp.server import ServerOptions, build_server
 
 #: httpx2's HTTP/2 support (`pip install 'httpx2[http2]'`) is installed.
 HTTP2 = importlib.util.find_spec("h2") is not None
@@ -184,7 +184,7 @@ async def _no_drain(chunks: object) -> None:
 
 
 async def mcp_tool(settings: Settings, tls: ssl.SSLContext, stack: contextlib.AsyncExitStack) -> tuple[str, Call]:
-    client = await stack.enter_async_context(Client(build_server(settings, toolsets=["customer"])))
+    client = await stack.enter_async_context(Client(build_server(settings, ServerOptions(toolsets=["customer"]))))
     cid = str((await client.call_tool("create_conversation", {})).structured_content["conversation_id"])
 
     async def call(i: int) -> None:

@@ -27,7 +27,7 @@ from benchmarks._common import chat_body, header, median, percentile, sandbox_pr
 from benchmarks.mcp_overhead import CID, REPLY, events, inject, settings_for
 from lexey_mcp.cli import configure_logging
 from lexey_mcp.sandbox import client_env
-from lexey_mcp.server import build_server
+from lexey_mcp.server import ServerOptions, build_server
 
 TARGET = 0.05
 
@@ -49,7 +49,10 @@ async def phase(root: str, calls: int) -> tuple[Samples, Samples]:
     """Per-call wall-clock and CPU seconds of this process, each {"on": […], "off": […]}."""
     settings = settings_for(client_env(root))
     await inject(root, events(chat_body(REPLY)), times=2 * calls + 200)
-    async with Client(build_server(settings)) as on, Client(build_server(settings, observe=False)) as off:
+    async with (
+        Client(build_server(settings)) as on,
+        Client(build_server(settings, ServerOptions(observe=False))) as off,
+    ):
         kinds = [("on", call(on)), ("off", call(off))]
         wall: Samples = {"on": [], "off": []}
         cpu: Samples = {"on": [], "off": []}

@@ -288,7 +288,7 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[
     )
     from .events.feed import EventOptions, state_dir_problem
     from .events.receiver import WEBHOOK_PATH
-    from .server import build_server
+    from .server import ServerOptions, build_server
 
     # Checked when events are to be kept: the feed is on, or LEXEY_STATE_DIR was set (a default that cannot be used
     # and is not needed does not stop a host's server).
@@ -313,16 +313,18 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[
 
     server = build_server(
         settings,
-        toolsets=args.toolsets,
-        read_only=args.read_only or settings.read_only,
-        sandbox=args.sandbox,
-        sandbox_delay=args.sandbox_delay,
-        sandbox_sockets=sandbox_sockets,
-        auth_token=token if args.transport == "http" else None,
-        confirm_changes=args.confirm_changes or settings.confirm_changes,
-        oauth=oauth,
-        request_keys=args.request_keys,
-        events=events,
+        ServerOptions(
+            toolsets=args.toolsets,
+            read_only=args.read_only or settings.read_only,
+            sandbox=args.sandbox,
+            sandbox_delay=args.sandbox_delay,
+            sandbox_sockets=sandbox_sockets,
+            auth_token=token if args.transport == "http" else None,
+            confirm_changes=args.confirm_changes or settings.confirm_changes,
+            oauth=oauth,
+            request_keys=args.request_keys,
+            events=events,
+        ),
     )
     if args.transport == "stdio":
         gc.freeze()  # start-up's objects out of the collector's sight, its garbage too (~3,000 objects, kept)

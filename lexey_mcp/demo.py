@@ -15,7 +15,7 @@ from mcp import Client
 
 from . import interrupt
 from .config import Settings
-from .server import build_server
+from .server import ServerOptions, build_server
 from .toolsets import ESCALATIONS_URI
 
 CONFIGURE = [
@@ -91,7 +91,7 @@ async def _show_escalation_event(client: Client, escalations: Any) -> None:
 
 
 async def demo(settings: Settings, *, delay: float = 0.02) -> int:
-    server = build_server(settings, sandbox=True, sandbox_delay=delay)
+    server = build_server(settings, ServerOptions(sandbox=True, sandbox_delay=delay))
     async with Client(server) as client:
         conversation: str | None = None
         for step, instruction in enumerate(CONFIGURE, 1):

@@ -34,7 +34,7 @@ from .addresses import bind_address, is_loopback
 from .config import Settings
 from .header_timeout import ACCEPT_BATCH, ACCEPT_LOG_INTERVAL, accept_path
 from .observability.logs import ThrottledLog
-from .toolsets import TOOLSET_OF
+from .server.tools import TOOLSET_OF
 
 logger = logging.getLogger("lexey_mcp.http")
 

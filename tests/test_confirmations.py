@@ -10,8 +10,8 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from lexey_mcp.confirmations import REUSED
 from lexey_mcp.sandbox import Sandbox
+from lexey_mcp.server.single_use import REUSED
 from tests.processes import http_server
 from tests.redis_server import redis_server
 from tests.test_results import INSTRUCTION, Answers

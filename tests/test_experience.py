@@ -17,7 +17,8 @@ from lexey_mcp import models
 from lexey_mcp.cli import build_parser
 from lexey_mcp.config import Settings
 from lexey_mcp.events.model import Escalation, EscalationList
-from lexey_mcp.server import HistoryPage, ScenarioError, ScenarioResult, build_server
+from lexey_mcp.server import build_server
+from lexey_mcp.server.tools.customer import HistoryPage, ScenarioError, ScenarioResult
 from lexey_mcp.validation import LexiContext
 from tests.documentation import DOCS, EVERY_PAGE, README, REPO, code_blocks
 from tests.processes import clean_env

@@ -20,7 +20,7 @@ from lexey_mcp.hosting import KEY_HEADERS, TOOLSET_SCOPES, Caller, acting_for, c
 from lexey_mcp.observability import RedactingFormatter
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
 from lexey_mcp.sandbox.store import key_fingerprint
-from lexey_mcp.server import TOOLS, build_server
+from lexey_mcp.server import TOOLS, ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
 from tests.processes import http_server, mcp_client
 from tests.streams import CID, CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY, settings
@@ -374,7 +374,7 @@ def test_a_non_ascii_key_is_refused_in_the_projects_voice() -> None:
 async def test_required_request_keys_hold_no_environment_key(sandbox: Sandbox) -> None:
     """With keys required, the environment's keys are dropped at start: even a call that reaches the tools without an
     HTTP request (here in-process; on a replica, any path outside `/mcp`) has no key to fall back on."""
-    server = build_server(sandbox_settings_for(sandbox), request_keys="required")
+    server = build_server(sandbox_settings_for(sandbox), ServerOptions(request_keys="required"))
     async with Client(server) as client:
         refused = await client.call_tool("create_conversation", {})
     assert refused.is_error
@@ -392,7 +392,9 @@ async def test_test_suite_setup_uses_the_requests_management_key(sandbox: Sandbo
     alice = caller_of(Headers(headers(ALICE)), None, keys_required=True, known_toolsets=[])
     assert isinstance(alice, Caller)
     with acting_for(alice):
-        async with Client(build_server(sandbox_settings_for(sandbox), request_keys="required")) as client:
+        async with Client(
+            build_server(sandbox_settings_for(sandbox), ServerOptions(request_keys="required"))
+        ) as client:
             result = await client.call_tool("run_test_suite", {"suite": SUITE_WITH_SETUP})
     assert not result.is_error, text_of(result)
     used = {use.key_id for use in sandbox.key_log}
@@ -410,7 +412,9 @@ async def test_toolsets_header_keeps_other_toolsets_keys_out(sandbox: Sandbox) -
     )
     assert isinstance(customer_only, Caller)
     with acting_for(customer_only):
-        async with Client(build_server(sandbox_settings_for(sandbox), request_keys="required")) as client:
+        async with Client(
+            build_server(sandbox_settings_for(sandbox), ServerOptions(request_keys="required"))
+        ) as client:
             result = await client.call_tool("run_test_suite", {"suite": SUITE_WITH_SETUP})
     assert result.is_error
     assert text_of(result) == (

@@ -24,7 +24,7 @@ from lexey_mcp.models import LexiResult
 from lexey_mcp.qa.report import SuiteReport
 from lexey_mcp.qa.runner import excerpt
 from lexey_mcp.sandbox import Fault, Sandbox
-from lexey_mcp.server import INSTRUCTIONS, build_server
+from lexey_mcp.server import INSTRUCTIONS, ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
 
 pytestmark = pytest.mark.anyio
@@ -111,7 +111,9 @@ def overhead(result: CallToolResult, upstream_words: list[str]) -> int:
 
 
 async def test_a_reply_carries_little_beyond_its_words(sandbox: Sandbox) -> None:
-    async with Client(build_server(sandbox_settings_for(sandbox), toolsets=["customer", "lexi"])) as client:
+    async with Client(
+        build_server(sandbox_settings_for(sandbox), ServerOptions(toolsets=["customer", "lexi"]))
+    ) as client:
         reply = await client.call_tool("send_customer_message", {"message": "What are your business hours?"})
         lexi = await client.call_tool("lexi_chat", {"message": "What stage is the BrightPath deal at?"})
     assert reply.structured_content is not None
@@ -131,7 +133,7 @@ async def test_a_reply_carries_little_beyond_its_words(sandbox: Sandbox) -> None
 
 async def test_a_20_turn_scenario_and_a_100_message_history_page_stay_in_budget(sandbox: Sandbox) -> None:
     questions = ["What are your business hours?", "Do you ship to Canada?", "Can I pay by card?", "Thanks!"]
-    async with Client(build_server(sandbox_settings_for(sandbox), toolsets=["customer"])) as client:
+    async with Client(build_server(sandbox_settings_for(sandbox), ServerOptions(toolsets=["customer"]))) as client:
         scenario = await client.call_tool("run_customer_scenario", {"messages": (questions * 5)[:20]})
         assert scenario.structured_content is not None
         cid = scenario.structured_content["conversation_id"]
@@ -151,7 +153,7 @@ async def test_a_20_turn_scenario_and_a_100_message_history_page_stay_in_budget(
 async def test_lexi_text_says_the_lookups_credits_and_rate_limit_its_description_promises(sandbox: Sandbox) -> None:
     """lexi_chat's description: "Returns the answer, the CRM lookups it made, credits left and rate limits". A host
     that shows the model only the text block must not lose them."""
-    async with Client(build_server(sandbox_settings_for(sandbox), toolsets=["lexi"])) as client:
+    async with Client(build_server(sandbox_settings_for(sandbox), ServerOptions(toolsets=["lexi"]))) as client:
         looked_up = await client.call_tool("lexi_chat", {"message": "What stage is the BrightPath deal at?"})
         no_tools = await client.call_tool("lexi_chat", {"message": "Hello", "allow_tools": False})
     result = LexiResult.model_validate(looked_up.structured_content)
@@ -185,7 +187,7 @@ async def test_suite_text_says_what_setup_did(sandbox: Sandbox) -> None:
 
 async def test_an_unfinished_lexi_reply_says_the_key_to_retry_with(sandbox: Sandbox) -> None:
     sandbox.inject(Fault(target="lexi", drop_after=3))
-    async with Client(build_server(sandbox_settings_for(sandbox), toolsets=["lexi"])) as client:
+    async with Client(build_server(sandbox_settings_for(sandbox), ServerOptions(toolsets=["lexi"]))) as client:
         cut = await client.call_tool("lexi_chat", {"message": "What stage is the BrightPath deal at?"})
     result = LexiResult.model_validate(cut.structured_content)
     assert (result.outcome, result.partial_reason) == ("partial", "connection_lost")

@@ -44,7 +44,7 @@ from lexey_mcp.observability import (
     tool_result_label,
 )
 from lexey_mcp.sandbox import Fault, Sandbox
-from lexey_mcp.server import build_server
+from lexey_mcp.server import ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
 from tests.events.conftest import events_settings
 from tests.events.helpers import body_of, escalation, post
@@ -105,7 +105,7 @@ async def scrape(server: MCPServer[Any]) -> Scrape:
 
 
 async def test_healthz_answers_without_auth_even_when_mcp_requires_a_token(sandbox: Sandbox) -> None:
-    server = build_server(sandbox_settings_for(sandbox), auth_token="tok_" + "x" * 30)
+    server = build_server(sandbox_settings_for(sandbox), ServerOptions(auth_token="tok_" + "x" * 30))
     async with http_to(server) as http:
         health = await http.get("/healthz")
         mcp = await http.post("/mcp", json={})
@@ -350,7 +350,7 @@ async def test_history_resource_reads_count_against_the_key(sandbox: Sandbox) ->
 
 async def test_every_webhook_delivery_is_counted_by_result(tmp_path: Path) -> None:
     port = free_port()
-    server = build_server(events_settings(tmp_path), events=EventOptions(webhook_port=port))
+    server = build_server(events_settings(tmp_path), ServerOptions(events=EventOptions(webhook_port=port)))
     url = f"http://127.0.0.1:{port}/webhooks/lexey"
     first = body_of(escalation())
     async with Client(server), httpx2.AsyncClient(trust_env=False, timeout=10) as http:
@@ -372,7 +372,7 @@ async def test_events_evicted_past_the_store_cap_are_counted(tmp_path: Path, sto
     with contextlib.ExitStack() as stack:
         redis_url = stack.enter_context(redis_server(tmp_path)).url if store == "redis" else None
         settings = events_settings(tmp_path, event_store_max_mb=0.01, redis_url=redis_url)
-        server = build_server(settings, events=EventOptions(webhook_port=port))
+        server = build_server(settings, ServerOptions(events=EventOptions(webhook_port=port)))
         listed, m = await post_twenty_escalations(server, f"http://127.0.0.1:{port}/webhooks/lexey")
     assert listed.structured_content is not None
     kept = len(listed.structured_content["escalations"])
@@ -388,7 +388,7 @@ async def post_twenty_escalations(server: MCPServer[Any], url: str) -> tuple[Cal
 
 
 async def test_observe_off_records_nothing(sandbox: Sandbox) -> None:
-    server = build_server(sandbox_settings_for(sandbox), observe=False)
+    server = build_server(sandbox_settings_for(sandbox), ServerOptions(observe=False))
     async with Client(server) as client:
         await client.call_tool("send_customer_message", {"message": "hello"})
     m = await scrape(server)

@@ -19,7 +19,8 @@ from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, TextCon
 
 from lexey_mcp.models import ChatResult
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
-from lexey_mcp.server import INSTRUCTIONS, HistoryPage, ScenarioResult, build_server
+from lexey_mcp.server import INSTRUCTIONS, ServerOptions, build_server
+from lexey_mcp.server.tools.customer import HistoryPage, ScenarioResult
 from tests.conftest import sandbox_settings_for
 from tests.processes import http_server
 from tests.streams import CID, Upstream, chat_event, reply, settings
@@ -172,7 +173,9 @@ async def test_upstream_words_outside_the_fence_stay_on_the_header_line(sandbox:
     async with Client(build_server(sandbox_settings_for(sandbox))) as client:
         single = text_of(await client.call_tool("send_customer_message", {"message": "hi"}))
     upstream = Upstream(reply(201, {"conversationId": CID}), reply(503, {"error": {"code": "down", "message": forged}}))
-    async with Client(build_server(settings(max_retries=0), http_transport=upstream.transport())) as client:
+    async with Client(
+        build_server(settings(max_retries=0), ServerOptions(http_transport=upstream.transport()))
+    ) as client:
         scenario = text_of(await client.call_tool("run_customer_scenario", {"messages": ["one", "two"]}))
     nonce = nonce_of(single)
     assert single.splitlines()[1:] == [f"<<<reply {nonce}>>>", "hello", f"<<<end reply {nonce}>>>"]
@@ -244,7 +247,7 @@ async def test_confirm_changes_asks_before_the_org_is_changed(
     shown: str,
 ) -> None:
     answer.asked.clear()
-    server = build_server(sandbox_settings_for(sandbox), confirm_changes=True)
+    server = build_server(sandbox_settings_for(sandbox), ServerOptions(confirm_changes=True))
     async with Client(server, mode=mode, elicitation_callback=answer) as client:
         before = sandbox.stats.requests
         result = await client.call_tool(tool, arguments)
@@ -267,7 +270,7 @@ async def test_confirm_changes_with_an_unreadable_answer_sends_nothing(
     async def answer(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
         return ElicitResult(action="accept", content=content)
 
-    server = build_server(sandbox_settings_for(sandbox), confirm_changes=True)
+    server = build_server(sandbox_settings_for(sandbox), ServerOptions(confirm_changes=True))
     async with Client(server, mode=mode, elicitation_callback=answer) as client:
         before = sandbox.stats.requests
         result = await client.call_tool("configure_org", {"instruction": INSTRUCTION})
@@ -284,7 +287,7 @@ async def test_confirm_changes_with_a_client_that_cannot_ask_sends_nothing(
     if by_setting:  # LEXEY_CONFIRM_CHANGES=1
         server = build_server(sandbox_settings_for(sandbox, confirm_changes=True))
     else:
-        server = build_server(sandbox_settings_for(sandbox), confirm_changes=True)
+        server = build_server(sandbox_settings_for(sandbox), ServerOptions(confirm_changes=True))
     async with Client(server, mode=mode) as client:
         before = sandbox.stats.requests
         result = await client.call_tool("configure_org", {"instruction": INSTRUCTION})
@@ -298,7 +301,7 @@ async def test_confirm_changes_with_a_client_that_cannot_ask_sends_nothing(
 
 async def test_a_suite_without_setup_needs_no_confirmation(sandbox: Sandbox) -> None:
     answer = Answers("decline")
-    server = build_server(sandbox_settings_for(sandbox), confirm_changes=True)
+    server = build_server(sandbox_settings_for(sandbox), ServerOptions(confirm_changes=True))
     async with Client(server, elicitation_callback=answer) as client:
         result = await client.call_tool("run_test_suite", {"suite": NO_SETUP_SUITE})
     assert not result.is_error
@@ -306,7 +309,7 @@ async def test_a_suite_without_setup_needs_no_confirmation(sandbox: Sandbox) -> 
 
 
 async def test_confirm_changes_with_a_client_that_cannot_ask_runs_no_suite_setup(sandbox: Sandbox) -> None:
-    async with Client(build_server(sandbox_settings_for(sandbox), confirm_changes=True)) as client:
+    async with Client(build_server(sandbox_settings_for(sandbox), ServerOptions(confirm_changes=True))) as client:
         before = sandbox.stats.requests
         result = await client.call_tool("run_test_suite", {"suite": SETUP_SUITE})
     assert result.is_error

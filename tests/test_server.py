@@ -16,7 +16,8 @@ from mcp.types import CallToolResult, TextContent
 import lexey_mcp.pacing
 from lexey_mcp.models import ChatResult, ConversationMessages, LexiResult
 from lexey_mcp.sandbox import Fault, Sandbox
-from lexey_mcp.server import ScenarioResult, build_server
+from lexey_mcp.server import ServerOptions, build_server
+from lexey_mcp.server.tools.customer import ScenarioResult
 from tests.conftest import sandbox_settings_for
 
 pytestmark = pytest.mark.anyio
@@ -412,7 +413,7 @@ async def test_cancel_mid_stream_closes_the_upstream_connection(sandbox: Sandbox
 async def test_toolsets_and_read_only_change_the_list(
     sandbox: Sandbox, toolsets: list[Any], read_only: bool, expected: set[str]
 ) -> None:
-    server = build_server(sandbox_settings_for(sandbox), toolsets=toolsets, read_only=read_only)
+    server = build_server(sandbox_settings_for(sandbox), ServerOptions(toolsets=toolsets, read_only=read_only))
     async with Client(server) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         removed = await call(client, "configure_org", {"instruction": "Set our agent name to Ava"})
@@ -471,7 +472,7 @@ async def test_sandbox_mode_needs_no_keys(anyio_backend: str) -> None:
         lexi_api_key=None,
         base_url="https://lexey.invalid/api/v1",
     )
-    async with Client(build_server(bare, sandbox=True, sandbox_delay=0)) as client:
+    async with Client(build_server(bare, ServerOptions(sandbox=True, sandbox_delay=0))) as client:
         results = [
             await call(client, "send_customer_message", {"message": "hello"}),
             await call(client, "configure_org", {"instruction": "Set our agent name to 'Ava'"}),

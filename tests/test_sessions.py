@@ -8,7 +8,7 @@ import pytest
 
 from lexey_mcp.http_transport import guard_mcp_endpoint
 from lexey_mcp.sandbox import Sandbox
-from lexey_mcp.server import build_server
+from lexey_mcp.server import ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
 from tests.oauth_issuer import RESOURCE_URL, serve_issuer
 
@@ -54,7 +54,9 @@ async def test_the_least_recently_used_idle_session_gives_way(sandbox: Sandbox) 
 async def test_under_oauth_a_callers_own_idle_session_gives_way_first(sandbox: Sandbox) -> None:
     with serve_issuer() as issuer:
         settings = sandbox_settings_for(sandbox, oauth_issuer=issuer.url, resource_url=RESOURCE_URL)
-        app = build_server(settings, oauth=True).streamable_http_app(streamable_http_path="/mcp", max_sessions=2)
+        app = build_server(settings, ServerOptions(oauth=True)).streamable_http_app(
+            streamable_http_path="/mcp", max_sessions=2
+        )
         guard_mcp_endpoint(app, settings)
         transport = httpx2.ASGITransport(app)
         alice = {"Authorization": f"Bearer {issuer.token(sub='alice')}"}

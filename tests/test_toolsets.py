@@ -5,20 +5,21 @@ from __future__ import annotations
 import pytest
 from mcp import Client
 
-from lexey_mcp.server import TOOLS, build_server
-from lexey_mcp.toolsets import CUSTOMER_MESSAGE_TOOLS, TOOLSETS, Toolset
+from lexey_mcp.server import TOOLS, ServerOptions, build_server
+from lexey_mcp.server.tools import MESSAGE_ADDING_TOOLS, TOOLSET_OF
+from lexey_mcp.toolsets import TOOLSETS, Toolset
 from lexey_mcp.vendor import APIS
 from tests.streams import settings
 
 pytestmark = pytest.mark.anyio
 
 
-def test_every_tool_of_the_server_is_in_exactly_one_toolset() -> None:
-    names = [spec.fn.__name__ for spec in TOOLS]
-    listed = [tool for facts in TOOLSETS.values() for tool in facts.tools]
-    assert sorted(names) == sorted(listed)
-    assert len(set(listed)) == len(listed)
-    assert CUSTOMER_MESSAGE_TOOLS.issubset(TOOLSETS["customer"].tools)
+def test_every_tool_names_a_toolset_of_the_table_and_every_toolset_has_tools() -> None:
+    names = [spec.name for spec in TOOLS]
+    assert len(set(names)) == len(names)
+    assert set(TOOLSET_OF.values()) == set(TOOLSETS)
+    assert {"send_customer_message", "run_customer_scenario"} == MESSAGE_ADDING_TOOLS
+    assert {TOOLSET_OF[name] for name in MESSAGE_ADDING_TOOLS} == {"customer"}
 
 
 def test_each_api_has_its_toolset_and_every_scope_is_distinct() -> None:
@@ -28,9 +29,9 @@ def test_each_api_has_its_toolset_and_every_scope_is_distinct() -> None:
 
 @pytest.mark.parametrize("toolset", list(TOOLSETS))
 async def test_a_toolset_alone_serves_its_tools_and_resources(toolset: Toolset) -> None:
-    async with Client(build_server(settings(), toolsets=[toolset])) as client:
+    async with Client(build_server(settings(), ServerOptions(toolsets=[toolset]))) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
         resources = {str(r.uri) for r in (await client.list_resources()).resources}
         templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
-    assert tools == set(TOOLSETS[toolset].tools)
+    assert tools == {name for name, owner in TOOLSET_OF.items() if owner == toolset}
     assert resources | templates == set(TOOLSETS[toolset].resources)

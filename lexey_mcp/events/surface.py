@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from mcp.server import MCPServer, ServerRequestContext
@@ -26,7 +26,7 @@ from mcp.types import (
 
 from ..errors import LexeyError, LexeyInputError
 from ..quoting import Fence, one_line
-from ..toolsets import CONVERSATION_MESSAGES_URI, CUSTOMER_MESSAGE_TOOLS, ESCALATIONS_URI
+from ..toolsets import CONVERSATION_MESSAGES_URI, ESCALATIONS_URI
 from ..validation import check_uuid
 from .bus import MAX_LEGACY_SUBSCRIPTIONS, connection_of
 from .feed import EventFeed
@@ -74,9 +74,10 @@ async def escalations_result(feed: EventFeed, since: str | None, limit: int) -> 
     )
 
 
-def install(server: MCPServer[Any], feed: EventFeed) -> None:
+def install(server: MCPServer[Any], feed: EventFeed, message_tools: Collection[str]) -> None:
     """Register the events surface on `server` (which must have been built with `subscriptions=feed.bus`); the
-    `list_escalations` tool is in the server's tool table, over `escalations_result`."""
+    `list_escalations` tool is in the server's tool table, over `escalations_result`. A call of one of
+    `message_tools` announces the conversation in its result."""
 
     @server.resource(
         ESCALATIONS_URI,
@@ -119,7 +120,7 @@ def install(server: MCPServer[Any], feed: EventFeed) -> None:
         lowlevel = server._lowlevel_server
         lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
         lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
-    server.middleware.append(_announce_customer_messages(feed))
+    server.middleware.append(_announce_customer_messages(feed, frozenset(message_tools)))
 
 
 def _served(uri: str) -> bool:
@@ -136,11 +137,11 @@ def _served(uri: str) -> bool:
     return True
 
 
-def _announce_customer_messages(feed: EventFeed) -> Any:
+def _announce_customer_messages(feed: EventFeed, message_tools: frozenset[str]) -> Any:
     async def middleware(ctx: ServerRequestContext[Any, Any], call_next: Any) -> Any:
         result = await call_next(ctx)
         params = ctx.params
-        if ctx.method == "tools/call" and isinstance(params, Mapping) and params.get("name") in CUSTOMER_MESSAGE_TOOLS:
+        if ctx.method == "tools/call" and isinstance(params, Mapping) and params.get("name") in message_tools:
             structured = result.get("structuredContent") if isinstance(result, Mapping) else None
             cid = structured.get("conversation_id") if isinstance(structured, Mapping) else None
             if isinstance(cid, str) and not result.get("isError"):

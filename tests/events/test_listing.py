@@ -11,7 +11,7 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from lexey_mcp.events.feed import EventOptions, state_dir_problem
-from lexey_mcp.server import build_server
+from lexey_mcp.server import ServerOptions, build_server
 from tests.events.conftest import events_settings
 from tests.events.helpers import body_of, escalation, post
 from tests.processes import free_port
@@ -37,7 +37,9 @@ def text_of(result: CallToolResult) -> str:
 
 
 async def listed(settings_dir: Path, options: EventOptions, **overrides: object) -> CallToolResult:
-    server = build_server(events_settings(settings_dir, **overrides), toolsets=["events"], events=options)
+    server = build_server(
+        events_settings(settings_dir, **overrides), ServerOptions(toolsets=["events"], events=options)
+    )
     async with Client(server) as client:
         return await client.call_tool("list_escalations", {})
 
@@ -77,7 +79,9 @@ async def test_a_listening_feed_with_nothing_yet_says_none_yet(tmp_path: Path) -
 
 async def test_the_total_whether_more_exist_and_each_customers_messages(tmp_path: Path) -> None:
     port = free_port()
-    server = build_server(events_settings(tmp_path), toolsets=["events"], events=EventOptions(webhook_port=port))
+    server = build_server(
+        events_settings(tmp_path), ServerOptions(toolsets=["events"], events=EventOptions(webhook_port=port))
+    )
     payloads = [escalation(minutes=minutes, reason=f"rule {minutes}") for minutes in (1, 2, 3)]
     async with Client(server) as client, httpx2.AsyncClient(trust_env=False, timeout=10) as http:
         for payload in payloads:
@@ -117,7 +121,7 @@ async def test_an_unusable_state_directory_is_said_at_once(tmp_path: Path, caplo
     assert state_dir_problem(events_settings(Path("/proc/nope"))) == problem.replace(
         "it is a file, not a directory", "it cannot be created (No such file or directory)"
     )
-    server = build_server(settings, toolsets=["events"], events=EventOptions(webhook_port=0))
+    server = build_server(settings, ServerOptions(toolsets=["events"], events=EventOptions(webhook_port=0)))
     app = server.streamable_http_app(streamable_http_path="/mcp")
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url="http://127.0.0.1:8000") as http:
         ready = await http.get("/readyz")

@@ -23,7 +23,7 @@ from lexey_mcp.events.bus import MAX_LEGACY_SUBSCRIPTIONS
 from lexey_mcp.events.feed import EventFeed, EventOptions
 from lexey_mcp.events.surface import install
 from lexey_mcp.sandbox import Sandbox
-from lexey_mcp.server import build_server
+from lexey_mcp.server import ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
 from tests.events.conftest import events_settings
 from tests.events.helpers import SECRET, body_of, escalation, post
@@ -68,7 +68,7 @@ async def webhooks() -> AsyncIterator[httpx2.AsyncClient]:
 
 async def test_modern_listen_hears_a_new_escalation(tmp_path: Path, anyio_backend: str) -> None:
     port = free_port()
-    server = build_server(events_settings(tmp_path), events=EventOptions(webhook_port=port))
+    server = build_server(events_settings(tmp_path), ServerOptions(events=EventOptions(webhook_port=port)))
     payload = escalation()
     cid = payload["conversation"]["id"]
     async with Client(server) as client, webhooks() as http:
@@ -98,7 +98,7 @@ async def test_modern_listen_hears_a_new_escalation(tmp_path: Path, anyio_backen
 
 async def test_legacy_subscribe_hears_only_what_it_subscribed_to(tmp_path: Path, anyio_backend: str) -> None:
     port = free_port()
-    server = build_server(events_settings(tmp_path), events=EventOptions(webhook_port=port))
+    server = build_server(events_settings(tmp_path), ServerOptions(events=EventOptions(webhook_port=port)))
     inbox = LegacyInbox()
     first, second = escalation(), escalation()
     url = f"http://127.0.0.1:{port}/webhooks/lexey"
@@ -162,7 +162,7 @@ async def test_the_sandbox_escalation_arrives_as_an_event(anyio_backend: str) ->
     own receiver (a free loopback port), so the feed works with no setup."""
     from lexey_mcp.config import Settings
 
-    server = build_server(Settings(_env_file=None), sandbox=True, sandbox_delay=0)
+    server = build_server(Settings(_env_file=None), ServerOptions(sandbox=True, sandbox_delay=0))
     async with Client(server) as client, client.listen(resource_subscriptions=[ESCALATIONS]) as sub:
         await client.call_tool("configure_org", {"instruction": "Always escalate if a customer mentions refunds."})
         scenario = await client.call_tool("run_customer_scenario", {"messages": ["Hi", "I want a refund now"]})
@@ -223,13 +223,13 @@ async def test_http_without_a_secret_answers_404(sandbox: Sandbox, tmp_path: Pat
 
 async def test_only_what_works_is_advertised(tmp_path: Path, sandbox: Sandbox, anyio_backend: str) -> None:
     settings = sandbox_settings_for(sandbox, state_dir=tmp_path)
-    stateless = build_server(settings, events=EventOptions(sessions=False))  # as --stateless builds it
+    stateless = build_server(settings, ServerOptions(events=EventOptions(sessions=False)))  # as --stateless builds it
     async with Client(stateless, mode="legacy") as legacy, Client(stateless) as modern:
         assert legacy.server_capabilities.resources is not None
         assert not legacy.server_capabilities.resources.subscribe  # no session to notify later
         assert modern.server_capabilities.resources is not None
         assert modern.server_capabilities.resources.subscribe  # listen streams work without sessions
-    without_events = build_server(settings, toolsets=["customer"])
+    without_events = build_server(settings, ServerOptions(toolsets=["customer"]))
     for mode in ("legacy", "auto"):
         async with Client(without_events, mode=mode) as client:
             assert client.server_capabilities.resources is not None
@@ -239,7 +239,7 @@ async def test_only_what_works_is_advertised(tmp_path: Path, sandbox: Sandbox, a
 async def test_a_closed_legacy_client_is_forgotten(tmp_path: Path, anyio_backend: str) -> None:
     feed = EventFeed(events_settings(tmp_path))
     server: MCPServer[Any] = MCPServer("events", subscriptions=feed.bus)
-    install(server, feed)
+    install(server, feed, ())
     async with feed:
         for _ in range(3):
             async with Client(server, mode="legacy") as client:
@@ -251,7 +251,7 @@ async def test_a_closed_legacy_client_is_forgotten(tmp_path: Path, anyio_backend
 
 async def test_legacy_subscribe_takes_only_served_uris_and_at_most_its_cap(tmp_path: Path, anyio_backend: str) -> None:
     # Any URI was accepted: 400 subscriptions with 1 MB URIs took RSS from 71 to 458 MiB.
-    server = build_server(events_settings(tmp_path), events=EventOptions(webhook_port=free_port()))
+    server = build_server(events_settings(tmp_path), ServerOptions(events=EventOptions(webhook_port=free_port())))
     async with Client(server, mode="legacy") as client:
         for uri in ["lexey://" + "x" * 100_000, "https://example.com/", "lexey://conversations/not-a-uuid/messages"]:
             with pytest.raises(MCPError, match=r"^Only lexey://escalations and lexey://conversations/"):

@@ -16,7 +16,7 @@ from lexey_mcp.config import Settings, describe_settings_error
 from lexey_mcp.events.feed import EventFeed, EventOptions
 from lexey_mcp.events.model import parse_event
 from lexey_mcp.events.store import DAY, RedisEventStore
-from lexey_mcp.server import build_server
+from lexey_mcp.server import ServerOptions, build_server
 from tests.events.conftest import Heard, events_settings
 from tests.events.helpers import body_of, escalation, post
 from tests.events.test_mcp import ESCALATIONS, WAIT, LegacyInbox, subscribe
@@ -30,10 +30,12 @@ async def test_a_webhook_to_replica_b_notifies_listeners_on_replica_a(tmp_path: 
     with redis_server(tmp_path) as redis:
         port_a, port_b = free_port(), free_port()
         replica_a = build_server(
-            events_settings(tmp_path / "a", redis_url=redis.url), events=EventOptions(webhook_port=port_a)
+            events_settings(tmp_path / "a", redis_url=redis.url),
+            ServerOptions(events=EventOptions(webhook_port=port_a)),
         )
         replica_b = build_server(
-            events_settings(tmp_path / "b", redis_url=redis.url), events=EventOptions(webhook_port=port_b)
+            events_settings(tmp_path / "b", redis_url=redis.url),
+            ServerOptions(events=EventOptions(webhook_port=port_b)),
         )
         inbox = LegacyInbox()
         payload = escalation()
@@ -67,7 +69,7 @@ async def test_redis_going_away_and_coming_back(tmp_path: Path, anyio_backend: s
     with redis_server(tmp_path) as redis:
         port, sqlite_port = free_port(), free_port()
         server = build_server(
-            events_settings(tmp_path / "r", redis_url=redis.url), events=EventOptions(webhook_port=port)
+            events_settings(tmp_path / "r", redis_url=redis.url), ServerOptions(events=EventOptions(webhook_port=port))
         )
         url = f"http://127.0.0.1:{port}/webhooks/lexey"
         async with (
@@ -214,15 +216,16 @@ async def test_deployments_sharing_a_redis_keep_their_escalations_apart(tmp_path
     with redis_server(tmp_path) as redis:
         ports = [free_port() for _ in range(3)]
         ours = build_server(
-            events_settings(tmp_path / "a", redis_url=redis.url), events=EventOptions(webhook_port=ports[0])
+            events_settings(tmp_path / "a", redis_url=redis.url),
+            ServerOptions(events=EventOptions(webhook_port=ports[0])),
         )
         theirs = build_server(
             events_settings(tmp_path / "b", redis_url=redis.url, webhook_secret="another-deployment-secret-0123"),
-            events=EventOptions(webhook_port=ports[1]),
+            ServerOptions(events=EventOptions(webhook_port=ports[1])),
         )
         named = build_server(
             events_settings(tmp_path / "c", redis_url=redis.url, redis_namespace="shop-eu"),
-            events=EventOptions(webhook_port=ports[2]),
+            ServerOptions(events=EventOptions(webhook_port=ports[2])),
         )
         async with (
             Client(ours) as our_client,

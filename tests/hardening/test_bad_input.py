@@ -11,7 +11,8 @@ from mcp import Client
 from mcp.types import TextContent
 
 from lexey_mcp.sandbox import Sandbox
-from lexey_mcp.server import MAX_CHAT_MESSAGE_CHARS, build_server
+from lexey_mcp.server import build_server
+from lexey_mcp.server.parameters import MAX_CHAT_MESSAGE_CHARS
 from tests.conftest import sandbox_settings_for
 from tests.events.helpers import SECRET
 

@@ -13,7 +13,7 @@ from mcp.client.context import ClientRequestContext
 from mcp.types import ElicitRequestParams, ElicitResult
 
 from lexey_mcp.sandbox import Fault, Sandbox
-from lexey_mcp.server import build_server
+from lexey_mcp.server import ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
 from tests.streams import (
     ALL_KEYS,
@@ -124,7 +124,9 @@ async def test_keys_echoed_in_headers_ids_and_protocol_errors_never_arrive() -> 
         reply(200, b"<html>", content_type=f"{LEXI_KEY.upper()}/html"),
     )
     seen = Seen()
-    async with Client(build_server(settings(max_retries=0), http_transport=upstream.transport())) as client:
+    async with Client(
+        build_server(settings(max_retries=0), ServerOptions(http_transport=upstream.transport()))
+    ) as client:
         created = await seen.call(client, "create_conversation", {})
         sent = await seen.call(
             client,
@@ -209,7 +211,7 @@ async def test_a_key_in_an_instruction_is_not_shown_in_the_confirmation(sandbox:
         asked.append(params.model_dump_json())
         return ElicitResult(action="decline")
 
-    server = build_server(sandbox_settings_for(sandbox), confirm_changes=True)
+    server = build_server(sandbox_settings_for(sandbox), ServerOptions(confirm_changes=True))
     async with Client(server, mode=mode, elicitation_callback=answer) as client:
         await client.call_tool("configure_org", {"instruction": f"Use the key {MANAGEMENT_KEY} for the widget"})
     assert len(asked) == 1

@@ -11,7 +11,7 @@ from mcp.types import CallToolResult, TextContent
 from lexey_mcp.qa.arguments import MAX_RUNS
 from lexey_mcp.qa.report import SuiteReport
 from lexey_mcp.sandbox import Fault, Sandbox
-from lexey_mcp.server import build_server
+from lexey_mcp.server import ServerOptions, build_server
 from tests.conftest import cancel_once_streaming, sandbox_settings_for
 from tests.processes import SERVER, clean_env
 
@@ -105,7 +105,7 @@ async def test_setup_without_a_management_key_is_refused_before_anything_runs(sa
 
 
 async def test_setup_is_refused_when_the_server_leaves_out_the_management_toolset(sandbox: Sandbox) -> None:
-    async with Client(build_server(sandbox_settings_for(sandbox), toolsets=["customer"])) as client:
+    async with Client(build_server(sandbox_settings_for(sandbox), ServerOptions(toolsets=["customer"]))) as client:
         refused = await client.call_tool("run_test_suite", {"suite": PASSING})
         assert refused.is_error
         assert text_of(refused).startswith("Nothing was sent: this suite has setup instructions")
