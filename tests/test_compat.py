@@ -64,7 +64,7 @@ def relying(library: str, shim: str, what: str) -> Iterator[None]:
     """Any error inside (an assertion too) fails the test naming the upgrade and the shim."""
     try:
         yield
-    except Exception as exc:
+    except (Exception, pytest.fail.Exception) as exc:  # pytest.raises and wait_until fail with the latter
         pytest.fail(f"{upgraded(library, shim, what)} ({type(exc).__name__}: {exc})")
 
 
@@ -124,13 +124,13 @@ async def test_connection_of_is_the_connection_every_request_of_a_client_shares(
         return EmptyResult()
 
     compat.lowlevel_server(server).add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
-    async with Client(server, mode="legacy") as client:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # deprecated for 2026-07-28; exactly what a 2025 client does
-            with relying("mcp", "connection_of", "ServerSession._connection"):
+    # Failing outside the client's task group: inside, the failure would come wrapped in exception groups.
+    with relying("mcp", "connection_of", "ServerSession._connection (one per client connection)"):
+        async with Client(server, mode="legacy") as client:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # deprecated for 2026-07-28; exactly what a 2025 client does
                 await client.subscribe_resource("probe://one")
                 await client.subscribe_resource("probe://two")
-    with relying("mcp", "connection_of", "ServerSession._connection (one per client connection)"):
         assert len(seen) == 2
         assert all(isinstance(c, Connection) for c in seen)
         assert seen[0] is seen[1]
@@ -141,31 +141,38 @@ async def test_the_session_manager_shims_admit_list_and_forget_sessions() -> Non
     app = server.streamable_http_app(streamable_http_path="/mcp", max_sessions=10)
     manager = server.session_manager
     asked: list[object | None] = []
-    compat.before_session_admission(manager, asked.append)
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
     transport = httpx2.ASGITransport(app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000", timeout=30) as http,
-    ):
-        opened = await http.post("/mcp", json=INITIALIZE, headers=HEADERS)
-        assert opened.status_code == 200
-        session_id = opened.headers["mcp-session-id"]
-        with relying("mcp", "before_session_admission", "StreamableHTTPSessionManager._admit_session"):
-            assert asked == [None]
-        with relying("mcp", "open_sessions", "StreamableHTTPSessionManager._server_instances"):
-            assert compat.open_sessions(manager) == 1
-        await wait_until(lambda: bool(compat.idle_sessions(manager)), "the new session to idle")
-        with relying("mcp", "idle_sessions", "the session manager's sessions, owners or requests in flight"):
-            (idle,) = compat.idle_sessions(manager)
-            assert (idle.session_id, idle.owner) == (session_id, None)
-            assert isinstance(idle.idle_scope, anyio.CancelScope)
-        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-        headers = {**HEADERS, "Mcp-Session-Id": session_id, "Mcp-Protocol-Version": "2025-06-18"}
-        with relying("mcp", "forget_session", "StreamableHTTPSessionManager._server_instances or _session_owners"):
-            compat.forget_session(manager, session_id)
-            idle.idle_scope.cancel()
-            assert compat.open_sessions(manager) == 0
-            assert (await http.post("/mcp", json=ping, headers=headers)).status_code == 404
+    # What the shims said, checked outside the manager's task group (inside, a failure comes wrapped in groups).
+    with relying("mcp", "the session manager shims", "StreamableHTTPSessionManager's private state"):
+        compat.before_session_admission(manager, asked.append)
+        async with (
+            app.router.lifespan_context(app),
+            httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000", timeout=30) as http,
+        ):
+            opened = await http.post("/mcp", json=INITIALIZE, headers=HEADERS)
+            assert opened.status_code == 200
+            session_id = opened.headers["mcp-session-id"]
+            open_before = compat.open_sessions(manager)
+            with anyio.move_on_after(30):  # checked below
+                await wait_until(lambda: bool(compat.idle_sessions(manager)), "the new session to idle")
+            idle = compat.idle_sessions(manager)
+            for session in idle:
+                compat.forget_session(manager, session.session_id)
+                session.idle_scope.cancel()
+            open_after = compat.open_sessions(manager)
+            headers = {**HEADERS, "Mcp-Session-Id": session_id, "Mcp-Protocol-Version": "2025-06-18"}
+            forgotten = (await http.post("/mcp", json=ping, headers=headers)).status_code
+    with relying("mcp", "before_session_admission", "StreamableHTTPSessionManager._admit_session"):
+        assert asked == [None]
+    with relying("mcp", "open_sessions", "StreamableHTTPSessionManager._server_instances"):
+        assert open_before == 1
+    with relying("mcp", "idle_sessions", "the session manager's sessions, owners or requests in flight"):
+        assert [(s.session_id, s.owner) for s in idle] == [(session_id, None)]
+        assert isinstance(idle[0].idle_scope, anyio.CancelScope)
+    with relying("mcp", "forget_session", "StreamableHTTPSessionManager._server_instances or _session_owners"):
+        assert open_after == 0
+        assert forgotten == 404
 
 
 def test_quiet_config_leaves_the_process_logging_alone() -> None:
