@@ -25,6 +25,7 @@ except ImportError:  # not POSIX: no count of unread bytes, so none is spared fo
 
 from .compat import h11_protocol
 from .observability.logs import ThrottledLog
+from .serving import Accepting
 
 logger = logging.getLogger("lexey_mcp.http")
 
@@ -146,6 +147,10 @@ class AcceptPath:
         self._fd_limit = raise_fd_limit()
         loop.set_exception_handler(AcceptFailures(self.waiting, previous=loop.get_exception_handler()))
         self._installed = loop
+
+    def accepting(self, seconds: float, max_connections: int) -> Accepting:
+        """A listener's connections taken through this path (`protocol`), for `serving.uvicorn_server`."""
+        return Accepting(self.protocol(seconds, max_connections), ACCEPT_BATCH, self.install)
 
     def protocol(self, seconds: float, max_connections: int) -> type[asyncio.Protocol]:
         """uvicorn's h11 protocol, closing a connection whose request headers are not complete within `seconds`

@@ -28,9 +28,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import compat, interrupt, step_up
 from .addresses import bind_address, is_loopback
 from .config import Settings
-from .header_timeout import ACCEPT_LOG_INTERVAL
+from .header_timeout import ACCEPT_LOG_INTERVAL, accept_path
 from .observability.logs import ThrottledLog
-from .serving import Exposed, uvicorn_server
+from .serving import uvicorn_server
 from .toolsets import TOOLSET_OF
 
 logger = logging.getLogger("lexey_mcp.http")
@@ -273,7 +273,7 @@ def serve(app: Starlette, sockets: list[socket.socket], settings: Settings) -> i
     server = uvicorn_server(
         RequestsInFlight(app, settings.max_concurrency),
         grace=SHUTDOWN_GRACE,
-        exposed=Exposed(settings.header_timeout, settings.max_concurrency),
+        accepting=accept_path.accepting(settings.header_timeout, settings.max_concurrency),
         on_signal=interrupt.first_signal,
         lifespan="on",
         # Not uvloop, even where it is installed: libuv answers running out of file descriptors by accepting and

@@ -1,12 +1,14 @@
 """Serving an ASGI app with uvicorn in this process, on sockets bound beforehand (`listeners.listen`): the HTTP
 transport, the sandbox and the webhook receiver are made, started, awaited until ready and stopped the same way.
 
-A listener taking connections from anyone takes them through the accept path every listener of this process shares
-(`header_timeout`: a header timeout, idle connections giving way to new ones, descriptor exhaustion handled).
+A listener taking connections from anyone takes them through the accept path every such listener of this process
+shares (`header_timeout.accept_path.accepting`: a header timeout, idle connections giving way to new ones,
+descriptor exhaustion handled).
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,41 +20,41 @@ from starlette.types import ASGIApp
 
 from . import interrupt
 from .compat import QuietConfig, UvicornServer
-from .header_timeout import ACCEPT_BATCH, accept_path
 
 
 @dataclass(frozen=True)
-class Exposed:
-    """The accept path's limits for a listener anyone may connect to."""
+class Accepting:
+    """How a listener takes its connections."""
 
-    #: Seconds a connection has to send a request's headers (LEXEY_MCP_HEADER_TIMEOUT).
-    header_timeout: float
-    #: Connections open at once before the oldest waiting for its headers gives way.
-    max_connections: int
+    #: uvicorn's `http=`: the protocol each connection speaks.
+    protocol: type[asyncio.Protocol]
+    #: The listen backlog (connections accepted at most per wake-up).
+    backlog: int
+    #: Run on the event loop before the listener listens.
+    install: Callable[[], None]
 
 
 def uvicorn_server(
     app: ASGIApp,
     *,
     grace: float,
-    exposed: Exposed | None = None,
+    accepting: Accepting | None = None,
     before_stop: Callable[[], None] = lambda: None,
     on_signal: Callable[[int], bool] | None = None,
     **options: Any,
 ) -> UvicornServer:
     """A uvicorn server for `app`, not started: h11 without websockets, leaving the process's logging alone, with
-    `options` for `uvicorn.Config` on top; `exposed`: through the accept path. On stopping, its open requests get
+    `options` for `uvicorn.Config` on top; `accepting`: taking connections that way. On stopping, its open requests get
     `grace` seconds to end before they are cut (`UvicornServer`), after `before_stop` (ending streams that would
     never end by themselves); `on_signal`: it serves the process, and SIGINT or SIGTERM stop it when that says so
     (`interrupt.first_signal`), else it is stopped by leaving `serving`."""
-    if exposed is not None:
-        options |= {"http": accept_path.protocol(exposed.header_timeout, exposed.max_connections)}
-        options |= {"backlog": ACCEPT_BATCH}
+    if accepting is not None:
+        options |= {"http": accepting.protocol, "backlog": accepting.backlog}
     config = QuietConfig(app, **({"http": "h11", "ws": "none", "log_config": None, "lifespan": "off"} | options))
     return UvicornServer(
         config,
         grace=grace,
-        on_startup=accept_path.install if exposed is not None else lambda: None,
+        on_startup=accepting.install if accepting is not None else lambda: None,
         before_stop=before_stop,
         signals=interrupt.SIGNALS if on_signal is not None else (),
         on_signal=on_signal or (lambda signum: True),

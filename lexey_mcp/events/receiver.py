@@ -24,9 +24,10 @@ from anyio.abc import TaskStatus
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..header_timeout import accept_path
 from ..listeners import listen
 from ..observability.logs import ThrottledLog
-from ..serving import Exposed, serving, uvicorn_server
+from ..serving import serving, uvicorn_server
 from .model import Event, EventShapeError, parse_event
 from .store import EventStoreUnavailable
 
@@ -178,7 +179,7 @@ async def serve_listener(
     server = uvicorn_server(
         webhook_app(receiver),
         grace=SHUTDOWN_GRACE,
-        exposed=Exposed(header_timeout, max_connections),
+        accepting=accept_path.accepting(header_timeout, max_connections),
         server_header=False,
         date_header=False,
     )
