@@ -23,7 +23,9 @@ try:
 except ImportError:  # not POSIX: no count of unread bytes, so none is spared for them
     fcntl = termios = None  # type: ignore[assignment]
 
+from .compat import h11_protocol
 from .observability.logs import ThrottledLog
+from .serving import Accepting
 
 logger = logging.getLogger("lexey_mcp.http")
 
@@ -146,58 +148,66 @@ class AcceptPath:
         loop.set_exception_handler(AcceptFailures(self.waiting, previous=loop.get_exception_handler()))
         self._installed = loop
 
+    def accepting(self, seconds: float, max_connections: int) -> Accepting:
+        """A listener's connections taken through this path (`protocol`), for `serving.uvicorn_server`."""
+        return Accepting(self.protocol(seconds, max_connections), ACCEPT_BATCH, self.install)
+
     def protocol(self, seconds: float, max_connections: int) -> type[asyncio.Protocol]:
         """uvicorn's h11 protocol, closing a connection whose request headers are not complete within `seconds`
         (counted from the connection, or from a later request's first byte on a kept-alive connection), listing such
         connections in `waiting` meanwhile, and, when a new connection finds `max_connections` open on its listener
         (fewer when the descriptor limit is low: `connection_cap`), closing the oldest of them."""
-        import h11  # imported here, as uvicorn does: a stdio start does not need it
-        from uvicorn.protocols.http.h11_impl import H11Protocol
-
-        waiting = self.waiting
-        path = self
         full = ThrottledLog(logger, ACCEPT_LOG_INTERVAL)
 
-        class HeaderTimeoutProtocol(H11Protocol):
-            _header_timer: asyncio.TimerHandle | None = None
+        def hooks(transport: asyncio.Transport, open_connections: int, awaiting: Callable[[], bool]) -> HeaderTimer:
+            cap = connection_cap(max_connections, self._fd_limit)
+            if open_connections > cap:
+                self.waiting.close_oldest(spare=transport)
+                full.log(logging.WARNING, "%d connections open: closed the oldest waiting for its headers", cap)
+            return HeaderTimer(transport, awaiting, seconds, self.waiting)
 
-            def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-                super().connection_made(transport)
-                cap = connection_cap(max_connections, path._fd_limit)
-                if len(self.connections) > cap:
-                    waiting.close_oldest(spare=transport)
-                    full.log(logging.WARNING, "%d connections open: closed the oldest waiting for its headers", cap)
+        return h11_protocol(hooks)
+
+
+class HeaderTimer:
+    """One connection's header timeout: armed while it waits for a request's headers (`awaiting`), the connection
+    listed in `waiting` meanwhile; closes it when they are not complete within `seconds`."""
+
+    def __init__(
+        self, transport: asyncio.Transport, awaiting: Callable[[], bool], seconds: float, waiting: WaitingForHeaders
+    ) -> None:
+        self._transport = transport
+        self._awaiting = awaiting
+        self._seconds = seconds
+        self._waiting = waiting
+        self._timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def read(self) -> None:
+        if self._awaiting():
+            if self._timer is None and not self._transport.is_closing():
                 self._arm()
+        else:
+            self._disarm()
 
-            def data_received(self, data: bytes) -> None:
-                super().data_received(data)
-                if self.conn.their_state is h11.IDLE:
-                    if self._header_timer is None and not self.transport.is_closing():
-                        self._arm()
-                else:
-                    self._disarm()
+    def lost(self) -> None:
+        self._disarm()
 
-            def connection_lost(self, exc: Exception | None) -> None:
-                self._disarm()
-                super().connection_lost(exc)
+    def _arm(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._seconds, self._expired)
+        self._waiting.add(self._transport)
 
-            def _arm(self) -> None:
-                self._header_timer = self.loop.call_later(seconds, self._expired)
-                waiting.add(self.transport)
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._waiting.discard(self._transport)
 
-            def _disarm(self) -> None:
-                if self._header_timer is not None:
-                    self._header_timer.cancel()
-                    self._header_timer = None
-                    waiting.discard(self.transport)
-
-            def _expired(self) -> None:
-                self._header_timer = None
-                waiting.discard(self.transport)
-                if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                    self.transport.close()
-
-        return HeaderTimeoutProtocol
+    def _expired(self) -> None:
+        self._timer = None
+        self._waiting.discard(self._transport)
+        if self._awaiting() and not self._transport.is_closing():
+            self._transport.close()
 
 
 #: This process's accept path.

@@ -8,20 +8,16 @@ them (`McpRequests`). On a loopback bind, the SDK's DNS-rebinding guard allows o
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import ipaddress
 import json
 import logging
-import signal
 import socket
-from collections.abc import Generator, Mapping
-from types import FrameType
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
 import pydantic_core
-import uvicorn
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
 from mcp.types import INVALID_REQUEST, PARSE_ERROR
@@ -29,12 +25,13 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import interrupt, step_up
+from . import compat, interrupt, step_up
 from .addresses import bind_address, is_loopback
 from .config import Settings
-from .header_timeout import ACCEPT_BATCH, ACCEPT_LOG_INTERVAL, accept_path
+from .header_timeout import ACCEPT_LOG_INTERVAL, accept_path
 from .observability.logs import ThrottledLog
 from .server.tools import TOOLSET_OF
+from .serving import uvicorn_server
 
 logger = logging.getLogger("lexey_mcp.http")
 
@@ -223,29 +220,21 @@ def make_room_for_sessions(manager: StreamableHTTPSessionManager) -> None:
     a new one: the caller's own first, where the caller has an identity, else anyone's. Without this the SDK answers
     503 to every new client for as long as the open sessions idle (10,000 of them, for 10 minutes).
 
-    The SDK has no hook for this: it wraps the manager's private admission (`_admit_session`), and reads how long each
-    session has idled from its transport's idle deadline (the last request's end plus the idle timeout)."""
-    admit = manager._admit_session
+    The SDK has no hook for this: `compat` reaches into the manager (`before_session_admission`)."""
 
-    def admit_making_room(requestor: Any) -> Any:
-        sessions = manager._server_instances
-        if manager.max_sessions is not None and len(sessions) >= manager.max_sessions:
-            idle = [
-                (session_id, scope)
-                for session_id, transport in sessions.items()
-                if transport._requests_in_flight == 0 and (scope := transport.idle_scope) is not None
-            ]
-            own = [(i, c) for i, c in idle if requestor is not None and manager._session_owners.get(i) == requestor]
-            candidates = own or idle
-            if candidates:
-                session_id, idle_scope = min(candidates, key=lambda entry: entry[1].deadline)
-                logger.info("closing the least recently used idle session to open a new one (session cap reached)")
-                sessions.pop(session_id, None)  # room now; its server task ends and terminates it
-                manager._session_owners.pop(session_id, None)
-                idle_scope.cancel()
-        return admit(requestor)
+    def make_room(requestor: object | None) -> None:
+        if manager.max_sessions is None or compat.open_sessions(manager) < manager.max_sessions:
+            return
+        idle = compat.idle_sessions(manager)
+        own = [session for session in idle if requestor is not None and session.owner == requestor]
+        candidates = own or idle
+        if candidates:
+            oldest = min(candidates, key=lambda session: session.idle_scope.deadline)
+            logger.info("closing the least recently used idle session to open a new one (session cap reached)")
+            compat.forget_session(manager, oldest.session_id)  # room now; its server task ends and terminates it
+            oldest.idle_scope.cancel()
 
-    manager._admit_session = admit_making_room  # type: ignore[method-assign]
+    compat.before_session_admission(manager, make_room)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -277,57 +266,27 @@ async def _send_json(send: Send, status: int, content: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        #: The signal that stopped the server, if one did.
-        self.stopped_by: int | None = None
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        accept_path.install()
-        await super().startup(sockets)
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        """uvicorn's, without raising the signal again once it has shut down: the process exits with its status."""
-        previous = {signum: signal.signal(signum, self.handle_exit) for signum in interrupt.SIGNALS}
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # Only the first: on a second, uvicorn would skip the lifespan's shutdown (the sandbox's temporary directory).
-        if interrupt.first_signal(sig):
-            self.stopped_by = sig
-            super().handle_exit(sig, frame)
-
-
 def serve(app: Starlette, sockets: list[socket.socket], settings: Settings) -> int:
     """Serve `app` (the SDK's streamable HTTP app) on `sockets` (`listeners.listen`) until Ctrl-C or SIGTERM; the
     exit status: 128 + the signal's number."""
     guard_mcp_endpoint(app, settings)
-    config = uvicorn.Config(
+    server = uvicorn_server(
         RequestsInFlight(app, settings.max_concurrency),
-        log_config=None,
+        grace=SHUTDOWN_GRACE,
+        accepting=accept_path.accepting(settings.header_timeout, settings.max_concurrency),
+        on_signal=interrupt.first_signal,
         lifespan="on",
         # Not uvloop, even where it is installed: libuv answers running out of file descriptors by accepting and
         # closing the next connection itself, so `AcceptFailures` never hears of it and a slow-header flood
         # locks clients out (tests/hardening/test_exposure.py fails on uvloop).
         loop="asyncio",
-        http=accept_path.protocol(settings.header_timeout, settings.max_concurrency),
-        ws="none",
-        backlog=ACCEPT_BATCH,
         limit_concurrency=None,  # RequestsInFlight: uvicorn's limit counts idle connections too
         timeout_keep_alive=settings.keep_alive,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
     # What exists now (modules, the tools' models and schemas: ~90,000 objects) lives as long as the process: out
     # of the collector's sight, each collection of what many calls at once leave behind costs less (~15 % of the
     # server's CPU per call, 200 at once: BENCHMARKS.md, capacity).
     gc.collect()  # what start-up left for the collector is freed now, not frozen for good
     gc.freeze()
-    server = _Server(config)
     server.run(sockets)
     return interrupt.status(server.stopped_by) if server.stopped_by is not None else 0

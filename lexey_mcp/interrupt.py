@@ -11,8 +11,8 @@ bookkeeping ("Attempted to exit a cancel scope that isn't the current task's"). 
   (listeners, temporary directories); the process exits with the status as soon as the loop has ended (the
   interpreter's own shutdown would wait for a thread blocked reading stdin, which nothing can cancel). A deadline
   cuts short a clean-up that hangs.
-- The HTTP transport lets uvicorn shut down gracefully on its own handlers and exits with the same status
-  (`http_transport.serve`).
+- The HTTP transport lets its uvicorn server shut down gracefully on its own handlers (`compat.UvicornServer`) and
+  exits with the same status (`http_transport.serve`).
 """
 
 from __future__ import annotations

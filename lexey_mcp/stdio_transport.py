@@ -23,6 +23,8 @@ from mcp.server import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 
+from .compat import lowlevel_server
+
 #: Method of the stand-in message for a line that was too long (never sent by a client: `/` is not in MCP names).
 _TOO_LONG = "lexey/line-too-long"
 _ID = re.compile(rb'"id"\s*:\s*(-?\d{1,18}|"(?:[^"\\]|\\.){0,200}")')
@@ -167,6 +169,6 @@ def _refusal(
 
 async def serve(server: MCPServer[Any], max_line_bytes: int, max_in_flight: int) -> None:
     """`MCPServer.run_stdio_async`, over the bounded transport (the SDK offers no public hook for a transport)."""
-    lowlevel = server._lowlevel_server
+    lowlevel = lowlevel_server(server)
     async with bounded_stdio_server(max_line_bytes, max_in_flight) as (read, write):
         await lowlevel.run(read, write, lowlevel.create_initialization_options())

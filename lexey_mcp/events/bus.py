@@ -24,7 +24,6 @@ from .store import redis_client, redis_errors, redis_location
 
 if TYPE_CHECKING:
     from mcp.server.connection import Connection
-    from mcp.server.session import ServerSession
 
 logger = logging.getLogger("lexey_mcp.events")
 
@@ -127,13 +126,6 @@ class RedisSubscriptionBus:
                 if self._publisher is not None:
                     await self._publisher.aclose()
                     self._publisher = None
-
-
-def connection_of(session: ServerSession) -> Connection:
-    """The client connection a request came on. Private in mcp 2.3: a low-level handler's `ServerRequestContext`
-    offers only the per-request `ServerSession` (`Context.connection` is not built for them). The one use."""
-    connection: Connection = session._connection
-    return connection
 
 
 #: `resources/subscribe` URIs one connection may hold at once.

@@ -10,28 +10,26 @@ route can send one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..header_timeout import accept_path
 from ..listeners import listen
 from ..observability.logs import ThrottledLog
+from ..serving import serving, uvicorn_server
 from .model import Event, EventShapeError, parse_event
 from .store import EventStoreUnavailable
-
-if TYPE_CHECKING:
-    import uvicorn
 
 logger = logging.getLogger("lexey_mcp.events")
 
@@ -46,6 +44,8 @@ BODY_SECONDS = 10.0
 MAX_BUFFERED_BYTES = 64 * MAX_BODY_BYTES
 #: At most one "signature does not match" line per this many seconds (anyone can send those).
 REFUSAL_LOG_SECONDS = 60.0
+#: Seconds the standalone listener leaves requests in flight to finish in when it stops.
+SHUTDOWN_GRACE = 1.0
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -159,26 +159,6 @@ def webhook_app(receiver: WebhookReceiver) -> Any:
     return Starlette(routes=[Route(WEBHOOK_PATH, receiver.handle, methods=["POST"])])
 
 
-def _uvicorn_server(config: uvicorn.Config, stop: anyio.Event) -> uvicorn.Server:
-    import uvicorn
-
-    from ..header_timeout import accept_path
-
-    class Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Generator[None, None, None]:  # the host process owns the signals
-            yield
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            accept_path.install()
-            await super().startup(sockets)
-
-        async def main_loop(self) -> None:  # an event, not uvicorn's 100 ms polling of should_exit
-            await stop.wait()
-
-    return Server(config)
-
-
 async def serve_listener(
     receiver: WebhookReceiver,
     host: str,
@@ -194,43 +174,16 @@ async def serve_listener(
     the HTTP transport's take (`header_timeout`): closed when their request headers are not complete within
     `header_timeout` seconds (LEXEY_MCP_HEADER_TIMEOUT), giving way to new ones past `max_connections`, descriptor
     exhaustion handled."""
-    import uvicorn
-
-    from ..header_timeout import ACCEPT_BATCH, accept_path
-
     bound_sockets = list(sockets) if sockets is not None else listen(host, port, "the webhook receiver")
     bound = bound_sockets[0].getsockname()[1]
-    config = uvicorn.Config(
+    server = uvicorn_server(
         webhook_app(receiver),
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        http=accept_path.protocol(header_timeout, max_connections),
-        ws="none",
-        backlog=ACCEPT_BATCH,
+        grace=SHUTDOWN_GRACE,
+        accepting=accept_path.accepting(header_timeout, max_connections),
         server_header=False,
-        timeout_graceful_shutdown=1,
+        date_header=False,
     )
-    stop, ended = anyio.Event(), anyio.Event()
-    server = _uvicorn_server(config, stop)
-
-    async def run() -> None:
-        try:
-            with anyio.CancelScope(shield=True):  # stopped by should_exit, so the socket and connections close
-                await server.serve(bound_sockets)
-        finally:
-            ended.set()
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(run)
-        try:  # stopped however this ends, a cancellation while it starts too (or the shielded server runs on)
-            while not server.started and not ended.is_set():  # noqa: ASYNC110 - uvicorn says so with a flag only
-                await anyio.sleep(0.01)
-            if not server.started:
-                raise OSError(f"the webhook listener on {host}:{bound} did not start")
-            name = f"[{host}]" if ":" in host else host
-            task_status.started(f"http://{name}:{bound}{WEBHOOK_PATH}")
-            await anyio.sleep_forever()
-        finally:
-            server.should_exit = True
-            stop.set()
+    async with serving(server, bound_sockets, f"the webhook listener on {host}:{bound}"):
+        name = f"[{host}]" if ":" in host else host
+        task_status.started(f"http://{name}:{bound}{WEBHOOK_PATH}")
+        await anyio.sleep_forever()

@@ -24,11 +24,12 @@ from mcp.types import (
     UnsubscribeRequestParams,
 )
 
+from ..compat import connection_of, lowlevel_server
 from ..errors import LexeyError, LexeyInputError
 from ..quoting import Fence, one_line
 from ..toolsets import CONVERSATION_MESSAGES_URI, ESCALATIONS_URI
 from ..validation import check_uuid
-from .bus import MAX_LEGACY_SUBSCRIPTIONS, connection_of
+from .bus import MAX_LEGACY_SUBSCRIPTIONS
 from .feed import EventFeed
 from .model import DEFAULT_LIMIT, EscalationList, conversation_uri, parse_time
 from .receiver import WEBHOOK_PATH
@@ -114,10 +115,9 @@ def install(server: MCPServer[Any], feed: EventFeed, message_tools: Collection[s
         return EmptyResult()
 
     # MCPServer has no API for these legacy methods; its low-level server does (and then advertises
-    # `resources.subscribe` to 2025 clients, which is true when there are sessions to notify). `_lowlevel_server` is
-    # private in mcp 2.3 and this is its one use (`bus.connection_of` is the other private access).
+    # `resources.subscribe` to 2025 clients, which is true when there are sessions to notify).
     if feed.options.sessions:
-        lowlevel = server._lowlevel_server
+        lowlevel = lowlevel_server(server)
         lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
         lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     server.middleware.append(_announce_customer_messages(feed, frozenset(message_tools)))

@@ -169,59 +169,19 @@ def answer(message: str, context: dict[str, str], *, allow_tools: bool, history:
     """Plan tool calls from the words of the message and the page context (a message that names no record is about
     those the conversation named last), then answer from the results."""
     if not allow_tools:
-        previous = next((m.content for m in reversed(history) if m.role == "assistant"), None)
-        text = (
-            f"Tools are off for this request, so I'm going on our conversation so far: {previous}"
-            if previous
-            else "Tools are off for this request, so I can't look anything up in your CRM. Ask again with tools "
-            "enabled, or give me the details you want me to work with."
-        )
-        return LexiAnswer(["Answering from the conversation only; CRM tools are disabled."], [], text)
-
-    words = set(tokens(message))
-    named = _named(message)
-    contact_hits, company_hits, deal_hits = named
-    if not any(named):
-        # A follow-up ("who is their contact?") is about the records the conversation last named.
-        earlier = (_named(m.content) for m in reversed(history) if m.role == "user")
-        contact_hits, company_hits, deal_hits = next((hits for hits in earlier if any(hits)), named)
-    wants_deals = bool(words & _DEAL_WORDS)
-    wants_contacts = bool(named[0]) or bool(words & _CONTACT_WORDS)
-    wants_companies = bool(words & _COMPANY_WORDS) or (bool(named[1]) and not (wants_deals or wants_contacts))
-
-    tools: list[ToolCall] = []
+        return _from_conversation(history)
     found = _Found()
-    for call in (
-        _get("get_contact", "contact", CONTACTS, context.get("contact_id"), found.contacts),
-        _get("get_company", "company", COMPANIES, context.get("company_id"), found.companies),
-        _get("get_deal", "deal", DEALS, context.get("deal_id"), found.deals),
-        _get("get_matter", "matter", MATTERS, context.get("matter_id"), found.matters),
-    ):
-        if call is not None:
-            tools.append(call)
-    if wants_contacts and len(tools) < MAX_TOOLS:
-        hits = contact_hits or [c for c in CONTACTS if c.company_id in {co.id for co in company_hits}] or list(CONTACTS)
-        found.contacts.update((c.id, c) for c in hits)
-        tools.append(ToolCall("search_contacts", f"Found {_count(len(hits), 'contact')}"))
-    if wants_companies and len(tools) < MAX_TOOLS:
-        companies = company_hits or list(COMPANIES)
-        found.companies.update((c.id, c) for c in companies)
-        tools.append(ToolCall("search_companies", f"Found {_count(len(companies), 'company', 'companies')}"))
-    notes: list[str] = []
-    if wants_deals and len(tools) < MAX_TOOLS:
-        # Named records first; else the record the user is looking at (the page context); else the whole CRM.
-        scope = {c.id for c in found.companies.values()} | {c.company_id for c in found.contacts.values()}
-        deals = deal_hits or [d for d in DEALS if not scope or d.company_id in scope]
-        kind = "deal"
-        if words & _OPEN_WORDS:
-            deals = [d for d in deals if not d.stage.startswith("closed")]
-            kind = "open deal"
-        found.deals.update((d.id, d) for d in deals)
-        tools.append(ToolCall("search_deals", f"Found {_count(len(deals), kind)}"))
-        if not deals:
-            where = " for " + ", ".join(_company(c).name for c in sorted(scope)) if scope else ""
-            notes.append(f"There are no {kind}s{where}.")
-
+    tools = [
+        call
+        for call in (
+            _get("get_contact", "contact", CONTACTS, context.get("contact_id"), found.contacts),
+            _get("get_company", "company", COMPANIES, context.get("company_id"), found.companies),
+            _get("get_deal", "deal", DEALS, context.get("deal_id"), found.deals),
+            _get("get_matter", "matter", MATTERS, context.get("matter_id"), found.matters),
+        )
+        if call is not None
+    ]
+    notes = _search(message, history, found, tools)
     if not tools:
         return LexiAnswer(
             ["No CRM lookup needed for this message."],
@@ -233,3 +193,53 @@ def answer(message: str, context: dict[str, str], *, allow_tools: bool, history:
     text = " ".join(lines) if lines else "I couldn't find anything matching that in your CRM."
     thinking = [f"Checking the CRM with {_count(len(tools), 'tool call')}: {', '.join(t.tool for t in tools)}."]
     return LexiAnswer(thinking, tools, text)
+
+
+def _from_conversation(history: list[Message]) -> LexiAnswer:
+    """The answer with tools off: what the assistant said last, if anything."""
+    previous = next((m.content for m in reversed(history) if m.role == "assistant"), None)
+    text = (
+        f"Tools are off for this request, so I'm going on our conversation so far: {previous}"
+        if previous
+        else "Tools are off for this request, so I can't look anything up in your CRM. Ask again with tools "
+        "enabled, or give me the details you want me to work with."
+    )
+    return LexiAnswer(["Answering from the conversation only; CRM tools are disabled."], [], text)
+
+
+def _search(message: str, history: list[Message], found: _Found, tools: list[ToolCall]) -> list[str]:
+    """The searches the words of `message` call for, appended to `tools` (at most `MAX_TOOLS` in all) with what
+    they find added to `found`; the notes on what none was found for."""
+    words = set(tokens(message))
+    named = _named(message)
+    contact_hits, company_hits, deal_hits = named
+    if not any(named):
+        # A follow-up ("who is their contact?") is about the records the conversation last named.
+        earlier = (_named(m.content) for m in reversed(history) if m.role == "user")
+        contact_hits, company_hits, deal_hits = next((hits for hits in earlier if any(hits)), named)
+    wants_deals = bool(words & _DEAL_WORDS)
+    wants_contacts = bool(named[0]) or bool(words & _CONTACT_WORDS)
+    wants_companies = bool(words & _COMPANY_WORDS) or (bool(named[1]) and not (wants_deals or wants_contacts))
+    if wants_contacts and len(tools) < MAX_TOOLS:
+        hits = contact_hits or [c for c in CONTACTS if c.company_id in {co.id for co in company_hits}] or list(CONTACTS)
+        found.contacts.update((c.id, c) for c in hits)
+        tools.append(ToolCall("search_contacts", f"Found {_count(len(hits), 'contact')}"))
+    if wants_companies and len(tools) < MAX_TOOLS:
+        companies = company_hits or list(COMPANIES)
+        found.companies.update((c.id, c) for c in companies)
+        tools.append(ToolCall("search_companies", f"Found {_count(len(companies), 'company', 'companies')}"))
+    if not (wants_deals and len(tools) < MAX_TOOLS):
+        return []
+    # Named records first; else the record the user is looking at (the page context); else the whole CRM.
+    scope = {c.id for c in found.companies.values()} | {c.company_id for c in found.contacts.values()}
+    deals = deal_hits or [d for d in DEALS if not scope or d.company_id in scope]
+    kind = "deal"
+    if words & _OPEN_WORDS:
+        deals = [d for d in deals if not d.stage.startswith("closed")]
+        kind = "open deal"
+    found.deals.update((d.id, d) for d in deals)
+    tools.append(ToolCall("search_deals", f"Found {_count(len(deals), kind)}"))
+    if deals:
+        return []
+    where = " for " + ", ".join(_company(c).name for c in sorted(scope)) if scope else ""
+    return [f"There are no {kind}s{where}."]

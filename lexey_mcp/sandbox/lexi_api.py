@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -75,6 +76,40 @@ class LexiAPI(Streams):
             return self.fault_response("lexi", fault, self._rate_headers(exhausted=fault.status == 429))
         if fault is not None and fault.raw_chunks is not None:
             return self.stream([], "lexi", fault, self._rate_headers())
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        headers = self._rate_headers(consume=True)
+        asked = await _read_request(request)
+        if isinstance(asked, str):
+            return lexi_error_response(400, headers, asked)
+        replay = self.store.idempotent_reply(asked.idempotency_key) if asked.idempotency_key else None
+        if replay is not None:
+            if replay.fingerprint != asked.fingerprint:
+                return lexi_error_response(400, headers, IDEMPOTENCY_KEY_REUSED)
+            return self.stream(replay.events, "lexi", fault, headers)
+        existing = None
+        if asked.conversation_id is not None:
+            existing = self.store.lexi_conversations.get(asked.conversation_id.lower())
+            if existing is None:
+                return lexi_error_response(404, headers)
+        history = existing.messages if existing else []
+        result = lexi.answer(asked.message, asked.context, allow_tools=asked.allow_tools, history=history)
+        if not self.store.charge_lexi(result.cost):
+            return lexi_error_response(402, headers)
+        conversation = existing or self.store.new_lexi_conversation()
+        moment = now()
+        conversation.messages += [
+            StoredMessage("user", asked.message, moment),
+            StoredMessage("assistant", result.text, moment),
+        ]
+        events = self._events(result, conversation.id)
+        if asked.idempotency_key:
+            self.store.idempotency[asked.idempotency_key] = IdempotentReply(asked.fingerprint, time.time(), events)
+        return self.stream(events, "lexi", fault, headers)
+
+    def _refusal(self, request: Request) -> Response | None:
+        """The answer to a request whose key is refused (401, 403) or over the daily limit (429); None to go on."""
         key = bearer(dict(request.headers))
         if key_type(key) != "lexi" or (self.config.keys is not None and key not in self.config.keys):
             return lexi_error_response(401, self._rate_headers())
@@ -84,55 +119,10 @@ class LexiAPI(Streams):
             headers = self._rate_headers()
             headers["retry-after"] = str(max(1, int(headers["x-ratelimit-reset"]) - int(time.time())))
             return lexi_error_response(429, headers, LEXI_DAILY_LIMIT)
-        headers = self._rate_headers(consume=True)
+        return None
 
-        def invalid(message: str) -> Response:
-            return lexi_error_response(400, headers, message)
-
-        try:
-            raw = json.loads(await request.body())
-        except ValueError:
-            return invalid(NOT_JSON)
-        if not isinstance(raw, dict):
-            return invalid(NOT_AN_OBJECT)
-        try:
-            body = LexiChatBody.model_validate(raw)
-        except ValidationError as exc:
-            return invalid(_FIELD_ERRORS[str(exc.errors()[0]["loc"][0])])
-        message, conversation_id = body.message, body.conversation_id
-        if not message.strip():
-            return invalid(MESSAGE_REQUIRED)
-        if len(message) > LEXI_MAX_MESSAGE_CHARS:
-            return invalid(f"message exceeds {LEXI_MAX_MESSAGE_CHARS:,} characters")
-        if conversation_id is not None and not is_uuid(conversation_id):
-            return invalid(BAD_CONVERSATION_ID)
-        context = body.context.model_dump(exclude_none=True) if body.context else {}
-        idempotency_key = request.headers.get("idempotency-key")
-        if idempotency_key is not None and not is_uuid(idempotency_key):
-            return invalid(BAD_IDEMPOTENCY_KEY)
-
-        fingerprint = dumps([message, conversation_id, context, body.allow_tools])
-        replay = self.store.idempotent_reply(idempotency_key) if idempotency_key else None
-        if replay is not None:
-            if replay.fingerprint != fingerprint:
-                return invalid(IDEMPOTENCY_KEY_REUSED)
-            return self.stream(replay.events, "lexi", fault, headers)
-
-        existing = None
-        if conversation_id is not None:
-            existing = self.store.lexi_conversations.get(conversation_id.lower())
-            if existing is None:
-                return lexi_error_response(404, headers)
-        history = existing.messages if existing else []
-        result = lexi.answer(message, context, allow_tools=body.allow_tools, history=history)
-        if not self.store.charge_lexi(result.cost):
-            return lexi_error_response(402, headers)
-        conversation = existing or self.store.new_lexi_conversation()
-        moment = now()
-        conversation.messages += [
-            StoredMessage("user", message, moment),
-            StoredMessage("assistant", result.text, moment),
-        ]
+    def _events(self, result: lexi.LexiAnswer, conversation_id: str) -> list[Frame]:
+        """The stream of one answer: thinking, tool steps, the text word by word, done."""
         events = [Frame(dumps({"text": t}), event="thinking") for t in result.thinking]
         for call in result.tools:
             events.append(Frame(dumps({"tool": call.tool, "status": "started"}), event="tool_step"))
@@ -140,10 +130,50 @@ class LexiAPI(Streams):
                 Frame(dumps({"tool": call.tool, "status": "completed", "summary": call.summary}), event="tool_step")
             )
         events += [
-            Frame(dumps({"delta": w, "conversation_id": conversation.id}), event="text") for w in words(result.text)
+            Frame(dumps({"delta": w, "conversation_id": conversation_id}), event="text") for w in words(result.text)
         ]
         done = {"credits_remaining": self.store.lexi_balance(), "message_id": self.store.new_message_id()}
         events.append(Frame(dumps(done), event="done"))
-        if idempotency_key:
-            self.store.idempotency[idempotency_key] = IdempotentReply(fingerprint, time.time(), events)
-        return self.stream(events, "lexi", fault, headers)
+        return events
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """A valid chat request."""
+
+    message: str
+    conversation_id: str | None
+    context: dict[str, str]
+    allow_tools: bool
+    idempotency_key: str | None
+
+    @property
+    def fingerprint(self) -> str:
+        """What an idempotency key's replay must match."""
+        return dumps([self.message, self.conversation_id, self.context, self.allow_tools])
+
+
+async def _read_request(request: Request) -> _Asked | str:
+    """The request, or the message of the 400 refusing it."""
+    try:
+        raw = json.loads(await request.body())
+    except ValueError:
+        return NOT_JSON
+    if not isinstance(raw, dict):
+        return NOT_AN_OBJECT
+    try:
+        body = LexiChatBody.model_validate(raw)
+    except ValidationError as exc:
+        return _FIELD_ERRORS[str(exc.errors()[0]["loc"][0])]
+    message, conversation_id = body.message, body.conversation_id
+    if not message.strip():
+        return MESSAGE_REQUIRED
+    if len(message) > LEXI_MAX_MESSAGE_CHARS:
+        return f"message exceeds {LEXI_MAX_MESSAGE_CHARS:,} characters"
+    if conversation_id is not None and not is_uuid(conversation_id):
+        return BAD_CONVERSATION_ID
+    context = body.context.model_dump(exclude_none=True) if body.context else {}
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None and not is_uuid(idempotency_key):
+        return BAD_IDEMPOTENCY_KEY
+    return _Asked(message, conversation_id, context, body.allow_tools, idempotency_key)

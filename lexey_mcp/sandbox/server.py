@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shlex
 import socket
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import NoReturn, Self
 
 import anyio
-import uvicorn
-from anyio.abc import TaskStatus
 from pydantic import AliasChoices
 
 from .. import interrupt
 from ..addresses import client_host, is_loopback
 from ..config import Settings
 from ..listeners import listen
+from ..serving import serving, uvicorn_server
 from ..vendor import API
 from .app import CHAT_PREFIX, LEXI_PREFIX, SandboxApp
 from .config import SandboxConfig
@@ -33,55 +31,6 @@ CUSTOMER_KEY = "lxc_sandbox_customer"
 MANAGEMENT_KEY = "lxm_sandbox_management"
 LEXI_KEY = "wbk_sandbox_lexi"
 SHUTDOWN_GRACE = 0.5
-
-
-class _Config(uvicorn.Config):
-    def configure_logging(self) -> None:
-        """Leave the process's logging alone: the sandbox may share a process with another uvicorn server."""
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without signal handling, with an event instead of its 100 ms polling loop, and a quick shutdown."""
-
-    def __init__(self, config: uvicorn.Config, store: Store) -> None:
-        super().__init__(config)
-        self._store = store
-        self.ready = anyio.Event()
-        self.exit = anyio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-    async def main_loop(self) -> None:
-        await self.on_tick(0)
-        await self.exit.wait()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for server in self.servers:
-            server.close()
-        for sock in sockets or []:
-            sock.close()
-        self._store.cancel_streams()
-        for connection in list(self.server_state.connections):
-            connection.shutdown()
-        # uvicorn signals neither of these, so poll briefly.
-        with anyio.move_on_after(SHUTDOWN_GRACE):
-            while self.server_state.connections or self.server_state.tasks:  # noqa: ASYNC110
-                await anyio.sleep(0.005)
-        for connection in list(self.server_state.connections):
-            transport = getattr(connection, "transport", None)
-            if transport is not None:
-                transport.abort()
-        for task in list(self.server_state.tasks):
-            task.cancel()
-        with anyio.move_on_after(SHUTDOWN_GRACE):
-            while self.server_state.tasks:  # noqa: ASYNC110
-                await anyio.sleep(0.005)
 
 
 def client_env(
@@ -138,7 +87,6 @@ class Sandbox:
         self.webhooks = WebhookSender(url, secret) if url else None
         self._app = SandboxApp(self.store, self.webhooks).asgi()
         self._stack: AsyncExitStack | None = None
-        self._server: _Server | None = None
 
     @property
     def url(self) -> str:
@@ -220,55 +168,31 @@ class Sandbox:
             logger.warning("sandbox bound to %s: anyone who can reach it can use it (it has no real auth)", self.host)
         sockets, self._sockets = self._sockets or listen(self.host, self.port, "the sandbox"), None
         self.port = sockets[0].getsockname()[1]
-        config = _Config(
+        server = uvicorn_server(
             self._app,
-            http="h11",
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
+            grace=SHUTDOWN_GRACE,
+            before_stop=self.store.cancel_streams,
             proxy_headers=False,
             server_header=False,
             date_header=False,
         )
-        server = _Server(config, self.store)
         stack = AsyncExitStack()
         try:
             if self.webhooks is not None:
                 await stack.enter_async_context(self.webhooks)
-            group = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(server.exit.set)
-            await group.start(self._run, server, sockets)
+            await stack.enter_async_context(serving(server, sockets, "the sandbox"))
         except BaseException:
             for sock in sockets:
                 sock.close()
             await stack.aclose()
             raise
-        self._stack, self._server = stack, server
+        self._stack = stack
         logger.info("sandbox listening on %s", self.url)
-
-    @staticmethod
-    async def _run(server: _Server, sockets: list[socket.socket], *, task_status: TaskStatus[None]) -> None:
-        async def serve() -> None:
-            # Shielded: leaving the `async with` on a cancellation must still run the (time-bounded) shutdown,
-            # which `exit` triggers, or the listening socket and open connections would leak.
-            with anyio.CancelScope(shield=True):
-                await server.serve(sockets)
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(serve)
-            try:
-                await server.ready.wait()
-            except BaseException:  # cancelled while it starts: `group.start` waits for this task, so stop it here
-                server.exit.set()
-                raise
-            task_status.started()
 
     async def _stop(self) -> None:
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.aclose()
-        self._server = None
 
     async def __aenter__(self) -> Self:
         await self._start()

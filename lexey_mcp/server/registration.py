@@ -18,6 +18,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, ToolAnnotations
 from mcp.types import Tool as MCPTool
 
+from .. import compat
 from ..arguments import check_arguments, compact_schema, strict
 from ..errors import LexeyError
 from ..tool_errors import tool_error
@@ -90,8 +91,7 @@ class LexeyServer(MCPServer[AppState]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        # The SDK offers no public way to a tool's argument model: the one use of its private tool manager.
-        tool = self._tool_manager.get_tool(name)
+        tool = compat.tool_by_name(self, name)  # the SDK offers no public way to a tool's argument model
         if tool is not None:
             accepted = set(tool.parameters.get("properties", {}))
             problem = check_arguments(name, arguments, accepted, strict(tool.fn_metadata))
