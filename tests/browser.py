@@ -35,7 +35,7 @@ def bundle(entry: str, out: Path, global_name: str) -> str:
     """`entry` (JavaScript importing from `.ci/node`'s packages) bundled for a classic <script>, as text."""
     esbuild = NODE_MODULES / ".bin" / "esbuild"
     if not esbuild.exists():
-        require("node", "esbuild is not installed (.ci/run installs it into .ci/node/node_modules)")
+        require("esbuild", "esbuild is not installed (.ci/run installs it into .ci/node/node_modules)")
     source = out.with_suffix(".entry.js")
     source.write_text(entry)
     subprocess.run(
