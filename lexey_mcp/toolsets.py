@@ -15,6 +15,8 @@ Toolset = Literal[Api, "events"]  # a toolset per API, and the escalation events
 
 #: The customer conversation history resource (a template).
 CONVERSATION_MESSAGES_URI = "lexey://conversations/{conversation_id}/messages"
+#: The MCP Apps view of a test report (`server/view.py`).
+REPORT_VIEW_URI = "ui://lexey-mcp/report.html"
 #: The latest escalations.
 ESCALATIONS_URI = "lexey://escalations"
 
@@ -33,7 +35,7 @@ class ToolsetFacts(NamedTuple):  # not a dataclass: dataclasses costs the comman
 
 
 TOOLSETS: dict[Toolset, ToolsetFacts] = {
-    "customer": ToolsetFacts("customer", "lexey:customer", (CONVERSATION_MESSAGES_URI,)),
+    "customer": ToolsetFacts("customer", "lexey:customer", (CONVERSATION_MESSAGES_URI, REPORT_VIEW_URI)),
     "management": ToolsetFacts("management", "lexey:management", ()),
     "lexi": ToolsetFacts("lexi", "lexi", ()),
     "events": ToolsetFacts(None, "lexey:events", (ESCALATIONS_URI,)),

@@ -20,7 +20,7 @@ import anyio
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated, SubscriptionBus
 
 from .bus import LegacySubscriptions, RedisSubscriptionBus
-from .model import Escalation, EscalationList, Event
+from .model import Escalation, EscalationList, Event, TestMark
 from .receiver import WEBHOOK_PATH, WebhookReceiver, serve_listener
 from .store import EventStore, EventStoreUnavailable, RedisEventStore, SQLiteEventStore, redis_location
 
@@ -133,7 +133,17 @@ class EventFeed:
             logger.warning("could not announce %s: %s", uri, exc)
 
     async def escalations(self, since: float | None = None, limit: int = 20) -> list[Escalation]:
-        return [Escalation.from_event(e) for e in await self.store.escalations(since, limit)]
+        events = await self.store.escalations(since, limit)
+        marks = await self.store.marks({e.conversation_id for e in events if e.conversation_id is not None})
+        return [Escalation.from_event(e, marks.get(e.conversation_id or "")) for e in events]
+
+    async def mark(self, conversation_id: str, mark: TestMark) -> None:
+        """Remember that a test run made `conversation_id` (its escalations are listed as the run's, on every
+        replica sharing the store). A mark that cannot be kept is logged, never fails the run."""
+        try:
+            await self.store.mark(conversation_id, mark)
+        except EventStoreUnavailable as exc:
+            logger.warning("could not mark %s as a test run's conversation: %s", conversation_id, exc)
 
     async def listing(self, since: float | None = None, limit: int = 20) -> EscalationList:
         """The latest `limit` escalations at or after `since`, how many there are in all, and why none arrive when

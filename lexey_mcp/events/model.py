@@ -142,6 +142,14 @@ class EscalationMessage(Schema):
     createdAt: str | None = None
 
 
+class TestMark(Schema):
+    """The test run that made a conversation (`run_test_suite`)."""
+
+    __test__ = False  # not a pytest class, whatever its name
+    suite: str
+    case: str
+
+
 class Escalation(Schema):
     """A conversation Lexey's agent handed to a human, from its `conversation.escalated` webhook."""
 
@@ -154,9 +162,10 @@ class Escalation(Schema):
     messages: list[EscalationMessage] = Field(
         default_factory=list, description="The conversation's last messages, oldest first."
     )
+    test: TestMark | None = Field(None, description="A test suite's run made this conversation: not a customer.")
 
     @classmethod
-    def from_event(cls, event: Event) -> Escalation:
+    def from_event(cls, event: Event, test: TestMark | None = None) -> Escalation:
         body = event.body
         conversation = _object(body.get("conversation"))
         details = _object(body.get("payload"))
@@ -174,6 +183,7 @@ class Escalation(Schema):
             escalated_at=event.timestamp or _iso(event.occurred_at),
             received_at=_iso(event.received_at),
             messages=messages,
+            test=test,
         )
 
 

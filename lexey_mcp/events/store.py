@@ -2,8 +2,9 @@
 
 Both keep an event once per `Event.key` (a redelivery is a no-op), list escalations newest first, drop what is
 older than the retention period, and stay under a size cap (LEXEY_EVENT_STORE_MAX_MB) by dropping the events
-received first. Both open on first use, so a server that never receives or lists an event never touches the disk or
-the network.
+received first. Both also remember which conversations a test suite made (`mark`), for the retention period, so an
+escalation from a test run says so wherever it is listed. Both open on first use, so a server that never receives
+or lists an event never touches the disk or the network.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.to_thread
 
-from .model import ESCALATED, Event
+from .model import ESCALATED, Event, TestMark
 
 if TYPE_CHECKING:
     import sqlite3
@@ -51,6 +52,14 @@ class EventStore(Protocol):
 
     async def prune(self, now: float) -> int:
         """Drop events received before the retention period; how many were dropped."""
+        ...
+
+    async def mark(self, conversation_id: str, mark: TestMark) -> None:
+        """Remember that a test run made `conversation_id`."""
+        ...
+
+    async def marks(self, conversation_ids: Collection[str]) -> dict[str, TestMark]:
+        """The test runs among `conversation_ids`."""
         ...
 
     #: Hears how many events were dropped to keep the store under its size cap, each time some are.
@@ -109,6 +118,10 @@ class SQLiteEventStore:
             )
             db.execute("CREATE INDEX IF NOT EXISTS events_by_type ON events (type, occurred_at)")
             db.execute("CREATE INDEX IF NOT EXISTS events_by_receipt ON events (received_at)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS test_runs (conversation_id TEXT PRIMARY KEY, suite TEXT NOT NULL,"
+                " test_case TEXT NOT NULL, marked_at REAL NOT NULL)"
+            )
             self._db = db
             self._bytes = db.execute("SELECT coalesce(sum(length(body)), 0) FROM events").fetchone()[0]
             self._prune(time.time())
@@ -187,11 +200,32 @@ class SQLiteEventStore:
         ).fetchone()
         self._bytes -= size
         dropped: int = db.execute("DELETE FROM events WHERE received_at < ?", cutoff).rowcount
+        db.execute("DELETE FROM test_runs WHERE marked_at < ?", cutoff)
         return dropped
 
     async def prune(self, now: float) -> int:
         dropped: int = await self._run(self._prune, now)
         return dropped
+
+    def _mark(self, conversation_id: str, mark: TestMark) -> None:
+        row = (conversation_id, mark.suite, mark.case, time.time())
+        self._open().execute("INSERT OR REPLACE INTO test_runs VALUES (?, ?, ?, ?)", row)
+
+    async def mark(self, conversation_id: str, mark: TestMark) -> None:
+        await self._run(self._mark, conversation_id, mark)
+
+    def _marks(self, conversation_ids: list[str]) -> dict[str, TestMark]:
+        places = ", ".join("?" * len(conversation_ids))
+        query = f"SELECT conversation_id, suite, test_case FROM test_runs WHERE conversation_id IN ({places})"  # noqa: S608 - placeholders only
+        return {
+            cid: TestMark(suite=suite, case=case) for cid, suite, case in self._open().execute(query, conversation_ids)
+        }
+
+    async def marks(self, conversation_ids: Collection[str]) -> dict[str, TestMark]:
+        if not conversation_ids:
+            return {}
+        found: dict[str, TestMark] = await self._run(self._marks, list(conversation_ids))
+        return found
 
     async def aclose(self) -> None:
         db, self._db = self._db, None
@@ -344,6 +378,24 @@ class RedisEventStore:
         except redis_errors() as exc:
             raise self._unavailable(exc) from None
         return dropped
+
+    async def mark(self, conversation_id: str, mark: TestMark) -> None:
+        try:
+            await self.redis.set(
+                f"{self.prefix}test-run:{conversation_id}", mark.model_dump_json(), ex=int(self.retention)
+            )
+        except redis_errors() as exc:
+            raise self._unavailable(exc) from None
+
+    async def marks(self, conversation_ids: Collection[str]) -> dict[str, TestMark]:
+        ids = list(conversation_ids)
+        if not ids:
+            return {}
+        try:
+            found = await self.redis.mget([f"{self.prefix}test-run:{cid}" for cid in ids])
+        except redis_errors() as exc:
+            raise self._unavailable(exc) from None
+        return {cid: TestMark.model_validate_json(raw) for cid, raw in zip(ids, found, strict=True) if raw is not None}
 
     async def aclose(self) -> None:
         redis, self._redis = self._redis, None

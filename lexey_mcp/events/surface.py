@@ -51,6 +51,8 @@ def _summary(listing: EscalationList, fence: Fence) -> str:
     for e in found:
         who = e.customer_identifier or "unknown customer"
         about = f"{e.escalated_at} {e.conversation_id}: {e.reason or 'no reason given'} ({who})"
+        if e.test is not None:
+            about += f"; a test run: suite {e.test.suite!r}, case {e.test.case!r}"
         lines = "\n".join(f"{m.role or 'unknown'}: {m.content or ''}" for m in e.messages)
         text += f"\n[{one_line(about)}]" + (f"\n{fence(lines)}" if lines else "")
     return text

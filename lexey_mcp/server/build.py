@@ -28,6 +28,7 @@ from .prompts import add_prompts
 from .registration import LexeyServer
 from .state import AppState
 from .tools import MESSAGE_ADDING_TOOLS, TOOLS, TOOLSET_OF, customer
+from .view import view_extension
 
 if TYPE_CHECKING:
     from ..events.feed import EventFeed, EventOptions
@@ -78,6 +79,9 @@ DEFAULTS = ServerOptions()
 def build_server(settings: Settings, options: ServerOptions = DEFAULTS) -> MCPServer[AppState]:
     """The MCP server."""
     enabled = set(options.toolsets)
+    tools = [
+        spec for spec in TOOLS if spec.toolset in enabled and (spec.annotations.read_only_hint or not options.read_only)
+    ]
     feed = _events_feed(settings, enabled, options)
     observer = Observer(settings, enabled=options.observe)
     server = LexeyServer(
@@ -87,11 +91,11 @@ def build_server(settings: Settings, options: ServerOptions = DEFAULTS) -> MCPSe
         instructions=INSTRUCTIONS,
         lifespan=_lifespan(settings, options, enabled, feed, observer),
         subscriptions=feed.bus if feed is not None else False,  # nothing to announce without the events toolset
+        extensions=[view_extension()] if any(spec.view for spec in tools) else [],
         **auth_options(settings, oauth=options.oauth, auth_token=options.auth_token),
     )
-    for spec in TOOLS:
-        if spec.toolset in enabled and (spec.annotations.read_only_hint or not options.read_only):
-            spec.add_to(server)
+    for spec in tools:
+        spec.add_to(server)
     if "customer" in enabled:
         customer.add_resources(server)
     add_prompts(server)

@@ -24,6 +24,7 @@ from ..errors import LexeyError
 from ..tool_errors import tool_error
 from ..toolsets import Toolset
 from .state import AppState
+from .view import TOOL_META
 
 logger = logging.getLogger("lexey_mcp.server")
 
@@ -46,6 +47,8 @@ class ToolSpec:
     toolset: Toolset
     #: It adds messages to the customer conversation in its result's `conversation_id` (the events feed announces it).
     adds_messages: bool = False
+    #: Its result is a report hosts that render MCP Apps show in the report view (`view.py`).
+    view: bool = False
 
     @property
     def name(self) -> str:
@@ -54,7 +57,10 @@ class ToolSpec:
     def add_to(self, server: MCPServer[AppState]) -> None:
         # One paragraph: a docstring's line breaks and indentation are not for the LLM.
         description = " ".join((self.fn.__doc__ or "").split())
-        server.add_tool(mapped_errors(self.fn), title=self.title, description=description, annotations=self.annotations)
+        meta = TOOL_META if self.view else None
+        server.add_tool(
+            mapped_errors(self.fn), title=self.title, description=description, annotations=self.annotations, meta=meta
+        )
 
 
 def mapped_errors(fn: Callable[..., Awaitable[CallToolResult]]) -> Callable[..., Awaitable[CallToolResult]]:

@@ -4,6 +4,7 @@ model, every upstream reply in it fenced (`quoting.Fence`)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from mcp.types import CallToolResult, TextContent
 
@@ -11,9 +12,10 @@ from ..models import ChatResult, LexiResult, Schema
 from ..quoting import Fence, one_line
 
 
-def result(model: Schema, text: str) -> CallToolResult:
+def result(model: Schema, text: str, meta: dict[str, Any] | None = None) -> CallToolResult:
+    """`meta`: what only a host's view reads (`view.py`)."""
     content: list[TextContent] = [TextContent(type="text", text=text)]
-    return CallToolResult(content=content, structured_content=model.structured())
+    return CallToolResult(content=content, structured_content=model.structured(), _meta=meta)
 
 
 def chat_text(label: str, reply: ChatResult, fence: Fence, *, conversation: bool = True) -> str:

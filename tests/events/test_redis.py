@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from lexey_mcp.config import Settings, describe_settings_error
 from lexey_mcp.events.feed import EventFeed, EventOptions
-from lexey_mcp.events.model import parse_event
+from lexey_mcp.events.model import TestMark, parse_event
 from lexey_mcp.events.store import DAY, RedisEventStore
 from lexey_mcp.server import ServerOptions, build_server
 from tests.events.conftest import Heard, events_settings
@@ -120,6 +120,21 @@ async def test_redis_store_redelivery_and_retention(tmp_path: Path, anyio_backen
         assert [e.conversation_id for e in await store.escalations(None, 10)] == [recent["conversation"]["id"]]
         assert await store.redis.zcard("lexey-mcp:test:escalations") == 1  # the index forgot it too
         await store.aclose()
+
+
+@pytest.mark.e2e
+async def test_a_test_runs_mark_made_on_one_replica_is_read_on_another_and_expires(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    with redis_server(tmp_path) as redis:
+        marking, listing = (RedisEventStore(redis.url, retention_days=30, prefix="lexey-mcp:test:") for _ in range(2))
+        ours, theirs = (escalation(minutes=m)["conversation"]["id"] for m in (1, 2))
+        await marking.mark(ours, TestMark(suite="refunds", case="big refund"))
+        assert await listing.marks([ours, theirs]) == {ours: TestMark(suite="refunds", case="big refund")}
+        ttl = await listing.redis.ttl(f"lexey-mcp:test:test-run:{ours}")
+        assert 29 * DAY < ttl <= 30 * DAY  # forgotten with the retention period, like the events
+        await marking.aclose()
+        await listing.aclose()
 
 
 @pytest.mark.e2e

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lexey_mcp.events.feed import EventFeed, EventOptions
-from lexey_mcp.events.model import parse_event, parse_time
+from lexey_mcp.events.model import TestMark, parse_event, parse_time
 from lexey_mcp.events.store import DAY, EventStoreUnavailable, SQLiteEventStore
 from tests.events.conftest import events_settings
 from tests.events.helpers import escalation
@@ -134,3 +134,19 @@ async def test_past_its_size_cap_the_store_drops_the_oldest_events_first(tmp_pat
     assert await reopened.add(parse_event(escalation(minutes=99, reason="x" * 1000), now + 99))
     assert len(await reopened.escalations(None, 100)) <= len(kept)  # the size on disk is counted after a restart
     await reopened.aclose()
+
+
+async def test_a_test_runs_conversation_is_marked_until_retention_drops_it(tmp_path: Path, anyio_backend: str) -> None:
+    payloads = [escalation(minutes=1), escalation(minutes=2)]
+    ours, theirs = (p["conversation"]["id"] for p in payloads)
+    async with EventFeed(events_settings(tmp_path), EventOptions()) as feed:
+        await feed.mark(ours, TestMark(suite="refunds", case="big refund"))
+        for payload in payloads:
+            await feed.record(parse_event(payload, time.time()))
+        listed = {e.conversation_id: e.test for e in await feed.escalations()}
+        assert listed == {ours: TestMark(suite="refunds", case="big refund"), theirs: None}
+    store = SQLiteEventStore(tmp_path / "events.sqlite3", retention_days=30)
+    assert await store.marks([ours, theirs]) == {ours: TestMark(suite="refunds", case="big refund")}  # kept on disk
+    await store.prune(time.time() + 31 * DAY)
+    assert await store.marks([ours]) == {}
+    await store.aclose()

@@ -21,6 +21,7 @@ from ..progress import progress
 from ..registration import NEW_CONVERSATION, READ, ToolSpec
 from ..rendering import chat_text, result
 from ..state import AppState, client_of
+from ..view import render, view_meta
 from .chat import chat
 
 MAX_SCENARIO_MESSAGES = 20
@@ -114,14 +115,22 @@ async def run_customer_scenario(
     blocks = [chat_text(f"turn {i}", turn, fence, conversation=False) for i, turn in enumerate(turns, 1)]
     if error is not None:
         blocks.append(f"[{one_line(f'turn {error.turn} failed; scenario stopped: {error.message}')}]")
-    return result(scenario, f"Scenario in {cid}; escalated: {escalated}\n" + "\n".join(blocks))
+    text = f"Scenario in {cid}; escalated: {escalated}\n" + "\n".join(blocks)
+    return result(scenario, text, view_meta(ctx, lambda: render(scenario, messages)))
 
 
 TOOLS = (
     ToolSpec(create_conversation, "Create customer conversation", NEW_CONVERSATION, "customer"),
     ToolSpec(send_customer_message, "Send message as a customer", NEW_CONVERSATION, "customer", adds_messages=True),
     ToolSpec(get_conversation_messages, "Read conversation history", READ, "customer"),
-    ToolSpec(run_customer_scenario, "Run a customer test scenario", NEW_CONVERSATION, "customer", adds_messages=True),
+    ToolSpec(
+        run_customer_scenario,
+        "Run a customer test scenario",
+        NEW_CONVERSATION,
+        "customer",
+        adds_messages=True,
+        view=True,
+    ),
 )
 
 

@@ -21,6 +21,7 @@ from ..progress import PROGRESS_TEXT_CHARS
 from ..registration import CONFIGURE, ToolSpec
 from ..rendering import result
 from ..state import AppState, client_of, request_secrets
+from ..view import render, view_meta
 
 NO_MANAGEMENT = (
     "Nothing was sent: this suite has setup instructions, which change the organisation through the management agent, "
@@ -62,11 +63,14 @@ async def run_test_suite(
         return refused
     report = await run_suite(client_of(ctx), parsed, repeat=repeat, on_run=on_run)
     table = summary_table(report, width=10_000)  # whole lines: a model reads them
+    meta = view_meta(ctx, lambda: render(report))
     if not report.setup:
-        return result(report, table)
+        return result(report, table, meta)
     replies = "\n".join(f"{i}. {excerpt(reply)}" for i, reply in enumerate(report.setup, 1))
     setup = f"Setup: {len(report.setup)} instructions sent, each complete; the management agent replied:"
-    return result(report, f"{setup}\n{Fence()(replies)}\n\n{table}")
+    return result(report, f"{setup}\n{Fence()(replies)}\n\n{table}", meta)
 
 
-TOOLS = (ToolSpec(run_test_suite, "Run an agent QA suite", CONFIGURE, "customer"),)  # setup may change the org
+TOOLS = (
+    ToolSpec(run_test_suite, "Run an agent QA suite", CONFIGURE, "customer", view=True),
+)  # setup may change the org
