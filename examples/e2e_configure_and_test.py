@@ -27,16 +27,9 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.types import TextContent, TextResourceContents
 
-TOOLS = {
-    "create_conversation",
-    "send_customer_message",
-    "get_conversation_messages",
-    "configure_org",
-    "lexi_chat",
-    "run_customer_scenario",
-    "run_test_suite",
-    "list_escalations",
-}
+from lexey_mcp.server import TOOLS as SERVER_TOOLS
+
+TOOLS = {spec.name for spec in SERVER_TOOLS}  # the server's table: what it must offer
 CONTEXT = "Our business is Northwind Bikes, an online shop that sells and repairs city bikes."
 ARTICLE = (
     "Add a knowledge article about returns: You can return any bike within 30 days of delivery for a full "

@@ -23,6 +23,7 @@ from lexey_mcp.sandbox.store import key_fingerprint
 from lexey_mcp.server import TOOLS, ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
 from tests.processes import http_server, mcp_client
+from tests.reading import leaks, text_of
 from tests.streams import CID, CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY, settings
 
 pytestmark = pytest.mark.anyio
@@ -44,15 +45,6 @@ LEXI_FAULTS = 10
 
 def headers(keys: dict[str, str]) -> dict[str, str]:
     return {KEY_HEADERS[kind]: key for kind, key in keys.items()}  # type: ignore[index]
-
-
-def leaks(text: str, secrets: tuple[str, ...]) -> list[str]:
-    """Every 8-character slice of a secret that appears in `text`."""
-    return sorted({s[i : i + 8] for s in secrets for i in range(len(s) - 7) if s[i : i + 8] in text})
-
-
-def text_of(result: Any) -> str:
-    return "".join(getattr(c, "text", "") for c in result.content)
 
 
 @pytest.mark.parametrize("stateless", [False, True], ids=["stateful", "stateless"])

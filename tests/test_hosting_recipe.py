@@ -32,8 +32,8 @@ from lexey_mcp.server import TOOLS
 from tests.documentation import DOCS
 from tests.oauth_issuer import RESOURCE_URL, serve_issuer
 from tests.processes import free_port, http_server, mcp_client
+from tests.reading import leaks
 from tests.test_examples import nginx_binary, require
-from tests.test_hosting import leaks
 from tests.waiting import accepts, wait_until
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, TextContent, Tool
+from mcp.types import CallToolResult, Tool
 
 from lexey_mcp.models import LexiResult
 from lexey_mcp.qa.report import SuiteReport
@@ -26,6 +26,7 @@ from lexey_mcp.qa.runner import excerpt
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import INSTRUCTIONS, ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
+from tests.reading import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -95,12 +96,6 @@ async def test_eight_tools_fit_in_the_budget_with_every_constraint_kept(sandbox:
     escalations = tools["list_escalations"].input_schema["properties"]
     assert (escalations["since"]["format"], escalations["limit"]["maximum"]) == ("date-time", 100)
     assert tools["run_test_suite"].input_schema["properties"]["repeat"]["maximum"] == 20
-
-
-def text_of(result: CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 def overhead(result: CallToolResult, upstream_words: list[str]) -> int:

@@ -25,6 +25,7 @@ from lexey_mcp.sandbox import Sandbox
 from lexey_mcp.server import TOOLS
 from tests.oauth_issuer import ALL_SCOPES, RESOURCE_URL, Issuer, serve_issuer
 from tests.processes import SERVER, clean_env, http_server, mcp_client
+from tests.reading import text_of
 from tests.streams import settings
 
 pytestmark = pytest.mark.anyio
@@ -71,10 +72,6 @@ async def post_call(url: str, token: str, method: str, params: dict[str, Any]) -
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def text_of(result: Any) -> str:
-    return "".join(getattr(c, "text", "") for c in result.content)
 
 
 @pytest.mark.parametrize("stateless", [False, True], ids=["stateful", "stateless"])

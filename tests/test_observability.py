@@ -22,7 +22,7 @@ import httpx2
 import pytest
 from mcp import Client, MCPError
 from mcp.server import MCPServer
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -49,6 +49,7 @@ from tests.conftest import sandbox_settings_for
 from tests.events.conftest import events_settings
 from tests.events.helpers import body_of, escalation, post
 from tests.processes import free_port, http_server, mcp_client
+from tests.reading import text_of
 from tests.redis_server import redis_server
 from tests.streams import ALL_KEYS, CUSTOMER_KEY
 from tests.waiting import wait_until
@@ -56,12 +57,6 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.anyio
 
 MESSAGE = "Where is my parcel 7Gx?"  # distinctive: must appear in no label and no attribute
-
-
-def text_of(result: CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 @asynccontextmanager

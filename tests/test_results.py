@@ -15,7 +15,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.context import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
+from mcp.types import ElicitRequestParams, ElicitResult
 
 from lexey_mcp.models import ChatResult
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
@@ -23,17 +23,12 @@ from lexey_mcp.server import INSTRUCTIONS, ServerOptions, build_server
 from lexey_mcp.server.tools.customer import HistoryPage, ScenarioResult
 from tests.conftest import sandbox_settings_for
 from tests.processes import http_server
+from tests.reading import text_of
 from tests.streams import CID, Upstream, chat_event, reply, settings
 
 pytestmark = pytest.mark.anyio
 
 FENCE = re.compile(r"<<<reply ([0-9a-f]{16})>>>\n(.*?)\n<<<end reply \1>>>", re.DOTALL)
-
-
-def text_of(result: CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 def raw_reply(text: str, *extra: dict[str, Any]) -> Fault:

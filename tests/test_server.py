@@ -11,34 +11,20 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, MCPError
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 
 import lexey_mcp.pacing
 from lexey_mcp.models import ChatResult, ConversationMessages, LexiResult
 from lexey_mcp.sandbox import Fault, Sandbox
-from lexey_mcp.server import ServerOptions, build_server
+from lexey_mcp.server import TOOLS, ServerOptions, build_server
 from lexey_mcp.server.tools.customer import ScenarioResult
 from tests.conftest import sandbox_settings_for
+from tests.reading import text_of
 
 pytestmark = pytest.mark.anyio
 
 #: Every tool, as hosts see it (the host-config and Inspector tests check the same list).
-TOOL_NAMES = {
-    "create_conversation",
-    "send_customer_message",
-    "get_conversation_messages",
-    "configure_org",
-    "lexi_chat",
-    "run_customer_scenario",
-    "run_test_suite",
-    "list_escalations",
-}
-
-
-def text_of(result: CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
+TOOL_NAMES = {spec.name for spec in TOOLS}
 
 
 async def call(client: Client, tool: str, arguments: dict[str, Any], **kwargs: Any) -> CallToolResult:

@@ -46,18 +46,10 @@ from mcp.types import CallToolResult
 
 from lexey_mcp.events.receiver import sign
 from lexey_mcp.sandbox import client_env
+from lexey_mcp.server import TOOLS as SERVER_TOOLS
 
 HERE = Path(__file__).resolve().parent
-TOOLS = {
-    "create_conversation",
-    "send_customer_message",
-    "get_conversation_messages",
-    "configure_org",
-    "lexi_chat",
-    "run_customer_scenario",
-    "run_test_suite",
-    "list_escalations",
-}
+TOOLS = {spec.name for spec in SERVER_TOOLS}  # the server's table: what it must offer
 
 
 class SetupError(Exception):

@@ -8,13 +8,14 @@ from pathlib import Path
 import httpx2
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 
 from lexey_mcp.events.feed import EventOptions, state_dir_problem
 from lexey_mcp.server import ServerOptions, build_server
 from tests.events.conftest import events_settings
 from tests.events.helpers import body_of, escalation, post
 from tests.processes import free_port
+from tests.reading import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -29,19 +30,14 @@ OFF_NO_PORT = (
 )
 
 
-def text_of(result: CallToolResult) -> str:
-    assert not result.is_error
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
-
-
 async def listed(settings_dir: Path, options: EventOptions, **overrides: object) -> CallToolResult:
     server = build_server(
         events_settings(settings_dir, **overrides), ServerOptions(toolsets=["events"], events=options)
     )
     async with Client(server) as client:
-        return await client.call_tool("list_escalations", {})
+        result = await client.call_tool("list_escalations", {})
+    assert not result.is_error
+    return result
 
 
 async def test_without_a_secret_the_feed_is_off_and_says_how_to_turn_it_on(tmp_path: Path) -> None:
@@ -89,6 +85,8 @@ async def test_the_total_whether_more_exist_and_each_customers_messages(tmp_path
             assert response.status_code == 200
         some = await client.call_tool("list_escalations", {"limit": 2})
         every = await client.call_tool("list_escalations", {})
+    assert not some.is_error
+    assert not every.is_error
     assert some.structured_content is not None
     assert (some.structured_content["total"], some.structured_content["more"]) == (3, True)
     assert "not_receiving" not in some.structured_content

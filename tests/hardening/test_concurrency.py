@@ -15,20 +15,15 @@ import anyio
 import anyio.to_thread
 import httpx2
 import pytest
-from mcp.types import CallToolResult, CancelledNotification, CancelledNotificationParams, TextContent
+from mcp.types import CallToolResult, CancelledNotification, CancelledNotificationParams
 
 from lexey_mcp.models import ChatResult
 from lexey_mcp.sandbox import Fault, Sandbox
 from tests.processes import http_server, mcp_client
+from tests.reading import text_of
 from tests.waiting import sample_every
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-
-def text_of(result: CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 def chat(result: CallToolResult) -> ChatResult:

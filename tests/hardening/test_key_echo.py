@@ -15,6 +15,7 @@ from mcp.types import ElicitRequestParams, ElicitResult
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
+from tests.reading import leaks
 from tests.streams import (
     ALL_KEYS,
     CID,
@@ -30,12 +31,6 @@ from tests.streams import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-def leaks(text: str) -> list[str]:
-    """Every 8-character slice of a key found in `text`, in any case."""
-    folded = text.lower()
-    return sorted({k[i : i + 8] for k in ALL_KEYS for i in range(len(k) - 7) if k[i : i + 8].lower() in folded})
 
 
 class Seen:
@@ -107,7 +102,7 @@ async def test_keys_echoed_in_stream_fields_history_and_resources_never_arrive(s
     assert len(scenario["structured_content"]["turns"]) == 2
     assert "[redacted]" in history["structured_content"]["messages"][0]["content"]
     assert any("[redacted]" in part for part in seen.parts[:-1] if not part.startswith("{"))  # a progress message
-    assert leaks(seen.text()) == []
+    assert leaks(seen.text(), ALL_KEYS, any_case=True) == []
 
 
 async def test_keys_echoed_in_headers_ids_and_protocol_errors_never_arrive() -> None:
@@ -144,7 +139,7 @@ async def test_keys_echoed_in_headers_ids_and_protocol_errors_never_arrive() -> 
     assert not_a_stream["is_error"]
     assert "instead of an event stream" in not_a_stream["content"][0]["text"]
     assert shouting["is_error"]
-    assert leaks(seen.text()) == []
+    assert leaks(seen.text(), ALL_KEYS, any_case=True) == []
 
 
 async def test_a_key_cut_by_the_result_size_limit_leaves_no_fragment(sandbox: Sandbox) -> None:
@@ -155,7 +150,7 @@ async def test_a_key_cut_by_the_result_size_limit_leaves_no_fragment(sandbox: Sa
     )
     async with Client(build_server(sandbox_settings_for(sandbox, max_result_chars=1000))) as client:
         result = await client.call_tool("send_customer_message", {"message": "hi"})
-    assert leaks(json.dumps(result.model_dump(mode="json"))) == []
+    assert leaks(json.dumps(result.model_dump(mode="json")), ALL_KEYS, any_case=True) == []
 
 
 def test_redaction_matches_any_case_and_glued_key_shapes() -> None:
@@ -178,7 +173,7 @@ async def test_progress_of_a_long_reply_shows_no_fragment_of_a_key(sandbox: Sand
             sandbox.inject(Fault(target="customer", raw_chunks=chunks))
             await seen.call(client, "send_customer_message", {"message": "hi"})
     assert sum(1 for part in seen.parts if part.startswith("…")) >= 40  # the tails were shown
-    assert leaks(seen.text()) == []
+    assert leaks(seen.text(), ALL_KEYS, any_case=True) == []
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -199,7 +194,7 @@ async def test_keys_percent_encoded_or_json_escaped_never_arrive(sandbox: Sandbo
         seen.parts.append(json.dumps(resource.model_dump(mode="json")))
     assert echoed["structured_content"]["text"] == "url ?k=[redacted] json [redacted]"
     assert "OtherTenant" not in seen.text()
-    assert leaks(seen.text().replace("%5F", "_").replace("\\\\u005f", "_")) == []
+    assert leaks(seen.text().replace("%5F", "_").replace("\\\\u005f", "_"), ALL_KEYS, any_case=True) == []
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -216,7 +211,7 @@ async def test_a_key_in_an_instruction_is_not_shown_in_the_confirmation(sandbox:
         await client.call_tool("configure_org", {"instruction": f"Use the key {MANAGEMENT_KEY} for the widget"})
     assert len(asked) == 1
     assert "Use the key [redacted] for the widget" in asked[0]
-    assert leaks(asked[0]) == []
+    assert leaks(asked[0], ALL_KEYS, any_case=True) == []
 
 
 async def test_a_key_split_across_thinking_deltas_never_arrives(sandbox: Sandbox) -> None:

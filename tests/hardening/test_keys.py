@@ -20,17 +20,13 @@ from lexey_mcp.observability import RedactingFormatter
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
 from lexey_mcp.server import build_server
 from tests.conftest import sandbox_settings_for
+from tests.reading import leaks
 from tests.streams import ALL_KEYS, CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY, chat_event, lexi_event
 
 pytestmark = pytest.mark.anyio
 
 AUTH_TOKEN = "tok_Hq2WsX7eDc4RfV9tGb1YnJ8u"
 SECRETS = (*ALL_KEYS, AUTH_TOKEN)
-
-
-def leaks(text: str) -> list[str]:
-    """Every 8-character slice of a secret that appears in `text`."""
-    return sorted({s[i : i + 8] for s in SECRETS for i in range(len(s) - 7) if s[i : i + 8] in text})
 
 
 @contextmanager
@@ -115,8 +111,8 @@ async def test_no_key_in_results_progress_or_debug_logs(sandbox: Sandbox, capfd:
         logging.getLogger("lexey_mcp.test").debug("headers: Authorization: Bearer %s", CUSTOMER_KEY)
     captured = capfd.readouterr()
     assert "DEBUG lexey_mcp.client:" in captured.err  # our DEBUG lines were on (httpx2's are never: test_logging.py)
-    assert leaks("\n".join(seen)) == []
-    assert leaks(captured.err + captured.out) == []
+    assert leaks("\n".join(seen), SECRETS) == []
+    assert leaks(captured.err + captured.out, SECRETS) == []
 
 
 async def test_keys_refused_by_the_upstream_and_wrong_key_settings(capfd: pytest.CaptureFixture[str]) -> None:
@@ -127,8 +123,8 @@ async def test_keys_refused_by_the_upstream_and_wrong_key_settings(capfd: pytest
     captured = capfd.readouterr()
     assert any("HTTP 401" in s for s in seen)
     assert any("LEXEY_MANAGEMENT_KEY must be" in s for s in seen)
-    assert leaks("\n".join(seen)) == []
-    assert leaks(captured.err + captured.out) == []
+    assert leaks("\n".join(seen), SECRETS) == []
+    assert leaks(captured.err + captured.out, SECRETS) == []
 
 
 async def _refused_everywhere(seen: list[str]) -> None:
@@ -159,7 +155,7 @@ async def test_unreachable_upstream(sandbox: Sandbox, capfd: pytest.CaptureFixtu
             unreachable = await client.call_tool("send_customer_message", {"message": "x"})
     assert unreachable.is_error
     assert "Could not connect" in json.dumps(unreachable.model_dump(mode="json"))
-    assert leaks(json.dumps(unreachable.model_dump(mode="json")) + capfd.readouterr().err) == []
+    assert leaks(json.dumps(unreachable.model_dump(mode="json")) + capfd.readouterr().err, SECRETS) == []
 
 
 def test_tracebacks_in_logs_are_redacted() -> None:
@@ -174,7 +170,7 @@ def test_tracebacks_in_logs_are_redacted() -> None:
     text = formatter.format(record)
     assert "RuntimeError" in text
     assert "Traceback" in text
-    assert leaks(text) == []
+    assert leaks(text, SECRETS) == []
 
 
 @pytest.mark.e2e
@@ -197,5 +193,5 @@ async def test_no_key_over_stdio_at_debug(sandbox: Sandbox) -> None:
         errlog.seek(0)
         stderr = errlog.read()
     assert "DEBUG" in stderr
-    assert leaks("\n".join(seen)) == []
-    assert leaks(stderr) == []
+    assert leaks("\n".join(seen), SECRETS) == []
+    assert leaks(stderr, SECRETS) == []

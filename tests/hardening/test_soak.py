@@ -28,8 +28,8 @@ from mcp.types import CallToolResult
 
 from lexey_mcp.models import ChatResult
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
-from tests.hardening.test_concurrency import text_of
 from tests.processes import http_server, mcp_client
+from tests.reading import text_of
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp.types import CallToolResult, TextContent
 
 from lexey_mcp.qa.arguments import MAX_RUNS
 from lexey_mcp.qa.report import SuiteReport
@@ -14,18 +13,13 @@ from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import ServerOptions, build_server
 from tests.conftest import cancel_once_streaming, sandbox_settings_for
 from tests.processes import SERVER, clean_env
+from tests.reading import text_of
 
 pytestmark = pytest.mark.anyio
 
 SUITES = Path(__file__).resolve().parents[2] / "examples" / "suites"
 PASSING = (SUITES / "acme-support.yaml").read_text()
 FAILING = (SUITES / "fails-on-purpose.yaml").read_text()
-
-
-def text_of(result: CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 @pytest.fixture(params=["auto", "legacy"])
