@@ -1,10 +1,16 @@
-"""What tests read from what the server sends: a tool result's text, and any piece of a secret found in a text."""
+"""What tests read from what the server sends: the tools it lists, a tool result's text, and any piece of a secret
+found in a text."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from mcp.types import CallToolResult, TextContent
+
+from lexey_mcp.server import TOOLS
+
+#: Every tool, as hosts see it (the host-config, Inspector and bundle tests check the same list).
+TOOL_NAMES = {spec.name for spec in TOOLS}
 
 #: A secret's slice this long found in a text counts as a leak (shorter ones occur by chance).
 LEAK_CHARS = 8

@@ -36,9 +36,9 @@ from lexey_mcp.toolsets import TOOLSETS
 from lexey_mcp.vendor import API
 from tests.documentation import README
 from tests.processes import clean_env
+from tests.reading import TOOL_NAMES
 from tests.streams import CUSTOMER_KEY
 from tests.test_examples import require
-from tests.test_server import TOOL_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 CI_NODE = REPO / ".ci" / "node" / "node_modules"

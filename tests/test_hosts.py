@@ -21,7 +21,7 @@ from mcp import Client, StdioServerParameters
 from lexey_mcp.config import Settings
 from tests.documentation import EVERY_PAGE, README
 from tests.processes import clean_env
-from tests.test_server import TOOL_NAMES
+from tests.reading import TOOL_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTS = REPO / "examples" / "hosts"

@@ -21,8 +21,8 @@ import pytest
 
 from tests.documentation import EVERY_PAGE
 from tests.processes import clean_env
+from tests.reading import TOOL_NAMES
 from tests.test_examples import require
-from tests.test_server import TOOL_NAMES
 
 pytestmark = pytest.mark.e2e
 

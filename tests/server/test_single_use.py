@@ -14,7 +14,7 @@ from lexey_mcp.sandbox import Sandbox
 from lexey_mcp.server.single_use import REUSED
 from tests.processes import http_server
 from tests.redis_server import redis_server
-from tests.test_results import INSTRUCTION, Answers
+from tests.server.test_rendering import INSTRUCTION, Answers
 
 pytestmark = pytest.mark.anyio
 

@@ -16,15 +16,12 @@ from mcp.types import CallToolResult
 import lexey_mcp.pacing
 from lexey_mcp.models import ChatResult, ConversationMessages, LexiResult
 from lexey_mcp.sandbox import Fault, Sandbox
-from lexey_mcp.server import TOOLS, ServerOptions, build_server
+from lexey_mcp.server import ServerOptions, build_server
 from lexey_mcp.server.tools.customer import ScenarioResult
 from tests.conftest import sandbox_settings_for
-from tests.reading import text_of
+from tests.reading import TOOL_NAMES, text_of
 
 pytestmark = pytest.mark.anyio
-
-#: Every tool, as hosts see it (the host-config and Inspector tests check the same list).
-TOOL_NAMES = {spec.name for spec in TOOLS}
 
 
 async def call(client: Client, tool: str, arguments: dict[str, Any], **kwargs: Any) -> CallToolResult:
