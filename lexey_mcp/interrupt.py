@@ -86,7 +86,7 @@ def run(func: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
 async def _cancelled_by_signals(
     func: Callable[[*Args], Awaitable[T]], args: tuple[*Args]
 ) -> tuple[int | None, tuple[T] | None]:
-    import asyncio
+    import asyncio  # as in `run`: not at the top
 
     import anyio
 

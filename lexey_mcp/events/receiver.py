@@ -21,8 +21,10 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from ..header_timeout import accept_path
 from ..listeners import listen
@@ -153,9 +155,6 @@ class WebhookReceiver:
 
 def webhook_app(receiver: WebhookReceiver) -> Any:
     """A Starlette app serving only `POST /webhooks/lexey` (everything else 404/405)."""
-    from starlette.applications import Starlette
-    from starlette.routing import Route
-
     return Starlette(routes=[Route(WEBHOOK_PATH, receiver.handle, methods=["POST"])])
 
 

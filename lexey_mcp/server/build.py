@@ -173,7 +173,7 @@ def warn_about_keys(settings: Settings, toolsets: Collection[Toolset]) -> None:
 
 
 # Events (lexey_mcp/events): Lexey's webhooks kept and pushed to subscribers; the logic lives in that package, loaded
-# only with the events toolset (lazy imports below: measured cold start).
+# only with the events toolset (lazy imports below: the feed's modules cost a start without it ~22 ms, measured).
 def _events_feed(settings: Settings, enabled: set[Toolset], options: ServerOptions) -> EventFeed | None:
     if "events" not in enabled:
         return None
