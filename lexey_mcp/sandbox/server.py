@@ -41,9 +41,9 @@ def client_env(
     return {
         "LEXEY_BASE_URL": f"{url}/api/v1",
         "LEXI_BASE_URL": f"{url}/functions/v1/api-gateway",
-        "LEXEY_CUSTOMER_KEY": customer_key,
-        "LEXEY_MANAGEMENT_KEY": management_key,
-        "LEXI_API_KEY": lexi_key,
+        API["customer"].key_variable: customer_key,
+        API["management"].key_variable: management_key,
+        API["lexi"].key_variable: lexi_key,
     }
 
 
