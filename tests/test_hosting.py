@@ -21,6 +21,7 @@ from lexey_mcp.observability import RedactingFormatter
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
 from lexey_mcp.sandbox.store import key_fingerprint
 from lexey_mcp.server import TOOLS, ServerOptions, build_server
+from lexey_mcp.toolsets import ESCALATIONS_URI, REPORT_VIEW_URI
 from tests.conftest import sandbox_settings_for
 from tests.processes import http_server, mcp_client
 from tests.reading import leaks, text_of
@@ -220,7 +221,8 @@ async def test_narrowing_headers_narrow(sandbox: Sandbox, tmp_path: Path) -> Non
         assert tool_names(await both.list_tools()) == {"get_conversation_messages"}
         assert [t.name for t in (await both.list_resource_templates()).resource_templates] == ["conversation_messages"]
         assert tool_names(await everything.list_tools()) == {spec.fn.__name__ for spec in TOOLS}
-        assert [r.uri for r in (await everything.list_resources()).resources] == ["lexey://escalations"]
+        everything_lists = {str(r.uri) for r in (await everything.list_resources()).resources}
+        assert everything_lists == {ESCALATIONS_URI, REPORT_VIEW_URI}
         assert (await lexi_only.list_resources()).resources == []
     assert sandbox.key_log == []  # nothing refused went upstream
 
