@@ -250,9 +250,11 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[
     if args.command == "demo":
         from .demo import run_demo
 
-        configure_logging(settings.log_level if args.verbose else "WARNING", settings.secrets(), settings.log_format)
+        configure_logging(
+            settings.log_level if args.verbose else "WARNING", settings.configured_secrets(), settings.log_format
+        )
         return run_demo(settings, delay=args.delay)
-    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
+    configure_logging(settings.log_level, settings.configured_secrets(), settings.log_format)
     if args.command == "test":
         from .qa.command import run_test_command
 

@@ -4,8 +4,9 @@ Each `/mcp` HTTP request may bring its own upstream keys (`X-Lexey-Customer-Key`
 `X-Lexi-Api-Key`) and narrow what it may use (`X-MCP-Toolsets`, `X-MCP-Readonly`); with OAuth, its token's scopes
 decide what it sees. `middleware` reads all of that from the HTTP request that carried each MCP message and holds
 it in a ContextVar for exactly that message's handling (each concurrent call runs in its own context), so a key
-reaches only the upstream calls of its own request. That ContextVar is `config.request_keys`: `Settings.key`, the one
-place the client obtains a key, asks the current `Caller` first, and `Settings.secrets()` adds its keys for redaction.
+reaches only the upstream calls of its own request. That ContextVar is `request_keys.current`: `request_keys.key_for`,
+the one place the client obtains a key, asks the current `Caller` first, and `request_keys.secrets_for` adds its keys
+for redaction.
 
 Kept light (no MCP or Starlette import at module level): the CLI imports it on a plain start.
 """
@@ -20,8 +21,9 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from . import request_keys
 from .addresses import is_loopback
-from .config import KEY_SPECS, KeyKind, Settings, key_value_problem, request_keys
+from .config import KEY_SPECS, KeyKind, Settings, key_value_problem
 from .errors import LexeyConfigError
 from .toolsets import TOOLSETS, Toolset
 
@@ -140,11 +142,11 @@ class Caller:
 @contextmanager
 def acting_for(caller: Caller) -> Iterator[None]:
     """Within this block (and the tasks it starts), keys and permissions are `caller`'s."""
-    token = request_keys.set(caller)
+    token = request_keys.current.set(caller)
     try:
         yield
     finally:
-        request_keys.reset(token)
+        request_keys.current.reset(token)
 
 
 def jwks_url_of(settings: Settings) -> str:

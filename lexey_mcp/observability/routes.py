@@ -16,7 +16,7 @@ from .. import __version__
 from ..addresses import is_loopback
 from ..config import KeyKind, Settings
 from ..errors import LexeyError
-from .telemetry import Observer
+from .observer import Observer
 
 logger = logging.getLogger("lexey_mcp.observability")
 
@@ -51,7 +51,7 @@ async def redis_eviction_problem(observer: Observer) -> str | None:
     """What is wrong with Redis's `maxmemory-policy` for this server, or None (also when Redis will not say: managed
     services often disable CONFIG). Any policy but noeviction lets Redis drop rate-limit counters, escalations and
     used confirmations when memory runs short, without a word."""
-    from redis.exceptions import ResponseError
+    from redis.exceptions import ResponseError  # lazy: redis-py is ~80 ms of cold start, used only with LEXEY_REDIS_URL
 
     try:
         policy = (await observer.redis().config_get("maxmemory-policy")).get("maxmemory-policy")
