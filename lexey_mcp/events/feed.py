@@ -20,9 +20,10 @@ import anyio
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated, SubscriptionBus
 
 from .. import redis_connection
+from ..paths import WEBHOOK_PATH
 from .bus import LegacySubscriptions, RedisSubscriptionBus
 from .model import Escalation, EscalationList, Event
-from .receiver import WEBHOOK_PATH, WebhookReceiver, serve_listener
+from .receiver import WebhookReceiver, serve_listener
 from .store import EventStore, EventStoreUnavailable, RedisEventStore, SQLiteEventStore
 
 if TYPE_CHECKING:

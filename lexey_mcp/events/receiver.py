@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..listeners import listen
 from ..observability.logs import ThrottledLog
+from ..paths import WEBHOOK_PATH
 from .model import Event, EventShapeError, parse_event
 from .store import EventStoreUnavailable
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lexey_mcp.events")
 
-WEBHOOK_PATH = "/webhooks/lexey"
 SIGNATURE_HEADER = "x-lexey-signature"
 SIGNATURE_PREFIX = "sha256="
 MAX_BODY_BYTES = 1024 * 1024

@@ -16,6 +16,7 @@ from .. import __version__
 from ..addresses import is_loopback
 from ..config import KeyKind, Settings
 from ..errors import LexeyError
+from ..paths import HEALTH_PATH, METRICS_PATH, READY_PATH
 from .observer import Observer
 
 logger = logging.getLogger("lexey_mcp.observability")
@@ -102,18 +103,18 @@ def add_routes(server: MCPServer[Any], observer: Observer, settings: Settings) -
     """Register the three routes on an `MCPServer`."""
     token = settings.metrics_token.get_secret_value().encode() if settings.metrics_token else None
 
-    @server.custom_route("/healthz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
+    @server.custom_route(HEALTH_PATH, methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    @server.custom_route("/readyz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
+    @server.custom_route(READY_PATH, methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
     async def readyz(request: Request) -> Response:
         problems = await readiness_problems(observer)
         return JSONResponse(
             {"status": "not ready" if problems else "ready", "problems": problems}, status_code=503 if problems else 200
         )
 
-    @server.custom_route("/metrics", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
+    @server.custom_route(METRICS_PATH, methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
     async def metrics(request: Request) -> Response:
         if token is not None:
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
