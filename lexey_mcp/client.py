@@ -315,33 +315,41 @@ class LexeyClient:
             logger.debug("%s %s -> %d", method, url, response.status_code)
             if response.is_success:
                 break
-            try:
-                if response.is_redirect:
-                    target = self._shown(_redirect_target(response.headers.get("location", "")))
-                    raise LexeyProtocolError(
-                        f"{url} answered a redirect (HTTP {response.status_code}) to {target}; not followed, so the "
-                        "key stays where it belongs. Check the base URL setting."
-                    )
-                body = await _read_bounded(response, _ERROR_BODY_LIMIT)
-                wait = self._retry_wait(policy, response, attempt)
-                if wait is None:
-                    raise api_error(
-                        response.status_code,
-                        body,
-                        response.headers.get("content-type", ""),
-                        api=api,
-                        request_id=self._request_id(response),
-                        secrets=secrets_for(self.settings),
-                        retry_after=parse_retry_after(response.headers.get("retry-after")),
-                        rate_limit_reset=_int_header(response, "x-ratelimit-reset"),
-                    )
-            finally:
-                await _close(response)
+            wait = await self._wait_to_retry(api, policy, response, attempt, url)
             attempt += 1
             logger.info("%s %s -> %d; retrying in %.2f s (%d)", method, url, response.status_code, wait, attempt)
             await anyio.sleep(wait)
         try:
             yield response
+        finally:
+            await _close(response)
+
+    async def _wait_to_retry(
+        self, api: Api, policy: RetryPolicy, response: httpx2.Response, attempt: int, url: str
+    ) -> float:
+        """Seconds to wait before sending again after an unsuccessful `response` (closed here), or the error it is:
+        `LexeyProtocolError` for a redirect, else the `LexeyAPIError` of its status when it is final."""
+        try:
+            if response.is_redirect:
+                target = self._shown(_redirect_target(response.headers.get("location", "")))
+                raise LexeyProtocolError(
+                    f"{url} answered a redirect (HTTP {response.status_code}) to {target}; not followed, so the "
+                    "key stays where it belongs. Check the base URL setting."
+                )
+            body = await _read_bounded(response, _ERROR_BODY_LIMIT)
+            wait = self._retry_wait(policy, response, attempt)
+            if wait is None:
+                raise api_error(
+                    response.status_code,
+                    body,
+                    response.headers.get("content-type", ""),
+                    api=api,
+                    request_id=self._request_id(response),
+                    secrets=secrets_for(self.settings),
+                    retry_after=parse_retry_after(response.headers.get("retry-after")),
+                    rate_limit_reset=_int_header(response, "x-ratelimit-reset"),
+                )
+            return wait
         finally:
             await _close(response)
 

@@ -22,9 +22,12 @@ from typing import Any
 import anyio
 import pydantic_core
 import uvicorn
+from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
+from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
 from mcp.types import INVALID_REQUEST, PARSE_ERROR
+from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -200,10 +203,6 @@ class RequestsInFlight:
 def guard_mcp_endpoint(app: Starlette, settings: Settings, path: str = MCP_PATH) -> None:
     """Put `McpRequests` around the endpoint at `path`, inside the SDK's authentication when there is one, and let its
     idle sessions give way to new ones (`make_room_for_sessions`)."""
-    from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
-    from mcp.server.auth.routes import build_resource_metadata_url
-    from pydantic import AnyHttpUrl
-
     metadata, toolset_of = None, None  # no OAuth, no scopes to step up to
     if settings.oauth_issuer is not None and settings.resource_url is not None:
         metadata = str(build_resource_metadata_url(AnyHttpUrl(settings.resource_url)))

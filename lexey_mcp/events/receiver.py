@@ -18,21 +18,22 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
+import uvicorn
 from anyio.abc import TaskStatus
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from ..header_timeout import ACCEPT_BATCH, accept_path
 from ..listeners import listen
 from ..observability.logs import ThrottledLog
 from ..paths import WEBHOOK_PATH
 from .model import Event, EventShapeError, parse_event
 from .store import EventStoreUnavailable
-
-if TYPE_CHECKING:
-    import uvicorn
 
 logger = logging.getLogger("lexey_mcp.events")
 
@@ -153,17 +154,10 @@ class WebhookReceiver:
 
 def webhook_app(receiver: WebhookReceiver) -> Any:
     """A Starlette app serving only `POST /webhooks/lexey` (everything else 404/405)."""
-    from starlette.applications import Starlette
-    from starlette.routing import Route
-
     return Starlette(routes=[Route(WEBHOOK_PATH, receiver.handle, methods=["POST"])])
 
 
 def _uvicorn_server(config: uvicorn.Config, stop: anyio.Event) -> uvicorn.Server:
-    import uvicorn
-
-    from ..header_timeout import accept_path
-
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Generator[None, None, None]:  # the host process owns the signals
@@ -194,10 +188,6 @@ async def serve_listener(
     the HTTP transport's take (`header_timeout`): closed when their request headers are not complete within
     `header_timeout` seconds (LEXEY_MCP_HEADER_TIMEOUT), giving way to new ones past `max_connections`, descriptor
     exhaustion handled."""
-    import uvicorn
-
-    from ..header_timeout import ACCEPT_BATCH, accept_path
-
     bound_sockets = list(sockets) if sockets is not None else listen(host, port, "the webhook receiver")
     bound = bound_sockets[0].getsockname()[1]
     config = uvicorn.Config(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +24,6 @@ from .. import redis_connection
 from .model import ESCALATED, Event
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from redis.asyncio import Redis
 
 logger = logging.getLogger("lexey_mcp.events")
@@ -80,8 +79,6 @@ class SQLiteEventStore:
 
     def _open(self) -> sqlite3.Connection:
         if self._db is None:
-            import sqlite3
-
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Escalations hold customers' messages: only this user reads them (SQLite gives its -wal and -shm files
             # the database file's mode). A symlink there (to a file someone else reads, or one we would chmod) is
@@ -115,8 +112,6 @@ class SQLiteEventStore:
         return self._db
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        import sqlite3
-
         try:
             return await anyio.to_thread.run_sync(fn, *args, limiter=self._one)
         except (sqlite3.Error, OSError) as exc:
