@@ -37,6 +37,7 @@ from mcp import Client, StdioServerParameters
 
 from benchmarks._common import free_port, header, rss_kib, wait_for_port, write_section
 from lexey_mcp.events.receiver import sign
+from lexey_mcp.paths import WEBHOOK_PATH
 
 TOKEN = "benchmark-token-0123456789abcdef"
 SECRET = "benchmark-secret-0123456789"
@@ -221,7 +222,7 @@ async def webhook_listener(source: Path, work: Path) -> dict[str, Any]:
             async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
                 with contextlib.suppress(httpx2.HTTPError):
                     headers = {"X-Lexey-Signature": sign(SECRET, body), "Content-Type": "application/json"}
-                    url = f"http://127.0.0.1:{port}/webhooks/lexey"
+                    url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
                     status = (await http.post(url, content=body, headers=headers)).status_code
             webhook_seconds = time.monotonic() - started
             started = time.monotonic()

@@ -33,6 +33,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from benchmarks._common import free_port, header, listening, median, percentile, write_section
 from lexey_mcp.events.receiver import sign
+from lexey_mcp.paths import WEBHOOK_PATH
 
 SECRET = "benchmark-secret-0123456789"
 ESCALATIONS = "lexey://escalations"
@@ -77,7 +78,7 @@ def server_process(state: Path, redis_url: str | None = None) -> Iterator[str]:
 async def throughput(root: str, count: int, concurrency: int, *, signed: bool) -> float:
     """Webhooks per second over the whole burst (every answer checked: 200 signed, 401 otherwise)."""
     bodies = [webhook(n) for n in range(count)]
-    url = f"{root}/webhooks/lexey"
+    url = f"{root}{WEBHOOK_PATH}"
     limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     expected = 200 if signed else 401
     async with httpx2.AsyncClient(trust_env=False, timeout=60, limits=limits) as http:
@@ -110,7 +111,7 @@ async def delays(listen_root: str, post_root: str, count: int, warmup: int = 20)
             body = webhook(n)
             started = time.perf_counter()
             response = await poster.post(
-                f"{post_root}/webhooks/lexey", content=body, headers={"x-lexey-signature": sign(SECRET, body)}
+                f"{post_root}{WEBHOOK_PATH}", content=body, headers={"x-lexey-signature": sign(SECRET, body)}
             )
             if response.status_code != 200:
                 raise RuntimeError(f"HTTP {response.status_code}")

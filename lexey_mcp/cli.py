@@ -1,7 +1,9 @@
 """`lexey-mcp`: serve over stdio (default) or streamable HTTP, run the sandbox alone, or run the demo.
 
 The command line is built from light modules only: `--version`, `--help` and argument errors answer before MCP,
-pydantic or an HTTP stack is imported (together ~1 s); a command imports what it needs once it runs.
+pydantic or an HTTP stack is imported (together ~1 s of start-up, measured with `python -X importtime`;
+tests/test_cli.py checks it). So a command imports what it needs once it runs, inside the function that runs it: a
+start that serves loads the server (and MCP) there.
 """
 
 from __future__ import annotations
@@ -10,17 +12,23 @@ import argparse
 import gc
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from . import interrupt
 from .addresses import bind_address, client_host, is_loopback, url_host
-from .listeners import PortUnavailable, listen, port_number, unavailable_port
-from .qa.arguments import add_arguments as add_test_arguments
-from .toolsets import TOOLSETS, Toolset
+from .cli_parser import SANDBOX_COMMANDS, build_parser, top_level_options_given
+from .listeners import PortUnavailable, listen, unavailable_port
+from .paths import MCP_PATH, WEBHOOK_PATH
 
 if TYPE_CHECKING:
+    from mcp.server import MCPServer
+
+    from .config import Settings
+    from .events.feed import EventOptions
     from .observability import LogFormat
 
 __all__ = ["build_parser", "configure_logging", "main"]
@@ -30,7 +38,7 @@ logger = logging.getLogger("lexey_mcp")
 
 def configure_logging(level: str, secrets: list[str], log_format: LogFormat = "text") -> None:
     """Everything to stderr, redacted. Done before the SDK's server exists, so its own set-up is a no-op."""
-    from .observability import log_formatter  # measured cold-start cost: observability loads pydantic and MCP types
+    from .observability import log_formatter  # lazy: observability loads pydantic and MCP (module docstring)
 
     # When a handler fails (stderr closed by the host, …) logging would print the raw, unredacted record.
     logging.raiseExceptions = False
@@ -47,146 +55,6 @@ def configure_logging(level: str, secrets: list[str], log_format: LogFormat = "t
     if level != "DEBUG":  # one line per session or per HTTP request is noise at INFO
         for name in ("mcp.server.streamable_http_manager", "uvicorn.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _toolsets(value: str) -> list[Toolset]:
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [n for n in names if n not in TOOLSETS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(TOOLSETS)} (comma-separated)")
-    return [n for n in TOOLSETS if n in names]
-
-
-class _HelpFormatter(argparse.HelpFormatter):
-    """Every option's default in its help, in words (no `False`, no Python lists)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if not action.option_strings or default is None or default is False or default == argparse.SUPPRESS:
-            return text
-        shown = ",".join(default) if isinstance(default, list) else str(default)
-        return f"{text} (default: {shown.replace('%', '%%')})"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lexey-mcp",
-        description="MCP server for Lexey (customer-support agents) and Lexi (LeadLex CRM assistant).",
-        epilog="Configuration comes from the environment or a .env file: LEXEY_CUSTOMER_KEY, LEXEY_MANAGEMENT_KEY, "
-        "LEXI_API_KEY, LEXEY_BASE_URL, LEXI_BASE_URL, LEXEY_MCP_AUTH_TOKEN, LEXEY_LOG_LEVEL, and the timeouts and "
-        "caps listed in docs/configuration.md (LEXEY_READ_TIMEOUT, LEXEY_STREAM_TIMEOUT, …). Options before a "
-        "COMMAND are the server's; a command's own options go after it (lexey-mcp COMMAND --help).",
-        formatter_class=_HelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"lexey-mcp {__version__}")
-    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="how hosts reach the server")
-    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address")
-    parser.add_argument("--port", type=port_number, default=8000, help="HTTP port")
-    parser.add_argument(
-        "--stateless",
-        action="store_true",
-        help="HTTP without sessions, for replicas behind a load balancer. Legacy clients (protocol 2025-11-25 or "
-        "2025-06-18) can cancel a call there only by closing its connection (a notifications/cancelled is not routed, "
-        "and the upstream stream runs to its end, at most LEXEY_STREAM_TIMEOUT)",
-    )
-    parser.add_argument("--sandbox", action="store_true", help="start the embedded Lexey sandbox and use it")
-    parser.add_argument(
-        "--sandbox-delay", type=float, default=0.02, metavar="SECONDS", help="with --sandbox: seconds between events"
-    )
-    parser.add_argument(
-        "--sandbox-port",
-        type=port_number,
-        default=0,
-        metavar="PORT",
-        help="with --sandbox: its port (0: any free port)",
-    )
-    parser.add_argument(
-        "--toolsets",
-        type=_toolsets,
-        default=list(TOOLSETS),
-        metavar="LIST",
-        help=f"comma-separated: {','.join(TOOLSETS)}",
-    )
-    parser.add_argument(
-        "--read-only", action="store_true", help="expose only tools that change nothing (or LEXEY_READ_ONLY=1)"
-    )
-    parser.add_argument(
-        "--confirm-changes",
-        action="store_true",
-        help="ask the user (MCP elicitation) before configure_org sends an instruction (or LEXEY_CONFIRM_CHANGES=1)",
-    )
-    parser.add_argument(
-        "--request-keys",
-        choices=["optional", "required"],
-        default="optional",
-        help="HTTP: upstream keys sent per request (X-Lexey-Customer-Key, X-Lexey-Management-Key, X-Lexi-Api-Key) "
-        "come before the environment's; 'required' never uses the environment's keys",
-    )
-    parser.add_argument(
-        "--webhook-port",
-        type=port_number,
-        metavar="P",
-        help="stdio mode: receive Lexey's webhooks at http://HOST:P/webhooks/lexey (needs LEXEY_WEBHOOK_SECRET); "
-        "over HTTP they arrive on the MCP port",
-    )
-    parser.add_argument("--webhook-host", default="127.0.0.1", help="with --webhook-port")
-    # A command's options need dests of their own, not a server option's (see _top_level_options_given).
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sandbox = sub.add_parser(
-        "sandbox",
-        help="run the Lexey sandbox alone (a real HTTP server)",
-        description="Run the Lexey + Lexi sandbox alone, a real HTTP server, until Ctrl-C. It prints the export "
-        "lines that point a client (lexey-mcp, or your own) at it.",
-        formatter_class=_HelpFormatter,
-    )
-    sandbox.add_argument("--host", dest="sandbox_host", default="127.0.0.1", metavar="HOST", help="bind address")
-    sandbox.add_argument(
-        "--port", dest="sandbox_bind_port", type=port_number, default=8765, metavar="PORT", help="port"
-    )
-    sandbox.add_argument("--delay", type=float, default=0.02, metavar="SECONDS", help="seconds between events")
-    sandbox.add_argument(
-        "--webhook-url",
-        help="POST signed conversation.escalated webhooks here, e.g. http://127.0.0.1:8000/webhooks/lexey",
-    )
-    sandbox.add_argument(
-        "--webhook-secret", help="signs them (default: $LEXEY_WEBHOOK_SECRET, better: arguments show in ps)"
-    )
-    demo = sub.add_parser(
-        "demo",
-        help="configure an org, run a scenario that escalates, review analytics (sandbox)",
-        description="The vendor's workflow end to end, through this MCP server against the embedded sandbox: "
-        "configure an organisation, run a customer scenario that escalates, review the analytics. Needs no keys.",
-        formatter_class=_HelpFormatter,
-    )
-    demo.add_argument("--delay", type=float, default=0.02, metavar="SECONDS", help="seconds between events")
-    demo.add_argument("-v", "--verbose", action="store_true", help="show the server's and the sandbox's logs")
-    # The demo always runs against the embedded sandbox: asking for it is what the user means, not a mistake.
-    demo.add_argument("--sandbox", dest="demo_sandbox", action="store_true", help=argparse.SUPPRESS)
-    add_test_arguments(
-        sub.add_parser(
-            "test",
-            help="run a QA suite against the support agent (exit 0 all passed)",
-            description="Run an agent QA suite (YAML or JSON): its setup through the management agent, then each "
-            "case in a fresh customer conversation. Exit 0 when every run passed, 1 when any failed, 2 for an "
-            "invalid suite or configuration.",
-            formatter_class=_HelpFormatter,
-        )
-    )
-    return parser
-
-
-def _top_level_options_given(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
-    """The server options (those before COMMAND) given on this command line."""
-    unset = object()
-    options = {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings and a.dest != "help"}
-    probe = argparse.Namespace(**dict.fromkeys(options, unset))
-    parser.parse_args(argv, probe)
-    return [flag for dest, flag in options.items() if getattr(probe, dest) is not unset]
-
-
-#: Commands that take --sandbox themselves (the dest of their option): given before them, it is theirs.
-_SANDBOX_COMMANDS = {"test": "test_sandbox", "demo": "demo_sandbox"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -212,82 +80,94 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
-    if args.command is not None:
-        misplaced = _top_level_options_given(parser, argv)
-        if misplaced == ["--sandbox"] and args.command in _SANDBOX_COMMANDS:
-            # `lexey-mcp --sandbox test suite.yaml`: the command takes --sandbox itself, so that is what it means.
-            setattr(args, _SANDBOX_COMMANDS[args.command], True)
-            misplaced = []
-        if misplaced:
-            print(
-                f"lexey-mcp: {', '.join(misplaced)} {'is an option' if len(misplaced) == 1 else 'are options'} of "
-                f"the server, not of `{args.command}`: put a command's options after it "
-                f"(lexey-mcp {args.command} --help lists them).",
-                file=sys.stderr,
-            )
-            return 2
-    # Measured cold-start cost: pydantic (settings), MCP and httpx2 load only now that a command runs.
-    from pydantic import SecretStr, ValidationError
-
-    from . import interrupt, stdio_transport
-    from .config import Settings, describe_settings_error
-    from .hosting import auth_problem
-
+    if args.command is not None and not _command_options_in_place(parser, args, argv):
+        return 2
     if args.command == "sandbox":
-        from .sandbox import SandboxConfig, serve
+        return _run_sandbox(args)
+    settings = _load_settings()
+    if settings is None:
+        return 2
+    if args.command == "demo":
+        return _run_demo(args, settings)
+    configure_logging(settings.log_level, settings.configured_secrets(), settings.log_format)
+    if args.command == "test":
+        from .qa.command import run_test_command  # lazy: a command's modules load once it runs (module docstring)
 
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        secret = args.webhook_secret or os.environ.get("LEXEY_WEBHOOK_SECRET") or None
-        webhooks = {"webhook_url": args.webhook_url, "webhook_secret": SecretStr(secret) if secret else None}
-        config = SandboxConfig(delay=args.delay, **(webhooks if args.webhook_url else {}))
-        return serve(args.sandbox_host, args.sandbox_bind_port, config)
+        return run_test_command(args, settings)
+    return _serve(args, settings)
+
+
+def _command_options_in_place(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> bool:
+    """False (said on stderr) when a server option was given before COMMAND; `--sandbox` before a command that
+    takes it is that command's."""
+    misplaced = top_level_options_given(parser, argv)
+    if misplaced == ["--sandbox"] and args.command in SANDBOX_COMMANDS:
+        # `lexey-mcp --sandbox test suite.yaml`: the command takes --sandbox itself, so that is what it means.
+        setattr(args, SANDBOX_COMMANDS[args.command], True)
+        misplaced = []
+    if misplaced:
+        print(
+            f"lexey-mcp: {', '.join(misplaced)} {'is an option' if len(misplaced) == 1 else 'are options'} of "
+            f"the server, not of `{args.command}`: put a command's options after it "
+            f"(lexey-mcp {args.command} --help lists them).",
+            file=sys.stderr,
+        )
+    return not misplaced
+
+
+def _run_sandbox(args: argparse.Namespace) -> int:
+    from pydantic import SecretStr  # lazy: a command's modules load once it runs (module docstring)
+
+    from .sandbox import SandboxConfig, serve
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    secret = args.webhook_secret or os.environ.get("LEXEY_WEBHOOK_SECRET") or None
+    webhooks = {"webhook_url": args.webhook_url, "webhook_secret": SecretStr(secret) if secret else None}
+    config = SandboxConfig(delay=args.delay, **(webhooks if args.webhook_url else {}))
+    return serve(args.sandbox_host, args.sandbox_bind_port, config)
+
+
+def _load_settings() -> Settings | None:
+    """The settings, or None when one is refused (each refused setting said on stderr)."""
+    from pydantic import ValidationError  # lazy: a command's modules load once it runs (module docstring)
+
+    from .config import Settings, describe_settings_error
+
     try:
-        settings = Settings()
+        return Settings()
     except ValidationError as exc:
         for line in describe_settings_error(exc).splitlines():
             print(f"lexey-mcp: {line}", file=sys.stderr)
-        return 2
-    if args.command == "demo":
-        from .demo import run_demo
+        return None
 
-        configure_logging(settings.log_level if args.verbose else "WARNING", settings.secrets(), settings.log_format)
-        return run_demo(settings, delay=args.delay)
-    configure_logging(settings.log_level, settings.secrets(), settings.log_format)
-    if args.command == "test":
-        from .qa.command import run_test_command
 
-        return run_test_command(args, settings)
-    token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    oauth = args.transport == "http" and settings.oauth_issuer is not None
-    if args.transport == "http":
-        problem = auth_problem(settings)
-        if problem is not None:
-            print(f"lexey-mcp: {problem}", file=sys.stderr)
-            return 2
-    elif args.request_keys == "required":
-        print("lexey-mcp: --request-keys required needs --transport http (keys come in HTTP headers).", file=sys.stderr)
-        return 2
-    if args.transport == "http" and not is_loopback(args.host) and not token and not oauth:
-        print(
-            f"lexey-mcp: refusing to serve HTTP on {args.host} without LEXEY_MCP_AUTH_TOKEN: anyone who can reach "
-            "it could use your Lexey keys. Set LEXEY_MCP_AUTH_TOKEN to a long random string (or configure OAuth "
-            "with LEXEY_MCP_OAUTH_ISSUER), or bind 127.0.0.1.",
-            file=sys.stderr,
-        )
+def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from .demo import run_demo  # lazy: a command's modules load once it runs (module docstring)
+
+    level = settings.log_level if args.verbose else "WARNING"
+    configure_logging(level, settings.configured_secrets(), settings.log_format)
+    return run_demo(settings, delay=args.delay)
+
+
+def _static_token(settings: Settings) -> str | None:
+    """LEXEY_MCP_AUTH_TOKEN, which guards the HTTP transport (stdio has no one to ask for it)."""
+    return settings.auth_token.get_secret_value() if settings.auth_token else None
+
+
+def _oauth(args: argparse.Namespace, settings: Settings) -> bool:
+    return args.transport == "http" and settings.oauth_issuer is not None
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Check, bind every listener, build the server and serve it over stdio or HTTP until it stops."""
+    problem = _serving_problem(args, settings)
+    if problem is not None:
+        print(f"lexey-mcp: {problem}", file=sys.stderr)
         return 2
     # Every listener the command line names has its port before anything starts or says it serves.
-    http = (
-        listen(bind_address(args.host), args.port, "the HTTP transport", "--port") if args.transport == "http" else []
-    )
-    port = http[0].getsockname()[1] if http else args.port
-    sandbox_sockets = listen("127.0.0.1", args.sandbox_port, "the sandbox", "--sandbox-port") if args.sandbox else None
-    webhook_sockets = (
-        listen(args.webhook_host, args.webhook_port, "the webhook receiver", "--webhook-port")
-        if args.transport == "stdio" and args.webhook_port is not None
-        else None
-    )
-    from .events.feed import EventOptions, state_dir_problem
-    from .events.receiver import WEBHOOK_PATH
+    listeners = _bind_listeners(args)
+    # lazy: a command's modules load once it runs (module docstring)
+    from .events.feed import state_dir_problem
     from .server import ServerOptions, build_server
 
     # Checked when events are to be kept: the feed is on, or LEXEY_STATE_DIR was set (a default that cannot be used
@@ -298,19 +178,8 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[
         if problem is not None:
             print(f"lexey-mcp: {problem}", file=sys.stderr)
             return 2
-
-    if args.transport == "http":
-        if args.webhook_port is not None:
-            logger.warning("--webhook-port is for stdio: over HTTP, webhooks arrive on the MCP port (%s)", WEBHOOK_PATH)
-        url = f"http://{client_host(args.host)}:{port}{WEBHOOK_PATH}"
-        events = EventOptions(public_url=url, sessions=not args.stateless)
-    else:
-        events = EventOptions(
-            webhook_host=args.webhook_host,
-            webhook_port=args.webhook_port,
-            webhook_sockets=tuple(webhook_sockets) if webhook_sockets is not None else None,
-        )
-
+    token = _static_token(settings)
+    oauth = _oauth(args, settings)
     server = build_server(
         settings,
         ServerOptions(
@@ -318,29 +187,106 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[
             read_only=args.read_only or settings.read_only,
             sandbox=args.sandbox,
             sandbox_delay=args.sandbox_delay,
-            sandbox_sockets=sandbox_sockets,
+            sandbox_sockets=listeners.sandbox,
             auth_token=token if args.transport == "http" else None,
             confirm_changes=args.confirm_changes or settings.confirm_changes,
             oauth=oauth,
             request_keys=args.request_keys,
-            events=events,
+            events=_event_options(args, listeners),
         ),
     )
     if args.transport == "stdio":
-        gc.freeze()  # start-up's objects out of the collector's sight, its garbage too (~3,000 objects, kept)
-        gc.enable()
-        if sys.stdin.isatty():
-            print(
-                "lexey-mcp: waiting for an MCP host on stdin (Ctrl-D quits). `lexey-mcp demo` shows what it does; "
-                "`lexey-mcp --help` lists the options.",
-                file=sys.stderr,
-            )
-        interrupt.run(stdio_transport.serve, server, settings.max_line_bytes, settings.max_in_flight)
-        return 0
-    from . import http_transport  # its listener pieces only when serving HTTP
+        return _serve_stdio(server, settings)
+    return _serve_http(server, args, settings, listeners)
 
+
+def _serving_problem(args: argparse.Namespace, settings: Settings) -> str | None:
+    """Why these options and settings cannot serve, or None."""
+    if args.transport == "http":
+        from .hosting import auth_problem  # lazy: a command's modules load once it runs (module docstring)
+
+        problem = auth_problem(settings)
+        if problem is not None:
+            return problem
+    elif args.request_keys == "required":
+        return "--request-keys required needs --transport http (keys come in HTTP headers)."
+    unguarded = not _static_token(settings) and not _oauth(args, settings)
+    if args.transport == "http" and not is_loopback(args.host) and unguarded:
+        return (
+            f"refusing to serve HTTP on {args.host} without LEXEY_MCP_AUTH_TOKEN: anyone who can reach "
+            "it could use your Lexey keys. Set LEXEY_MCP_AUTH_TOKEN to a long random string (or configure OAuth "
+            "with LEXEY_MCP_OAUTH_ISSUER), or bind 127.0.0.1."
+        )
+    return None
+
+
+@dataclass
+class _Listeners:
+    """The sockets the command line asks for, bound before anything starts."""
+
+    http: list[socket.socket]
+    #: The HTTP port (the bound one when --port 0).
+    port: int
+    sandbox: list[socket.socket] | None
+    webhook: list[socket.socket] | None
+
+
+def _bind_listeners(args: argparse.Namespace) -> _Listeners:
+    http = (
+        listen(bind_address(args.host), args.port, "the HTTP transport", "--port") if args.transport == "http" else []
+    )
+    return _Listeners(
+        http=http,
+        port=http[0].getsockname()[1] if http else args.port,
+        sandbox=listen("127.0.0.1", args.sandbox_port, "the sandbox", "--sandbox-port") if args.sandbox else None,
+        webhook=(
+            listen(args.webhook_host, args.webhook_port, "the webhook receiver", "--webhook-port")
+            if args.transport == "stdio" and args.webhook_port is not None
+            else None
+        ),
+    )
+
+
+def _event_options(args: argparse.Namespace, listeners: _Listeners) -> EventOptions:
+    """Where webhooks arrive: on the MCP port over HTTP, else on --webhook-port (stdio)."""
+    from .events.feed import EventOptions  # lazy: loaded by _serve already, named here for the type
+
+    if args.transport == "http":
+        if args.webhook_port is not None:
+            logger.warning("--webhook-port is for stdio: over HTTP, webhooks arrive on the MCP port (%s)", WEBHOOK_PATH)
+        url = f"http://{client_host(args.host)}:{listeners.port}{WEBHOOK_PATH}"
+        return EventOptions(public_url=url, sessions=not args.stateless)
+    return EventOptions(
+        webhook_host=args.webhook_host,
+        webhook_port=args.webhook_port,
+        webhook_sockets=tuple(listeners.webhook) if listeners.webhook is not None else None,
+    )
+
+
+def _serve_stdio(server: MCPServer[Any], settings: Settings) -> int:
+    from . import stdio_transport  # lazy: a command's modules load once it runs (module docstring)
+
+    gc.freeze()  # start-up's objects out of the collector's sight, its garbage too (~3,000 objects, kept)
+    gc.enable()
+    if sys.stdin.isatty():
+        print(
+            "lexey-mcp: waiting for an MCP host on stdin (Ctrl-D quits). `lexey-mcp demo` shows what it does; "
+            "`lexey-mcp --help` lists the options.",
+            file=sys.stderr,
+        )
+    interrupt.run(stdio_transport.serve, server, settings.max_line_bytes, settings.max_in_flight)
+    return 0
+
+
+def _serve_http(server: MCPServer[Any], args: argparse.Namespace, settings: Settings, listeners: _Listeners) -> int:
+    from . import http_transport  # lazy: uvicorn and the HTTP listener pieces load only when serving HTTP
+
+    oauth = _oauth(args, settings)
+    guard = (
+        " (LEXEY_MCP_AUTH_TOKEN required)" if _static_token(settings) else " (OAuth tokens required)" if oauth else ""
+    )
     app = server.streamable_http_app(
-        streamable_http_path="/mcp",
+        streamable_http_path=MCP_PATH,
         stateless_http=args.stateless,
         json_response=False,
         host=args.host,
@@ -348,16 +294,17 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[
         session_idle_timeout=settings.session_idle_minutes * 60,
     )
     if oauth:
-        from .oauth import resource_metadata_route
+        from .oauth import resource_metadata_route  # lazy: joserfc, only with OAuth (tests/test_oauth.py)
 
         app.router.routes.insert(0, resource_metadata_route(settings))
     logger.info(
-        "serving streamable HTTP at http://%s:%d/mcp%s",
+        "serving streamable HTTP at http://%s:%d%s%s",
         url_host(args.host),
-        port,
-        " (LEXEY_MCP_AUTH_TOKEN required)" if token else " (OAuth tokens required)" if oauth else "",
+        listeners.port,
+        MCP_PATH,
+        guard,
     )
-    return http_transport.serve(app, http, settings)
+    return http_transport.serve(app, listeners.http, settings)
 
 
 if __name__ == "__main__":

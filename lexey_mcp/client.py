@@ -38,6 +38,7 @@ from .models import ChatResult, LexiResult, Message, PartialReason, RateLimit
 from .observability import Observer, Upstream
 from .pacing import Pace
 from .redaction import redact
+from .request_keys import key_for, secrets_for
 from .sse import SSEDecoder
 from .streaming import MAX_FIELD_CHARS, ChatFold, Fold, LexiFold
 from .validation import LEXI_MAX_MESSAGE_CHARS, check_context, check_message, check_uuid
@@ -202,7 +203,10 @@ class LexeyClient:
             body["context"] = checked_context
         s = self.settings
         fold = LexiFold(
-            conversation_id=conversation_id, max_reply_chars=s.max_reply_chars, secrets=s.secrets(), idempotency_key=key
+            conversation_id=conversation_id,
+            max_reply_chars=s.max_reply_chars,
+            secrets=secrets_for(s),
+            idempotency_key=key,
         )
         url = f"{s.lexi_base_url}/v1/lexi/chat/stream"
         reason = await self._stream("lexi", url, body, fold, on_text, headers={"Idempotency-Key": key})
@@ -251,7 +255,7 @@ class LexeyClient:
 
     def _shown(self, text: str) -> str:
         """Upstream text fit for a message: redacted."""
-        return redact(text, self.settings.secrets())
+        return redact(text, secrets_for(self.settings))
 
     def _request_id(self, response: httpx2.Response) -> str | None:
         """The upstream's X-Request-ID, bounded and redacted (it is echoed to the caller)."""
@@ -287,7 +291,7 @@ class LexeyClient:
     ) -> AsyncIterator[httpx2.Response]:
         """Send with the API's key and retries; yield a successful (2xx) streaming response."""
         api = upstream.api
-        key = self.settings.key(api)  # LexeyConfigError before anything is sent
+        key = key_for(self.settings, api)  # LexeyConfigError before anything is sent
         all_headers = {**(headers or {}), "Authorization": f"Bearer {key.get_secret_value()}"}
         attempt = 0
         while True:
@@ -311,33 +315,41 @@ class LexeyClient:
             logger.debug("%s %s -> %d", method, url, response.status_code)
             if response.is_success:
                 break
-            try:
-                if response.is_redirect:
-                    target = self._shown(_redirect_target(response.headers.get("location", "")))
-                    raise LexeyProtocolError(
-                        f"{url} answered a redirect (HTTP {response.status_code}) to {target}; not followed, so the "
-                        "key stays where it belongs. Check the base URL setting."
-                    )
-                body = await _read_bounded(response, _ERROR_BODY_LIMIT)
-                wait = self._retry_wait(policy, response, attempt)
-                if wait is None:
-                    raise api_error(
-                        response.status_code,
-                        body,
-                        response.headers.get("content-type", ""),
-                        api=api,
-                        request_id=self._request_id(response),
-                        secrets=self.settings.secrets(),
-                        retry_after=parse_retry_after(response.headers.get("retry-after")),
-                        rate_limit_reset=_int_header(response, "x-ratelimit-reset"),
-                    )
-            finally:
-                await _close(response)
+            wait = await self._wait_to_retry(api, policy, response, attempt, url)
             attempt += 1
             logger.info("%s %s -> %d; retrying in %.2f s (%d)", method, url, response.status_code, wait, attempt)
             await anyio.sleep(wait)
         try:
             yield response
+        finally:
+            await _close(response)
+
+    async def _wait_to_retry(
+        self, api: Api, policy: RetryPolicy, response: httpx2.Response, attempt: int, url: str
+    ) -> float:
+        """Seconds to wait before sending again after an unsuccessful `response` (closed here), or the error it is:
+        `LexeyProtocolError` for a redirect, else the `LexeyAPIError` of its status when it is final."""
+        try:
+            if response.is_redirect:
+                target = self._shown(_redirect_target(response.headers.get("location", "")))
+                raise LexeyProtocolError(
+                    f"{url} answered a redirect (HTTP {response.status_code}) to {target}; not followed, so the "
+                    "key stays where it belongs. Check the base URL setting."
+                )
+            body = await _read_bounded(response, _ERROR_BODY_LIMIT)
+            wait = self._retry_wait(policy, response, attempt)
+            if wait is None:
+                raise api_error(
+                    response.status_code,
+                    body,
+                    response.headers.get("content-type", ""),
+                    api=api,
+                    request_id=self._request_id(response),
+                    secrets=secrets_for(self.settings),
+                    retry_after=parse_retry_after(response.headers.get("retry-after")),
+                    rate_limit_reset=_int_header(response, "x-ratelimit-reset"),
+                )
+            return wait
         finally:
             await _close(response)
 
@@ -460,7 +472,7 @@ class ChatAPI:
         check_message(message)
         s = self._client.settings
         fold = ChatFold(
-            conversation_id=conversation_id, request_id=None, max_reply_chars=s.max_reply_chars, secrets=s.secrets()
+            conversation_id=conversation_id, request_id=None, max_reply_chars=s.max_reply_chars, secrets=secrets_for(s)
         )
         reason = await self._client._stream(self.kind, url, {"message": message}, fold, on_text)
         return fold.result(reason)

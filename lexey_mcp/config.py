@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -50,32 +49,6 @@ _EXAMPLES = {
 _SELF_EXPLAINED = frozenset({"auth_token", "log_level", "log_format"})
 
 
-class RequestKeys(Protocol):
-    """What the request being served brings ahead of the environment's keys (hosted mode: `hosting.Caller`)."""
-
-    def key(self, kind: KeyKind) -> SecretStr | None:
-        """Its key for `kind`, None to use the environment's, or `LexeyConfigError` (it may not use one)."""
-        ...
-
-    def key_hint(self, kind: KeyKind) -> str:
-        """Appended to a problem with the environment's key for `kind`."""
-        ...
-
-    def key_values(self) -> list[str]:
-        """Its keys, for redaction."""
-        ...
-
-
-#: The request being served (set by `hosting.acting_for` around one MCP message); None outside a request.
-request_keys: ContextVar[RequestKeys | None] = ContextVar("lexey_mcp_request_keys", default=None)
-
-
-def request_key_values() -> list[str]:
-    """The keys the request being served brought, for redaction (empty outside a request)."""
-    requested = request_keys.get()
-    return [] if requested is None else requested.key_values()
-
-
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name.lower(), name)
 
@@ -92,9 +65,9 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,  # a secret pasted into the wrong setting is never echoed
     )
 
-    customer_key: SecretStr | None = Field(None, validation_alias=_env("LEXEY_CUSTOMER_KEY"))
-    management_key: SecretStr | None = Field(None, validation_alias=_env("LEXEY_MANAGEMENT_KEY"))
-    lexi_api_key: SecretStr | None = Field(None, validation_alias=_env("LEXI_API_KEY"))
+    customer_key: SecretStr | None = Field(None, validation_alias=_env(API["customer"].key_variable))
+    management_key: SecretStr | None = Field(None, validation_alias=_env(API["management"].key_variable))
+    lexi_api_key: SecretStr | None = Field(None, validation_alias=_env(API["lexi"].key_variable))
     base_url: str = Field("https://lexey.ai/api/v1", validation_alias=_env("LEXEY_BASE_URL"))
     lexi_base_url: str = Field(
         "https://data.leadlex.com/functions/v1/api-gateway", validation_alias=_env("LEXI_BASE_URL")
@@ -244,15 +217,11 @@ class Settings(BaseSettings):
         return key_value_problem(kind, key.get_secret_value(), {k: spec[0] for k, spec in KEY_SPECS.items()})
 
     def key(self, kind: KeyKind) -> SecretStr:
-        """The usable key for `kind`, or `LexeyConfigError` saying what to set. The one place the client gets a key:
-        in hosted mode the current HTTP request's key comes first (`request_keys`)."""
-        requested = request_keys.get()
-        key = requested.key(kind) if requested is not None else None
-        if key is not None:
-            return key
+        """The usable configured key for `kind`, or `LexeyConfigError` saying what to set. An upstream call asks
+        `request_keys.key_for`, which puts the key the request being served brings first."""
         problem = self.key_problem(kind)
         if problem is not None:
-            raise LexeyConfigError(problem + (requested.key_hint(kind) if requested is not None else ""))
+            raise LexeyConfigError(problem)
         key = self.configured_key(kind)
         assert key is not None
         return key
@@ -278,8 +247,8 @@ class Settings(BaseSettings):
         digest = hashlib.sha256(b"lexey-mcp redis namespace\0" + identity.encode()).hexdigest()[:16]
         return f"lexey-mcp:{digest}:"
 
-    def secrets(self) -> list[str]:
-        """Every configured secret value, and the keys the current HTTP request brought, for redaction."""
+    def configured_secrets(self) -> list[str]:
+        """Every configured secret value, for redaction."""
         values = (
             self.customer_key,
             self.management_key,
@@ -293,7 +262,7 @@ class Settings(BaseSettings):
         if self.redis_url is not None:  # a password in the URL
             password = urlsplit(self.redis_url.get_secret_value()).password
             found += [password] if password else []
-        return found + request_key_values()
+        return found
 
 
 def key_value_problem(kind: KeyKind, value: str, names: dict[KeyKind, str]) -> str | None:

@@ -15,6 +15,7 @@ from mcp import Client
 
 from . import interrupt
 from .config import Settings
+from .sandbox_delay import DEFAULT_DELAY
 from .server import ServerOptions, build_server
 from .toolsets import ESCALATIONS_URI
 
@@ -90,7 +91,7 @@ async def _show_escalation_event(client: Client, escalations: Any) -> None:
     print("\n== no escalation event arrived")
 
 
-async def demo(settings: Settings, *, delay: float = 0.02) -> int:
+async def demo(settings: Settings, *, delay: float = DEFAULT_DELAY) -> int:
     server = build_server(settings, ServerOptions(sandbox=True, sandbox_delay=delay))
     async with Client(server) as client:
         conversation: str | None = None
@@ -126,5 +127,5 @@ def _turn_state(turn: dict[str, Any]) -> str:
     return f"{state}; conversation {status}" if status else state
 
 
-def run_demo(settings: Settings, *, delay: float = 0.02) -> int:
+def run_demo(settings: Settings, *, delay: float = DEFAULT_DELAY) -> int:
     return interrupt.run(functools.partial(demo, settings, delay=delay))

@@ -4,31 +4,32 @@ Each `/mcp` HTTP request may bring its own upstream keys (`X-Lexey-Customer-Key`
 `X-Lexi-Api-Key`) and narrow what it may use (`X-MCP-Toolsets`, `X-MCP-Readonly`); with OAuth, its token's scopes
 decide what it sees. `middleware` reads all of that from the HTTP request that carried each MCP message and holds
 it in a ContextVar for exactly that message's handling (each concurrent call runs in its own context), so a key
-reaches only the upstream calls of its own request. That ContextVar is `config.request_keys`: `Settings.key`, the one
-place the client obtains a key, asks the current `Caller` first, and `Settings.secrets()` adds its keys for redaction.
-
-Kept light (no MCP or Starlette import at module level): the CLI imports it on a plain start.
-"""
+reaches only the upstream calls of its own request. That ContextVar is `request_keys.current`: `request_keys.key_for`,
+the one place the client obtains a key, asks the current `Caller` first, and `request_keys.secrets_for` adds its keys
+for redaction."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from mcp.server import MCPServer, ServerRequestContext
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.context import ServerMiddleware
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, INVALID_REQUEST
 from pydantic import SecretStr
+from starlette.datastructures import Headers
 
+from . import request_keys
 from .addresses import is_loopback
-from .config import KEY_SPECS, KeyKind, Settings, key_value_problem, request_keys
+from .config import KEY_SPECS, KeyKind, Settings, key_value_problem
 from .errors import LexeyConfigError
+from .tool_errors import tool_error
 from .toolsets import TOOLSETS, Toolset
-
-if TYPE_CHECKING:
-    from mcp.server import MCPServer
-    from mcp.server.context import ServerMiddleware
-    from starlette.datastructures import Headers
 
 RequestKeysMode = Literal["optional", "required"]
 
@@ -140,11 +141,11 @@ class Caller:
 @contextmanager
 def acting_for(caller: Caller) -> Iterator[None]:
     """Within this block (and the tasks it starts), keys and permissions are `caller`'s."""
-    token = request_keys.set(caller)
+    token = request_keys.current.set(caller)
     try:
         yield
     finally:
-        request_keys.reset(token)
+        request_keys.current.reset(token)
 
 
 def jwks_url_of(settings: Settings) -> str:
@@ -207,13 +208,6 @@ def middleware(
     """Applies each HTTP request's keys, scopes and narrowing headers to the MCP message it carries: tools and
     resources it may not use are left out of listings and refused when called. `toolset_of`: tool name ->
     toolset. Messages without an HTTP request (stdio, in-process) pass untouched."""
-    from mcp.server import ServerRequestContext
-    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-    from mcp.shared.exceptions import MCPError
-    from mcp.types import INVALID_PARAMS, INVALID_REQUEST
-
-    from .tool_errors import tool_error
-
     read_only_tools: set[str] | None = None  # from the tools' annotations, on first use
     known_toolsets = sorted(set(toolset_of.values()) | set(RESOURCE_TOOLSETS.values()))
 

@@ -33,12 +33,12 @@ from .addresses import bind_address, is_loopback
 from .config import Settings
 from .header_timeout import ACCEPT_LOG_INTERVAL, accept_path
 from .observability.logs import ThrottledLog
+from .paths import MCP_PATH
 from .server.tools import TOOLSET_OF
 from .serving import uvicorn_server
 
 logger = logging.getLogger("lexey_mcp.http")
 
-MCP_PATH = "/mcp"
 #: A request body, however slowly it trickles in, must arrive within this many seconds (then 408).
 BODY_SECONDS = 10.0
 #: Seconds a Ctrl-C or SIGTERM leaves open requests to finish in, before they are cancelled.

@@ -26,6 +26,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from lexey_mcp.paths import MCP_PATH
 from lexey_mcp.sandbox import Sandbox, client_env
 from tests.streams import CUSTOMER_KEY, LEXI_KEY, MANAGEMENT_KEY
 from tests.waiting import accepts, wait_until
@@ -107,7 +108,7 @@ async def http_server(
             preexec_fn=preexec_fn,
         )
     url_host = f"[{address}]" if ":" in address else address
-    server = ServerProcess(f"http://{url_host}:{port}/mcp", process, log)
+    server = ServerProcess(f"http://{url_host}:{port}{MCP_PATH}", process, log)
     try:
 
         async def listening() -> bool:

@@ -30,6 +30,7 @@ import lexey_mcp
 from lexey_mcp.config import Settings
 from lexey_mcp.hosting import KEY_HEADERS
 from lexey_mcp.icons import ICON_FILES
+from lexey_mcp.paths import MCP_PATH
 from lexey_mcp.sandbox import Sandbox, SandboxConfig
 from lexey_mcp.server import TOOLS, build_server
 from lexey_mcp.toolsets import TOOLSETS
@@ -124,7 +125,7 @@ def test_registry_entry_runs_the_pypi_package_over_stdio_with_its_keys_secret() 
 def test_team_remote_sends_the_headers_the_server_reads() -> None:
     (remote,) = TEAM_SERVER_JSON["remotes"]
     assert remote["type"] == "streamable-http"
-    assert remote["url"].endswith("/mcp")
+    assert remote["url"].endswith(MCP_PATH)
     headers = {header["name"]: header for header in remote["headers"]}
     assert set(headers) == {"Authorization", *KEY_HEADERS.values()}
     assert all(header["isSecret"] for header in headers.values())

@@ -97,4 +97,4 @@ def test_base_url_must_be_http(url: str) -> None:
 
 def test_secrets_lists_every_configured_secret() -> None:
     s = Settings(_env_file=None, customer_key=CUSTOMER_KEY, auth_token="tok_1234567890abcd")
-    assert s.secrets() == [CUSTOMER_KEY, "tok_1234567890abcd"]
+    assert s.configured_secrets() == [CUSTOMER_KEY, "tok_1234567890abcd"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from lexey_mcp.paths import HEALTH_PATH, MCP_PATH
 from tests.processes import SERVING, WAIT_SECONDS, Process, started
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +61,7 @@ def http_serving(process: Process) -> None:
 
     def answers() -> bool:
         try:
-            return httpx2.get(process.http_url().removesuffix("/mcp") + "/healthz", trust_env=False).status_code > 0
+            return httpx2.get(process.http_url().removesuffix(MCP_PATH) + HEALTH_PATH, trust_env=False).status_code > 0
         except httpx2.TransportError:
             return False
 

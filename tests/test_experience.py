@@ -17,6 +17,7 @@ from lexey_mcp import models
 from lexey_mcp.cli import build_parser
 from lexey_mcp.config import Settings
 from lexey_mcp.events.model import Escalation, EscalationList
+from lexey_mcp.paths import HEALTH_PATH, MCP_PATH, METRICS_PATH, READY_PATH, WEBHOOK_PATH
 from lexey_mcp.server import build_server
 from lexey_mcp.server.tools.customer import HistoryPage, ScenarioError, ScenarioResult
 from lexey_mcp.validation import LexiContext
@@ -255,3 +256,17 @@ def test_readme_module_map_names_every_module_and_imports_only_point_down() -> N
             if target and target[0] != parts[0] and rank[target[0]] < rank[parts[0]]:
                 upward.append(f"{'.'.join(parts)} imports {'.'.join(target)}")
     assert upward == ["client imports observability"]
+
+
+def test_the_documented_http_paths_are_the_served_ones() -> None:
+    """The paths hosts, proxies and probes are told to use (README and docs/) are the ones `lexey_mcp.paths` states:
+    renaming a route there without telling the reader fails here."""
+    docs = "\n".join([README, *(p.read_text() for p in sorted((REPO / "docs").glob("*.md")))])
+    for method, path in (
+        ("GET", HEALTH_PATH),
+        ("GET", READY_PATH),
+        ("GET", METRICS_PATH),
+        ("POST", WEBHOOK_PATH),
+    ):
+        assert f"`{method} {path}`" in docs, path
+    assert f"http://127.0.0.1:8000{MCP_PATH}" in docs

@@ -18,6 +18,7 @@ from starlette.datastructures import Headers
 from lexey_mcp.errors import LexeyConfigError
 from lexey_mcp.hosting import KEY_HEADERS, TOOLSET_SCOPES, Caller, acting_for, caller_of
 from lexey_mcp.observability import RedactingFormatter
+from lexey_mcp.request_keys import key_for, secrets_for
 from lexey_mcp.sandbox import Fault, Sandbox, SandboxConfig
 from lexey_mcp.sandbox.store import key_fingerprint
 from lexey_mcp.server import TOOLS, ServerOptions, build_server
@@ -277,28 +278,30 @@ async def test_every_tool_has_an_oauth_scope() -> None:
 
 
 def test_the_current_requests_keys_are_redacted() -> None:
-    """Logs and `Settings.secrets()` (the redaction list) include the keys of the request being served, even a key
-    not shaped like the ones the generic patterns catch."""
+    """Logs and `request_keys.secrets_for` (the redaction list) include the keys of the request being served, even a
+    key not shaped like the ones the generic patterns catch; `Settings` itself holds only what was configured."""
     odd = "lxc_Odd.Key+With/Chars"
     caller = caller_of(Headers({KEY_HEADERS["customer"]: odd}), None, keys_required=False, known_toolsets=[])
     assert isinstance(caller, Caller)
     record = logging.LogRecord("lexey_mcp", logging.INFO, __file__, 1, "upstream said %s", (odd,), None)
     with acting_for(caller):
         line = RedactingFormatter([]).format(record)
-        assert odd in settings().secrets()
-        assert settings().key("customer").get_secret_value() == odd
+        assert odd in secrets_for(settings())
+        assert key_for(settings(), "customer").get_secret_value() == odd
+        assert odd not in settings().configured_secrets()
+        assert settings().key("customer").get_secret_value() != odd
     assert leaks(line, (odd,)) == []
     assert odd not in repr(caller)
-    assert odd not in settings().secrets()
+    assert odd not in secrets_for(settings())
 
 
 def test_a_token_without_its_scope_never_gets_that_key() -> None:
     """Whatever asks for a key (a tool, test-suite setup), the token's scopes decide, the server's own keys too."""
     lexi_only = Caller(keys={}, keys_required=False, scopes=frozenset({"lexi"}), toolsets=None, read_only=False)
     with acting_for(lexi_only):
-        assert settings().key("lexi").get_secret_value() == LEXI_KEY
+        assert key_for(settings(), "lexi").get_secret_value() == LEXI_KEY
         with pytest.raises(LexeyConfigError) as refused:
-            settings().key("management")
+            key_for(settings(), "management")
     assert str(refused.value) == (
         "Using a Lexey management key needs the OAuth scope lexey:management, "
         "which this request's token does not carry."
@@ -359,7 +362,7 @@ def test_a_non_ascii_key_is_refused_in_the_projects_voice() -> None:
     caller = caller_of(raw_headers((KEY_HEADERS["customer"], key)), None, keys_required=False, known_toolsets=[])
     assert isinstance(caller, Caller)
     with acting_for(caller), pytest.raises(LexeyConfigError) as refused:
-        settings().key("customer")
+        key_for(settings(), "customer")
     assert str(refused.value) == (
         "X-Lexey-Customer-Key contains non-ASCII characters: set it to a Lexey customer key (lxc_…) alone."
     )

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lexey_mcp.hosting import SCOPES
+from lexey_mcp.paths import HEALTH_PATH, MCP_PATH
 from lexey_mcp.sandbox import Sandbox, SandboxConfig
 from lexey_mcp.sandbox.store import key_fingerprint
 from lexey_mcp.server import TOOLS
@@ -135,8 +136,8 @@ async def test_the_team_recipe_behind_tls(tmp_path: Path, auth: str) -> None:
                 (RECIPE / "lexey-mcp.nginx.conf").read_text(),
                 {
                     "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
-                    "127.0.0.1:8001": first.url.removesuffix("/mcp").removeprefix("http://"),
-                    "127.0.0.1:8002": second.url.removesuffix("/mcp").removeprefix("http://"),
+                    "127.0.0.1:8001": first.url.removesuffix(MCP_PATH).removeprefix("http://"),
+                    "127.0.0.1:8002": second.url.removesuffix(MCP_PATH).removeprefix("http://"),
                     "/etc/letsencrypt/live/mcp.example.com/fullchain.pem": str(cert),
                     "/etc/letsencrypt/live/mcp.example.com/privkey.pem": str(key),
                 },
@@ -145,12 +146,14 @@ async def test_the_team_recipe_behind_tls(tmp_path: Path, auth: str) -> None:
                 trusted = ssl.create_default_context(cafile=str(cert))
                 public = f"https://127.0.0.1:{port}"
                 async with httpx2.AsyncClient(verify=trusted, trust_env=False) as http:
-                    unauthenticated = await http.post(f"{public}/mcp", json={}, headers={"Accept": "application/json"})
+                    unauthenticated = await http.post(
+                        f"{public}{MCP_PATH}", json={}, headers={"Accept": "application/json"}
+                    )
                     if auth == "oauth":
                         metadata = (await http.get(f"{public}/.well-known/oauth-protected-resource/mcp")).json()
                         assert metadata["scopes_supported"] == list(SCOPES)
                         assert "resource_metadata=" in unauthenticated.headers["www-authenticate"]
-                    health = await http.get(f"{public}/healthz")
+                    health = await http.get(f"{public}{HEALTH_PATH}")
                     webhook = await http.post(f"{public}/webhooks/lexey", content=b"{}")
                 assert unauthenticated.status_code == 401
                 assert health.status_code == 200
@@ -160,8 +163,8 @@ async def test_the_team_recipe_behind_tls(tmp_path: Path, auth: str) -> None:
                 alice_headers = {"Authorization": f"Bearer {alice_token}", **ALICE}
                 bob_headers = {"Authorization": f"Bearer {bob_token}", **BOB}
                 async with (
-                    mcp_client(f"{public}/mcp", headers=alice_headers, verify=trusted) as alice,
-                    mcp_client(f"{public}/mcp", headers=bob_headers, verify=trusted) as bob,
+                    mcp_client(f"{public}{MCP_PATH}", headers=alice_headers, verify=trusted) as alice,
+                    mcp_client(f"{public}{MCP_PATH}", headers=bob_headers, verify=trusted) as bob,
                 ):
                     created = await alice.call_tool("create_conversation", {})
                     assert not created.is_error

@@ -21,6 +21,7 @@ from joserfc.jwk import RSAKey
 
 from lexey_mcp.hosting import auth_problem, jwks_url_of
 from lexey_mcp.oauth import JWKSCache, JWTVerifier
+from lexey_mcp.paths import MCP_PATH
 from lexey_mcp.sandbox import Sandbox
 from lexey_mcp.server import TOOLS
 from tests.oauth_issuer import ALL_SCOPES, RESOURCE_URL, Issuer, serve_issuer
@@ -80,7 +81,7 @@ async def test_tokens_over_streamable_http(sandbox: Sandbox, tmp_path: Path, sta
     with serve_issuer() as issuer:
         env = {"LEXEY_MCP_OAUTH_ISSUER": issuer.url, "LEXEY_MCP_RESOURCE_URL": RESOURCE_URL}
         async with http_server(sandbox, tmp_path, *(["--stateless"] if stateless else []), **env) as server:
-            base = server.url.removesuffix("/mcp")
+            base = server.url.removesuffix(MCP_PATH)
             async with httpx2.AsyncClient(trust_env=False) as http:
                 metadata = (await http.get(f"{base}/.well-known/oauth-protected-resource/mcp")).json()
             assert metadata["resource"] == RESOURCE_URL

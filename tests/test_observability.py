@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import re
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -43,6 +42,7 @@ from lexey_mcp.observability import (
     readiness_problems,
     tool_result_label,
 )
+from lexey_mcp.paths import HEALTH_PATH, MCP_PATH, METRICS_PATH, READY_PATH, WEBHOOK_PATH
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
@@ -62,7 +62,7 @@ MESSAGE = "Where is my parcel 7Gx?"  # distinctive: must appear in no label and 
 @asynccontextmanager
 async def http_to(server: MCPServer[Any], host: str = "127.0.0.1") -> AsyncIterator[httpx2.AsyncClient]:
     """The server's HTTP app, reached as if its listener were bound to `host` (the ASGI scope's server)."""
-    app = server.streamable_http_app(streamable_http_path="/mcp")
+    app = server.streamable_http_app(streamable_http_path=MCP_PATH)
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url=f"http://{host}:8000") as http:
         yield http
 
@@ -90,7 +90,7 @@ async def opened(sandbox: Sandbox) -> bool:
 
 async def scrape(server: MCPServer[Any]) -> Scrape:
     async with http_to(server) as http:
-        response = await http.get("/metrics")
+        response = await http.get(METRICS_PATH)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     return Scrape(response.text)
@@ -102,8 +102,8 @@ async def scrape(server: MCPServer[Any]) -> Scrape:
 async def test_healthz_answers_without_auth_even_when_mcp_requires_a_token(sandbox: Sandbox) -> None:
     server = build_server(sandbox_settings_for(sandbox), ServerOptions(auth_token="tok_" + "x" * 30))
     async with http_to(server) as http:
-        health = await http.get("/healthz")
-        mcp = await http.post("/mcp", json={})
+        health = await http.get(HEALTH_PATH)
+        mcp = await http.post(MCP_PATH, json={})
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "version": __version__}
     assert mcp.status_code == 401  # the MCP endpoint itself stays behind the bearer
@@ -112,14 +112,14 @@ async def test_healthz_answers_without_auth_even_when_mcp_requires_a_token(sandb
 async def test_readyz_ready_with_valid_keys_and_with_no_keys(sandbox: Sandbox) -> None:
     for settings in (sandbox_settings_for(sandbox), Settings(_env_file=None)):
         async with http_to(build_server(settings)) as http:
-            ready = await http.get("/readyz")
+            ready = await http.get(READY_PATH)
         assert (ready.status_code, ready.json()) == (200, {"status": "ready", "problems": []})
 
 
 async def test_readyz_names_a_malformed_key_without_showing_it(sandbox: Sandbox) -> None:
     wrong = "lxm_" + CUSTOMER_KEY[4:]  # a management key where the customer key belongs
     async with http_to(build_server(sandbox_settings_for(sandbox, customer_key=wrong))) as http:
-        ready = await http.get("/readyz")
+        ready = await http.get(READY_PATH)
     assert ready.status_code == 503
     body = ready.json()
     assert body["status"] == "not ready"
@@ -158,7 +158,7 @@ async def test_an_evicting_redis_is_reported_by_readyz_and_at_start(
         caplog.set_level("WARNING", "lexey_mcp.observability")
         server = build_server(settings)
         async with Client(server), http_to(server) as http:
-            ready = await http.get("/readyz")
+            ready = await http.get(READY_PATH)
     problem = (
         "its maxmemory-policy is allkeys-lru: under memory pressure Redis drops rate-limit counters, escalations "
         "and used confirmations silently; set maxmemory-policy noeviction"
@@ -166,17 +166,6 @@ async def test_an_evicting_redis_is_reported_by_readyz_and_at_start(
     assert ready.status_code == 503
     assert ready.json()["problems"] == [f"redis: {problem}"]
     assert [r.getMessage() for r in caplog.records if r.name == "lexey_mcp.observability"] == [f"Redis: {problem}"]
-
-
-async def test_readyz_names_a_missing_redis_client_library(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "redis.asyncio", None)  # as if `pip install 'lexey-mcp[redis]'` was skipped
-    settings = sandbox_settings_for(sandbox, redis_url="redis://127.0.0.1:1/0")
-    async with http_to(build_server(settings)) as http:
-        ready = await http.get("/readyz")
-    assert ready.status_code == 503
-    assert ready.json()["problems"] == [
-        "redis: LEXEY_REDIS_URL is set but redis-py is not installed: pip install 'lexey-mcp[redis]'."
-    ]
 
 
 async def test_readiness_is_a_list_of_named_checks_others_extend(sandbox: Sandbox) -> None:
@@ -202,16 +191,16 @@ async def test_metrics_without_token_only_on_a_loopback_listener(sandbox: Sandbo
     server = build_server(sandbox_settings_for(sandbox))
     for host, expected in (("127.0.0.1", 200), ("[::1]", 200), ("10.20.30.40", 404), ("203.0.113.9", 404)):
         async with http_to(server, host) as http:
-            assert (await http.get("/metrics")).status_code == expected, host
+            assert (await http.get(METRICS_PATH)).status_code == expected, host
 
 
 async def test_metrics_with_token_require_that_bearer_anywhere(sandbox: Sandbox) -> None:
     token = "mtok_5fHq8WzLr2KcV9xP"
     server = build_server(sandbox_settings_for(sandbox, metrics_token=token))
     async with http_to(server, "10.20.30.40") as http:
-        assert (await http.get("/metrics")).status_code == 401
-        assert (await http.get("/metrics", headers={"Authorization": "Bearer wrong"})).status_code == 401
-        ok = await http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert (await http.get(METRICS_PATH)).status_code == 401
+        assert (await http.get(METRICS_PATH, headers={"Authorization": "Bearer wrong"})).status_code == 401
+        ok = await http.get(METRICS_PATH, headers={"Authorization": f"Bearer {token}"})
     assert ok.status_code == 200
     assert "lexey_mcp_tool_calls_total" in ok.text or "# HELP lexey_mcp_tool_calls" in ok.text
 
@@ -346,7 +335,7 @@ async def test_history_resource_reads_count_against_the_key(sandbox: Sandbox) ->
 async def test_every_webhook_delivery_is_counted_by_result(tmp_path: Path) -> None:
     port = free_port()
     server = build_server(events_settings(tmp_path), ServerOptions(events=EventOptions(webhook_port=port)))
-    url = f"http://127.0.0.1:{port}/webhooks/lexey"
+    url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
     first = body_of(escalation())
     async with Client(server), httpx2.AsyncClient(trust_env=False, timeout=10) as http:
         assert (await post(http, url, first)).status_code == 200
@@ -368,7 +357,7 @@ async def test_events_evicted_past_the_store_cap_are_counted(tmp_path: Path, sto
         redis_url = stack.enter_context(redis_server(tmp_path)).url if store == "redis" else None
         settings = events_settings(tmp_path, event_store_max_mb=0.01, redis_url=redis_url)
         server = build_server(settings, ServerOptions(events=EventOptions(webhook_port=port)))
-        listed, m = await post_twenty_escalations(server, f"http://127.0.0.1:{port}/webhooks/lexey")
+        listed, m = await post_twenty_escalations(server, f"http://127.0.0.1:{port}{WEBHOOK_PATH}")
     assert listed.structured_content is not None
     kept = len(listed.structured_content["escalations"])
     assert m("lexey_mcp_events_evicted_total") == 20 - kept > 0
@@ -691,14 +680,14 @@ async def test_served_over_http_with_json_logs_metrics_and_health(sandbox: Sandb
     async with http_server(
         sandbox, tmp_path, LEXEY_LOG_FORMAT="json", LEXEY_LOG_LEVEL="INFO", LEXEY_MCP_AUTH_TOKEN=token
     ) as server:
-        root = server.url.removesuffix("/mcp")
+        root = server.url.removesuffix(MCP_PATH)
         async with mcp_client(server.url, headers={"Authorization": f"Bearer {token}"}) as client:
             result = await client.call_tool("get_conversation_messages", {"conversation_id": str(uuid.uuid4())})
         assert result.is_error
         async with httpx2.AsyncClient(trust_env=False) as http:
-            health = await http.get(f"{root}/healthz")
-            ready = await http.get(f"{root}/readyz")
-            metrics = await http.get(f"{root}/metrics")  # loopback bind, no metrics token: served
+            health = await http.get(f"{root}{HEALTH_PATH}")
+            ready = await http.get(f"{root}{READY_PATH}")
+            metrics = await http.get(f"{root}{METRICS_PATH}")  # loopback bind, no metrics token: served
     assert (health.status_code, ready.status_code, metrics.status_code) == (200, 200, 200)
     m = Scrape(metrics.text)
     assert m("lexey_mcp_tool_calls_total", tool="get_conversation_messages", result="tool_error") == 1

@@ -7,6 +7,7 @@ import httpx2
 import pytest
 
 from lexey_mcp.http_transport import guard_mcp_endpoint
+from lexey_mcp.paths import MCP_PATH
 from lexey_mcp.sandbox import Sandbox
 from lexey_mcp.server import ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
@@ -26,7 +27,7 @@ PING = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
 
 async def test_the_least_recently_used_idle_session_gives_way(sandbox: Sandbox) -> None:
     settings = sandbox_settings_for(sandbox)
-    app = build_server(settings).streamable_http_app(streamable_http_path="/mcp", max_sessions=2)
+    app = build_server(settings).streamable_http_app(streamable_http_path=MCP_PATH, max_sessions=2)
     guard_mcp_endpoint(app, settings)
     transport = httpx2.ASGITransport(app)
     async with (
@@ -35,13 +36,13 @@ async def test_the_least_recently_used_idle_session_gives_way(sandbox: Sandbox) 
     ):
 
         async def open_session() -> str:
-            opened = await http.post("/mcp", json=INITIALIZE, headers=HEADERS)
+            opened = await http.post(MCP_PATH, json=INITIALIZE, headers=HEADERS)
             assert opened.status_code == 200
             return opened.headers["mcp-session-id"]
 
         async def ping(session: str) -> int:
             headers = {**HEADERS, "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18"}
-            return (await http.post("/mcp", json=PING, headers=headers)).status_code
+            return (await http.post(MCP_PATH, json=PING, headers=headers)).status_code
 
         first, second = await open_session(), await open_session()
         assert await ping(first) == 200  # the first is now the more recently used
@@ -55,7 +56,7 @@ async def test_under_oauth_a_callers_own_idle_session_gives_way_first(sandbox: S
     with serve_issuer() as issuer:
         settings = sandbox_settings_for(sandbox, oauth_issuer=issuer.url, resource_url=RESOURCE_URL)
         app = build_server(settings, ServerOptions(oauth=True)).streamable_http_app(
-            streamable_http_path="/mcp", max_sessions=2
+            streamable_http_path=MCP_PATH, max_sessions=2
         )
         guard_mcp_endpoint(app, settings)
         transport = httpx2.ASGITransport(app)
@@ -67,13 +68,13 @@ async def test_under_oauth_a_callers_own_idle_session_gives_way_first(sandbox: S
         ):
 
             async def open_session(who: dict[str, str]) -> str:
-                opened = await http.post("/mcp", json=INITIALIZE, headers={**HEADERS, **who})
+                opened = await http.post(MCP_PATH, json=INITIALIZE, headers={**HEADERS, **who})
                 assert opened.status_code == 200
                 return opened.headers["mcp-session-id"]
 
             async def ping(who: dict[str, str], session: str) -> int:
                 headers = {**HEADERS, **who, "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18"}
-                return (await http.post("/mcp", json=PING, headers=headers)).status_code
+                return (await http.post(MCP_PATH, json=PING, headers=headers)).status_code
 
             bobs = await open_session(bob)  # idle longest
             alices_first = await open_session(alice)

@@ -20,7 +20,7 @@ from mcp.server.subscriptions import (
     ToolsListChanged,
 )
 
-from .store import redis_client, redis_errors, redis_location
+from .. import redis_connection
 
 if TYPE_CHECKING:
     from mcp.server.connection import Connection
@@ -62,7 +62,7 @@ class RedisSubscriptionBus:
     """
 
     def __init__(self, url: str, channel: str) -> None:
-        self.location = redis_location(url)
+        self.location = redis_connection.location(url)
         self.channel = channel
         self._url = url
         self._local = InMemorySubscriptionBus()
@@ -71,9 +71,9 @@ class RedisSubscriptionBus:
     async def publish(self, event: ServerEvent) -> None:
         try:
             if self._publisher is None:
-                self._publisher = redis_client(self._url)
+                self._publisher = redis_connection.connect(self._url)
             await self._publisher.publish(self.channel, encode(event))
-        except redis_errors() as exc:
+        except redis_connection.errors() as exc:
             raise ConnectionError(f"notifications (Redis at {self.location}) are unreachable: {exc}") from None
 
     def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
@@ -83,8 +83,8 @@ class RedisSubscriptionBus:
         """Read the channel until cancelled, reconnecting with backoff. Started once Redis answers the first
         subscription, or after the first failure (a server starts while Redis is down, and catches up)."""
         try:
-            reader = redis_client(self._url, socket_timeout=None)  # a quiet channel is not a dead one
-        except redis_errors() as exc:
+            reader = redis_connection.connect(self._url, socket_timeout=None)  # a quiet channel is not a dead one
+        except redis_connection.errors() as exc:
             logger.error("no notifications from other replicas: %s", exc)
             task_status.started()
             return
@@ -104,7 +104,7 @@ class RedisSubscriptionBus:
                         event = decode(message["data"]) if message.get("type") == "message" else None
                         if event is not None:
                             await self._local.publish(event)
-                except redis_errors() as exc:
+                except redis_connection.errors() as exc:
                     if not lost:
                         logger.warning(
                             "Redis at %s is unreachable (%s): no notifications from other replicas until it is back",

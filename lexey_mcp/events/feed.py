@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Self
 import anyio
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated, SubscriptionBus
 
+from .. import redis_connection
+from ..paths import WEBHOOK_PATH
 from .bus import LegacySubscriptions, RedisSubscriptionBus
 from .model import Escalation, EscalationList, Event, TestMark
-from .receiver import WEBHOOK_PATH, WebhookReceiver, serve_listener
-from .store import EventStore, EventStoreUnavailable, RedisEventStore, SQLiteEventStore, redis_location
+from .receiver import WebhookReceiver, serve_listener
+from .store import EventStore, EventStoreUnavailable, RedisEventStore, SQLiteEventStore
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -167,7 +169,7 @@ class EventFeed:
 
     def _where(self, state_dir: Path) -> str:
         if self._redis_url:
-            return f"Redis at {redis_location(self._redis_url)}"
+            return f"Redis at {redis_connection.location(self._redis_url)}"
         return str(state_dir / STATE_FILE)
 
     async def __aenter__(self) -> Self:

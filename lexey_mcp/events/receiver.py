@@ -29,13 +29,13 @@ from starlette.routing import Route
 from ..header_timeout import accept_path
 from ..listeners import listen
 from ..observability.logs import ThrottledLog
+from ..paths import WEBHOOK_PATH
 from ..serving import serving, uvicorn_server
 from .model import Event, EventShapeError, parse_event
 from .store import EventStoreUnavailable
 
 logger = logging.getLogger("lexey_mcp.events")
 
-WEBHOOK_PATH = "/webhooks/lexey"
 SIGNATURE_HEADER = "x-lexey-signature"
 SIGNATURE_PREFIX = "sha256="
 MAX_BODY_BYTES = 1024 * 1024

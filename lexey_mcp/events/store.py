@@ -12,20 +12,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
 
+from .. import redis_connection
 from .model import ESCALATED, Event, TestMark
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from redis.asyncio import Redis
 
 logger = logging.getLogger("lexey_mcp.events")
@@ -89,8 +88,6 @@ class SQLiteEventStore:
 
     def _open(self) -> sqlite3.Connection:
         if self._db is None:
-            import sqlite3
-
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Escalations hold customers' messages: only this user reads them (SQLite gives its -wal and -shm files
             # the database file's mode). A symlink there (to a file someone else reads, or one we would chmod) is
@@ -128,8 +125,6 @@ class SQLiteEventStore:
         return self._db
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        import sqlite3
-
         try:
             return await anyio.to_thread.run_sync(fn, *args, limiter=self._one)
         except (sqlite3.Error, OSError) as exc:
@@ -233,34 +228,6 @@ class SQLiteEventStore:
             await anyio.to_thread.run_sync(db.close, limiter=self._one)
 
 
-def redis_location(url: str) -> str:
-    """host:port/db of a Redis URL, for messages (never its password)."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
-
-
-def redis_client(url: str, **options: Any) -> Redis:
-    """A redis-py asyncio client that fails fast (a webhook answered 503 is retried by Lexey; a hang is not)."""
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    defaults: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "retry": Retry(NoBackoff(), 0)}
-    try:
-        return Redis.from_url(url, **{**defaults, **options})
-    except ValueError as exc:  # as unreachable as a server that is down, and said as clearly (never the URL itself)
-        raise RedisConnectionError(f"LEXEY_REDIS_URL is not a redis://host:port/db URL ({exc})") from None
-
-
-def redis_errors() -> tuple[type[BaseException], ...]:
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    return (RedisError, RedisConnectionError, RedisTimeoutError, OSError)
-
-
 #: Keep an event (ARGV: its key, record, seconds to live, 1 if an escalation, when it occurred, when it was received,
 #: the byte cap, the key prefix); then, while the records kept are over the cap, drop the ones received first. One
 #: script: replicas sharing the Redis add and evict atomically. Returns {1 if kept, how many were evicted}.
@@ -306,7 +273,7 @@ class RedisEventStore:
     counted."""
 
     def __init__(self, url: str, retention_days: float, prefix: str, max_mb: float = 256.0) -> None:
-        self.location = redis_location(url)
+        self.location = redis_connection.location(url)
         self.retention = retention_days * DAY
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.evicted = 0
@@ -318,7 +285,7 @@ class RedisEventStore:
     @property
     def redis(self) -> Redis:
         if self._redis is None:
-            self._redis = redis_client(self._url)
+            self._redis = redis_connection.connect(self._url)
         return self._redis
 
     def _unavailable(self, exc: BaseException) -> EventStoreUnavailable:
@@ -335,7 +302,7 @@ class RedisEventStore:
         args: list[str | int | float] = [event.key, record, ttl, escalated, event.occurred_at, event.received_at]
         try:
             added, evicted = await self.redis.register_script(_ADD)(keys, [*args, self.max_bytes, p])
-        except redis_errors() as exc:
+        except redis_connection.errors() as exc:
             raise self._unavailable(exc) from None
         if evicted:
             self.evicted += evicted
@@ -353,7 +320,7 @@ class RedisEventStore:
             expired = [name for name, r in zip(names, records, strict=True) if r is None]
             if expired:
                 await self.redis.zrem(index, *expired)
-        except redis_errors() as exc:
+        except redis_connection.errors() as exc:
             raise self._unavailable(exc) from None
         return [Event(*json.loads(record)) for record in records if record is not None]
 
@@ -363,7 +330,7 @@ class RedisEventStore:
             counted: int = await self.redis.zcount(
                 f"{self.prefix}escalations", since if since is not None else "-inf", "+inf"
             )
-        except redis_errors() as exc:
+        except redis_connection.errors() as exc:
             raise self._unavailable(exc) from None
         return counted
 
@@ -375,7 +342,7 @@ class RedisEventStore:
         try:
             dropped: int = await self.redis.zremrangebyscore(f"{p}escalations", "-inf", cutoff)
             await self.redis.register_script(_FORGET)([f"{p}received", f"{p}sizes", f"{p}bytes"], [cutoff])
-        except redis_errors() as exc:
+        except redis_connection.errors() as exc:
             raise self._unavailable(exc) from None
         return dropped
 
@@ -384,7 +351,7 @@ class RedisEventStore:
             await self.redis.set(
                 f"{self.prefix}test-run:{conversation_id}", mark.model_dump_json(), ex=int(self.retention)
             )
-        except redis_errors() as exc:
+        except redis_connection.errors() as exc:
             raise self._unavailable(exc) from None
 
     async def marks(self, conversation_ids: Collection[str]) -> dict[str, TestMark]:
@@ -393,7 +360,7 @@ class RedisEventStore:
             return {}
         try:
             found = await self.redis.mget([f"{self.prefix}test-run:{cid}" for cid in ids])
-        except redis_errors() as exc:
+        except redis_connection.errors() as exc:
             raise self._unavailable(exc) from None
         return {cid: TestMark.model_validate_json(raw) for cid, raw in zip(ids, found, strict=True) if raw is not None}
 

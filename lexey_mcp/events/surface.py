@@ -26,13 +26,13 @@ from mcp.types import (
 
 from ..compat import connection_of, lowlevel_server
 from ..errors import LexeyError, LexeyInputError
+from ..paths import WEBHOOK_PATH
 from ..quoting import Fence, one_line
 from ..toolsets import CONVERSATION_MESSAGES_URI, ESCALATIONS_URI
 from ..validation import check_uuid
 from .bus import MAX_LEGACY_SUBSCRIPTIONS
 from .feed import EventFeed
 from .model import DEFAULT_LIMIT, EscalationList, conversation_uri, parse_time
-from .receiver import WEBHOOK_PATH
 from .store import EventStoreUnavailable
 
 logger = logging.getLogger("lexey_mcp.events")

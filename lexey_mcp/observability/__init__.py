@@ -1,5 +1,6 @@
 """Operations: health and readiness routes, Prometheus metrics, OpenTelemetry spans, per-key rate limits,
-the stream cap and log formats. Importable without the MCP server; heavy libraries load on first use.
+the stream cap and log formats, a module each (`metrics`, `tracing`; admission: `rate_limits`, `stream_slots`),
+put together by `observer`. Importable without the MCP server; prometheus-client loads on the first record.
 
     observer = Observer(settings)                      # per server
     server.middleware.append(observer.middleware(…))   # tool-call metrics, rate limit, log context
@@ -8,10 +9,13 @@ the stream cap and log formats. Importable without the MCP server; heavy librari
         upstream.ended(result)
 """
 
-from .limits import MemoryLimiter, Rate, RedisLimiter, StreamSlotsBusy, key_id
 from .logs import CallContext, JsonFormatter, LogFormat, RedactingFormatter, current_call, log_formatter
+from .metrics import Metrics, tool_result_label
+from .observer import Observer, ReadinessCheck
+from .rate_limits import MemoryLimiter, Rate, RateLimited, RedisLimiter, key_id
 from .routes import add_readiness_checks, add_routes, readiness_problems, warn_about_redis
-from .telemetry import Metrics, Observer, RateLimited, ReadinessCheck, Upstream, tool_result_label
+from .stream_slots import StreamSlotsBusy
+from .tracing import Upstream
 
 __all__ = [
     "CallContext",

@@ -13,8 +13,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
-from ..config import request_key_values
 from ..redaction import redact
+from ..request_keys import request_key_values
 
 LogFormat = Literal["text", "json"]
 

@@ -16,7 +16,9 @@ from .. import __version__
 from ..addresses import is_loopback
 from ..config import KeyKind, Settings
 from ..errors import LexeyError
-from .telemetry import Observer
+from ..paths import HEALTH_PATH, METRICS_PATH, READY_PATH
+from ..redis_connection import SharedRedis
+from .observer import Observer
 
 logger = logging.getLogger("lexey_mcp.observability")
 
@@ -38,23 +40,24 @@ def add_readiness_checks(observer: Observer, settings: Settings, kinds: Iterable
         return " ".join(problems) or None
 
     observer.readiness["keys"] = keys
-    if observer.redis_url:
+    if observer.shared_redis is not None:
+        shared = observer.shared_redis
 
         async def redis() -> str | None:
-            await observer.redis().ping()
-            return await redis_eviction_problem(observer)
+            await shared.client().ping()
+            return await redis_eviction_problem(shared)
 
         observer.readiness["redis"] = redis
 
 
-async def redis_eviction_problem(observer: Observer) -> str | None:
+async def redis_eviction_problem(shared: SharedRedis) -> str | None:
     """What is wrong with Redis's `maxmemory-policy` for this server, or None (also when Redis will not say: managed
     services often disable CONFIG). Any policy but noeviction lets Redis drop rate-limit counters, escalations and
     used confirmations when memory runs short, without a word."""
-    from redis.exceptions import ResponseError
+    from redis.exceptions import ResponseError  # lazy: redis-py is ~80 ms of cold start, used only with LEXEY_REDIS_URL
 
     try:
-        policy = (await observer.redis().config_get("maxmemory-policy")).get("maxmemory-policy")
+        policy = (await shared.client().config_get("maxmemory-policy")).get("maxmemory-policy")
     except ResponseError:
         return None
     if isinstance(policy, bytes):
@@ -70,11 +73,11 @@ async def redis_eviction_problem(observer: Observer) -> str | None:
 async def warn_about_redis(observer: Observer) -> None:
     """At start: one warning line when Redis's eviction policy would lose what this server keeps there (an unreachable
     Redis is left to /readyz and the first use)."""
-    if not observer.redis_url:
+    if observer.shared_redis is None:
         return
     with anyio.move_on_after(CHECK_SECONDS):
         try:
-            problem = await redis_eviction_problem(observer)
+            problem = await redis_eviction_problem(observer.shared_redis)
         except Exception:  # unreachable or refused: said where it matters, not here
             return
         if problem is not None:
@@ -102,18 +105,18 @@ def add_routes(server: MCPServer[Any], observer: Observer, settings: Settings) -
     """Register the three routes on an `MCPServer`."""
     token = settings.metrics_token.get_secret_value().encode() if settings.metrics_token else None
 
-    @server.custom_route("/healthz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
+    @server.custom_route(HEALTH_PATH, methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    @server.custom_route("/readyz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
+    @server.custom_route(READY_PATH, methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
     async def readyz(request: Request) -> Response:
         problems = await readiness_problems(observer)
         return JSONResponse(
             {"status": "not ready" if problems else "ready", "problems": problems}, status_code=503 if problems else 200
         )
 
-    @server.custom_route("/metrics", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
+    @server.custom_route(METRICS_PATH, methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]  # untyped in the SDK
     async def metrics(request: Request) -> Response:
         if token is not None:
             scheme, _, given = request.headers.get("authorization", "").partition(" ")

@@ -16,6 +16,7 @@ from ..client import LexeyClient
 from ..errors import AuthenticationError, LexeyConfigError, LexeyError, LexeyInputError, PermissionDeniedError
 from ..models import ChatResult
 from ..observability import RateLimited
+from ..request_keys import key_for
 from .arguments import MAX_RUNS
 from .matching import MATCH_SECONDS, one_budget_per_pattern, search
 from .report import REQUEST_FAILED, CaseReport, Failure, RunReport, SuiteReport
@@ -172,11 +173,11 @@ async def run_suite(
             f"Nothing was sent: {len(selected)} cases run {repeat} times would be {len(selected) * repeat} runs, and "
             f"one suite run takes at most {MAX_RUNS}. Run fewer cases, or fewer repeats."
         )
-    client.settings.key("customer")
+    key_for(client.settings, "customer")
     setup_replies: list[str] = []
     if setup and suite.setup:
         try:  # the key setup will use: in hosted mode, the request's own
-            client.settings.key("management")
+            key_for(client.settings, "management")
         except LexeyConfigError as exc:
             raise LexeyConfigError(f"This suite has setup instructions, which need the management key. {exc}") from None
         setup_replies = await run_setup(client, suite.setup)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from ..sandbox_delay import DEFAULT_DELAY
+
 # Lexi's balance reported when `credits` is None (unlimited): it counts down from here but never refuses.
 NOMINAL_LEXI_CREDITS = 5_000
 
@@ -19,7 +21,7 @@ class SandboxConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    delay: float = Field(default=0.02, ge=0, description="seconds between streamed events")
+    delay: float = Field(default=DEFAULT_DELAY, ge=0, description="seconds between streamed events")
     keys: frozenset[str] | None = Field(
         default=None, description="None: any key with the right prefix; else the exact keys accepted"
     )

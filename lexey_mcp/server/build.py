@@ -117,7 +117,8 @@ def _add_middleware(server: MCPServer[AppState], observer: Observer, options: Se
     }
     observed = observer.middleware(tool_keys, lambda ctx: ctx.lifespan_context.client.settings, resource_keys)
     server.middleware.extend([hosted, observed, redact_outgoing])
-    single_use.install(server, single_use.Claims(observer.redis if observer.redis_url else None, observer.redis_prefix))
+    shared = observer.shared_redis
+    single_use.install(server, single_use.Claims(shared.client if shared is not None else None, observer.redis_prefix))
 
 
 def _lifespan(

@@ -9,6 +9,7 @@ from mcp.server import ServerRequestContext
 from mcp.server.mcpserver import Context
 
 from ..client import LexeyClient
+from ..request_keys import secrets_for
 
 if TYPE_CHECKING:
     from ..events.feed import EventFeed
@@ -25,7 +26,7 @@ class AppState:
 
 def request_secrets(ctx: ServerRequestContext[AppState, Any]) -> list[str]:
     """Every secret in use for this request: what is redacted from everything the server sends back."""
-    return ctx.lifespan_context.client.settings.secrets()
+    return secrets_for(ctx.lifespan_context.client.settings)
 
 
 def client_of(ctx: Context[AppState]) -> LexeyClient:

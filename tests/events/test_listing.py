@@ -11,6 +11,7 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from lexey_mcp.events.feed import EventOptions, state_dir_problem
+from lexey_mcp.paths import MCP_PATH, READY_PATH, WEBHOOK_PATH
 from lexey_mcp.server import ServerOptions, build_server
 from tests.events.conftest import events_settings
 from tests.events.helpers import body_of, escalation, post
@@ -81,7 +82,7 @@ async def test_the_total_whether_more_exist_and_each_customers_messages(tmp_path
     payloads = [escalation(minutes=minutes, reason=f"rule {minutes}") for minutes in (1, 2, 3)]
     async with Client(server) as client, httpx2.AsyncClient(trust_env=False, timeout=10) as http:
         for payload in payloads:
-            response = await post(http, f"http://127.0.0.1:{port}/webhooks/lexey", body_of(payload))
+            response = await post(http, f"http://127.0.0.1:{port}{WEBHOOK_PATH}", body_of(payload))
             assert response.status_code == 200
         some = await client.call_tool("list_escalations", {"limit": 2})
         every = await client.call_tool("list_escalations", {})
@@ -120,9 +121,9 @@ async def test_an_unusable_state_directory_is_said_at_once(tmp_path: Path, caplo
         "it is a file, not a directory", "it cannot be created (No such file or directory)"
     )
     server = build_server(settings, ServerOptions(toolsets=["events"], events=EventOptions(webhook_port=0)))
-    app = server.streamable_http_app(streamable_http_path="/mcp")
+    app = server.streamable_http_app(streamable_http_path=MCP_PATH)
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url="http://127.0.0.1:8000") as http:
-        ready = await http.get("/readyz")
+        ready = await http.get(READY_PATH)
     assert (ready.status_code, ready.json()) == (503, {"status": "not ready", "problems": [f"events: {problem}"]})
     async with Client(server) as client:
         result = await client.call_tool("list_escalations", {})

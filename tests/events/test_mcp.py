@@ -22,6 +22,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 from lexey_mcp.events.bus import MAX_LEGACY_SUBSCRIPTIONS
 from lexey_mcp.events.feed import EventFeed, EventOptions
 from lexey_mcp.events.surface import install
+from lexey_mcp.paths import MCP_PATH, WEBHOOK_PATH
 from lexey_mcp.sandbox import Sandbox
 from lexey_mcp.server import ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
@@ -76,7 +77,7 @@ async def test_modern_listen_hears_a_new_escalation(tmp_path: Path, anyio_backen
         assert client.server_capabilities.resources.subscribe
         uris = [ESCALATIONS, f"lexey://conversations/{cid}/messages"]
         async with client.listen(resource_subscriptions=uris) as sub:
-            response = await post(http, f"http://127.0.0.1:{port}/webhooks/lexey", body_of(payload))
+            response = await post(http, f"http://127.0.0.1:{port}{WEBHOOK_PATH}", body_of(payload))
             assert response.status_code == 200
             heard = []
             with anyio.fail_after(WAIT):
@@ -101,7 +102,7 @@ async def test_legacy_subscribe_hears_only_what_it_subscribed_to(tmp_path: Path,
     server = build_server(events_settings(tmp_path), ServerOptions(events=EventOptions(webhook_port=port)))
     inbox = LegacyInbox()
     first, second = escalation(), escalation()
-    url = f"http://127.0.0.1:{port}/webhooks/lexey"
+    url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
     async with Client(server, mode="legacy", message_handler=inbox) as client, webhooks() as http:
         assert client.server_capabilities.resources is not None
         assert client.server_capabilities.resources.subscribe  # true now: resources/subscribe is served
@@ -189,7 +190,7 @@ async def test_both_eras_over_streamable_http_and_no_bearer_on_the_webhook(
     inbox = LegacyInbox()
     auth = {"Authorization": f"Bearer {token}"}
     async with http_server(sandbox, tmp_path, **env) as server:
-        webhook_url = server.url.removesuffix("/mcp") + "/webhooks/lexey"
+        webhook_url = server.url.removesuffix(MCP_PATH) + WEBHOOK_PATH
         async with (
             mcp_client(server.url, headers=auth) as modern,
             httpx2.AsyncClient(trust_env=False, timeout=30, headers=auth) as legacy_http,
@@ -215,7 +216,7 @@ async def test_both_eras_over_streamable_http_and_no_bearer_on_the_webhook(
 async def test_http_without_a_secret_answers_404(sandbox: Sandbox, tmp_path: Path, anyio_backend: str) -> None:
     env = {"LEXEY_STATE_DIR": str(tmp_path / "state"), "LEXEY_LOG_LEVEL": "INFO"}
     async with http_server(sandbox, tmp_path, **env) as server, webhooks() as http:
-        webhook_url = server.url.removesuffix("/mcp") + "/webhooks/lexey"
+        webhook_url = server.url.removesuffix(MCP_PATH) + WEBHOOK_PATH
         response = await post(http, webhook_url, body_of(escalation()))
     assert response.status_code == 404
     assert "webhook receiver off" in server.stderr()

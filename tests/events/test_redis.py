@@ -16,6 +16,7 @@ from lexey_mcp.config import Settings, describe_settings_error
 from lexey_mcp.events.feed import EventFeed, EventOptions
 from lexey_mcp.events.model import TestMark, parse_event
 from lexey_mcp.events.store import DAY, RedisEventStore
+from lexey_mcp.paths import WEBHOOK_PATH
 from lexey_mcp.server import ServerOptions, build_server
 from tests.events.conftest import Heard, events_settings
 from tests.events.helpers import body_of, escalation, post
@@ -47,13 +48,13 @@ async def test_a_webhook_to_replica_b_notifies_listeners_on_replica_a(tmp_path: 
         ):
             await subscribe(legacy_on_a, ESCALATIONS)
             async with on_a.listen(resource_subscriptions=[ESCALATIONS]) as sub:
-                response = await post(http, f"http://127.0.0.1:{port_b}/webhooks/lexey", body_of(payload))
+                response = await post(http, f"http://127.0.0.1:{port_b}{WEBHOOK_PATH}", body_of(payload))
                 assert response.status_code == 200
                 with anyio.fail_after(WAIT):
                     event = await sub.__anext__()
             assert event == ResourceUpdated(uri=ESCALATIONS)
             assert await inbox.wait_for(1) == [ESCALATIONS]
-            again = await post(http, f"http://127.0.0.1:{port_a}/webhooks/lexey", body_of(payload))
+            again = await post(http, f"http://127.0.0.1:{port_a}{WEBHOOK_PATH}", body_of(payload))
             assert again.status_code == 200  # a redelivery to the other replica is still one event
             for client in (on_a, on_b):
                 listed = await client.call_tool("list_escalations", {})
@@ -71,7 +72,7 @@ async def test_redis_going_away_and_coming_back(tmp_path: Path, anyio_backend: s
         server = build_server(
             events_settings(tmp_path / "r", redis_url=redis.url), ServerOptions(events=EventOptions(webhook_port=port))
         )
-        url = f"http://127.0.0.1:{port}/webhooks/lexey"
+        url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
         async with (
             EventFeed(events_settings(tmp_path / "s"), EventOptions(webhook_port=sqlite_port)) as on_sqlite,
             Client(server) as client,
@@ -90,7 +91,7 @@ async def test_redis_going_away_and_coming_back(tmp_path: Path, anyio_backend: s
             assert listed.is_error
             text = getattr(listed.content[0], "text", "")
             assert f"the event store (Redis at 127.0.0.1:{redis.port}/0) is unreachable" in text
-            sqlite_url = f"http://127.0.0.1:{sqlite_port}/webhooks/lexey"
+            sqlite_url = f"http://127.0.0.1:{sqlite_port}{WEBHOOK_PATH}"
             assert (await post(http, sqlite_url, body_of(escalation()))).status_code == 200  # SQLite path unaffected
             assert len(await on_sqlite.escalations()) == 1
 
@@ -248,7 +249,7 @@ async def test_deployments_sharing_a_redis_keep_their_escalations_apart(tmp_path
             Client(named) as named_client,
             httpx2.AsyncClient(trust_env=False, timeout=10) as http,
         ):
-            sent = await post(http, f"http://127.0.0.1:{ports[0]}/webhooks/lexey", body_of(escalation()))
+            sent = await post(http, f"http://127.0.0.1:{ports[0]}{WEBHOOK_PATH}", body_of(escalation()))
             assert sent.status_code == 200
             listed = [
                 await client.call_tool("list_escalations", {}) for client in (our_client, their_client, named_client)

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from lexey_mcp.events.feed import EventFeed, EventOptions
 from lexey_mcp.events.model import Escalation
+from lexey_mcp.paths import WEBHOOK_PATH
 from lexey_mcp.sandbox import Sandbox, SandboxConfig
 from tests.events.conftest import Heard, events_settings
 from tests.events.helpers import SECRET
@@ -40,7 +41,7 @@ async def test_a_webhook_is_retried_until_the_receiver_is_up(
 ) -> None:
     caplog.set_level(logging.INFO, logger="lexey_mcp.sandbox")
     port = free_port()
-    url = f"http://127.0.0.1:{port}/webhooks/lexey"
+    url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
     config = SandboxConfig(delay=0, webhook_url=url, webhook_secret=SecretStr(SECRET))
     async with Sandbox(config) as sb:
         cid = await _escalate(sb)  # nothing listens yet: the first attempt fails
@@ -65,7 +66,7 @@ async def test_a_webhook_is_retried_until_the_receiver_is_up(
 
 async def test_a_wrong_secret_is_refused_and_not_kept(tmp_path: Path, anyio_backend: str) -> None:
     port = free_port()
-    url = f"http://127.0.0.1:{port}/webhooks/lexey"
+    url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
     config = SandboxConfig(delay=0, webhook_url=url, webhook_secret=SecretStr("not-the-secret"))
     async with (
         EventFeed(events_settings(tmp_path), EventOptions(webhook_port=port)) as feed,
@@ -81,7 +82,7 @@ async def test_a_wrong_secret_is_refused_and_not_kept(tmp_path: Path, anyio_back
 @pytest.mark.e2e
 async def test_lexey_mcp_sandbox_sends_webhooks_where_told(tmp_path: Path, anyio_backend: str) -> None:
     receiver_port, sandbox_port = free_port(), free_port()
-    url = f"http://127.0.0.1:{receiver_port}/webhooks/lexey"
+    url = f"http://127.0.0.1:{receiver_port}{WEBHOOK_PATH}"
     command = [sys.executable, "-m", "lexey_mcp", "sandbox", "--port", str(sandbox_port), "--delay", "0"]
     async with EventFeed(events_settings(tmp_path), EventOptions(webhook_port=receiver_port)) as feed:
         process = subprocess.Popen(  # noqa: ASYNC220 - returns once forked

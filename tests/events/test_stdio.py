@@ -10,6 +10,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 
+from lexey_mcp.paths import WEBHOOK_PATH
 from tests.events.helpers import SECRET, body_of, escalation, post
 from tests.processes import clean_env, free_port
 
@@ -25,7 +26,7 @@ async def test_stdio_receives_on_its_webhook_port(tmp_path: Path, anyio_backend:
     payload = escalation()
     async with Client(params) as client, httpx2.AsyncClient(trust_env=False, timeout=10) as http:
         await client.list_tools()  # the server is up, and so is its receiver
-        response = await post(http, f"http://127.0.0.1:{port}/webhooks/lexey", body_of(payload))
+        response = await post(http, f"http://127.0.0.1:{port}{WEBHOOK_PATH}", body_of(payload))
         assert response.status_code == 200
         listed = await client.call_tool("list_escalations", {"since": "2026-11-30T08:00:00Z"})
     assert listed.structured_content is not None

@@ -19,6 +19,7 @@ from mcp import Client, StdioServerParameters
 from starlette.types import Message, Receive, Scope, Send
 
 from lexey_mcp.http_transport import McpRequests
+from lexey_mcp.paths import HEALTH_PATH, MCP_PATH, WEBHOOK_PATH
 from lexey_mcp.sandbox import Sandbox
 from tests.events.helpers import SECRET, body_of, escalation, post
 from tests.processes import clean_env, free_port, http_server, mcp_client
@@ -127,7 +128,7 @@ async def test_past_the_concurrency_limit_a_request_gets_503(sandbox: Sandbox, t
             async with httpx2.AsyncClient(trust_env=False, timeout=10) as http:
                 with anyio.fail_after(30):
                     while True:  # until the server has read both requests' headers
-                        response = await http.get(server.url.replace("/mcp", "/healthz"))
+                        response = await http.get(server.url.replace(MCP_PATH, HEALTH_PATH))
                         if response.status_code == 503:
                             break
             # The two in flight were served all along: their bodies end now, and each gets the SDK's answer.
@@ -216,7 +217,7 @@ async def test_the_stdio_webhook_listener_past_the_fd_limit_still_answers(tmp_pa
                 sock.sendall(b"POST /webhooks/lexey HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 held.append(sock)
             with anyio.fail_after(30):
-                response = await post(http, f"http://127.0.0.1:{port}/webhooks/lexey", body_of(escalation()))
+                response = await post(http, f"http://127.0.0.1:{port}{WEBHOOK_PATH}", body_of(escalation()))
                 listed = await client.call_tool("list_escalations", {"since": "2026-11-30T08:00:00Z"})
         finally:
             for sock in held:

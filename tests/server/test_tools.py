@@ -15,6 +15,7 @@ from mcp.types import CallToolResult
 
 import lexey_mcp.pacing
 from lexey_mcp.models import ChatResult, ConversationMessages, LexiResult
+from lexey_mcp.paths import MCP_PATH
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import ServerOptions, build_server
 from lexey_mcp.server.tools.customer import ScenarioResult
@@ -477,7 +478,7 @@ async def test_over_http_calls_without_a_progress_token_leave_the_progress_rate_
 
     monkeypatch.setattr(lexey_mcp.pacing, "PROGRESS_RATE", 2.0)
     async with Sandbox(SandboxConfig(delay=0.1)) as sb:
-        app = build_server(sandbox_settings_for(sb)).streamable_http_app(streamable_http_path="/mcp")
+        app = build_server(sandbox_settings_for(sb)).streamable_http_app(streamable_http_path=MCP_PATH)
         served = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
         notifications = 0
 
@@ -488,7 +489,7 @@ async def test_over_http_calls_without_a_progress_token_leave_the_progress_rate_
         async with anyio.create_task_group() as group:
             listener = socket.create_server(("127.0.0.1", 0))  # listening now: a connection waits until it is served
             group.start_soon(served.serve, [listener])
-            async with mcp_client(f"http://127.0.0.1:{listener.getsockname()[1]}/mcp") as client:
+            async with mcp_client(f"http://127.0.0.1:{listener.getsockname()[1]}{MCP_PATH}") as client:
 
                 async def ask(with_progress: bool) -> None:
                     result = await client.call_tool(

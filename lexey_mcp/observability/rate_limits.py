@@ -1,8 +1,9 @@
-"""Per-key rate limits (in the process, or shared through Redis) and the per-process cap on open streams."""
+"""Per-key rate limits (LEXEY_MCP_RATE_LIMIT): in the process, or shared by every replica through Redis."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import time
@@ -10,19 +11,20 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-import anyio
-
 from ..errors import LexeyError
+from ..redis_connection import SharedRedis
+from ..request_keys import key_for
+from ..vendor import Api
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
+    from ..config import Settings
+
+logger = logging.getLogger("lexey_mcp.observability")
+
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$")
 _WINDOWS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
-
-
-class StreamSlotsBusy(LexeyError):
-    """Every stream slot (LEXEY_MCP_MAX_CONCURRENT_STREAMS) stayed taken for the whole wait."""
 
 
 class Rate(NamedTuple):
@@ -101,25 +103,44 @@ class RedisLimiter:
         return None if int(count) <= self.rate.limit else max(int(ttl_ms), 0) / 1000
 
 
-class StreamSlots:
-    """At most `size` upstream streams at once in this process; a call waits up to `wait` seconds for a slot."""
+class RateLimited(LexeyError):
+    """The key's LEXEY_MCP_RATE_LIMIT is spent; the message says when to retry."""
 
-    def __init__(self, size: int, wait: float) -> None:
-        self.size = size
-        self.wait = wait
-        self._semaphore: anyio.Semaphore | None = None
 
-    async def acquire(self) -> None:
-        if self._semaphore is None:
-            self._semaphore = anyio.Semaphore(self.size)
-        with anyio.move_on_after(self.wait):
-            await self._semaphore.acquire()
-            return
-        raise StreamSlotsBusy(
-            f"All {self.size} upstream stream slots (LEXEY_MCP_MAX_CONCURRENT_STREAMS) stayed busy for "
-            f"{self.wait:g} s; nothing was sent. Try again shortly."
+class RateLimits:
+    """The rate limit of one server: each upstream key's calls counted, in Redis when `redis` is given (its limiter
+    is made on first use). `on_refused` hears of each refused call."""
+
+    def __init__(self, rate: Rate, redis: SharedRedis | None, prefix: str, on_refused: Callable[[], None]) -> None:
+        self.rate = rate
+        self._redis = redis
+        self._prefix = prefix
+        self._on_refused = on_refused
+        self._limiter: Limiter | None = None
+
+    def limiter(self) -> Limiter:
+        if self._limiter is None:
+            redis = self._redis
+            self._limiter = (
+                RedisLimiter(self.rate, redis.client(), self._prefix) if redis is not None else MemoryLimiter(self.rate)
+            )
+        return self._limiter
+
+    async def refusal(self, kind: Api, settings: Settings) -> str | None:
+        """Why a call with the key for `kind` may not go upstream now (its rate limit is reached), or None."""
+        try:
+            key = key_for(settings, kind)
+        except LexeyError:
+            return None  # the tool itself answers what to set
+        try:
+            wait = await self.limiter().hit(key_id(key))
+        except Exception as exc:  # Redis away: serve rather than refuse everyone; /readyz reports it
+            logger.warning("rate limit not checked: %s", exc if isinstance(exc, LexeyError) else type(exc).__name__)
+            return None
+        if wait is None:
+            return None
+        self._on_refused()
+        return (
+            f"Rate limit reached for this {kind} key: {self.rate.text} tool calls (LEXEY_MCP_RATE_LIMIT). "
+            f"Nothing was sent upstream. Retry in {math.ceil(wait) if wait >= 1 else round(wait, 2)} s."
         )
-
-    def release(self) -> None:
-        assert self._semaphore is not None
-        self._semaphore.release()
