@@ -141,7 +141,7 @@ async def run(calls: int) -> str:
     with sandbox_process(0.0) as root:
         env = client_env(root)
         settings = settings_for(env)
-        configure_logging(settings.log_level, settings.secrets())  # before MCPServer, as the CLI does
+        configure_logging(settings.log_level, settings.configured_secrets())  # before MCPServer, as the CLI does
         await inject(root, events(body), times=10 * calls + 1000)
         progress = Progress()
         bare_server = MCPServer("bare")
