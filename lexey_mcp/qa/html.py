@@ -13,8 +13,10 @@ import re
 
 from .report import CaseReport, Failure, RunReport, SetupStep, SuiteReport, TurnReport
 
-# Characters an HTML document must not carry (NUL, other C0 controls but tab and line breaks, lone surrogates).
-_NOT_HTML = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Control characters (a reply may hold an ANSI escape, a NUL) are shown as `\x1b`, as on a terminal; lone
+# surrogates and non-characters, which an HTML document must not carry, as U+FFFD.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_NOT_HTML = re.compile("[\ud800-\udfff\ufffe\uffff]")
 
 _CSS = """
 :root { --ok: #137333; --bad: #b3261e; --muted: #5f6368; --line: #dadce0; --bg: #f8f9fa; }
@@ -26,7 +28,7 @@ h1 { font-size: 1.5rem; margin: 0 0 .25rem; } h2 { font-size: 1.2rem; margin: 1.
 .verdict.passed { color: var(--ok); } .verdict.failed, .interrupted { color: var(--bad); }
 .scroll { overflow-x: auto; } table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
-td.num { text-align: right; white-space: nowrap; }
+th { overflow-wrap: normal; white-space: nowrap; } td.num { text-align: right; white-space: nowrap; }
 .mark { font-weight: 700; white-space: nowrap; } .mark.pass { color: var(--ok); } .mark.fail { color: var(--bad); }
 details.run { border: 1px solid var(--line); border-radius: .4rem; margin: .5rem 0; padding: .25rem .75rem; }
 details.run > summary { cursor: pointer; padding: .25rem 0; }
@@ -62,7 +64,8 @@ _POLICY = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inl
 
 
 def _e(text: str) -> str:
-    return html.escape(_NOT_HTML.sub("\ufffd", text), quote=True)
+    visible = _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", _NOT_HTML.sub("\ufffd", text))
+    return html.escape(visible, quote=True)
 
 
 def _rate(case: CaseReport) -> str:
