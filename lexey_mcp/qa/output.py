@@ -9,6 +9,7 @@ import shutil
 import sys
 import textwrap
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import TextIO
 
 from .report import REQUEST_FAILED, CaseReport, Failure, RunReport, SuiteReport
@@ -164,6 +165,21 @@ def text_report(report: SuiteReport, width: int = 120) -> str:
         new = len(report.new_failures)
         head = f"Against the baseline: {new} new failure{'' if new == 1 else 's'}."
         parts.append(head + "\n" + "\n".join(f"  {line}" for line in baseline_lines(report)))
+    return "\n\n".join(parts)
+
+
+def tool_text(report: SuiteReport, quote: Callable[[str], str]) -> str:
+    """`run_test_suite`'s text for a model: each setup step's outcome and reply (the replies are upstream words,
+    put through `quote`: a `quoting.Fence`), the summary table in whole lines, the baseline comparison."""
+    parts = []
+    if report.setup:
+        replies = "\n".join(f"{i}. {step.outcome}: {excerpt(step.reply)}" for i, step in enumerate(report.setup, 1))
+        parts.append(f"Setup: {len(report.setup)} instructions sent; the management agent replied:\n{quote(replies)}")
+    parts.append(summary_table(report, width=10_000))
+    lines = baseline_lines(report)
+    if lines:
+        new = len(report.new_failures)
+        parts.append(f"Against the baseline: {new} new failure{'' if new == 1 else 's'}.\n" + "\n".join(lines))
     return "\n\n".join(parts)
 
 

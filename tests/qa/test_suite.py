@@ -436,7 +436,7 @@ def test_a_character_yaml_refuses_is_placed_by_line_and_column() -> None:
 def test_the_shipped_examples_parse() -> None:
     root = Path(__file__).resolve().parents[2] / "examples" / "suites"
     names = {p.name: load_suite(str(p)) for p in root.glob("*.yaml")}
-    assert set(names) == {"acme-support.yaml", "fails-on-purpose.yaml"}
+    assert set(names) == {"acme-support.yaml", "fails-on-purpose.yaml", "refunds-over-100.yaml"}
     assert all(s.setup and s.cases for s in names.values())
 
 
