@@ -1,14 +1,21 @@
-"""Debian's headless Chromium for tests: a page's DOM once its scripts have run, and a screenshot decoded to
-pixels (a small PNG reader, so that no imaging library is needed)."""
+"""Debian's headless Chromium for tests: a page's DOM once its scripts have run, a screenshot decoded to pixels (a
+small PNG reader, so that no imaging library is needed), and the DevTools protocol over a pipe (no WebSocket
+library needed) for what needs a live page, such as printing."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import os
 import shutil
 import struct
 import subprocess
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.test_examples import require
 
@@ -94,3 +101,91 @@ def _predict(kind: int, left: int, up: int, corner: int) -> int:
     estimate = left + up - corner
     near = min((abs(estimate - left), 0, left), (abs(estimate - up), 1, up), (abs(estimate - corner), 2, corner))
     return near[2]
+
+
+def _above(fd: int, lowest: int) -> int:
+    """`fd` moved to a number above `lowest` (the old one closed)."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest + 1)
+    os.close(fd)
+    return moved
+
+
+class DevTools:
+    """Headless Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON messages ended
+    by NUL on file descriptors 3 and 4), with one page open at `page`."""
+
+    def __init__(self, page: Path, profile: Path) -> None:
+        commands_read, self._commands = os.pipe()
+        self._events, events_write = os.pipe()
+        # Above 4, so that putting one on 3 cannot overwrite the other.
+        commands_read, events_write = (_above(fd, 4) for fd in (commands_read, events_write))
+
+        def pipes_as_3_and_4() -> None:  # in the child; pass_fds then keeps 3 and 4 open
+            os.dup2(commands_read, 3)
+            os.dup2(events_write, 4)
+
+        arguments = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--remote-debugging-pipe",
+            f"--user-data-dir={profile}",
+        ]
+        self._process = subprocess.Popen(
+            [chromium(), *arguments],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=pipes_as_3_and_4,
+            pass_fds=(3, 4),
+        )
+        os.close(commands_read)
+        os.close(events_write)
+        self._buffer = b""
+        self._id = 0
+        target = self.send("Target.createTarget", url=page.resolve().as_uri())["targetId"]
+        self._session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    def send(self, method: str, session: bool = False, **params: object) -> dict[str, Any]:
+        """The result of one command (to the page when `session`), events before it skipped."""
+        self._id += 1
+        message: dict[str, object] = {"id": self._id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self._session
+        os.write(self._commands, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + BROWSER_SECONDS
+        while True:
+            while b"\0" not in self._buffer:
+                assert time.monotonic() < deadline, f"no answer to {method} within {BROWSER_SECONDS} s"
+                chunk = os.read(self._events, 65536)
+                assert chunk, f"Chromium closed the pipe before answering {method}"
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            answer = json.loads(raw)
+            if answer.get("id") == self._id:
+                assert "error" not in answer, answer
+                result: dict[str, Any] = answer["result"]
+                return result
+
+    def evaluate(self, expression: str) -> Any:
+        """A JavaScript expression's value in the page."""
+        answer = self.send("Runtime.evaluate", session=True, expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in answer, answer
+        return answer["result"].get("value")
+
+    def wait_for(self, expression: str) -> None:
+        deadline = time.monotonic() + BROWSER_SECONDS
+        while not self.evaluate(expression):
+            assert time.monotonic() < deadline, f"{expression} not true within {BROWSER_SECONDS} s"
+            time.sleep(0.05)  # polling the page for the condition, not waiting for time to pass
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, AssertionError):
+            self.send("Browser.close")
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        os.close(self._commands)
+        os.close(self._events)

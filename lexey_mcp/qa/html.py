@@ -36,14 +36,14 @@ details.run > summary { cursor: pointer; padding: .25rem 0; }
 .say { background: #e8f0fe; margin-right: 15%; } .reply { background: var(--bg); margin-left: 15%; }
 .who { display: block; font-size: .8rem; color: var(--muted); }
 ul.checks { margin: .25rem 0 .75rem; padding-left: 1.25rem; } .muted { color: var(--muted); }
-#only-failures { margin: .5rem 0; }
+#only-failures-label { display: block; margin: .5rem 0; }
 body.only-failures .case.passed { display: none; }
 @media (max-width: 40rem) {
   body { font-size: 15px; padding: .6rem; } .say { margin-right: 0; } .reply { margin-left: 0; }
   th, td { padding: .3rem; }
 }
 @media print {
-  body { max-width: none; font-size: 11pt; } #only-failures { display: none; }
+  body { max-width: none; font-size: 11pt; } #only-failures-label { display: none; }
   .case, .run, li { break-inside: avoid; } .say, .reply, .verdict { background: none; border: 1px solid #999; }
   body.only-failures .case.passed { display: block; }
 }

@@ -3,6 +3,7 @@ ran, a screenshot checked for content), and upstream text escaped so that a repl
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from lexey_mcp.qa.html import html_report
 from lexey_mcp.qa.report import CaseReport, Check, Failure, RunReport, SetupStep, SuiteReport, TurnReport
-from tests.browser import rendered_dom, screenshot
+from tests.browser import DevTools, rendered_dom, screenshot
 from tests.processes import SERVER, clean_env
 
 SUITES = Path(__file__).resolve().parents[2] / "examples" / "suites"
@@ -138,3 +139,27 @@ def test_upstream_text_renders_as_text_in_chromium(tmp_path: Path) -> None:
     assert dom.text("title") == [shown + ": failed"]
     assert dom.text("div", class_="reply") == ["Management agent" + shown, "Agent · 0.10s" + shown]
     assert any(shown in text for text in dom.text("li", class_="check"))
+
+
+@pytest.mark.e2e
+def test_printing_opens_every_run_and_hides_the_switch(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    command = [*SERVER, "test", str(SUITES / "refunds-over-100.yaml"), "--sandbox", "--delay", "0", "--repeat", "2"]
+    done = subprocess.run(
+        [*command, "--html", str(page)], capture_output=True, text=True, env=clean_env(), timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    browser = DevTools(page, tmp_path / "profile")
+    try:
+        browser.wait_for("document.documentElement?.dataset.ready === 'yes'")
+        runs = "[...document.querySelectorAll('details.run')].map(d => d.open)"
+        assert browser.evaluate(runs) == [False] * 6  # passed runs are folded on screen
+        pdf = base64.b64decode(browser.send("Page.printToPDF", session=True)["data"])
+        assert pdf.startswith(b"%PDF-")
+        assert pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages") >= 2  # pages: the runs' transcripts too
+        assert browser.evaluate(runs) == [True] * 6  # printing opened every run first
+        browser.send("Emulation.setEmulatedMedia", session=True, media="print")
+        switch = "getComputedStyle(document.getElementById('only-failures-label')).display"
+        assert browser.evaluate(switch) == "none"
+    finally:
+        browser.close()
