@@ -67,9 +67,6 @@ class Threshold:
         test = _TESTS[self.comparison]
         return any(test(value, self.amount) for value in amounts(text))
 
-    def __str__(self) -> str:
-        return f"{self.comparison} ${self.amount:,.2f}"
-
 
 def split_threshold(phrase: str) -> tuple[str, Threshold | None]:
     """A rule's subject and its amount condition: "refund requests over $100" → ("refund requests", over $100)."""
