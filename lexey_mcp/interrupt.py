@@ -117,6 +117,11 @@ async def _cancelled_by_signals(
     return (received[0] if received else None), result
 
 
+def received() -> int | None:
+    """The signal that is stopping the process, if one arrived: a command cleaning up after it can say which."""
+    return _first
+
+
 def first_signal(signum: int) -> bool:
     """Note that `signum` arrived and start the deadline; False when a signal came before (this one changes
     nothing: the process stops for the first, and exits with its status)."""

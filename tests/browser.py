@@ -1,33 +1,39 @@
-"""Headless Chromium (Debian's `chromium`) driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: no
-port, no WebSocket library): open a page, read what any of its frames rendered, take a screenshot.
-
-Every frame runs in the page's process (site isolation off, sandboxed iframes included), so a sandboxed iframe's
-document is reachable through its own execution context, as the DevTools' console reaches it.
-"""
+"""Debian's headless Chromium for tests: a page's DOM once its scripts have run, a screenshot decoded to pixels (a
+small PNG reader, so that no imaging library is needed), and the DevTools protocol over a pipe (no WebSocket
+library needed) for what needs a live page, such as printing or reading a sandboxed iframe (every frame runs in the
+page's process: site isolation off, sandboxed iframes included, so each frame's document is reachable through its
+own execution context, as the DevTools' console reaches it). `bundle` makes a browser script of a Node package."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import struct
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.test_examples import require
-from tests.waiting import wait_until_sync
 
-#: Node tools CI installs (`.ci/node/package.json`): esbuild bundles the ext-apps host bridge for the page.
+CHROMIUM = "/usr/bin/chromium"
+#: Node tools CI installs (`.ci/node/package.json`): esbuild, and the packages it bundles for a page.
 NODE_MODULES = Path(__file__).resolve().parents[1] / ".ci" / "node" / "node_modules"
+#: Generous: Chromium starts slowly on a loaded 2-core machine.
+BROWSER_SECONDS = 120
 
 
 def chromium() -> str:
-    found = shutil.which("chromium")
+    """Chromium's path; skips (fails in CI, LEXEY_CI_REQUIRE=chromium) without it."""
+    found = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
     if found is None:
-        require("chromium", "Chromium is not installed (.ci/run installs Debian's chromium)")
+        require("chromium", "headless Chromium is not installed (apt-get install chromium)")
     return found
 
 
@@ -43,138 +49,214 @@ def bundle(entry: str, out: Path, global_name: str) -> str:
         check=True,
         capture_output=True,
         env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
-        timeout=120,
+        timeout=BROWSER_SECONDS,
     )
     return out.read_text()
 
 
-class ProtocolError(RuntimeError):
-    """A DevTools command answered with an error."""
+def _headless(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start; the page is our own file.
+    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}", *args]
+    return subprocess.run(
+        [*command, page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=BROWSER_SECONDS,
+        check=True,
+    )
 
 
-class Page:
-    """One tab, over the DevTools pipe."""
+def rendered_dom(page: Path, profile: Path) -> str:
+    """The page's DOM after its scripts ran, as HTML."""
+    return _headless(page, profile, "--dump-dom").stdout
 
-    def __init__(self, commands: Any, replies: Any) -> None:
-        self._commands, self._replies = commands, replies
+
+def screenshot(page: Path, profile: Path, out: Path, width: int, height: int) -> Png:
+    """A screenshot of the page's first `width`×`height` CSS pixels, decoded."""
+    _headless(page, profile, f"--screenshot={out}", f"--window-size={width},{height}", "--hide-scrollbars")
+    return read_png(out.read_bytes())
+
+
+@dataclass
+class Png:
+    width: int
+    height: int
+    pixels: list[tuple[int, int, int]]  # row by row
+
+
+def read_png(data: bytes) -> Png:
+    """An 8-bit RGB or RGBA, non-interlaced PNG (what Chromium writes) as RGB pixels."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    at, idat, header = 8, b"", b""
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
+        header = body if kind == b"IHDR" else header
+        idat += body if kind == b"IDAT" else b""
+        at += 12 + length
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    assert (depth, colour, interlace) in ((8, 2, 0), (8, 6, 0)), (depth, colour, interlace)
+    channels = 3 if colour == 2 else 4
+    stride = width * channels
+    raw, rows, previous = zlib.decompress(idat), [], bytearray(stride)
+    for y in range(height):
+        kind, row = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for x in range(stride):
+            left = row[x - channels] if x >= channels else 0
+            up, corner = previous[x], previous[x - channels] if x >= channels else 0
+            row[x] = (row[x] + _predict(kind, left, up, corner)) & 0xFF
+        rows.append(row)
+        previous = row
+    pixels = [tuple(row[x : x + 3]) for row in rows for x in range(0, stride, channels)]
+    return Png(width, height, pixels)  # type: ignore[arg-type]  # 3-tuples by construction
+
+
+def _predict(kind: int, left: int, up: int, corner: int) -> int:
+    if kind == 0:
+        return 0
+    if kind == 1:
+        return left
+    if kind == 2:
+        return up
+    if kind == 3:
+        return (left + up) // 2
+    estimate = left + up - corner
+    near = min((abs(estimate - left), 0, left), (abs(estimate - up), 1, up), (abs(estimate - corner), 2, corner))
+    return near[2]
+
+
+def _above(fd: int, lowest: int) -> int:
+    """`fd` moved to a number above `lowest` (the old one closed)."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest + 1)
+    os.close(fd)
+    return moved
+
+
+class DevTools:
+    """Headless Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON messages ended
+    by NUL on file descriptors 3 and 4), with one page open at `page`."""
+
+    def __init__(self, page: Path, profile: Path) -> None:
+        commands_read, self._commands = os.pipe()
+        self._events, events_write = os.pipe()
+        # Above 4, so that putting one on 3 cannot overwrite the other.
+        commands_read, events_write = (_above(fd, 4) for fd in (commands_read, events_write))
+
+        def pipes_as_3_and_4() -> None:  # in the child; pass_fds then keeps 3 and 4 open
+            os.dup2(commands_read, 3)
+            os.dup2(events_write, 4)
+
+        arguments = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--remote-debugging-pipe",
+            "--disable-features=site-per-process,IsolateOrigins,IsolateSandboxedIframes",
+            f"--user-data-dir={profile}",
+        ]
+        self._process = subprocess.Popen(
+            [chromium(), *arguments],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=pipes_as_3_and_4,
+            pass_fds=(3, 4),
+        )
+        os.close(commands_read)
+        os.close(events_write)
         self._buffer = b""
-        self._next = 0
-        self._session: str | None = None
-        self.contexts: dict[int, dict[str, Any]] = {}  # execution context id -> its description
-        self.console: list[str] = []  # what the page's frames logged and threw: said when a wait fails
-
-    def send(self, method: str, **params: Any) -> dict[str, Any]:
-        self._next += 1
-        message: dict[str, Any] = {"id": self._next, "method": method, "params": params}
-        if self._session is not None:
-            message["sessionId"] = self._session
-        self._commands.write(json.dumps(message).encode() + b"\0")
-        self._commands.flush()
-        while True:
-            reply = self._read()
-            if reply.get("id") == self._next:
-                if "error" in reply:
-                    raise ProtocolError(f"{method}: {reply['error']}")
-                return dict(reply["result"])
-
-    def _read(self) -> dict[str, Any]:
-        while b"\0" not in self._buffer:
-            chunk = os.read(self._replies.fileno(), 1 << 16)
-            if not chunk:
-                raise RuntimeError("Chromium closed the DevTools pipe")
-            self._buffer += chunk
-        raw, _, self._buffer = self._buffer.partition(b"\0")
-        message: dict[str, Any] = json.loads(raw)
-        if message.get("method") == "Runtime.executionContextCreated":
-            context = message["params"]["context"]
-            self.contexts[context["id"]] = context
-        elif message.get("method") == "Runtime.executionContextDestroyed":
-            self.contexts.pop(message["params"]["executionContextId"], None)
-        elif message.get("method") == "Runtime.executionContextsCleared":
-            self.contexts.clear()
-        elif message.get("method") == "Runtime.consoleAPICalled":
-            params = message["params"]
-            self.console.append(
-                f"{params['type']}: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"])
-            )
-        elif message.get("method") == "Runtime.exceptionThrown":
-            details = message["params"]["exceptionDetails"]
-            self.console.append(f"exception: {details.get('exception', {}).get('description', details.get('text'))}")
-        return message
-
-    def open(self, url: str, width: int, height: int) -> None:
-        target = self.send("Target.createTarget", url="about:blank")["targetId"]
+        self._id = 0
+        self.contexts: set[int] = set()  # the page's frames' execution contexts (once `frames()` is called)
+        self.console: list[str] = []  # what the page's frames logged and threw: said when a frame wait fails
+        target = self.send("Target.createTarget", url=page.resolve().as_uri())["targetId"]
         self._session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.send("Runtime.enable")
-        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
-        self.send("Page.navigate", url=url)
 
-    def evaluate(self, expression: str, context: int | None = None) -> Any:
-        where = {} if context is None else {"contextId": context}
-        try:
-            answer = self.send("Runtime.evaluate", expression=expression, returnByValue=True, **where)
-        except ProtocolError:  # the frame navigated away meanwhile (its context is gone)
-            return None
-        if "exceptionDetails" in answer:
-            return None  # a context that went away meanwhile, or a document not there yet
+    def send(self, method: str, session: bool = False, **params: object) -> dict[str, Any]:
+        """The result of one command (to the page when `session`), events before it skipped."""
+        self._id += 1
+        message: dict[str, object] = {"id": self._id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self._session
+        os.write(self._commands, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + BROWSER_SECONDS
+        while True:
+            while b"\0" not in self._buffer:
+                assert time.monotonic() < deadline, f"no answer to {method} within {BROWSER_SECONDS} s"
+                chunk = os.read(self._events, 65536)
+                assert chunk, f"Chromium closed the pipe before answering {method}"
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            answer = json.loads(raw)
+            self._note(answer)
+            if answer.get("id") == self._id:
+                assert "error" not in answer, answer
+                result: dict[str, Any] = answer["result"]
+                return result
+
+    def _note(self, message: dict[str, Any]) -> None:
+        """Keep track of the frames' execution contexts and what they log (events `frames()` turned on)."""
+        method, params = message.get("method"), message.get("params", {})
+        if method == "Runtime.executionContextCreated":
+            self.contexts.add(params["context"]["id"])
+        elif method == "Runtime.executionContextDestroyed":
+            self.contexts.discard(params["executionContextId"])
+        elif method == "Runtime.executionContextsCleared":
+            self.contexts.clear()
+        elif method == "Runtime.consoleAPICalled":
+            words = (str(a.get("value", a.get("description"))) for a in params["args"])
+            self.console.append(f"{params['type']}: {' '.join(words)}")
+        elif method == "Runtime.exceptionThrown":
+            details = params["exceptionDetails"]
+            self.console.append(f"exception: {details.get('exception', {}).get('description', details.get('text'))}")
+
+    def frames(self) -> None:
+        """Report every frame's execution context from now on (and those there already)."""
+        self.send("Runtime.enable", session=True)
+
+    def in_any_frame(self, expression: str) -> Any:
+        """The first truthy value of `expression` in any frame of the page (after `frames()`), polled until
+        BROWSER_SECONDS, or a failure quoting the page's console."""
+        deadline = time.monotonic() + BROWSER_SECONDS
+        while time.monotonic() < deadline:
+            for context in list(self.contexts):
+                try:
+                    answer = self.send(
+                        "Runtime.evaluate", session=True, expression=expression, returnByValue=True, contextId=context
+                    )
+                except AssertionError:  # the frame went away meanwhile (its context with it)
+                    continue
+                value = None if "exceptionDetails" in answer else answer["result"].get("value")
+                if value:
+                    return value
+            time.sleep(0.05)  # polling the frames for the condition, not waiting for time to pass
+        console = "\n".join(self.console)
+        raise AssertionError(f"no frame has {expression} within {BROWSER_SECONDS} s; console:\n{console}")
+
+    def screenshot(self, out: Path) -> Png:
+        """The page as it is now, saved to `out` and decoded."""
+        data = base64.b64decode(self.send("Page.captureScreenshot", session=True, format="png")["data"])
+        out.write_bytes(data)
+        return read_png(data)
+
+    def evaluate(self, expression: str) -> Any:
+        """A JavaScript expression's value in the page."""
+        answer = self.send("Runtime.evaluate", session=True, expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in answer, answer
         return answer["result"].get("value")
 
-    def wait_for(self, expression: str) -> Any:
-        """The first truthy value of `expression` in any frame of the page (`tests.waiting`'s deadline)."""
-        found: list[Any] = []
+    def wait_for(self, expression: str) -> None:
+        deadline = time.monotonic() + BROWSER_SECONDS
+        while not self.evaluate(expression):
+            assert time.monotonic() < deadline, f"{expression} not true within {BROWSER_SECONDS} s"
+            time.sleep(0.05)  # polling the page for the condition, not waiting for time to pass
 
-        def seen() -> bool:
-            found[:] = [value for context in list(self.contexts) if (value := self.evaluate(expression, context))]
-            return bool(found)
-
+    def close(self) -> None:
+        with contextlib.suppress(OSError, AssertionError):
+            self.send("Browser.close")
         try:
-            wait_until_sync(seen, f"a frame of the page has {expression}", poll=0.05)
-        except AssertionError as failed:
-            raise AssertionError(f"{failed}; the page's console:\n" + "\n".join(self.console)) from None
-        return found[0]
-
-    def screenshot(self, out: Path) -> bytes:
-        data = base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"])
-        out.write_bytes(data)
-        return data
-
-
-@contextmanager
-def browser(tmp_path: Path) -> Iterator[Page]:
-    """Headless Chromium with its DevTools on fds 3 (commands in) and 4 (replies out)."""
-    binary = chromium()
-    commands_read, commands_write = os.pipe()
-    replies_read, replies_write = os.pipe()
-
-    def wire() -> None:  # in the child, before exec: the pipes where Chromium expects them
-        os.dup2(commands_read, 3)
-        os.dup2(replies_write, 4)
-
-    process = subprocess.Popen(
-        [
-            binary,
-            "--headless",
-            "--no-sandbox",  # root in CI; the page is our own
-            "--disable-gpu",
-            "--disable-features=site-per-process,IsolateOrigins,IsolateSandboxedIframes",
-            "--remote-debugging-pipe",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}",
-            "about:blank",
-        ],
-        preexec_fn=wire,
-        pass_fds=(3, 4),  # kept open in the child: `wire` put the pipes there
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "chromium.log").open("wb"),
-    )
-    os.close(commands_read)
-    os.close(replies_write)
-    with os.fdopen(commands_write, "wb") as commands, os.fdopen(replies_read, "rb") as replies:
-        try:
-            yield Page(commands, replies)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        os.close(self._commands)
+        os.close(self._events)

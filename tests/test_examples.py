@@ -11,6 +11,7 @@ from typing import NoReturn
 
 import pytest
 
+from lexey_mcp.qa.report import SuiteReport
 from tests.documentation import EVERY_PAGE
 from tests.processes import clean_env
 from tests.redis_server import redis_binary
@@ -50,6 +51,23 @@ def test_e2e_configure_and_test_exits_non_zero_when_a_step_fails(tmp_path: Path)
     assert done.returncode != 0
     assert "configure_org failed" in done.stderr
     assert "all checks passed" not in done.stdout
+
+
+@pytest.mark.e2e
+def test_the_suite_with_setup_expectations_passes_with_its_setup_in_the_report(tmp_path: Path) -> None:
+    suite = EXAMPLES / "suites" / "refunds-over-100.yaml"
+    done = run_example(tmp_path, "-m", "lexey_mcp", "test", str(suite), "--sandbox", "--delay", "0", "--json", "r.json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Refunds over $100: PASSED: 3 cases, 3 runs, all passed." in done.stdout
+    report = SuiteReport.model_validate_json((tmp_path / "r.json").read_text())
+    assert [(step.outcome, step.reply.split(" (")[0]) for step in report.setup] == [
+        ("applied", 'Added the knowledge article "refunds"'),
+        ("applied", "Escalation rules updated"),
+        ("applied", 'Updated the knowledge article "refunds"'),
+    ]
+    small, large, alike = report.cases
+    assert (small.runs[0].escalated, large.runs[0].escalated, alike.runs[0].escalated) == (False, True, True)
+    assert "60 days" in small.runs[0].turns[0].reply  # the article as updated by the third step
 
 
 @pytest.mark.e2e

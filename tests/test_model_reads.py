@@ -170,12 +170,12 @@ async def test_suite_text_says_what_setup_did(sandbox: Sandbox) -> None:
     async with Client(build_server(sandbox_settings_for(sandbox))) as client:
         result = await client.call_tool("run_test_suite", {"suite": suite})
     report = SuiteReport.model_validate(result.structured_content)
-    assert len(report.setup) == 4
-    assert report.setup[1].startswith('Added the knowledge article "pricing"')
+    assert [step.outcome for step in report.setup] == ["applied"] * 4
+    assert report.setup[1].reply.startswith('Added the knowledge article "pricing"')
     lines = text_of(result).splitlines()
-    assert lines[0] == "Setup: 4 instructions sent, each complete; the management agent replied:"
+    assert lines[0] == "Setup: 4 instructions sent; the management agent replied:"
     assert lines[1].startswith("<<<reply ")
-    assert lines[3] == f"2. {excerpt(report.setup[1])}"
+    assert lines[3] == f"2. applied: {excerpt(report.setup[1].reply)}"
     assert lines[6].startswith("<<<end reply ")
     assert "Acme support: PASSED: 5 cases, 5 runs, all passed." in lines
 

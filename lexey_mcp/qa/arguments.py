@@ -31,6 +31,17 @@ def whole_number(maximum: int) -> Callable[[str], int]:
     return parse
 
 
+def seconds(value: str) -> float:
+    """An argparse type: a number of seconds greater than 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds greater than 0, not {value!r}")
+    return number
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `test` subcommand's arguments (dests of their own: a server option given with a command is refused)."""
     parser.add_argument("suite", metavar="SUITE", help="the suite file (YAML or JSON)")
@@ -58,3 +69,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report")
+    parser.add_argument("--html", type=Path, metavar="FILE", help="write the HTML report (one self-contained file)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="OLD.json",
+        help="compare with an earlier --json report; exit 1 only for new failures",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="stop the whole suite after this long and report the runs that finished (exit 1 with failures, else 124)",
+    )

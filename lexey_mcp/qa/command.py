@@ -1,25 +1,38 @@
-"""`lexey-mcp test SUITE`: exit 0 when every run of every case passed, 1 when any failed, 2 for an invalid suite
-or configuration (nothing is sent then)."""
+"""`lexey-mcp test SUITE`: exit 0 when every run of every case passed, 1 when any failed, 2 for an invalid suite,
+baseline or configuration (nothing is sent then) or a failed setup step (no case runs then).
+
+With --baseline, 1 only for a new failure. Ctrl-C or SIGTERM writes every requested report with the runs that
+finished, marked interrupted, then exits 130 or 143; --timeout does the same and exits 1 when a run failed so far
+(with --baseline: a new failure), else 124 (as GNU `timeout` does): an incomplete suite never exits 0."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import shutil
+import signal
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
+
+import anyio
 
 from .. import interrupt
 from ..client import LexeyClient
 from ..config import Settings
 from ..errors import LexeyConfigError, LexeyInputError
-from .output import Progress, junit_xml, summary_table, write
+from .compare import compare, read_baseline
+from .html import html_report
+from .output import Progress, junit_xml, text_report, write
 from .report import SuiteReport
-from .runner import SetupError, run_suite
-from .suite import Suite, load_suite
+from .runner import SetupError, SuiteRun, execute, plan
+from .suite import load_suite
 
 PASSED, FAILED, UNUSABLE = 0, 1, 2
+#: The exit status of a suite stopped by --timeout with no failure among the runs that finished.
+TIMED_OUT = 124
+
+Baseline = dict[str, float] | None
 
 
 def _fail(message: str) -> int:
@@ -29,60 +42,108 @@ def _fail(message: str) -> int:
 
 def run_test_command(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        suite = load_suite(args.suite)
+        run = plan(load_suite(args.suite), repeat=args.repeat, cases=args.case)
+        baseline = _read_baseline(args.baseline)
     except LexeyInputError as exc:
         return _fail(str(exc))
-    reports = [path for path in (args.junit, args.json) if path is not None]
-    for report in reports:  # found out now, not after a long run whose report would be lost
+    problem = _report_paths_problem(args)
+    if problem is not None:
+        return _fail(problem)
+    interrupt.announce("lexey-mcp test: interrupted; writing the reports of the runs that finished")
+    # On a signal the runs are cancelled (their upstream streams closed on the way out), the reports written.
+    return interrupt.run(_run, args, settings, run, baseline)
+
+
+def _read_baseline(path: Path | None) -> Baseline:
+    if path is None:
+        return None
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise LexeyInputError(f"cannot read the baseline {path}: {exc.strerror or exc}") from None
+    return read_baseline(text, f"the baseline {path}")
+
+
+def _report_paths_problem(args: argparse.Namespace) -> str | None:
+    """What keeps a requested report from being written, found now rather than after a long run."""
+    named: dict[Path, str] = {}
+    for option, report in (("--junit", args.junit), ("--json", args.json), ("--html", args.html)):
+        if report is None:
+            continue
         if not report.parent.is_dir():
-            return _fail(f"cannot write the report {report}: {report.parent} is not a directory")
+            return f"cannot write the report {report}: {report.parent} is not a directory"
         if report.is_dir():
-            return _fail(f"cannot write the report {report}: it is a directory")
-    if len(reports) == 2 and reports[0].resolve() == reports[1].resolve():
-        return _fail(f"--junit and --json both name {reports[0]}: give each report its own file")
-    interrupt.announce("lexey-mcp test: interrupted")
-    # On a signal the runs are cancelled, their upstream streams closed on the way out, and no report is written.
-    return interrupt.run(_run, args, settings, suite)
+            return f"cannot write the report {report}: it is a directory"
+        first = named.setdefault(report.resolve(), option)
+        if first != option:
+            return f"{first} and {option} both name {report}: give each report its own file"
+    return None
 
 
-async def _run(args: argparse.Namespace, settings: Settings, suite: Suite) -> int:
-    sandbox = bool(args.test_sandbox)
+async def _run(args: argparse.Namespace, settings: Settings, run: SuiteRun, baseline: Baseline) -> int:
+    title = run.suite.name or Path(run.suite.source).stem
     async with AsyncExitStack() as stack:
-        if sandbox:
-            from ..sandbox import Sandbox, SandboxConfig
-
-            if settings.log_level != "DEBUG":  # its start and stop lines are noise around a report
-                for name in ("uvicorn.error", "lexey_mcp.sandbox"):
-                    logging.getLogger(name).setLevel(logging.WARNING)
-            sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=args.delay)))
-            settings = sb.settings(settings)
-        client = await stack.enter_async_context(LexeyClient(settings, trust_env=not sandbox))
-        title = suite.name or Path(suite.source).stem
-        write(sys.stdout, f"{title}: running {suite.source}" + (" (setup skipped)" if args.skip_setup else "") + "\n")
+        client = await _client(stack, args, settings)
+        skipped = " (setup skipped)" if args.skip_setup else ""
+        write(sys.stdout, f"{title}: running {run.suite.source}{skipped}\n")
         try:
-            report = await run_suite(
-                client,
-                suite,
-                repeat=args.repeat,
-                concurrency=args.concurrency,
-                cases=args.case,
-                setup=not args.skip_setup,
-                on_run=Progress(args.repeat),
-            )
-        except (LexeyConfigError, LexeyInputError, SetupError) as exc:
+            with anyio.move_on_after(args.timeout) as timer:
+                await execute(
+                    client, run, concurrency=args.concurrency, setup=not args.skip_setup, on_run=Progress(args.repeat)
+                )
+        except SetupError as exc:
+            _finish(args, run, title, baseline)
             return _fail(str(exc))
-    return _finish(args, report, title)
+        except (LexeyConfigError, LexeyInputError) as exc:
+            return _fail(str(exc))
+        except anyio.get_cancelled_exc_class():
+            stopped_by = interrupt.received()
+            if stopped_by is not None:  # the process exits with the signal's status once this has unwound
+                _finish(args, run, title, baseline, signal.Signals(stopped_by).name)
+            raise
+    return _finish(args, run, title, baseline, f"time-out of {args.timeout:g}s" if timer.cancelled_caught else None)
 
 
-def _finish(args: argparse.Namespace, report: SuiteReport, title: str) -> int:
+async def _client(stack: AsyncExitStack, args: argparse.Namespace, settings: Settings) -> LexeyClient:
+    """The Lexey client, against a fresh embedded sandbox with --sandbox."""
+    sandbox = bool(args.test_sandbox)
+    if sandbox:
+        from ..sandbox import Sandbox, SandboxConfig  # only with --sandbox: it serves HTTP (uvicorn, starlette)
+
+        if settings.log_level != "DEBUG":  # its start and stop lines are noise around a report
+            for name in ("uvicorn.error", "lexey_mcp.sandbox"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+        sb = await stack.enter_async_context(Sandbox(SandboxConfig(delay=args.delay)))
+        settings = sb.settings(settings)
+    return await stack.enter_async_context(LexeyClient(settings, trust_env=not sandbox))
+
+
+def _failed(report: SuiteReport) -> bool:
+    """A failure that makes the exit status 1: with a baseline, only a new one."""
+    if report.baseline is not None:
+        return bool(report.new_failures)
+    return not all(case.passed for case in report.cases)
+
+
+def _finish(
+    args: argparse.Namespace, run: SuiteRun, title: str, baseline: Baseline, interrupted: str | None = None
+) -> int:
+    """Print the report and write every report requested; the exit status."""
+    report = run.report(interrupted)
+    if baseline is not None:
+        report = compare(report, baseline)
     # A terminal gets a table that fits; a CI log gets whole lines (the first failure is the point of the table).
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 10_000
-    write(sys.stdout, f"\n{summary_table(report, width=width)}\n")
+    write(sys.stdout, f"\n{text_report(report, width=width)}\n")
     try:
         if args.junit is not None:
             args.junit.write_bytes(junit_xml(report, args.repeat, title))
         if args.json is not None:
             args.json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        if args.html is not None:
+            args.html.write_text(html_report(report, title), encoding="utf-8")
     except OSError as exc:
         return _fail(f"cannot write the report: {exc}")
-    return PASSED if report.passed else FAILED
+    if _failed(report):
+        return FAILED
+    return TIMED_OUT if interrupted else PASSED

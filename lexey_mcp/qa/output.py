@@ -1,4 +1,5 @@
-"""What people read of a suite run: live progress, the summary table, JUnit XML for CI."""
+"""What people read of a suite run: live progress, the setup replies, the summary table, the comparison with a
+baseline, JUnit XML for CI (the HTML report is `html`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import shutil
 import sys
 import textwrap
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import TextIO
 
 from .report import REQUEST_FAILED, CaseReport, Failure, RunReport, SuiteReport
+from .runner import excerpt
 from .suite import CONTROL
 
 # Characters XML 1.0 cannot carry at all (a reply is upstream text: it may hold any of them).
@@ -113,7 +116,9 @@ def summary_table(report: SuiteReport, width: int = 120) -> str:
     failed_cases = [c.name for c in report.cases if not c.passed]
     flaky = [c.name for c in report.cases if c.flaky]
     title = f"{report.name}: " if report.name else ""
-    if report.passed:
+    if report.interrupted:
+        title += f"INTERRUPTED ({report.interrupted}): "
+    if not failed_cases:
         verdict = f"{title}PASSED: {len(report.cases)} cases, {len(runs)} runs, all passed."
     else:
         failed_runs = sum(not r.passed for r in runs)
@@ -124,6 +129,58 @@ def summary_table(report: SuiteReport, width: int = 120) -> str:
         if flaky:
             verdict += f" Flaky (passed some runs, failed others): {', '.join(flaky)}."
     return "\n".join([*lines, "", verdict])
+
+
+def setup_lines(report: SuiteReport) -> list[str]:
+    """One line per setup step sent: its outcome, the instruction and the management agent's reply (excerpts)."""
+    return [
+        _visible(f"{i}. {step.outcome}: {excerpt(step.instruction)} → {excerpt(step.reply)}")
+        for i, step in enumerate(report.setup, 1)
+    ]
+
+
+def baseline_lines(report: SuiteReport) -> list[str]:
+    """One line per case against the baseline (none without one), the changes first."""
+    if report.baseline is None:
+        return []
+    order = ("new failure", "fixed", "pass rate changed", "still failing", "not run", "new case", "unchanged")
+
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    changes = sorted(report.baseline, key=lambda c: order.index(c.change))
+    return [f"{c.change}: {c.name} ({rate(c.baseline_pass_rate)} → {rate(c.pass_rate)})" for c in changes]
+
+
+def text_report(report: SuiteReport, width: int = 120) -> str:
+    """The whole report for a terminal or a log: setup replies, the summary table, the baseline comparison."""
+    parts = []
+    if report.setup:
+        parts.append(
+            "Setup, the management agent's replies:\n" + "\n".join(f"  {line}" for line in setup_lines(report))
+        )
+    if report.cases or not report.setup:
+        parts.append(summary_table(report, width))
+    if report.baseline is not None:
+        new = len(report.new_failures)
+        head = f"Against the baseline: {new} new failure{'' if new == 1 else 's'}."
+        parts.append(head + "\n" + "\n".join(f"  {line}" for line in baseline_lines(report)))
+    return "\n\n".join(parts)
+
+
+def tool_text(report: SuiteReport, quote: Callable[[str], str]) -> str:
+    """`run_test_suite`'s text for a model: each setup step's outcome and reply (the replies are upstream words,
+    put through `quote`: a `quoting.Fence`), the summary table in whole lines, the baseline comparison."""
+    parts = []
+    if report.setup:
+        replies = "\n".join(f"{i}. {step.outcome}: {excerpt(step.reply)}" for i, step in enumerate(report.setup, 1))
+        parts.append(f"Setup: {len(report.setup)} instructions sent; the management agent replied:\n{quote(replies)}")
+    parts.append(summary_table(report, width=10_000))
+    lines = baseline_lines(report)
+    if lines:
+        new = len(report.new_failures)
+        parts.append(f"Against the baseline: {new} new failure{'' if new == 1 else 's'}.\n" + "\n".join(lines))
+    return "\n\n".join(parts)
 
 
 def junit_xml(report: SuiteReport, repeat: int, suite_name: str) -> bytes:
@@ -163,6 +220,21 @@ def junit_xml(report: SuiteReport, repeat: int, suite_name: str) -> bytes:
                 failure.text = _xml("\n".join(failure_line(f) for f in unmet))
             if run.conversation_id:
                 ET.SubElement(testcase, "system-out").text = f"conversation {run.conversation_id}"
+    notes = _suite_notes(report)
+    if notes:
+        ET.SubElement(suite, "system-out").text = _xml(notes)
     ET.indent(root)
     document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return document + b"\n"
+
+
+def _suite_notes(report: SuiteReport) -> str:
+    """The testsuite's system-out: why the run stopped early, every setup step with its whole reply, the baseline."""
+    notes = [f"interrupted: {report.interrupted}"] if report.interrupted else []
+    for i, step in enumerate(report.setup, 1):
+        notes += [f"setup {i} ({step.outcome}): {step.instruction}", f"reply: {step.reply}"]
+        notes += [f"  {failure_line(f)}" for f in step.failures]
+    lines = baseline_lines(report)
+    if lines:
+        notes += ["against the baseline:", *(f"  {line}" for line in lines)]
+    return "\n".join(notes)

@@ -9,18 +9,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 import anyio
 
 from ..client import LexeyClient
 from ..errors import AuthenticationError, LexeyConfigError, LexeyError, LexeyInputError, PermissionDeniedError
+from ..management import not_applied
 from ..models import ChatResult
 from ..observability import RateLimited
 from ..request_keys import key_for
 from .arguments import MAX_RUNS
 from .matching import MATCH_SECONDS, one_budget_per_pattern, search
-from .report import REQUEST_FAILED, CaseReport, Failure, RunReport, SuiteReport
-from .suite import Case, Expect, Suite
+from .report import REQUEST_FAILED, CaseReport, Check, Failure, RunReport, SetupStep, SuiteReport, TurnReport
+from .suite import Case, Expect, Suite, Turn
 
 logger = logging.getLogger("lexey_mcp.qa")
 
@@ -32,11 +34,14 @@ KEY_REFUSED = (AuthenticationError, PermissionDeniedError)
 
 
 class SetupError(LexeyError):
-    """A setup instruction failed: the cases would test an agent that is not configured as the suite says."""
+    """A setup instruction failed, was not applied, or its reply missed its expectations: the cases would test an
+    agent that is not configured as the suite says, so none runs."""
 
 
 #: Called after each case run: (runs done, runs in all, case name, 0-based run index, the run).
 OnRun = Callable[[int, int, str, int, RunReport], Awaitable[None]]
+#: Hears of each conversation a run makes (its case's name, the conversation's id) before anything is said in it.
+OnConversation = Callable[[str, str], Awaitable[None]]
 
 
 def excerpt(text: str, at: int = 0, length: int = 0) -> str:
@@ -45,6 +50,24 @@ def excerpt(text: str, at: int = 0, length: int = 0) -> str:
     end = min(len(text), max(start + EXCERPT_CHARS, at + length))
     piece = " ".join(text[start:end].split())
     return f'"{"…" if start else ""}{piece}{"…" if end < len(text) else ""}"'
+
+
+def checks(expect: Expect) -> list[Check]:
+    """Every expectation `expect` sets, described: what a transcript marks at its turn."""
+    found = [Check(expectation="outcome", wanted=f"outcome {expect.outcome}")]
+    if expect.contains:
+        found.append(Check(expectation="contains", wanted="contains " + ", ".join(map(repr, expect.contains))))
+    if expect.not_contains:
+        found.append(
+            Check(expectation="not_contains", wanted="does not contain " + ", ".join(map(repr, expect.not_contains)))
+        )
+    if expect.matches is not None:
+        found.append(Check(expectation="matches", wanted=f"matches /{expect.matches.pattern}/"))
+    if expect.escalated is not None:
+        found.append(Check(expectation="escalated", wanted="escalated" if expect.escalated else "not escalated"))
+    if expect.max_seconds is not None:
+        found.append(Check(expectation="max_seconds", wanted=f"within {expect.max_seconds:g}s"))
+    return found
 
 
 async def check_reply(expect: Expect, reply: ChatResult, seconds: float, escalated: bool, turn: int) -> list[Failure]:
@@ -85,16 +108,19 @@ async def check_reply(expect: Expect, reply: ChatResult, seconds: float, escalat
     return failures
 
 
-async def run_case(client: LexeyClient, case: Case) -> RunReport:
-    """One run of `case` in a fresh conversation. An upstream failure ends the run as a `request` failure; a refused
-    key (KEY_REFUSED) is raised."""
+async def run_case(client: LexeyClient, case: Case, on_conversation: OnConversation | None = None) -> RunReport:
+    """One run of `case` in a fresh conversation, with its transcript. An upstream failure ends the run as a
+    `request` failure; a refused key (KEY_REFUSED) is raised."""
     started = time.monotonic()
     failures: list[Failure] = []
+    transcript: list[TurnReport] = []
     conversation_id: str | None = None
     status: str | None = None
     turn = 0
     try:
         conversation_id = await client.customer.create_conversation()
+        if on_conversation is not None:
+            await on_conversation(case.name, conversation_id)
         for turn, step in enumerate(case.turns, 1):
             sent = time.monotonic()
             with anyio.move_on_after(step.expect.max_seconds) as limit:  # max_seconds: no waiting past it
@@ -103,9 +129,12 @@ async def run_case(client: LexeyClient, case: Case) -> RunReport:
             if limit.cancelled_caught:
                 detail = f"no reply within {step.expect.max_seconds:g}s; the turn was stopped, and the run with it"
                 failures.append(Failure(turn=turn, expectation="max_seconds", detail=detail))
+                transcript.append(TurnReport(say=step.say, reply="", seconds=round(seconds, 3), escalated=False))
                 break
             status = reply.conversation_status or status  # a reply without a status event leaves it as it was
-            failures += await check_reply(step.expect, reply, seconds, status == "escalated", turn)
+            escalated = status == "escalated"
+            failures += await check_reply(step.expect, reply, seconds, escalated, turn)
+            transcript.append(_turn_report(step, reply.text, seconds, escalated))
     except KEY_REFUSED:
         raise  # not the agent failing: nothing can pass with this key
     except LexeyError as exc:
@@ -115,6 +144,13 @@ async def run_case(client: LexeyClient, case: Case) -> RunReport:
         conversation_id=conversation_id,
         seconds=round(time.monotonic() - started, 3),
         failures=failures,
+        turns=transcript,
+    )
+
+
+def _turn_report(step: Turn, reply: str, seconds: float, escalated: bool) -> TurnReport:
+    return TurnReport(
+        say=step.say, reply=reply, seconds=round(seconds, 3), escalated=escalated, checks=checks(step.expect)
     )
 
 
@@ -130,27 +166,155 @@ def select_cases(suite: Suite, names: Sequence[str]) -> list[Case]:
     return [c for c in suite.cases if c.name in names]
 
 
-async def run_setup(client: LexeyClient, instructions: Sequence[str]) -> list[str]:
-    """The setup instructions in order, in one management conversation; the first that fails stops the run. The
-    management agent's replies, in order."""
-    i = 0
-    replies: list[str] = []
+async def run_setup(client: LexeyClient, steps: Sequence[Turn], done: list[SetupStep]) -> None:
+    """The setup steps in order, in one management conversation, each appended to `done` with its reply. The first
+    that fails, is not applied (`management.not_applied`) or misses its expectations raises `SetupError`."""
     try:
         conversation_id = await client.management.create_conversation()
-        for i, instruction in enumerate(instructions, 1):
-            reply = await client.management.send_message(conversation_id, instruction)
-            logger.info("setup %d/%d: %s", i, len(instructions), excerpt(reply.text))
-            if reply.outcome == "complete":
-                replies.append(reply.text)
-                continue
-            why = reply.error.message if reply.error else reply.partial_reason or reply.outcome
-            raise SetupError(f"Setup instruction {i} did not complete ({why}): {instruction[:200]!r}")
-    except SetupError:
-        raise
     except LexeyError as exc:
-        step = f"instruction {i}" if i else "(creating the management conversation)"
-        raise SetupError(f"Setup {step} failed: {exc}") from None
-    return replies
+        raise SetupError(f"Setup failed creating the management conversation: {exc}") from None
+    for i, step in enumerate(steps, 1):
+        sent = time.monotonic()
+        try:
+            reply = await client.management.send_message(conversation_id, step.say)
+        except LexeyError as exc:
+            done.append(SetupStep(instruction=step.say, reply="", outcome="request failed"))
+            raise SetupError(f"Setup step {i} (line {step.line}) failed: {exc}") from None
+        logger.info("setup %d/%d: %s", i, len(steps), excerpt(reply.text))
+        failures = await check_reply(step.expect, reply, time.monotonic() - sent, False, i)
+        failures = [f for f in failures if f.expectation != "escalated"]  # a management conversation never escalates
+        if not_applied(reply.text):
+            done.append(SetupStep(instruction=step.say, reply=reply.text, outcome="not applied", failures=failures))
+            why = "was not applied"
+        elif failures:
+            done.append(
+                SetupStep(instruction=step.say, reply=reply.text, outcome="expectation failed", failures=failures)
+            )
+            why = "missed its expectations (" + "; ".join(f"{f.expectation}: {f.detail}" for f in failures) + ")"
+        else:
+            done.append(SetupStep(instruction=step.say, reply=reply.text, outcome="applied"))
+            continue
+        raise SetupError(
+            f"Setup step {i} (line {step.line}) {why}, so no case ran: {excerpt(step.say)}; "
+            f"the management agent replied: {excerpt(reply.text)}"
+        )
+
+
+@dataclass
+class SuiteRun:
+    """A suite run as it goes: `report` makes the report of the runs finished so far at any moment (an interrupted
+    run's too)."""
+
+    suite: Suite
+    cases: list[Case]
+    repeat: int
+    setup: list[SetupStep] = field(default_factory=list)
+    runs: dict[str, list[RunReport | None]] = field(default_factory=dict)
+    done: int = 0
+
+    def __post_init__(self) -> None:
+        self.runs = {c.name: [None] * self.repeat for c in self.cases}
+
+    @property
+    def total(self) -> int:
+        return len(self.cases) * self.repeat
+
+    def report(self, interrupted: str | None = None) -> SuiteReport:
+        """The report of every run finished; cases with none are left out when the run was `interrupted` (why)."""
+        reports = []
+        for case in self.cases:
+            finished = [r for r in self.runs[case.name] if r is not None]
+            if not finished:
+                continue
+            passed = sum(r.passed for r in finished)
+            rate = round(passed / len(finished), 4)
+            reports.append(
+                CaseReport(name=case.name, passed=rate == 1, pass_rate=rate, flaky=0 < rate < 1, runs=finished)
+            )
+        if interrupted is not None:
+            interrupted = f"{interrupted} after {self.done} of {self.total} runs"
+        passed = interrupted is None and all(c.passed for c in reports) and len(reports) == len(self.cases)
+        return SuiteReport(
+            name=self.suite.name, passed=passed, setup=self.setup, cases=reports, interrupted=interrupted
+        )
+
+
+def plan(suite: Suite, *, repeat: int = 1, cases: Sequence[str] = ()) -> SuiteRun:
+    """A run of `suite` (the `cases` named, or all) `repeat` times; refused before anything is sent when too big."""
+    if repeat < 1:
+        raise LexeyInputError("repeat must be at least 1.")
+    selected = select_cases(suite, cases)
+    if len(selected) * repeat > MAX_RUNS:
+        raise LexeyInputError(
+            f"Nothing was sent: {len(selected)} cases run {repeat} times would be {len(selected) * repeat} runs, and "
+            f"one suite run takes at most {MAX_RUNS}. Run fewer cases, or fewer repeats."
+        )
+    return SuiteRun(suite, selected, repeat)
+
+
+async def execute(
+    client: LexeyClient,
+    run: SuiteRun,
+    *,
+    concurrency: int = 4,
+    setup: bool = True,
+    on_run: OnRun | None = None,
+    on_conversation: OnConversation | None = None,
+) -> None:
+    """Keys checked, then setup, then every case `run.repeat` times with at most `concurrency` runs at once, each
+    finished run recorded in `run`. A refused key stops it all with `LexeyConfigError`."""
+    if concurrency < 1:
+        raise LexeyInputError("concurrency must be at least 1.")
+    key_for(client.settings, "customer")
+    if setup and run.suite.setup:
+        try:  # the key setup will use: in hosted mode, the request's own
+            key_for(client.settings, "management")
+        except LexeyConfigError as exc:
+            raise LexeyConfigError(f"This suite has setup instructions, which need the management key. {exc}") from None
+        await run_setup(client, run.suite.setup, run.setup)
+    refused = await _run_cases(client, run, concurrency, on_run, on_conversation)
+    if isinstance(refused, RateLimited):
+        raise LexeyError(f"The suite stopped after {run.done} of {run.total} runs: {refused}")
+    if refused is not None:
+        raise LexeyConfigError(f"The suite stopped: {refused}")
+
+
+async def _run_cases(
+    client: LexeyClient, run: SuiteRun, concurrency: int, on_run: OnRun | None, on_conversation: OnConversation | None
+) -> LexeyError | None:
+    """Every case run, `concurrency` at once; the error that stopped them early (rate limit, refused key), if any."""
+    reporting = anyio.Lock()
+    # Run-major order: with repeats, every case gets its first run before any gets a second.
+    pending = ((case, index) for index in range(run.repeat) for case in run.cases)
+    refused: LexeyError | None = None
+
+    async def worker() -> None:
+        nonlocal refused
+        for case, index in pending:  # shared by the workers: each run is taken once
+            if refused is not None:
+                return
+            try:
+                await client.observer.charge("customer", client.settings)  # each run counts against the key
+            except RateLimited as exc:  # no new runs; those under way finish
+                refused = exc
+                return
+            try:
+                report = await run_case(client, case, on_conversation)
+            except KEY_REFUSED as exc:
+                refused = exc
+                group.cancel_scope.cancel()
+                return
+            run.runs[case.name][index] = report
+            async with reporting:  # one report at a time, so that `done` (MCP progress) only ever increases
+                run.done += 1
+                if on_run is not None:
+                    await on_run(run.done, run.total, case.name, index, report)
+
+    with one_budget_per_pattern():
+        async with anyio.create_task_group() as group:
+            for _ in range(min(concurrency, run.total)):
+                group.start_soon(worker)
+    return refused
 
 
 async def run_suite(
@@ -162,75 +326,9 @@ async def run_suite(
     cases: Sequence[str] = (),
     setup: bool = True,
     on_run: OnRun | None = None,
+    on_conversation: OnConversation | None = None,
 ) -> SuiteReport:
-    """Run `suite`: keys checked and cases selected before anything is sent, then setup, then every case
-    `repeat` times with at most `concurrency` runs at once. A refused key stops it all with `LexeyConfigError`."""
-    if repeat < 1 or concurrency < 1:
-        raise LexeyInputError("repeat and concurrency must be at least 1.")
-    selected = select_cases(suite, cases)
-    if len(selected) * repeat > MAX_RUNS:
-        raise LexeyInputError(
-            f"Nothing was sent: {len(selected)} cases run {repeat} times would be {len(selected) * repeat} runs, and "
-            f"one suite run takes at most {MAX_RUNS}. Run fewer cases, or fewer repeats."
-        )
-    key_for(client.settings, "customer")
-    setup_replies: list[str] = []
-    if setup and suite.setup:
-        try:  # the key setup will use: in hosted mode, the request's own
-            key_for(client.settings, "management")
-        except LexeyConfigError as exc:
-            raise LexeyConfigError(f"This suite has setup instructions, which need the management key. {exc}") from None
-        setup_replies = await run_setup(client, suite.setup)
-    runs: dict[str, list[RunReport | None]] = {c.name: [None] * repeat for c in selected}
-    total = len(selected) * repeat
-    done = 0
-    reporting = anyio.Lock()
-    # Run-major order: with repeats, every case gets its first run before any gets a second.
-    pending = ((case, index) for index in range(repeat) for case in selected)
-
-    refused: LexeyError | None = None
-
-    async def worker() -> None:
-        nonlocal done, refused
-        for case, index in pending:  # shared by the workers: each run is taken once
-            if refused is not None:
-                return
-            try:
-                await client.observer.charge("customer", client.settings)  # each run counts against the key
-            except RateLimited as exc:  # no new runs; those under way finish
-                refused = exc
-                return
-            try:
-                report = await run_case(client, case)
-            except KEY_REFUSED as exc:
-                refused = exc
-                group.cancel_scope.cancel()
-                return
-            runs[case.name][index] = report
-            async with reporting:  # one report at a time, so that `done` (MCP progress) only ever increases
-                done += 1
-                if on_run is not None:
-                    await on_run(done, total, case.name, index, report)
-
-    with one_budget_per_pattern():
-        async with anyio.create_task_group() as group:
-            for _ in range(min(concurrency, total)):
-                group.start_soon(worker)
-    if isinstance(refused, RateLimited):
-        raise LexeyError(f"The suite stopped after {done} of {total} runs: {refused}")
-    if refused is not None:
-        raise LexeyConfigError(f"The suite stopped: {refused}")
-    reports = []
-    for case in selected:
-        finished = [r for r in runs[case.name] if r is not None]
-        passed = sum(r.passed for r in finished)
-        reports.append(
-            CaseReport(
-                name=case.name,
-                passed=passed == len(finished),
-                pass_rate=round(passed / len(finished), 4),
-                flaky=0 < passed < len(finished),
-                runs=finished,
-            )
-        )
-    return SuiteReport(name=suite.name, passed=all(c.passed for c in reports), setup=setup_replies, cases=reports)
+    """Run `suite` (`plan`, then `execute`) and report it."""
+    run = plan(suite, repeat=repeat, cases=cases)
+    await execute(client, run, concurrency=concurrency, setup=setup, on_run=on_run, on_conversation=on_conversation)
+    return run.report()

@@ -1,7 +1,10 @@
 """The suite format: parsed from YAML (JSON is valid YAML) and checked before anything is sent.
 
     name: Acme support                 # optional
-    setup: ["Add a knowledge article about pricing: …"]   # optional management instructions, in order
+    setup:                             # optional management instructions, in order
+      - "Add a knowledge article about pricing: …"
+      - say: "Always escalate refund requests over $100."
+        expect: {contains: ["refund requests over $100"]}   # the same matchers as a turn; unmet: nothing runs
     cases:
       - name: pricing                  # unique
         turns:
@@ -11,22 +14,22 @@
         expect: {escalated: false}     # case-level: merged into the last turn's expectations
 
 Every problem is reported with the file, the line and column, and the field (`cases[0].turns[1].expect.contains`),
-all of them at once. PyYAML is imported only here, when a suite is parsed.
+all of them at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
+
+import yaml
 
 from ..errors import LexeyInputError
 from ..validation import check_message
-
-if TYPE_CHECKING:
-    import yaml
 
 Outcome = Literal["complete", "error", "partial"]
 OUTCOMES: tuple[Outcome, ...] = ("complete", "error", "partial")
@@ -34,7 +37,6 @@ OUTCOMES: tuple[Outcome, ...] = ("complete", "error", "partial")
 SUITE_KEYS = ("name", "setup", "cases")
 CASE_KEYS = ("name", "turns", "expect")
 TURN_KEYS = ("say", "expect")
-EXPECT_KEYS = ("contains", "not_contains", "matches", "escalated", "outcome", "max_seconds")
 
 #: Line breaks, tabs and every other C0 or C1 control character: none in a name, none shown raw on a terminal.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -64,6 +66,9 @@ class Expect:
     max_seconds: float | None = None
 
 
+EXPECT_KEYS = tuple(f.name for f in dataclasses.fields(Expect))
+
+
 @dataclass(frozen=True)
 class Turn:
     say: str
@@ -82,7 +87,7 @@ class Case:
 class Suite:
     cases: tuple[Case, ...]
     name: str | None = None
-    setup: tuple[str, ...] = ()
+    setup: tuple[Turn, ...] = ()
     source: str = "<suite>"
 
 
@@ -140,8 +145,6 @@ class _Checker:
 
     def mapping(self, node: yaml.Node, path: str, allowed: tuple[str, ...]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         """The mapping's entries by key (key node, value node); unknown and repeated keys are problems."""
-        import yaml
-
         if not self.visit(node, path):
             return {}
         if not isinstance(node, yaml.MappingNode):
@@ -167,8 +170,6 @@ class _Checker:
         """A non-empty string. Any plain scalar counts as its text (`contains: [yes]` means the word "yes").
         `message`: it is sent upstream, so it must pass the checks every message passes. `label`: it names a suite
         or case on a terminal, in a table and in JUnit, so it is one line without control characters."""
-        import yaml
-
         if not self.visit(node, path):
             return None
         if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
@@ -190,8 +191,6 @@ class _Checker:
 
     def texts(self, node: yaml.Node, path: str, *, message: bool = False) -> tuple[str, ...]:
         """A list of non-empty strings, or one string standing for a list of one."""
-        import yaml
-
         if isinstance(node, yaml.SequenceNode):
             if not self.visit(node, path):
                 return ()
@@ -204,8 +203,6 @@ class _Checker:
 
     def items(self, node: yaml.Node, path: str, what: str) -> list[yaml.Node]:
         """The items of a non-empty list (of `what`); none, with a problem, for anything else."""
-        import yaml
-
         if not self.visit(node, path):
             return []
         if not isinstance(node, yaml.SequenceNode) or not node.value:
@@ -216,8 +213,6 @@ class _Checker:
     def scalar(self, node: yaml.Node, path: str) -> Any:
         """The scalar's value as YAML's core schema reads it; None for anything else, or for a value its own tag
         refuses (`!!float abc`), so that the caller reports what it expected."""
-        import yaml
-
         if not self.visit(node, path) or not isinstance(node, yaml.ScalarNode):
             return None
         try:
@@ -262,8 +257,6 @@ class _Checker:
         return given
 
     def case(self, node: yaml.Node, path: str) -> tuple[str | None, list[Turn]]:
-        import yaml
-
         entries = self.mapping(node, path, CASE_KEYS)
         if not entries and not isinstance(node, yaml.MappingNode):
             return None, []
@@ -291,17 +284,36 @@ class _Checker:
             self.expect(entries["expect"][1], f"{path}.expect")
         return name, turns
 
-    def turn(self, node: yaml.Node, path: str) -> Turn:
-        import yaml
+    def setup(self, node: yaml.Node, path: str) -> tuple[Turn, ...]:
+        """The setup instructions: one string, or a list of strings and {say, expect} steps."""
+        if not isinstance(node, yaml.SequenceNode):
+            return (self.instruction(node, path),) if self.text(node, path, message=True) is not None else ()
+        if not self.visit(node, path):
+            return ()
+        if not node.value:
+            self.problem(node, path, "must list at least one instruction")
+        steps = []
+        for i, item in enumerate(node.value):
+            if isinstance(item, yaml.MappingNode):
+                steps.append(self.turn(item, f"{path}[{i}]", say="the instruction"))
+            elif self.text(item, f"{path}[{i}]", message=True) is not None:
+                steps.append(self.instruction(item, f"{path}[{i}]"))
+        return tuple(steps)
 
+    @staticmethod
+    def instruction(node: yaml.Node, path: str) -> Turn:
+        """A setup step given as a string: it must be applied, and its reply complete."""
+        return Turn(str(node.value), Expect(), node.start_mark.line + 1)
+
+    def turn(self, node: yaml.Node, path: str, say: str = "what the customer writes") -> Turn:
         entries = self.mapping(node, path, TURN_KEYS)
-        say = ""
+        text = ""
         if "say" in entries:
-            say = self.text(entries["say"][1], f"{path}.say", message=True) or ""
+            text = self.text(entries["say"][1], f"{path}.say", message=True) or ""
         elif isinstance(node, yaml.MappingNode):
-            self.problem(node, path, "missing key 'say' (what the customer writes)")
+            self.problem(node, path, f"missing key 'say' ({say})")
         given = self.expect(entries["expect"][1], f"{path}.expect") if "expect" in entries else {}
-        return Turn(say, Expect(**given), node.start_mark.line + 1)
+        return Turn(text, Expect(**given), node.start_mark.line + 1)
 
 
 def _given(expect: Expect) -> dict[str, Any]:
@@ -311,8 +323,6 @@ def _given(expect: Expect) -> dict[str, Any]:
 
 
 def _kind(node: yaml.Node) -> str:
-    import yaml
-
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):
@@ -327,13 +337,11 @@ def _clip(text: str, chars: int = 60) -> str:
     return repr(text) if len(text) <= chars else repr(text[:chars]) + f"… ({len(text)} characters)"
 
 
-def _walk(check: _Checker, root: yaml.Node) -> tuple[str | None, tuple[str, ...], list[Case]]:
+def _walk(check: _Checker, root: yaml.Node) -> tuple[str | None, tuple[Turn, ...], list[Case]]:
     """The suite's name, setup and cases; every problem goes to `check`."""
-    import yaml
-
     entries = check.mapping(root, "", SUITE_KEYS)
     name = check.text(entries["name"][1], "name", label=True) if "name" in entries else None
-    setup = check.texts(entries["setup"][1], "setup", message=True) if "setup" in entries else ()
+    setup = check.setup(entries["setup"][1], "setup") if "setup" in entries else ()
     cases: list[Case] = []
     if "cases" not in entries:
         if isinstance(root, yaml.MappingNode):
@@ -359,7 +367,6 @@ def _walk(check: _Checker, root: yaml.Node) -> tuple[str | None, tuple[str, ...]
 @functools.cache
 def _loader() -> type[yaml.SafeLoader]:
     """PyYAML's safe loader, refusing nesting deeper than MAX_DEPTH at the node that goes too deep."""
-    import yaml
 
     class Loader(yaml.SafeLoader):
         depth = 0
@@ -380,8 +387,6 @@ def _loader() -> type[yaml.SafeLoader]:
 
 def parse_suite(text: str, source: str = "<suite>") -> Suite:
     """Parse and check a suite; `SuiteError` lists every problem with its line. Nothing is sent."""
-    import yaml
-
     try:
         root = yaml.compose(text, Loader=_loader())
     except yaml.MarkedYAMLError as exc:

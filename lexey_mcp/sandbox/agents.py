@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ..management import NOT_APPLIED
+from .amounts import split_threshold
 from .store import Article, Conversation, Organisation, Store
 from .textmatch import keywords, overlap, phrase_matches, stem, tokens
 
@@ -26,6 +28,11 @@ _CONTEXT_PLAIN = re.compile(r"^\s*(?:our\s+business\s+is|we\s+are|we're)\b", _FL
 _ARTICLE = re.compile(
     r"\b(?:add|create|write)\s+(?:a\s+|an\s+|the\s+)?(?:new\s+)?knowledge(?:\s+base)?\s+article\s+"
     r"(?:about|on|for|titled|called)\s+(?P<topic>[^:]+?)\s*:\s*(?P<body>.+)$",
+    _FLAGS,
+)
+_UPDATE_ARTICLE = re.compile(
+    r"\b(?:update|change|edit|replace|rewrite)\s+(?:the\s+|our\s+)?(?:knowledge(?:\s+base)?\s+)?article\s+"
+    r"(?:about|on|for|titled|called)\s+(?P<topic>[^:]+?)\s*(?:(?:to\s+(?:say|read)|with)\s*)?:\s*(?P<body>.+)$",
     _FLAGS,
 )
 _REMOVE_ARTICLE = re.compile(
@@ -68,17 +75,19 @@ _ESCALATE_SUBJECTS = re.compile(
 _HANDOVER = re.compile(
     r"\s+to\s+(?:a\s+|an\s+|the\s+)?(?:human|person|agent|operator|member\s+of\s+\w+\s+team)\b.*$", re.I
 )
-_LIST_SPLIT = re.compile(r"\s*,\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+", re.IGNORECASE)
+# A comma between digits is part of an amount ("over $1,000"), not a list.
+_LIST_SPLIT = re.compile(r"\s*(?:(?<!\d),|,(?!\d{3}(?!\d)))\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+", re.IGNORECASE)
 _SHOW = re.compile(r"\b(?:show|list|what\s+is|what's|what\s+are|describe)\b.*\b(?:config\w*|settings|setup)\b", _FLAGS)
 _GREETING = frozenset({"hi", "hello", "hey", "morning", "afternoon", "evening", "greetings"})
 
 HELP = (
     'I can help you configure your organisation. I understand: business context ("Our business is …" or '
     '"Set our business context: …"); knowledge articles ("Add a knowledge article about pricing: …", '
-    '"Remove the article about pricing"); branding ("Set our agent name to \'Acme Support\', primary colour to '
-    "'#2563EB', and welcome heading to 'Need help?'\"); escalation rules (\"Always escalate if a customer mentions "
-    'refunds or legal issues", "Clear escalation rules"); analytics ("How have we performed over the last 7 '
-    'days?"); and "Show our configuration".'
+    '"Update the knowledge article about pricing: …", "Remove the article about pricing"); branding ("Set our '
+    "agent name to 'Acme Support', primary colour to '#2563EB', and welcome heading to 'Need help?'\"); "
+    'escalation rules ("Always escalate if a customer mentions refunds or legal issues", "Always escalate refund '
+    'requests over $100", "Clear escalation rules"); analytics ("How have we performed over the last 7 days?"); '
+    'and "Show our configuration".'
 )
 
 
@@ -118,9 +127,11 @@ class ManagementAgent:
             return self._set_context(text)
         if match := _ARTICLE.search(text):
             return self._add_article(match.group("topic").strip(" '\"“”"), match.group("body").strip())
+        if match := _UPDATE_ARTICLE.search(text):
+            return self._update_article(match.group("topic").strip(" '\"“”"), match.group("body").strip())
         if re.search(r"\bknowledge(?:\s+base)?\s+article\b", text, re.IGNORECASE) and not _REMOVE_ARTICLE.search(text):
             return AgentReply(
-                "To add a knowledge article, give a topic and the article text after a colon, for example: "
+                f"{NOT_APPLIED} a knowledge article needs a topic and the article text after a colon, for example: "
                 '"Add a knowledge article about pricing: Our plans are Free and Pro ($12/month)."'
             )
         if match := _REMOVE_ARTICLE.search(text):
@@ -139,7 +150,7 @@ class ManagementAgent:
             return self._brand(branding)
         if _SHOW.search(text):
             return AgentReply(self._summary())
-        return AgentReply(f"Sorry, I didn't understand that instruction. {HELP}")
+        return AgentReply(f"{NOT_APPLIED} I didn't understand that instruction. {HELP}")
 
     def _set_context(self, context: str) -> AgentReply:
         self._org.business_context = context
@@ -157,10 +168,18 @@ class ManagementAgent:
             f"{topic} will now get this answer. The knowledge base has {_plural(len(self._org.articles), 'article')}."
         )
 
+    def _update_article(self, topic: str, body: str) -> AgentReply:
+        if topic.lower() not in self._org.articles:
+            return self._no_article(topic)
+        return self._add_article(self._org.articles[topic.lower()].topic, body)
+
+    def _no_article(self, topic: str) -> AgentReply:
+        known = ", ".join(a.topic for a in self._org.articles.values()) or "none"
+        return AgentReply(f'{NOT_APPLIED} there is no knowledge article about "{topic}". Articles: {known}.')
+
     def _remove_article(self, topic: str) -> AgentReply:
         if self._org.articles.pop(topic.lower(), None) is None:
-            known = ", ".join(a.topic for a in self._org.articles.values()) or "none"
-            return AgentReply(f'There is no knowledge article about "{topic}". Articles: {known}.')
+            return self._no_article(topic)
         return AgentReply(f'Removed the knowledge article "{topic}".')
 
     def _brand(self, changes: dict[str, str]) -> AgentReply:
@@ -179,10 +198,10 @@ class ManagementAgent:
         listing = re.split(r"[.!?](?:\s|$)", listing.strip(), maxsplit=1)[0]
         listing = _HANDOVER.sub("", listing)
         phrases = [p.strip(" .;:!?'\"") for p in _LIST_SPLIT.split(listing)]
-        phrases = [p for p in phrases if p and keywords(p)]
+        phrases = [p for p in phrases if p and keywords(split_threshold(p)[0])]
         if not phrases:
             return AgentReply(
-                "Tell me what should trigger an escalation, for example: "
+                f"{NOT_APPLIED} tell me what should trigger an escalation, for example: "
                 '"Always escalate if a customer mentions refunds or legal issues."'
             )
         added = [p for p in phrases if p.lower() not in {q.lower() for q in self._org.escalation_phrases}]
@@ -232,6 +251,13 @@ class ManagementAgent:
         )
 
 
+def rule_matches(rule: str, message: str) -> bool:
+    """An escalation rule's subject occurs in `message`, and an amount the message names meets the rule's amount
+    condition when it has one ("refund requests over $100")."""
+    subject, threshold = split_threshold(rule)
+    return phrase_matches(subject, message) and (threshold is None or threshold.met_by(message))
+
+
 class CustomerAgent:
     """Answers from the knowledge base by word overlap; escalates when an escalation rule matches."""
 
@@ -242,7 +268,7 @@ class CustomerAgent:
         org = self._store.org
         first_reply = not any(m.role == "assistant" for m in conversation.messages)
         intro = f"Hi, I'm {org.agent_name}. " if org.agent_name and first_reply else ""
-        matched = next((phrase for phrase in org.escalation_phrases if phrase_matches(phrase, message)), None)
+        matched = next((phrase for phrase in org.escalation_phrases if rule_matches(phrase, message)), None)
         if matched is not None:
             first = conversation.escalated_at is None
             if first:

@@ -25,6 +25,8 @@ GENERIC = wordset(
 )
 SYNONYMS = {"cost": "pric", "fee": "pric", "expens": "pric", "cheap": "pric", "quot": "pric"}
 PHRASES = {"how much": "pric", "money back": "refund"}
+#: "my $500 back", "the 20 dollars back": asking for an amount back is asking for a refund.
+_AMOUNT_BACK = re.compile(r"\b\d+(?: \d+)*(?: (?:dollars?|usd|bucks))? back\b")
 
 
 def tokens(text: str) -> list[str]:
@@ -51,6 +53,8 @@ def keywords(text: str, *, drop_generic: bool = False) -> list[str]:
     for phrase, key in PHRASES.items():
         if phrase in lowered:
             seen[key] = None
+    if _AMOUNT_BACK.search(lowered):
+        seen["refund"] = None
     for token in tokens(text):
         if token in STOPWORDS or token.isdigit() or len(token) < 3:
             continue

@@ -61,7 +61,7 @@ def confirm_setup(suite: str, ctx: Context[AppState]) -> Confirmation | Elicit[C
         return Confirmation(send=True)  # nothing will be sent: the tool answers what is wrong with the suite
     if not setup:
         return Confirmation(send=True)
-    steps = "\n".join(f"{i}. {instruction}" for i, instruction in enumerate(setup, 1))
+    steps = "\n".join(f"{i}. {step.say}" for i, step in enumerate(setup, 1))
     return _ask(
         "Run this test suite? Its setup first sends these instructions to Lexey's management agent, changing the "
         "organisation's setup:\n\n" + steps,

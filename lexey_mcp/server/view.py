@@ -4,8 +4,6 @@ report into the result's `_meta`; the page shows it. Every other host gets the r
 
 from __future__ import annotations
 
-import html
-import json
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -13,7 +11,6 @@ from typing import Any
 from mcp.server.apps import Apps, client_supports_apps
 from mcp.server.mcpserver import Context
 
-from ..models import Schema
 from ..toolsets import REPORT_VIEW_URI
 
 #: Where in a result's `_meta` the rendered report travels to the view.
@@ -40,8 +37,3 @@ def view_extension() -> Apps:
 def view_meta(ctx: Context[Any], render: Callable[[], str]) -> dict[str, Any] | None:
     """The result's `_meta` for the view: the rendered report when the client renders apps, else None."""
     return {HTML_KEY: render()} if client_supports_apps(ctx) else None
-
-
-def render(model: Schema, said: list[str] | None = None) -> str:
-    shown = {"said": said, **model.structured()} if said is not None else model.structured()
-    return f"<pre>{html.escape(json.dumps(shown, indent=2))}</pre>"

@@ -54,10 +54,19 @@ def test_the_passing_example_exits_0_with_junit_and_json(tmp_path: Path) -> None
     report = SuiteReport.model_validate_json((tmp_path / "out.json").read_text())
     assert report.passed
     assert {r.conversation_id for c in report.cases for r in c.runs}.isdisjoint({None})
-    assert set(json.loads((tmp_path / "out.json").read_text())) == {"name", "passed", "setup", "cases"}
+    assert set(json.loads((tmp_path / "out.json").read_text())) == {
+        "name",
+        "passed",
+        "setup",
+        "cases",
+        "interrupted",
+        "baseline",
+    }
     # The management agent's reply to each of the suite's four setup instructions, in order.
-    assert len(report.setup) == 4
-    assert report.setup[0].startswith("Business context saved")
+    assert [step.outcome for step in report.setup] == ["applied"] * 4
+    assert report.setup[0].instruction.startswith("Our business is a SaaS company called Acme.")
+    assert report.setup[0].reply.startswith("Business context saved")
+    assert "Setup, the management agent's replies:\n  1. applied: \"Our business is" in done.stdout
 
 
 @pytest.mark.e2e
@@ -190,9 +199,10 @@ def test_ctrl_c_stops_the_run_and_exits_130(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, out + err
-    assert err.rstrip().endswith("lexey-mcp test: interrupted")
+    assert err.rstrip().endswith("lexey-mcp test: interrupted; writing the reports of the runs that finished")
     assert "Traceback" not in err
-    assert not (tmp_path / "r.json").exists()  # no report of a run that did not finish
+    report = SuiteReport.model_validate_json((tmp_path / "r.json").read_text())  # no run finished: none reported
+    assert (report.passed, report.cases, report.interrupted) == (False, [], "SIGINT after 0 of 2 runs")
 
 
 @pytest.mark.e2e

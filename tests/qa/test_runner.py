@@ -22,7 +22,7 @@ from lexey_mcp.models import ChatResult, StreamError
 from lexey_mcp.qa.matching import MATCH_SECONDS, MAX_SEARCHES, one_budget_per_pattern, search
 from lexey_mcp.qa.output import Progress, junit_xml, summary_table
 from lexey_mcp.qa.report import RunReport, SuiteReport
-from lexey_mcp.qa.runner import SetupError, check_reply, excerpt, run_suite
+from lexey_mcp.qa.runner import SetupError, check_reply, excerpt, execute, plan, run_suite
 from lexey_mcp.qa.suite import Expect, parse_suite
 from lexey_mcp.sandbox import Fault, Sandbox
 from tests.conftest import cancel_once_streaming, sandbox_settings_for
@@ -286,12 +286,76 @@ async def test_keys_and_case_names_are_checked_before_anything_is_sent(sandbox: 
 async def test_a_failed_setup_stops_before_any_case(sandbox: Sandbox, lexey: LexeyClient) -> None:
     suite = parse_suite(f"setup: ['{PRICING}', '{RULE}']\ncases:\n  - {{name: a, turns: [{{say: hi}}]}}\n")
     sandbox.inject(Fault(target="management", error_at=1, times=1))
-    with pytest.raises(SetupError, match=r"Setup instruction 1 did not complete \("):
+    with pytest.raises(
+        SetupError, match=r"^Setup step 1 \(line 1\) missed its expectations \(outcome: expected complete, got error \("
+    ):
         await run_suite(lexey, suite)
     sandbox.inject(Fault(target="management", status=403))
-    with pytest.raises(SetupError, match=r"Setup instruction 1 failed: .*403"):
+    with pytest.raises(SetupError, match=r"Setup step 1 \(line 1\) failed: .*403"):
         await run_suite(lexey, suite)
     assert not any(r.key_type == "customer" for r in sandbox.requests_log)
+
+
+async def test_a_setup_step_not_applied_or_missing_its_expectation_stops_the_suite_and_is_reported(
+    sandbox: Sandbox, lexey: LexeyClient
+) -> None:
+    not_understood = "Please make refunds over $100 go to a human."
+    suite = parse_suite(
+        f"setup: ['{PRICING}', '{not_understood}', '{RULE}']\ncases:\n  - {{name: a, turns: [{{say: hi}}]}}\n"
+    )
+    run = plan(suite)
+    with pytest.raises(SetupError) as raised:
+        await execute(lexey, run)
+    assert str(raised.value).startswith(
+        f'Setup step 2 (line 1) was not applied, so no case ran: "{not_understood}"; the management agent replied: '
+        "\"Not applied: I didn't understand that instruction."
+    )
+    report = run.report()
+    assert (report.passed, report.cases) == (False, [])
+    assert [(s.instruction, s.outcome) for s in report.setup] == [(PRICING, "applied"), (not_understood, "not applied")]
+    assert report.setup[0].reply.startswith('Added the knowledge article "pricing"')
+    assert not any(r.key_type == "customer" for r in sandbox.requests_log)  # the third step and the cases: never sent
+
+    expecting = parse_suite(
+        "setup:\n"
+        "  - say: Always escalate refund requests over $100.\n"
+        "    expect: {contains: [over $100], not_contains: [refund requests]}\n"
+        "cases:\n  - {name: a, turns: [{say: hi}]}\n"
+    )
+    run = plan(expecting)
+    with pytest.raises(
+        SetupError, match=r"^Setup step 1 \(line 2\) missed its expectations \(not_contains: found 'refund"
+    ):
+        await execute(lexey, run)
+    (step,) = run.report().setup
+    assert step.outcome == "expectation failed"
+    assert [f.expectation for f in step.failures] == ["not_contains"]
+    assert step.reply.endswith("whenever a customer mentions: refund requests over $100.")
+    assert not any(r.key_type == "customer" for r in sandbox.requests_log)
+
+
+async def test_every_turn_of_a_run_is_in_its_transcript_with_its_expectations(lexey: LexeyClient) -> None:
+    suite = parse_suite(
+        f"setup: ['{PRICING}']\n"
+        "cases:\n"
+        "  - name: two turns\n"
+        "    turns:\n"
+        "      - {say: hello}\n"
+        "      - {say: 'How much is Pro?', expect: {contains: [$12, Enterprise], escalated: false, max_seconds: 30}}\n"
+    )
+    report = await run_suite(lexey, suite)
+    (run,) = report.cases[0].runs
+    assert [(t.say, t.escalated) for t in run.turns] == [("hello", False), ("How much is Pro?", False)]
+    assert run.turns[1].reply.startswith("Here's what I can tell you about pricing: Pro is $12/month")
+    assert [c.wanted for c in run.turns[0].checks] == ["outcome complete"]
+    assert [c.wanted for c in run.turns[1].checks] == [
+        "outcome complete",
+        "contains '$12', 'Enterprise'",
+        "not escalated",
+        "within 30s",
+    ]
+    assert [(f.turn, f.expectation) for f in run.failures] == [(2, "contains")]
+    assert [(s.outcome, s.failures) for s in report.setup] == [("applied", [])]
 
 
 async def test_selected_cases_only(lexey: LexeyClient) -> None:

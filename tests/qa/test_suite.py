@@ -18,6 +18,7 @@ from lexey_mcp.qa.suite import (
     MAX_VALUES,
     Expect,
     SuiteError,
+    Turn,
     load_suite,
     parse_suite,
 )
@@ -51,9 +52,13 @@ def test_the_design_example_parses_field_by_field() -> None:
     assert suite.name == "Acme support"
     assert suite.source == "acme.yaml"
     assert suite.setup == (
-        "Our business is a SaaS company called Acme. We build project management tools.",
-        "Add a knowledge article about pricing: Free (3 projects), Pro ($12/month), Enterprise (custom).",
-        "Add these escalation rules: always escalate legal issues.",
+        Turn("Our business is a SaaS company called Acme. We build project management tools.", Expect(), 3),
+        Turn(
+            "Add a knowledge article about pricing: Free (3 projects), Pro ($12/month), Enterprise (custom).",
+            Expect(),
+            4,
+        ),
+        Turn("Add these escalation rules: always escalate legal issues.", Expect(), 5),
     )
     pricing, legal = suite.cases
     assert (pricing.name, pricing.line) == ("pricing", 7)
@@ -69,6 +74,27 @@ def test_the_design_example_parses_field_by_field() -> None:
     )
     assert legal.name == "legal issue escalates"
     assert legal.turns[0].expect == Expect(escalated=True)
+
+
+def test_a_setup_step_is_a_string_or_a_turn_with_the_same_matchers() -> None:
+    suite = parse_suite(
+        "setup:\n"
+        "  - 'Add a knowledge article about pricing: Pro is $12.'\n"
+        "  - say: Always escalate refund requests over $100.\n"
+        "    expect: {contains: [over $100], not_contains: Not applied, matches: 'rules? updated'}\n" + CASE
+    )
+    assert suite.setup == (
+        Turn("Add a knowledge article about pricing: Pro is $12.", Expect(), 2),
+        Turn(
+            "Always escalate refund requests over $100.",
+            Expect(contains=("over $100",), not_contains=("Not applied",), matches=re.compile("rules? updated")),
+            3,
+        ),
+    )
+
+
+def test_expect_keys_are_the_fields_of_expect() -> None:
+    assert EXPECT_KEYS == ("contains", "not_contains", "matches", "escalated", "outcome", "max_seconds")
 
 
 def test_json_is_valid_yaml_and_defaults_apply() -> None:
@@ -88,7 +114,7 @@ def test_one_string_stands_for_a_list_and_plain_scalars_are_their_text() -> None
         "      - say: yes\n"
         "        expect: {contains: $12, not_contains: [no, 3.50, ~x], outcome: partial, max_seconds: 1.5}\n"
     )
-    assert suite.setup == ("Add a knowledge article about pricing: Pro is $12.",)
+    assert suite.setup == (Turn("Add a knowledge article about pricing: Pro is $12.", Expect(), 1),)
     case = suite.cases[0]
     assert (case.name, case.turns[0].say) == ("2024", "yes")
     assert case.turns[0].expect == Expect(
@@ -139,8 +165,18 @@ INVALID = [
     ),
     pytest.param("name: [x]\n" + CASE, "s.yaml:1:7: name: must be a string, not a list", id="name-list"),
     pytest.param("name: ''\n" + CASE, "s.yaml:1:7: name: must not be empty", id="name-empty"),
-    pytest.param("setup: []\n" + CASE, "s.yaml:1:8: setup: must list at least one string", id="setup-empty"),
+    pytest.param("setup: []\n" + CASE, "s.yaml:1:8: setup: must list at least one instruction", id="setup-empty"),
     pytest.param("setup: [ok, ~]\n" + CASE, "s.yaml:1:13: setup[1]: must be a string, not empty", id="setup-null"),
+    pytest.param(
+        "setup: [{expect: {contains: x}}]\n" + CASE,
+        "s.yaml:1:9: setup[0]: missing key 'say' (the instruction)",
+        id="setup-step-without-say",
+    ),
+    pytest.param(
+        "setup: [{say: x, expect: {contain: y}}]\n" + CASE,
+        "s.yaml:1:27: setup[0].expect.contain: unknown key 'contain' (did you mean 'contains'?)",
+        id="setup-step-unknown-matcher",
+    ),
     pytest.param("setup: {a: b}\n" + CASE, "s.yaml:1:8: setup: must be a string, not a mapping", id="setup-map"),
     pytest.param("cases: []\n", "s.yaml:1:8: cases: must be a list of at least one case", id="cases-empty"),
     pytest.param("cases: {a: 1}\n", "s.yaml:1:8: cases: must be a list of at least one case", id="cases-map"),
@@ -400,7 +436,7 @@ def test_a_character_yaml_refuses_is_placed_by_line_and_column() -> None:
 def test_the_shipped_examples_parse() -> None:
     root = Path(__file__).resolve().parents[2] / "examples" / "suites"
     names = {p.name: load_suite(str(p)) for p in root.glob("*.yaml")}
-    assert set(names) == {"acme-support.yaml", "fails-on-purpose.yaml"}
+    assert set(names) == {"acme-support.yaml", "fails-on-purpose.yaml", "refunds-over-100.yaml"}
     assert all(s.setup and s.cases for s in names.values())
 
 

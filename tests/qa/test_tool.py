@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from mcp import Client, StdioServerParameters
 
+from lexey_mcp.config import Settings
 from lexey_mcp.qa.arguments import MAX_RUNS
 from lexey_mcp.qa.report import SuiteReport
 from lexey_mcp.sandbox import Fault, Sandbox
@@ -14,6 +16,7 @@ from lexey_mcp.server import ServerOptions, build_server
 from tests.conftest import cancel_once_streaming, sandbox_settings_for
 from tests.processes import SERVER, clean_env
 from tests.reading import text_of
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -182,3 +185,42 @@ async def test_each_run_counts_against_the_rate_limit(sandbox: Sandbox) -> None:
     assert text_of(result).startswith(
         "The suite stopped after 2 of 5 runs: Rate limit reached for this customer key: 3/hour tool calls"
     )
+
+
+MARKED = """
+name: escalation rules
+setup:
+  - "Always escalate if a customer mentions legal issues."
+cases:
+  - name: legal issue escalates
+    turns: [{say: "This is now a legal issue.", expect: {escalated: true}}]
+"""
+
+
+async def test_escalations_from_a_suites_runs_are_marked_with_the_suite_and_case(mode: str) -> None:
+    """The embedded sandbox posts its webhooks to this server's own receiver: the suite's escalation arrives like a
+    customer's, and is listed as the suite's run; a customer's is not."""
+    server = build_server(Settings(_env_file=None), ServerOptions(sandbox=True, sandbox_delay=0))
+    async with Client(server, mode=mode) as client:
+        suite = await client.call_tool("run_test_suite", {"suite": MARKED})
+        assert not suite.is_error, text_of(suite)
+        report = SuiteReport.model_validate(suite.structured_content)
+        [[run]] = [case.runs for case in report.cases]
+        customer = await client.call_tool("send_customer_message", {"message": "This is a legal issue for me too."})
+        assert customer.structured_content is not None
+        theirs = customer.structured_content["conversation_id"]
+
+        async def listed() -> dict[str, object]:
+            result = await client.call_tool("list_escalations", {})
+            assert result.structured_content is not None
+            return {e["conversation_id"]: e.get("test") for e in result.structured_content["escalations"]}
+
+        await wait_until(lambda: _both_listed(listed, run.conversation_id, theirs), "both escalations listed")
+        marks = await listed()
+        text = text_of(await client.call_tool("list_escalations", {}))
+    assert marks == {run.conversation_id: {"suite": "escalation rules", "case": "legal issue escalates"}, theirs: None}
+    assert text.count("a test run: suite 'escalation rules', case 'legal issue escalates'") == 1
+
+
+async def _both_listed(listed: Callable[[], Awaitable[dict[str, object]]], *conversations: str | None) -> bool:
+    return set(conversations) <= set(await listed())

@@ -7,6 +7,7 @@ from datetime import timedelta
 import httpx2
 import pytest
 
+from lexey_mcp.management import not_applied
 from lexey_mcp.sandbox import Sandbox, SandboxConfig
 from lexey_mcp.sandbox.agents import CustomerAgent, ManagementAgent
 from lexey_mcp.sandbox.store import Message, Store, now
@@ -41,7 +42,7 @@ async def test_vendor_e2e_workflow(sb: Sandbox, client: httpx2.AsyncClient) -> N
     pricing = await send(client, sb, customer, "How much does the Pro plan cost?")
     assert chat_text(pricing.text) == "Here's what I can tell you about pricing: " + PRICING.split(": ", 1)[1]
     assert all(e["type"] == "delta" for e in chat_events(pricing.text))
-    refund = await send(client, sb, customer, "I was charged twice and I want a refund.")
+    refund = await send(client, sb, customer, "I was charged twice and I want a refund of $250.")
     payloads = chat_events(refund.text)
     assert payloads[-1] == {"type": "status", "status": "escalated"}
     assert "handing you over to a member of our team" in chat_text(refund.text)
@@ -86,7 +87,8 @@ async def test_branding_greets_with_agent_name(sb: Sandbox, client: httpx2.Async
 async def test_unknown_instruction_lists_capabilities(sb: Sandbox, client: httpx2.AsyncClient) -> None:
     manage = await conversation(client, sb, "management")
     reply = chat_text((await send(client, sb, manage, "Make me a sandwich", "management")).text)
-    assert reply.startswith("Sorry, I didn't understand that instruction. I can help you configure your organisation.")
+    assert reply.startswith("Not applied: I didn't understand that instruction. I can help you configure your")
+    assert not_applied(reply)
     for capability in ("business context", "knowledge articles", "branding", "escalation rules", "analytics"):
         assert capability in reply
 
@@ -147,7 +149,7 @@ def test_escalation_matching_is_plural_and_qualifier_insensitive() -> None:
     moment = now()
     manage.respond(RULES, moment)
     conv = store.create_conversation("customer")
-    assert customer.respond(conv, "Can I get my money back? I need a refund", moment).statuses == ["escalated"]
+    assert customer.respond(conv, "Can I get my money back? I need a refund of $150", moment).statuses == ["escalated"]
     assert conv.escalated_at == moment
     calm = store.create_conversation("customer")
     assert customer.respond(calm, "How do I update my billing address?", moment).statuses == []
@@ -171,3 +173,69 @@ def test_escalation_rules_name_their_subjects_after_the_verb() -> None:
     question = manage.respond("How many conversations did we escalate last week?", moment)
     assert question.text.startswith("Performance over the last week:")
     assert store.org.escalation_phrases == ["legal issues", "refunds", "data breaches"]
+
+
+@pytest.mark.parametrize(
+    ("message", "escalated"),
+    [
+        ("I want a refund of $20", False),
+        ("Please give me my $500 back", True),
+        ("Refund my $100 please", False),  # over $100: exactly $100 is not over
+        ("Refund my $100.50 please", True),
+        ("I'd like a refund of 250 dollars", True),
+        ("Refund USD 250 to my card", True),
+        ("Refund 250 USD to my card", True),
+        ("I need a refund of $1,250.00", True),
+        ("I want a refund", False),  # no amount: nothing says it is over $100
+        ("My invoice says $500, is that right?", False),  # an amount, but no refund
+    ],
+)
+def test_escalation_rules_with_an_amount_escalate_only_past_it(message: str, escalated: bool) -> None:
+    store, manage, customer = _agents()
+    moment = now()
+    reply = manage.respond("Always escalate refund requests over $100 to a human.", moment)
+    assert reply.text.endswith("whenever a customer mentions: refund requests over $100.")
+    conv = store.create_conversation("customer")
+    assert customer.respond(conv, message, moment).statuses == (["escalated"] if escalated else [])
+
+
+def test_amount_conditions_read_their_comparison_and_keep_thousands_together() -> None:
+    store, manage, customer = _agents()
+    moment = now()
+    manage.respond("Always escalate chargebacks under $5, refunds of at least USD 1,000 and legal issues.", moment)
+    assert store.org.escalation_phrases == ["chargebacks under $5", "refunds of at least USD 1,000", "legal issues"]
+    for message, statuses in [
+        ("A chargeback of $4.99 came in", ["escalated"]),
+        ("A chargeback of $5 came in", []),
+        ("Refund 1000 dollars", ["escalated"]),
+        ("Refund $999.99", []),
+    ]:
+        assert customer.respond(store.create_conversation("customer"), message, moment).statuses == statuses, message
+
+
+def test_articles_are_updated_and_what_is_not_applied_says_so_in_one_form() -> None:
+    store, manage, _ = _agents()
+    moment = now()
+    added = manage.respond("Add a knowledge article about Refunds: Refunds within 30 days.", moment).text
+    assert not not_applied(added)
+    updated = manage.respond("Update the knowledge article about refunds: Refunds within 60 days.", moment).text
+    assert updated.startswith('Updated the knowledge article "Refunds" (4 words).')
+    assert not not_applied(updated)
+    assert store.org.articles["refunds"].body == "Refunds within 60 days."
+    changed = manage.respond("Change the article about refunds to say: No refunds.", moment).text
+    assert changed.startswith('Updated the knowledge article "Refunds"')
+    assert store.org.articles["refunds"].body == "No refunds."
+    for instruction in (
+        "Update the knowledge article about gnomes: Gnomes are free.",  # no such article: nothing is created
+        "Remove the article about gnomes",
+        "Add a knowledge article about returns",  # no text
+        "Always escalate",  # nothing to escalate
+        "Please make refunds over $100 go to a human.",  # not a form the sandbox reads
+    ):
+        reply = manage.respond(instruction, moment).text
+        assert reply.startswith("Not applied: "), (instruction, reply)
+        assert not_applied(reply), instruction
+    assert list(store.org.articles) == ["refunds"]
+    assert store.org.escalation_phrases == []
+    for applied in ("Show our configuration", "How have we performed over the last 7 days?", "Clear escalation rules"):
+        assert not not_applied(manage.respond(applied, moment).text), applied

@@ -18,7 +18,7 @@ from lexey_mcp.sandbox import Sandbox
 from lexey_mcp.server import build_server
 from lexey_mcp.server.view import HTML_KEY
 from lexey_mcp.toolsets import REPORT_VIEW_URI
-from tests.browser import browser, bundle
+from tests.browser import DevTools, bundle
 from tests.conftest import sandbox_settings_for
 
 pytestmark = pytest.mark.anyio
@@ -97,7 +97,8 @@ def scrub(value: Any) -> str:
 
 
 HOST = """<!doctype html>
-<html><head><meta charset="utf-8"><title>test host</title></head>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>test host</title></head>
 <body style="margin:0">
 <iframe id="view" sandbox="allow-scripts" style="width:100%;height:600px;border:0"></iframe>
 <script>__BRIDGE__</script>
@@ -143,12 +144,17 @@ async def test_the_view_shows_a_real_suite_report_in_chromium_through_the_offici
         .replace("__RESULT__", script_json(result.model_dump(by_alias=True, mode="json", exclude_none=True)))
         .replace("__VIEW__", script_json(page))
     )
-    with browser(tmp_path) as chromium:
-        chromium.open(host.as_uri(), width=420, height=900)  # a phone's width
-        shown = chromium.wait_for(
+    chromium = DevTools(host, tmp_path / "profile")
+    try:
+        phone = {"width": 420, "height": 900, "deviceScaleFactor": 1, "mobile": True}
+        chromium.send("Emulation.setDeviceMetricsOverride", session=True, **phone)
+        chromium.frames()
+        shown = chromium.in_any_frame(
             "document.querySelector('#report[data-shown]') && document.getElementById('report').innerText"
         )
         image = chromium.screenshot(tmp_path / "view.png")
+    finally:
+        chromium.close()
     assert all(case in shown for case in ("pricing", "business hours"))
-    assert image.startswith(b"\x89PNG")
-    assert len(image) > 5_000
+    assert image.width == 420
+    assert len(set(image.pixels)) > 16  # more than a blank page: text, marks, boxes

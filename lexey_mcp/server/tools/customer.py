@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from mcp.server import MCPServer
@@ -13,6 +14,8 @@ from pydantic import Field
 
 from ...errors import LexeyAPIError, LexeyError, LexeyInputError, NotFoundError
 from ...models import ChatResult, Conversation, ConversationMessages, Schema
+from ...qa.html import html_report
+from ...qa.report import REQUEST_FAILED, CaseReport, Failure, RunReport, SuiteReport, TurnReport
 from ...quoting import Fence, one_line
 from ...toolsets import CONVERSATION_MESSAGES_URI
 from ...validation import check_uuid
@@ -21,8 +24,8 @@ from ..progress import progress
 from ..registration import NEW_CONVERSATION, READ, ToolSpec
 from ..rendering import chat_text, result
 from ..state import AppState, client_of
-from ..view import render, view_meta
-from .chat import chat
+from ..view import view_meta
+from .chat import send
 
 MAX_SCENARIO_MESSAGES = 20
 MAX_HISTORY_PAGE = 500
@@ -64,7 +67,8 @@ async def send_customer_message(
 ) -> Annotated[CallToolResult, ChatResult]:
     """Send a message to the support agent as a customer; returns the whole reply, the outcome and whether the
     agent escalated to a human (conversation_status "escalated")."""
-    return await chat(client_of(ctx).customer, "Support agent reply", message, conversation_id, ctx)
+    reply = await send(client_of(ctx).customer, message, conversation_id, ctx)
+    return result(reply, chat_text("Support agent reply", reply, Fence()))
 
 
 async def get_conversation_messages(
@@ -96,13 +100,16 @@ async def run_customer_scenario(
     api = client_of(ctx).customer
     cid = await api.create_conversation()
     turns: list[ChatResult] = []
+    seconds: list[float] = []  # each turn's, for the report view
     error: ScenarioError | None = None
     on_text = progress(ctx)
     for i, message in enumerate(messages, 1):
         if on_text is not None:
             await on_text.begin(f"turn {i}/{len(messages)}: {message[:200]}")
         try:
+            sent = time.monotonic()
             turns.append(await api.send_message(cid, message, on_text=on_text))
+            seconds.append(time.monotonic() - sent)
         except LexeyError as exc:
             status, code = (exc.status, exc.code) if isinstance(exc, LexeyAPIError) else (None, None)
             error = ScenarioError(turn=i, message=str(exc), status=status, code=code)
@@ -116,7 +123,33 @@ async def run_customer_scenario(
     if error is not None:
         blocks.append(f"[{one_line(f'turn {error.turn} failed; scenario stopped: {error.message}')}]")
     text = f"Scenario in {cid}; escalated: {escalated}\n" + "\n".join(blocks)
-    return result(scenario, text, view_meta(ctx, lambda: render(scenario, messages)))
+    return result(scenario, text, view_meta(ctx, lambda: scenario_page(messages, seconds, scenario)))
+
+
+def scenario_page(messages: list[str], seconds: list[float], scenario: ScenarioResult) -> str:
+    """The report view's page of a scenario: the one run of a one-case report, each turn with the customer's message
+    and the reply; a turn that did not complete, or failed before its reply, fails it."""
+    failures = [
+        Failure(turn=i, expectation="outcome", detail=f"outcome {turn.outcome}")
+        for i, turn in enumerate(scenario.turns, 1)
+        if turn.outcome != "complete"
+    ]
+    if scenario.error is not None:
+        failures.append(Failure(turn=scenario.error.turn, expectation=REQUEST_FAILED, detail=scenario.error.message))
+    escalated = False
+    transcript = []
+    for said, took, turn in zip(messages, seconds, scenario.turns, strict=False):
+        escalated = escalated or turn.conversation_status == "escalated" or "escalated" in turn.status_events
+        transcript.append(TurnReport(say=said, reply=turn.text, seconds=round(took, 3), escalated=escalated))
+    run = RunReport(
+        passed=not failures,
+        conversation_id=scenario.conversation_id,
+        seconds=round(sum(seconds), 3),
+        failures=failures,
+        turns=transcript,
+    )
+    case = CaseReport(name="scenario", passed=run.passed, pass_rate=float(run.passed), flaky=False, runs=[run])
+    return html_report(SuiteReport(name=None, passed=run.passed, cases=[case]), "Customer scenario")
 
 
 TOOLS = (

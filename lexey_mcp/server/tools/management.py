@@ -9,12 +9,15 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Resolve
 from mcp.types import CallToolResult
 
+from ...management import not_applied
 from ...models import ChatResult
+from ...quoting import Fence
 from ..consent import Confirmation, confirm_instruction, unconfirmed
 from ..parameters import ChatMessage, OptionalConversationId
 from ..registration import CONFIGURE, ToolSpec
+from ..rendering import chat_text, result
 from ..state import AppState, client_of
-from .chat import chat
+from .chat import send
 
 
 async def configure_org(
@@ -29,7 +32,11 @@ async def configure_org(
     refused = unconfirmed(confirmation, "this instruction")
     if refused is not None:
         return refused
-    return await chat(client_of(ctx).management, "Management agent reply", instruction, conversation_id, ctx)
+    reply = await send(client_of(ctx).management, instruction, conversation_id, ctx)
+    if not_applied(reply.text):  # a tool error a model cannot miss; the reply stays whole in the structured content
+        text = chat_text("NOT APPLIED: the management agent changed nothing; its reply", reply, Fence())
+        return result(reply, text).model_copy(update={"is_error": True})
+    return result(reply, chat_text("Management agent reply", reply, Fence()))
 
 
 TOOLS = (ToolSpec(configure_org, "Configure the organisation", CONFIGURE, "management"),)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio.to_thread
 from mcp.server.elicitation import ElicitationResult
@@ -11,6 +11,8 @@ from mcp.server.mcpserver.resolve import Resolve
 from mcp.types import CallToolResult
 from pydantic import Field
 
+from ...events.model import TestMark
+from ...qa.html import html_report
 from ...qa.report import SuiteReport
 from ...quoting import Fence
 from ...redaction import redact
@@ -21,7 +23,10 @@ from ..progress import PROGRESS_TEXT_CHARS
 from ..registration import CONFIGURE, ToolSpec
 from ..rendering import result
 from ..state import AppState, client_of, request_secrets
-from ..view import render, view_meta
+from ..view import view_meta
+
+if TYPE_CHECKING:
+    from ...qa.runner import OnConversation
 
 NO_MANAGEMENT = (
     "Nothing was sent: this suite has setup instructions, which change the organisation through the management agent, "
@@ -34,16 +39,21 @@ async def run_test_suite(
     suite: Annotated[str, Field(min_length=1, max_length=MAX_CHAT_MESSAGE_CHARS, description="YAML or JSON text.")],
     ctx: Context[AppState],
     confirmation: Annotated[ElicitationResult[Confirmation], Resolve(confirm_setup)],
-    repeat: Annotated[int, Field(ge=1, le=20, description="Runs per case, for a pass rate.")] = 1,
+    repeat: Annotated[int, Field(ge=1, le=20, description="Runs per case.")] = 1,
+    baseline: Annotated[
+        str | None,
+        Field(max_length=MAX_CHAT_MESSAGE_CHARS, description="Earlier result JSON to compare."),
+    ] = None,
 ) -> Annotated[CallToolResult, SuiteReport]:
-    """Run an agent QA suite: optional `setup` (configure_org instructions, in order), then `cases`, each
-    {name, turns: [{say, expect}], expect?} run in a fresh customer conversation. expect keys: contains,
-    not_contains (strings, case-insensitive), matches (regex), escalated (bool), outcome (complete|error|partial),
-    max_seconds. Returns pass/fail and pass rate per case, each failure with the reply excerpt."""
+    """Run an agent QA suite: optional `setup` (configure_org instructions: strings or {say, expect}), then `cases`,
+    each {name, turns: [{say, expect}], expect?} in a new conversation. expect keys: contains, not_contains
+    (case-insensitive), matches (regex), escalated, outcome (complete|error|partial), max_seconds. Returns pass rates
+    and failures with reply excerpts."""
     # lazy: the runner, its output and YAML cost a start ~55 ms (measured), and most servers never run a suite
-    from ...qa.output import failure_line, run_label, summary_table
+    from ...qa.compare import compare, read_baseline
+    from ...qa.output import failure_line, run_label, tool_text
     from ...qa.report import RunReport
-    from ...qa.runner import excerpt, run_suite
+    from ...qa.runner import run_suite
     from ...qa.suite import parse_suite
 
     async def on_run(done: int, total: int, case: str, index: int, run: RunReport) -> None:
@@ -53,22 +63,35 @@ async def run_test_suite(
         message = redact(f"{run_label(case, index, repeat)} {verdict}", request_secrets(ctx.request_context))
         await ctx.report_progress(done, total, message[:PROGRESS_TEXT_CHARS])
 
-    # An invalid suite is a tool error naming the line and the field. Parsed in a worker thread: a large suite takes
-    # a second of pure Python, which the event loop (every other client's requests) must not wait for.
+    # An invalid suite (or baseline) is a tool error naming the line and the field. Parsed in a worker thread: a
+    # large suite takes a second of pure Python, which the event loop (every other client's requests) must not wait
+    # for.
     parsed = await anyio.to_thread.run_sync(parse_suite, suite, "suite")
+    rates = read_baseline(baseline, "baseline") if baseline is not None else None
     if parsed.setup and not ctx.request_context.lifespan_context.management:
         return tool_error(NO_MANAGEMENT)
     refused = unconfirmed(confirmation, "this suite's setup")
     if refused is not None:
         return refused
-    report = await run_suite(client_of(ctx), parsed, repeat=repeat, on_run=on_run)
-    table = summary_table(report, width=10_000)  # whole lines: a model reads them
-    meta = view_meta(ctx, lambda: render(report))
-    if not report.setup:
-        return result(report, table, meta)
-    replies = "\n".join(f"{i}. {excerpt(reply)}" for i, reply in enumerate(report.setup, 1))
-    setup = f"Setup: {len(report.setup)} instructions sent, each complete; the management agent replied:"
-    return result(report, f"{setup}\n{Fence()(replies)}\n\n{table}", meta)
+    on_conversation = _marking(ctx, parsed.name or "unnamed suite")
+    report = await run_suite(client_of(ctx), parsed, repeat=repeat, on_run=on_run, on_conversation=on_conversation)
+    if rates is not None:
+        report = compare(report, rates)
+    return result(
+        report, tool_text(report, Fence()), view_meta(ctx, lambda: html_report(report, parsed.name or "Test suite"))
+    )
+
+
+def _marking(ctx: Context[AppState], suite: str) -> OnConversation | None:
+    """With the events feed: each conversation a run makes is marked as the suite's (its escalations say so)."""
+    feed = ctx.request_context.lifespan_context.feed
+    if feed is None:
+        return None
+
+    async def mark(case: str, conversation_id: str) -> None:
+        await feed.mark(conversation_id, TestMark(suite=suite, case=case))
+
+    return mark
 
 
 TOOLS = (
