@@ -167,13 +167,13 @@ async def lexey(
     cid = await client.customer.create_conversation()
 
     async def call(i: int) -> None:
-        shipped = lexey_mcp.client._drain
+        shipped = lexey_mcp.client.__dict__["drain"]  # the client's own name for `stream_reading.drain`
         if not drain:  # closed right after [DONE], as before (calls are sequential: patched for this one only)
-            lexey_mcp.client._drain = _no_drain
+            setattr(lexey_mcp.client, "drain", _no_drain)  # noqa: B010 - a module's global, on purpose
         try:
             result = await client.customer.send_message(cid, f"What are your hours? ({i})")
         finally:
-            lexey_mcp.client._drain = shipped
+            setattr(lexey_mcp.client, "drain", shipped)  # noqa: B010
         assert result.outcome == "complete", result
 
     return cid, call

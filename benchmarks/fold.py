@@ -31,9 +31,10 @@ from benchmarks._common import (
     split,
     write_section,
 )
-from lexey_mcp.client import LexeyClient, read_stream
+from lexey_mcp.client import LexeyClient
 from lexey_mcp.config import Settings
 from lexey_mcp.sandbox import CUSTOMER_KEY, client_env
+from lexey_mcp.stream_reading import read_stream
 from lexey_mcp.streaming import ChatFold
 
 CID = str(uuid.UUID(int=1))

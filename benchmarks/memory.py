@@ -54,7 +54,7 @@ async def events(total: int, size: int) -> AsyncIterator[bytes]:
 
 
 async def fold_case(total: int, size: int, progress: bool) -> dict[str, float]:
-    from lexey_mcp.client import read_stream
+    from lexey_mcp.stream_reading import read_stream
     from lexey_mcp.streaming import ChatFold
 
     calls = 0

@@ -12,17 +12,13 @@ Failures before a stream starts raise the exceptions in `lexey_mcp.errors`.
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
 import http.cookiejar
 import json
 import logging
-import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import quote
@@ -34,85 +30,28 @@ from pydantic import ValidationError
 from . import __version__
 from .config import Settings
 from .errors import LexeyConnectionError, LexeyProtocolError, LexeyTimeoutError, api_error
-from .models import ChatResult, LexiResult, Message, PartialReason, RateLimit
+from .models import ChatResult, LexiResult, Message, PartialReason
 from .observability import Observer, Upstream
-from .pacing import Pace
 from .redaction import redact
 from .request_keys import key_for, secrets_for
-from .sse import SSEDecoder
+from .stream_reading import OnText, drain, read_stream
 from .streaming import MAX_FIELD_CHARS, ChatFold, Fold, LexiFold
+from .upstream_http import NoCookies, int_header, parse_retry_after, rate_limit_of, redirect_target
 from .validation import LEXI_MAX_MESSAGE_CHARS, check_context, check_message, check_uuid
 from .vendor import API, Api
 
 logger = logging.getLogger("lexey_mcp.client")
 
-#: Receives the reply's text so far, at most once per progress interval, and once more at the end.
-OnText = Callable[[str], Awaitable[None]]
 #: When a failed request may be sent again.
 #: "unsent": only if the connection failed before the request went out (chat messages: no idempotency key).
 #: "idempotent": also on 502/503/504 (reads).  "lexi": also on 429 and 5xx (same Idempotency-Key each time).
 RetryPolicy = Literal["unsent", "idempotent", "lexi"]
 
 _ERROR_BODY_LIMIT = 64 * 1024
-#: After `[DONE]`, the rest of the body (the chunked encoding's last chunk, usually in the same packet) is read for at
-#: most DRAIN_SECONDS and DRAIN_BYTES: read to its end, the connection goes back to the pool, and the next call to the
-#: API skips the TCP and TLS handshakes. A body that does not end by then is closed, as a stream ending early is.
-DRAIN_SECONDS = 0.1
-DRAIN_BYTES = 64 * 1024
 #: Idle connections kept for the next calls.
 IDLE_CONNECTIONS = 100
 _JSON_BODY_LIMIT = 16 * 1024 * 1024
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date); None if absent or invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        current = datetime.now(UTC).timestamp() if now is None else now
-        return max(0.0, when.timestamp() - current)
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    """Keep no cookie and send none: the one HTTP client serves every caller (in hosted mode, each with their own
-    keys), so a Set-Cookie from Lexey, a CDN or a load balancer on one caller's reply must not go out on another's."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-    def domain_return_ok(self, domain: str, request: Any) -> bool:
-        return False
-
-    def path_return_ok(self, path: str, request: Any) -> bool:
-        return False
-
-
-def _int_header(response: httpx2.Response, name: str) -> int | None:
-    value = response.headers.get(name, "").strip()
-    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
-
-
-def rate_limit_of(response: httpx2.Response) -> RateLimit | None:
-    limit = RateLimit(
-        limit=_int_header(response, "x-ratelimit-limit"),
-        remaining=_int_header(response, "x-ratelimit-remaining"),
-        reset=_int_header(response, "x-ratelimit-reset"),
-    )
-    return None if limit == RateLimit() else limit
 
 
 async def _read_bounded(response: httpx2.Response, limit: int) -> bytes:
@@ -159,7 +98,7 @@ class LexeyClient:
                 timeout=httpx2.Timeout(connect=s.connect_timeout, read=s.read_timeout, write=s.read_timeout, pool=None),
                 limits=httpx2.Limits(max_connections=None, max_keepalive_connections=IDLE_CONNECTIONS),
                 follow_redirects=False,  # a redirect would carry the key to wherever it points
-                cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+                cookies=http.cookiejar.CookieJar(policy=NoCookies()),
                 headers={"User-Agent": f"lexey-mcp/{__version__}"},
             )
         return self._http
@@ -245,7 +184,7 @@ class LexeyClient:
                         chunks, fold, max_event_bytes=self.settings.max_event_bytes, on_text=on_text, deadline=deadline
                     )
                     if reason is None:
-                        await _drain(chunks)
+                        await drain(chunks)
             if scope.cancelled_caught and not started:
                 raise LexeyTimeoutError(f"No response from {url} within {self.settings.stream_timeout:g} s.")
             upstream.ended(fold, reason)
@@ -331,7 +270,7 @@ class LexeyClient:
         `LexeyProtocolError` for a redirect, else the `LexeyAPIError` of its status when it is final."""
         try:
             if response.is_redirect:
-                target = self._shown(_redirect_target(response.headers.get("location", "")))
+                target = self._shown(redirect_target(response.headers.get("location", "")))
                 raise LexeyProtocolError(
                     f"{url} answered a redirect (HTTP {response.status_code}) to {target}; not followed, so the "
                     "key stays where it belongs. Check the base URL setting."
@@ -347,7 +286,7 @@ class LexeyClient:
                     request_id=self._request_id(response),
                     secrets=secrets_for(self.settings),
                     retry_after=parse_retry_after(response.headers.get("retry-after")),
-                    rate_limit_reset=_int_header(response, "x-ratelimit-reset"),
+                    rate_limit_reset=int_header(response, "x-ratelimit-reset"),
                 )
             return wait
         finally:
@@ -370,72 +309,11 @@ class LexeyClient:
         after = parse_retry_after(response.headers.get("retry-after"))
         if after is not None:
             return after if after <= cap else None  # never wait longer than the cap: report it instead
-        reset = _int_header(response, "x-ratelimit-reset")
-        if status == 429 and _int_header(response, "x-ratelimit-remaining") == 0 and reset is not None:
+        reset = int_header(response, "x-ratelimit-reset")
+        if status == 429 and int_header(response, "x-ratelimit-remaining") == 0 and reset is not None:
             until_reset = reset - time.time()
             return max(0.0, until_reset) if until_reset <= cap else None  # a daily reset is hours away
         return min(cap, 0.5 * 2.0**attempt)
-
-
-def _redirect_target(location: str) -> str:
-    try:
-        host = httpx2.URL(location).host
-    except (httpx2.InvalidURL, ValueError):
-        return "an unparsable location"
-    return host[:MAX_FIELD_CHARS] or "a relative location"
-
-
-async def read_stream(
-    chunks: AsyncIterator[bytes],
-    fold: Fold,
-    *,
-    max_event_bytes: int,
-    on_text: OnText | None = None,
-    progress_interval: float | None = None,
-    deadline: float = math.inf,
-) -> PartialReason | None:
-    """Feed `chunks` through the SSE decoder into `fold` until `[DONE]`, the reply cap or `deadline` (in
-    `anyio.current_time()`); why it ended early, if it did. The one place a stream's ending is decided.
-
-    `on_text` gets the text so far at most once per `progress_interval` seconds (default `pacing.PROGRESS_INTERVAL`,
-    longer while many streams report); not once more at the end: the result that follows has the whole reply, and a
-    progress notification sent right before its result is lost by some clients (TypeScript SDK over stdio).
-    """
-    decoder = SSEDecoder(max_event_bytes)
-    seen_version = 0
-    reason: PartialReason | None = "ended_without_done"
-    with Pace(on_text is not None, progress_interval, deadline) as pace, anyio.CancelScope(deadline=deadline) as scope:
-        try:
-            async for chunk in chunks:
-                pace.arrived()
-                fold.feed(decoder.feed(chunk))
-                if fold.done or fold.too_large:
-                    break
-                if on_text is not None and fold.text_version != seen_version and pace.report_due():
-                    seen_version = fold.text_version
-                    await on_text(fold.text())
-                await pace.next_read(len(chunk))
-        except httpx2.TimeoutException:
-            reason = "timeout"
-        except httpx2.TransportError:
-            reason = "connection_lost"
-    if scope.cancelled_caught:
-        reason = "timeout"
-    # The cap first: a reply cut at it is partial even when [DONE] followed in the same chunk. A final event
-    # that never got its blank line is dropped, as the spec says.
-    if fold.too_large:
-        return "reply_too_large"
-    return None if fold.done else reason
-
-
-async def _drain(chunks: AsyncIterator[bytes]) -> None:
-    """Read what is left of a body whose stream reached `[DONE]`, within DRAIN_SECONDS and DRAIN_BYTES."""
-    left = DRAIN_BYTES
-    with anyio.move_on_after(DRAIN_SECONDS), contextlib.suppress(httpx2.TransportError):
-        async for chunk in chunks:
-            left -= len(chunk)
-            if left < 0:
-                break
 
 
 async def _close(response: httpx2.Response) -> None:

@@ -14,8 +14,9 @@ import httpx2
 import pytest
 
 from lexey_mcp import errors
-from lexey_mcp.client import LexeyClient, parse_retry_after
+from lexey_mcp.client import LexeyClient
 from lexey_mcp.config import Settings
+from lexey_mcp.upstream_http import parse_retry_after
 from tests.streams import (
     ALL_KEYS,
     CID,

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lexey_mcp.pacing
-from lexey_mcp.client import read_stream
 from lexey_mcp.models import ChatResult, LexiResult
 from lexey_mcp.pacing import TRICKLE_PAUSE, TRICKLE_WAIT
 from lexey_mcp.sse import SSEDecoder
+from lexey_mcp.stream_reading import read_stream
 from lexey_mcp.streaming import ChatFold, IdTracker, LexiFold
 from tests.streams import (
     CID,
