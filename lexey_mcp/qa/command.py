@@ -24,9 +24,9 @@ from ..errors import LexeyConfigError, LexeyInputError
 from .compare import compare, read_baseline
 from .html import html_report
 from .output import Progress, junit_xml, text_report, write
+from .parsing import load_suite
 from .report import SuiteReport
 from .runner import SetupError, SuiteRun, execute, plan
-from .suite import load_suite
 
 PASSED, FAILED, UNUSABLE = 0, 1, 2
 #: The exit status of a suite stopped by --timeout with no failure among the runs that finished.

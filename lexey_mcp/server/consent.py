@@ -53,7 +53,7 @@ def confirm_setup(suite: str, ctx: Context[AppState]) -> Confirmation | Elicit[C
     """With --confirm-changes, ask the user before a suite's setup instructions are sent."""
     if not ctx.request_context.lifespan_context.confirm_changes:
         return Confirmation(send=True)
-    from ..qa.suite import parse_suite  # lazy: the QA package (and YAML) cost cold start; see tools/qa.py
+    from ..qa.parsing import parse_suite  # lazy: the QA package (and YAML) cost cold start; see tools/qa.py
 
     try:
         setup = parse_suite(suite, "suite").setup

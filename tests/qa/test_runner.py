@@ -21,9 +21,10 @@ from lexey_mcp.errors import LexeyConfigError, LexeyInputError
 from lexey_mcp.models import ChatResult, StreamError
 from lexey_mcp.qa.matching import MATCH_SECONDS, MAX_SEARCHES, one_budget_per_pattern, search
 from lexey_mcp.qa.output import Progress, junit_xml, summary_table
+from lexey_mcp.qa.parsing import parse_suite
 from lexey_mcp.qa.report import RunReport, SuiteReport
 from lexey_mcp.qa.runner import SetupError, check_reply, excerpt, execute, plan, run_suite
-from lexey_mcp.qa.suite import Expect, parse_suite
+from lexey_mcp.qa.suite import Expect
 from lexey_mcp.sandbox import Fault, Sandbox
 from tests.conftest import cancel_once_streaming, sandbox_settings_for
 from tests.streams import CUSTOMER_KEY, MANAGEMENT_KEY

@@ -11,17 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lexey_mcp.errors import LexeyInputError
-from lexey_mcp.qa.suite import (
-    EXPECT_KEYS,
-    MAX_DEPTH,
-    MAX_SUITE_BYTES,
-    MAX_VALUES,
-    Expect,
-    SuiteError,
-    Turn,
-    load_suite,
-    parse_suite,
-)
+from lexey_mcp.qa.parsing import MAX_DEPTH, MAX_SUITE_BYTES, MAX_VALUES, load_suite, parse_suite
+from lexey_mcp.qa.suite import EXPECT_KEYS, Expect, SuiteError, Turn
 
 DESIGN_EXAMPLE = """\
 name: Acme support                 # optional

@@ -52,9 +52,9 @@ async def run_test_suite(
     # lazy: the runner, its output and YAML cost a start ~55 ms (measured), and most servers never run a suite
     from ...qa.compare import compare, read_baseline
     from ...qa.output import failure_line, run_label, tool_text
+    from ...qa.parsing import parse_suite
     from ...qa.report import RunReport
     from ...qa.runner import run_suite
-    from ...qa.suite import parse_suite
 
     async def on_run(done: int, total: int, case: str, index: int, run: RunReport) -> None:
         if done == total:  # the result follows at once and says it all (a progress sent right before it is lost)
