@@ -231,10 +231,14 @@ def breakdown(profile: Path) -> list[tuple[str, float]]:
     """Share of the server's samples by where they were: the deepest of our markers on the stack decides."""
     markers = [
         ("lexey_mcp/client.py", "_open (", "HTTP request (httpx2 send, headers)"),
-        ("lexey_mcp/client.py", "read_stream (", "HTTP read (httpx2 response body)"),
+        ("lexey_mcp/stream_reading.py", "read_stream (", "HTTP read (httpx2 response body)"),
         ("lexey_mcp/sse.py", "", "parse (lexey_mcp.sse)"),
         ("lexey_mcp/streaming.py", "", "fold (lexey_mcp.streaming)"),
-        ("lexey_mcp/server.py", "__call__ (", "progress (our callback, the SDK's notification and its framing)"),
+        (
+            "lexey_mcp/server/progress.py",
+            "__call__ (",
+            "progress (our callback, the SDK's notification and its framing)",
+        ),
     ]
     totals: Counter[str] = Counter()
     for line in profile.read_text().splitlines():
@@ -246,7 +250,7 @@ def breakdown(profile: Path) -> list[tuple[str, float]]:
                 if path in frame and function in frame:
                     where = label
         if not where:
-            tool = any("lexey_mcp/server.py" in f for f in frames)
+            tool = any("lexey_mcp/server/" in f for f in frames)
             mcp = any(("/mcp/" in f or "starlette" in f or "uvicorn" in f or "pydantic" in f) for f in frames)
             where = (
                 "tool body (lexey_mcp.server, result model)"

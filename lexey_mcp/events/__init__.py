@@ -7,5 +7,5 @@
 - `feed`: the three put together, with a lifecycle; `surface`: the feed mapped onto an `MCPServer`.
 
 Each is importable and testable without the MCP server. Nothing here imports `redis` until it is used, and this
-package imports none of them: `server.py` takes only the light `model` on a plain start.
+package imports none of them: the server takes only the light `model` on a plain start.
 """
