@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .redaction import redact_tree
 
 
 def _drop_titles(schema: dict[str, Any]) -> None:
@@ -23,6 +25,11 @@ class Schema(BaseModel):
         """A tool's structured content: a field at its default (empty, zero, null) is left out, as the output
         schema's `default` says what it is."""
         return self.model_dump(mode="json", exclude_defaults=True)
+
+    def redacted(self, secrets: list[str]) -> Self:
+        """This model with every string redacted of `secrets` (and of key-shaped text): for what leaves the process
+        other than through the server's one outgoing choke point (a report file, a rendered page)."""
+        return self.model_validate(redact_tree(self.model_dump(mode="json"), secrets))
 
 
 Outcome = Literal["complete", "error", "partial"]

@@ -8,6 +8,7 @@ finished, marked interrupted, then exits 130 or 143; --timeout does the same and
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shutil
 import signal
@@ -20,12 +21,14 @@ import anyio
 from .. import interrupt
 from ..client import LexeyClient
 from ..config import Settings
-from ..errors import LexeyConfigError, LexeyInputError
+from ..errors import LexeyConfigError, LexeyError, LexeyInputError
+from ..redaction import redact
+from ..request_keys import secrets_for
 from .compare import compare, read_baseline
 from .html import html_report
 from .output import Progress, junit_xml, text_report, write
 from .parsing import load_suite
-from .report import SuiteReport
+from .report import RunReport, SuiteReport
 from .runner import SetupError, SuiteRun, execute, plan
 
 PASSED, FAILED, UNUSABLE = 0, 1, 2
@@ -84,24 +87,33 @@ async def _run(args: argparse.Namespace, settings: Settings, run: SuiteRun, base
     title = run.suite.name or Path(run.suite.source).stem
     async with AsyncExitStack() as stack:
         client = await _client(stack, args, settings)
+        # Replies may quote a key back: everything this command prints or writes is redacted of the keys in use.
+        secrets = secrets_for(client.settings)
+        finish = functools.partial(_finish, args, run, title, baseline, secrets)
+        progress = Progress(args.repeat)
+
+        async def on_run(done: int, total: int, case: str, index: int, report: RunReport) -> None:
+            await progress(done, total, case, index, report.redacted(secrets))
+
         skipped = " (setup skipped)" if args.skip_setup else ""
         write(sys.stdout, f"{title}: running {run.suite.source}{skipped}\n")
         try:
             with anyio.move_on_after(args.timeout) as timer:
-                await execute(
-                    client, run, concurrency=args.concurrency, setup=not args.skip_setup, on_run=Progress(args.repeat)
-                )
+                await execute(client, run, concurrency=args.concurrency, setup=not args.skip_setup, on_run=on_run)
         except SetupError as exc:
-            _finish(args, run, title, baseline)
-            return _fail(str(exc))
+            finish()
+            return _fail(redact(str(exc), secrets))
         except (LexeyConfigError, LexeyInputError) as exc:
-            return _fail(str(exc))
+            return _fail(redact(str(exc), secrets))
+        except LexeyError as exc:  # stopped on the way (a rate limit): the runs that finished are reported
+            finish(redact(str(exc), secrets))
+            return _fail(redact(str(exc), secrets))
         except anyio.get_cancelled_exc_class():
             stopped_by = interrupt.received()
             if stopped_by is not None:  # the process exits with the signal's status once this has unwound
-                _finish(args, run, title, baseline, signal.Signals(stopped_by).name)
+                finish(signal.Signals(stopped_by).name)
             raise
-    return _finish(args, run, title, baseline, f"time-out of {args.timeout:g}s" if timer.cancelled_caught else None)
+    return finish(f"time-out of {args.timeout:g}s" if timer.cancelled_caught else None)
 
 
 async def _client(stack: AsyncExitStack, args: argparse.Namespace, settings: Settings) -> LexeyClient:
@@ -126,10 +138,15 @@ def _failed(report: SuiteReport) -> bool:
 
 
 def _finish(
-    args: argparse.Namespace, run: SuiteRun, title: str, baseline: Baseline, interrupted: str | None = None
+    args: argparse.Namespace,
+    run: SuiteRun,
+    title: str,
+    baseline: Baseline,
+    secrets: list[str],
+    interrupted: str | None = None,
 ) -> int:
-    """Print the report and write every report requested; the exit status."""
-    report = run.report(interrupted)
+    """Print the report and write every report requested, redacted of `secrets`; the exit status."""
+    report = run.report(interrupted).redacted(secrets)
     if baseline is not None:
         report = compare(report, baseline)
     # A terminal gets a table that fits; a CI log gets whole lines (the first failure is the point of the table).

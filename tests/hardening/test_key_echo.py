@@ -3,17 +3,21 @@ agent, in any case, through results (structured and text), tool errors, progress
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client import advertise
 from mcp.client.context import ClientRequestContext
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.types import ElicitRequestParams, ElicitResult
 
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import ServerOptions, build_server
+from lexey_mcp.server.view import HTML_KEY
 from tests.conftest import sandbox_settings_for
 from tests.reading import leaks
 from tests.streams import (
@@ -225,3 +229,24 @@ async def test_a_key_split_across_thinking_deltas_never_arrives(sandbox: Sandbox
         lexi = await seen.call(client, "lexi_chat", {"message": "Who is Jane?"})
     assert lexi["structured_content"]["thinking"] == ["the caller used [redacted]", "[redacted]", "[redacted] to ask"]
     assert all(piece not in seen.text() for piece in (LEXI_KEY[:7], LEXI_KEY[7:15], LEXI_KEY[15:]))
+
+
+@pytest.mark.parametrize("tool", ["run_customer_scenario", "run_test_suite"])
+async def test_a_key_with_html_characters_never_reaches_the_apps_view(tool: str) -> None:
+    """The view's page travels in the result's `_meta`, rendered: HTML spells `& < > " '` as entities, which the
+    outgoing redaction could not recognise, so the page is rendered from redacted text."""
+    key = "lxc_Ab1&x<y>z'Q\"W9"
+    upstream = Upstream(reply(201, {"conversationId": CID}), sse(echoing_chat(key)))
+    server = build_server(settings(customer_key=key, max_retries=0), ServerOptions(http_transport=upstream.transport()))
+    arguments: dict[str, Any] = (
+        {"messages": [f"my key is {key}"]}
+        if tool == "run_customer_scenario"
+        else {"suite": 'cases: [{name: echo, turns: [{say: "my key is ' + key.replace('"', '\\"') + '"}]}]'}
+    )
+    async with Client(server, extensions=[advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})]) as client:
+        result = await client.call_tool(tool, arguments)
+    assert result.meta is not None
+    page = result.meta[HTML_KEY]
+    assert "[redacted]" in page  # the echo did arrive, redacted
+    assert leaks(page, [key, html.escape(key), html.escape(key, quote=False)], any_case=True) == []
+    assert leaks(json.dumps(result.model_dump(mode="json")), [key], any_case=True) == []

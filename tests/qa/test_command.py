@@ -9,6 +9,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import anyio
 import pytest
 
 from lexey_mcp.cli import build_parser, main
@@ -16,7 +17,11 @@ from lexey_mcp.config import Settings
 from lexey_mcp.qa.arguments import MAX_RUNS
 from lexey_mcp.qa.command import run_test_command
 from lexey_mcp.qa.report import SuiteReport
-from tests.processes import SERVER, clean_env
+from lexey_mcp.sandbox import Fault, Sandbox
+from tests.hardening.test_key_echo import echoing_chat
+from tests.processes import SERVER, clean_env, upstream_env
+from tests.reading import leaks
+from tests.streams import ALL_KEYS, CUSTOMER_KEY
 
 SUITES = Path(__file__).resolve().parents[2] / "examples" / "suites"
 PASSING = str(SUITES / "acme-support.yaml")
@@ -224,3 +229,56 @@ def test_a_reader_that_goes_away_silences_the_output_not_the_run(tmp_path: Path)
 def test_a_run_over_max_runs_exits_2_before_anything_is_sent(capsys: pytest.CaptureFixture[str]) -> None:
     assert run([PASSING, "--sandbox", "--repeat", str(MAX_RUNS)]) == 2  # the suite has several cases
     assert f"one suite run takes at most {MAX_RUNS}" in capsys.readouterr().err
+
+
+ECHO_SUITE = """
+name: echo
+cases:
+  - name: echoed
+    turns: [{say: "What is my key?", expect: {contains: ["nothing like it"]}}]
+  - name: second
+    turns: [{say: "Hello"}]
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.anyio
+async def test_a_key_echoed_upstream_reaches_no_report_and_no_output(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Replies may quote a key back: the terminal output and every report file are redacted, as the tools are."""
+    (tmp_path / "suite.yaml").write_text(ECHO_SUITE)
+    sandbox.inject(Fault(target="customer", raw_chunks=echoing_chat(CUSTOMER_KEY), times=2))
+    done = await anyio.run_process(
+        [*SERVER, "test", "suite.yaml", "--json", "r.json", "--junit", "r.xml", "--html", "r.html"],
+        cwd=tmp_path,
+        env=clean_env(**upstream_env(sandbox)),
+        check=False,
+    )
+    out = done.stdout.decode() + done.stderr.decode()
+    assert done.returncode == 1, out  # the echo fails the expectation: the reply was read, and reported
+    assert "[redacted]" in out
+    reports = [(tmp_path / name).read_text() for name in ("r.json", "r.xml", "r.html")]
+    assert all("[redacted]" in report for report in reports)
+    assert leaks("\n".join([out, *reports]), ALL_KEYS, any_case=True) == []
+
+
+@pytest.mark.e2e
+@pytest.mark.anyio
+async def test_a_rate_limit_mid_suite_reports_the_runs_that_finished_and_exits_2(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    (tmp_path / "suite.yaml").write_text(ECHO_SUITE)
+    done = await anyio.run_process(
+        [*SERVER, "test", "suite.yaml", "--json", "r.json", "--concurrency", "1"],
+        cwd=tmp_path,
+        env=clean_env(**upstream_env(sandbox), LEXEY_MCP_RATE_LIMIT="1/minute"),
+        check=False,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert "Traceback" not in err
+    assert "The suite stopped after 1 of 2 runs" in err
+    report = SuiteReport.model_validate_json((tmp_path / "r.json").read_text())
+    assert [(case.name, len(case.runs)) for case in report.cases] == [("echoed", 1)]
+    assert report.interrupted is not None
+    assert report.interrupted.startswith("The suite stopped after 1 of 2 runs")
+    assert not report.passed

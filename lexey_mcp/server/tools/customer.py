@@ -17,13 +17,14 @@ from ...models import ChatResult, Conversation, ConversationMessages, Schema
 from ...qa.html import html_report
 from ...qa.report import REQUEST_FAILED, CaseReport, Failure, RunReport, SuiteReport, TurnReport
 from ...quoting import Fence, one_line
+from ...redaction import redact
 from ...toolsets import CONVERSATION_MESSAGES_URI
 from ...validation import check_uuid
 from ..parameters import ChatMessage, ConversationId, OptionalConversationId
 from ..progress import progress
 from ..registration import NEW_CONVERSATION, READ, ToolSpec
 from ..rendering import chat_text, result
-from ..state import AppState, client_of
+from ..state import AppState, client_of, request_secrets
 from ..view import view_meta
 from .chat import send
 
@@ -123,7 +124,9 @@ async def run_customer_scenario(
     if error is not None:
         blocks.append(f"[{one_line(f'turn {error.turn} failed; scenario stopped: {error.message}')}]")
     text = f"Scenario in {cid}; escalated: {escalated}\n" + "\n".join(blocks)
-    return result(scenario, text, view_meta(ctx, lambda: scenario_page(messages, seconds, scenario)))
+    secrets = request_secrets(ctx.request_context)  # rendered redacted: HTML spells characters as entities
+    said = [redact(message, secrets) for message in messages]
+    return result(scenario, text, view_meta(ctx, lambda: scenario_page(said, seconds, scenario.redacted(secrets))))
 
 
 def scenario_page(messages: list[str], seconds: list[float], scenario: ScenarioResult) -> str:

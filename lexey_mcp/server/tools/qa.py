@@ -77,9 +77,10 @@ async def run_test_suite(
     report = await run_suite(client_of(ctx), parsed, repeat=repeat, on_run=on_run, on_conversation=on_conversation)
     if rates is not None:
         report = compare(report, rates)
-    return result(
-        report, tool_text(report, Fence()), view_meta(ctx, lambda: html_report(report, parsed.name or "Test suite"))
-    )
+    # Rendered from the redacted report: in HTML a secret's characters are spelled as entities redaction cannot see.
+    secrets = request_secrets(ctx.request_context)
+    page = view_meta(ctx, lambda: html_report(report.redacted(secrets), parsed.name or "Test suite"))
+    return result(report, tool_text(report, Fence()), page)
 
 
 def _marking(ctx: Context[AppState], suite: str) -> OnConversation | None:
