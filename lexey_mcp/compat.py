@@ -218,6 +218,15 @@ class UvicornServer(uvicorn.Server):
         await self.lifespan.shutdown()
 
 
+def transport_of(send: Callable[..., Any]) -> asyncio.BaseTransport | None:
+    """The connection under an ASGI request, from the server's own `send`: to close it without finishing the body (an
+    upstream dropping mid-stream, in the sandbox), which ASGI has no message for. uvicorn 0.54.0: the `send` it hands
+    the app is a bound method of its request cycle (`RequestResponseCycle.send`), whose `transport` attribute is the
+    connection's asyncio transport. None when `send` is not uvicorn's."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    return transport if isinstance(transport, asyncio.BaseTransport) else None
+
+
 class ConnectionHooks(Protocol):
     """What `h11_protocol` tells of one connection after it was opened."""
 

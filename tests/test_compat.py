@@ -3,6 +3,7 @@ relies on, its test fails with a message naming the library, the version install
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import signal
@@ -48,6 +49,7 @@ SHIMS = [
     compat.QuietConfig,
     compat.UvicornServer,
     compat.h11_protocol,
+    compat.transport_of,
 ]
 
 
@@ -238,6 +240,25 @@ async def test_uvicorn_server_serves_when_ready_and_stops_a_request_that_never_e
         with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError)):
             await stream.receive()  # the connection was cut
         await stream.aclose()
+
+
+async def test_transport_of_closes_a_response_mid_body() -> None:
+    found: list[asyncio.BaseTransport | None] = []
+
+    async def half_then_cut(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"half", "more_body": True})
+        found.append(compat.transport_of(send))
+        if found[0] is not None:
+            found[0].close()
+            await anyio.sleep_forever()  # the body never ends but by the cut
+
+    with anyio.fail_after(30), relying("uvicorn", "transport_of", "its send (RequestResponseCycle.send, .transport)"):
+        async with running(half_then_cut, grace=0.2) as (_, port), httpx2.AsyncClient(trust_env=False) as http:
+            with pytest.raises(httpx2.RemoteProtocolError):  # the body ended without its last chunk
+                await http.get(f"http://127.0.0.1:{port}/")
+            assert found[0] is not None, "uvicorn's send is no longer a bound method of a cycle with a transport"
+    assert compat.transport_of(lambda message: None) is None  # not uvicorn's: the caller closes another way
 
 
 async def test_uvicorn_server_with_signals_stops_on_one_and_restores_the_handlers() -> None:

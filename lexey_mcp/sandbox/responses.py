@@ -8,6 +8,7 @@ import logging
 import anyio
 from starlette.types import Message, Receive, Scope, Send
 
+from .. import compat
 from .faults import StreamPlan, writes
 from .store import CloseReason, Store
 
@@ -18,14 +19,11 @@ _DISCONNECT_WAIT = 1.0
 
 
 def _close_transport(scope: Scope, *, abort: bool) -> bool:
-    """Close the TCP connection under a response without finishing the chunked body.
-
-    Uvicorn offers no ASGI way to do this, so reach its transport through the server's own `send`
-    (a bound method of its request cycle), stashed in the scope by the outermost app.
-    """
-    cycle = getattr(scope.get(RAW_SEND), "__self__", None)
-    transport = getattr(cycle, "transport", None)
-    if not isinstance(transport, asyncio.BaseTransport):
+    """Close the TCP connection under a response without finishing the chunked body, through the server's own
+    `send` (`compat.transport_of`), stashed in the scope by the outermost app."""
+    send = scope.get(RAW_SEND)
+    transport = compat.transport_of(send) if send is not None else None
+    if transport is None:
         return False
     if abort and isinstance(transport, asyncio.Transport):
         transport.abort()
