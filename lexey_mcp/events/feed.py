@@ -24,7 +24,7 @@ from ..paths import WEBHOOK_PATH
 from .bus import LegacySubscriptions, RedisSubscriptionBus
 from .model import Escalation, EscalationList, Event, TestMark
 from .receiver import WebhookReceiver, serve_listener
-from .store import EventStore, EventStoreUnavailable, RedisEventStore, SQLiteEventStore
+from .store import STATE_FILE, EventStore, EventStoreUnavailable, store_for
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("lexey_mcp.events")
 
 PRUNE_EVERY = 3600.0
-STATE_FILE = "events.sqlite3"
 
 
 def state_dir_problem(settings: Settings) -> str | None:
@@ -182,12 +181,7 @@ class EventFeed:
                 state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lexey-mcp-events-")))
             else:
                 state_dir = self._settings.state_dir.expanduser()
-            retention, max_mb = self._settings.event_retention_days, self._settings.event_store_max_mb
-            store: EventStore = (
-                RedisEventStore(self._redis_url, retention, self._settings.redis_prefix(), max_mb)
-                if self._redis_url
-                else SQLiteEventStore(state_dir / STATE_FILE, retention, max_mb)
-            )
+            store = store_for(self._settings, state_dir)
             store.on_evict = self.on_evict
             stack.push_async_callback(store.aclose)
             group = await stack.enter_async_context(anyio.create_task_group())

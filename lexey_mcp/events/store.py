@@ -22,6 +22,7 @@ import anyio
 import anyio.to_thread
 
 from .. import redis_connection
+from ..config import Settings
 from .model import ESCALATED, Event, TestMark
 
 if TYPE_CHECKING:
@@ -368,3 +369,16 @@ class RedisEventStore:
         redis, self._redis = self._redis, None
         if redis is not None:
             await redis.aclose()
+
+
+#: The SQLite store's file in the state directory.
+STATE_FILE = "events.sqlite3"
+
+
+def store_for(settings: Settings, state_dir: Path) -> EventStore:
+    """The deployment's event store: Redis when LEXEY_REDIS_URL is set (every replica, and `lexey-mcp test` given the
+    same settings, share it), else SQLite in `state_dir`."""
+    retention, max_mb = settings.event_retention_days, settings.event_store_max_mb
+    if settings.redis_url is not None:
+        return RedisEventStore(settings.redis_url.get_secret_value(), retention, settings.redis_prefix(), max_mb)
+    return SQLiteEventStore(state_dir / STATE_FILE, retention, max_mb)

@@ -22,6 +22,8 @@ from .. import interrupt
 from ..client import LexeyClient
 from ..config import Settings
 from ..errors import LexeyConfigError, LexeyError, LexeyInputError
+from ..events.model import TestMark
+from ..events.store import EventStoreUnavailable, store_for
 from ..redaction import redact
 from ..request_keys import secrets_for
 from .compare import compare, read_baseline
@@ -29,7 +31,9 @@ from .html import html_report
 from .output import Progress, junit_xml, text_report, write
 from .parsing import load_suite
 from .report import RunReport, SuiteReport
-from .runner import SetupError, SuiteRun, execute, plan
+from .runner import OnConversation, SetupError, SuiteRun, execute, plan
+
+logger = logging.getLogger("lexey_mcp.qa")
 
 PASSED, FAILED, UNUSABLE = 0, 1, 2
 #: The exit status of a suite stopped by --timeout with no failure among the runs that finished.
@@ -91,6 +95,7 @@ async def _run(args: argparse.Namespace, settings: Settings, run: SuiteRun, base
         secrets = secrets_for(client.settings)
         finish = functools.partial(_finish, args, run, title, baseline, secrets)
         progress = Progress(args.repeat)
+        on_conversation = _marking(stack, args, settings, run.suite.name or title)
 
         async def on_run(done: int, total: int, case: str, index: int, report: RunReport) -> None:
             await progress(done, total, case, index, report.redacted(secrets))
@@ -99,7 +104,14 @@ async def _run(args: argparse.Namespace, settings: Settings, run: SuiteRun, base
         write(sys.stdout, f"{title}: running {run.suite.source}{skipped}\n")
         try:
             with anyio.move_on_after(args.timeout) as timer:
-                await execute(client, run, concurrency=args.concurrency, setup=not args.skip_setup, on_run=on_run)
+                await execute(
+                    client,
+                    run,
+                    concurrency=args.concurrency,
+                    setup=not args.skip_setup,
+                    on_run=on_run,
+                    on_conversation=on_conversation,
+                )
         except SetupError as exc:
             finish()
             return _fail(redact(str(exc), secrets))
@@ -114,6 +126,28 @@ async def _run(args: argparse.Namespace, settings: Settings, run: SuiteRun, base
                 finish(signal.Signals(stopped_by).name)
             raise
     return finish(f"time-out of {args.timeout:g}s" if timer.cancelled_caught else None)
+
+
+def _marking(stack: AsyncExitStack, args: argparse.Namespace, settings: Settings, suite: str) -> OnConversation | None:
+    """Each conversation a run makes, marked as the suite's in the deployment's event store, so the escalations it
+    causes are listed as a test run's: when this command shares that store with the server receiving Lexey's webhooks
+    (the feed is configured here too: LEXEY_WEBHOOK_SECRET or LEXEY_REDIS_URL). Not against the embedded sandbox,
+    whose webhooks go nowhere. A mark that cannot be kept is said once; the run goes on."""
+    if args.test_sandbox or (settings.webhook_secret is None and settings.redis_url is None):
+        return None
+    store = store_for(settings, settings.state_dir.expanduser())
+    stack.push_async_callback(store.aclose)
+    said: list[str] = []
+
+    async def mark(case: str, conversation_id: str) -> None:
+        try:
+            await store.mark(conversation_id, TestMark(suite=suite, case=case))
+        except EventStoreUnavailable as exc:
+            if not said:
+                said.append(str(exc))
+                logger.warning("escalations from this run cannot be marked as a test run's: %s", exc)
+
+    return mark
 
 
 async def _client(stack: AsyncExitStack, args: argparse.Namespace, settings: Settings) -> LexeyClient:

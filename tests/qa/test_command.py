@@ -14,6 +14,7 @@ import pytest
 
 from lexey_mcp.cli import build_parser, main
 from lexey_mcp.config import Settings
+from lexey_mcp.events.store import STATE_FILE, SQLiteEventStore
 from lexey_mcp.qa.arguments import MAX_RUNS
 from lexey_mcp.qa.command import run_test_command
 from lexey_mcp.qa.report import SuiteReport
@@ -282,3 +283,28 @@ async def test_a_rate_limit_mid_suite_reports_the_runs_that_finished_and_exits_2
     assert report.interrupted is not None
     assert report.interrupted.startswith("The suite stopped after 1 of 2 runs")
     assert not report.passed
+
+
+@pytest.mark.e2e
+@pytest.mark.anyio
+async def test_with_the_feed_configured_the_runs_conversations_are_marked_in_its_store(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The same settings as the server receiving Lexey's webhooks (its secret, its state directory): the server lists
+    the escalations these runs cause as the suite's."""
+    (tmp_path / "suite.yaml").write_text(ECHO_SUITE)
+    state = tmp_path / "state"
+    env = clean_env(**upstream_env(sandbox), LEXEY_WEBHOOK_SECRET="s" * 32, LEXEY_STATE_DIR=str(state))
+    done = await anyio.run_process(
+        [*SERVER, "test", "suite.yaml", "--json", "r.json"], cwd=tmp_path, env=env, check=False
+    )
+    assert done.returncode == 1, done.stderr.decode()  # the first case expects what the sandbox never says
+    report = SuiteReport.model_validate_json((tmp_path / "r.json").read_text())
+    made = {run.conversation_id: case.name for case in report.cases for run in case.runs}
+    store = SQLiteEventStore(state / STATE_FILE, retention_days=30)
+    marks = await store.marks([cid for cid in made if cid is not None])
+    await store.aclose()
+    assert {cid: (mark.suite, mark.case) for cid, mark in marks.items()} == {
+        cid: ("echo", case) for cid, case in made.items()
+    }
+    assert len(marks) == 2
