@@ -219,7 +219,7 @@ class _Checker:
         steps = []
         for i, item in enumerate(node.value):
             if isinstance(item, yaml.MappingNode):
-                steps.append(self.turn(item, f"{path}[{i}]", say="the instruction"))
+                steps.append(self.turn(item, f"{path}[{i}]", say="the instruction", setup=True))
             elif self.text(item, f"{path}[{i}]", message=True) is not None:
                 steps.append(self.instruction(item, f"{path}[{i}]"))
         return tuple(steps)
@@ -229,7 +229,7 @@ class _Checker:
         """A setup step given as a string: it must be applied, and its reply complete."""
         return Turn(str(node.value), Expect(), node.start_mark.line + 1)
 
-    def turn(self, node: yaml.Node, path: str, say: str = "what the customer writes") -> Turn:
+    def turn(self, node: yaml.Node, path: str, say: str = "what the customer writes", setup: bool = False) -> Turn:
         entries = self.mapping(node, path, TURN_KEYS)
         text = ""
         if "say" in entries:
@@ -237,6 +237,14 @@ class _Checker:
         elif isinstance(node, yaml.MappingNode):
             self.problem(node, path, f"missing key 'say' ({say})")
         given = self.expect(entries["expect"][1], f"{path}.expect") if "expect" in entries else {}
+        if setup and "escalated" in given:  # said where it is written, not silently never checked
+            expect = cast("yaml.MappingNode", entries["expect"][1])
+            key = next(k for k, _ in expect.value if k.value == "escalated")
+            self.problem(
+                key,
+                f"{path}.expect.escalated",
+                "a setup step talks to the management agent, whose conversation never escalates: remove it",
+            )
         return Turn(text, Expect(**given), node.start_mark.line + 1)
 
 

@@ -176,13 +176,17 @@ async def run_setup(client: LexeyClient, steps: Sequence[Turn], done: list[Setup
     for i, step in enumerate(steps, 1):
         sent = time.monotonic()
         try:
-            reply = await client.management.send_message(conversation_id, step.say)
+            with anyio.move_on_after(step.expect.max_seconds) as limit:  # max_seconds: no waiting past it
+                reply = await client.management.send_message(conversation_id, step.say)
         except LexeyError as exc:
             done.append(SetupStep(instruction=step.say, reply="", outcome="request failed"))
             raise SetupError(f"Setup step {i} (line {step.line}) failed: {exc}") from None
+        if limit.cancelled_caught:
+            late = Failure(turn=i, expectation="max_seconds", detail=f"no reply within {step.expect.max_seconds:g}s")
+            done.append(SetupStep(instruction=step.say, reply="", outcome="expectation failed", failures=[late]))
+            raise SetupError(f"Setup step {i} (line {step.line}) got no reply within {step.expect.max_seconds:g}s")
         logger.info("setup %d/%d: %s", i, len(steps), excerpt(reply.text))
         failures = await check_reply(step.expect, reply, time.monotonic() - sent, False, i)
-        failures = [f for f in failures if f.expectation != "escalated"]  # a management conversation never escalates
         if not_applied(reply.text):
             done.append(SetupStep(instruction=step.say, reply=reply.text, outcome="not applied", failures=failures))
             why = "was not applied"

@@ -154,6 +154,21 @@ async def test_max_seconds_stops_a_turn_that_takes_longer(sandbox: Sandbox, lexe
     assert sandbox.stats.streams_started == 1  # the second turn was not sent
 
 
+async def test_max_seconds_stops_a_setup_step_that_takes_longer(sandbox: Sandbox, lexey: LexeyClient) -> None:
+    suite = parse_suite(
+        "setup:\n  - {say: Our business is Acme., expect: {max_seconds: 0.2}}\n"
+        "cases:\n  - name: one\n    turns: [{say: hi}]\n"
+    )
+    sandbox.inject(Fault(target="management", stall_after=1, stall_seconds=30))
+    run = plan(suite)
+    with anyio.fail_after(10), pytest.raises(SetupError, match=r"^Setup step 1 \(line 2\) got no reply within 0.2s$"):
+        await execute(lexey, run)
+    assert [(s.outcome, [f.expectation for f in s.failures]) for s in run.setup] == [
+        ("expectation failed", ["max_seconds"])
+    ]
+    assert run.done == 0  # no case ran
+
+
 async def test_progress_is_reported_one_run_at_a_time_in_increasing_order(lexey: LexeyClient) -> None:
     suite = parse_suite("cases:\n" + "".join(f"  - {{name: c{i}, turns: [{{say: hello}}]}}\n" for i in range(4)))
     seen: list[int] = []

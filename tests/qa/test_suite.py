@@ -84,6 +84,15 @@ def test_a_setup_step_is_a_string_or_a_turn_with_the_same_matchers() -> None:
     )
 
 
+def test_escalated_in_a_setup_step_is_refused_where_it_is_written() -> None:
+    with pytest.raises(SuiteError) as refused:
+        parse_suite("setup:\n  - say: Always escalate legal issues.\n    expect: {escalated: true}\n" + CASE, "s.yaml")
+    assert str(refused.value).splitlines()[1].strip() == (
+        "s.yaml:3:14: setup[0].expect.escalated: a setup step talks to the management agent, whose conversation "
+        "never escalates: remove it"
+    )
+
+
 def test_expect_keys_are_the_fields_of_expect() -> None:
     assert EXPECT_KEYS == ("contains", "not_contains", "matches", "escalated", "outcome", "max_seconds")
 
