@@ -300,7 +300,7 @@ async def test_rate_limited_calls_are_counted_and_send_nothing(sandbox: Sandbox)
         before = sandbox.stats.requests
         refused = await client.call_tool("send_customer_message", {"message": "hello", "conversation_id": cid})
         assert sandbox.stats.requests == before  # nothing sent upstream
-        other_key = await client.call_tool("configure_org", {"instruction": "What is our business name?"})
+        other_key = await client.call_tool("configure_org", {"instruction": "How have we performed this week?"})
     assert refused.is_error
     assert "Rate limit reached for this customer key: 2/hour tool calls (LEXEY_MCP_RATE_LIMIT)" in text_of(refused)
     retry = re.search(r"Nothing was sent upstream\. Retry in (\d+) s\.$", text_of(refused))
