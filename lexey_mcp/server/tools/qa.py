@@ -28,6 +28,8 @@ from ..view import view_meta
 if TYPE_CHECKING:
     from ...qa.runner import OnConversation
 
+#: An earlier result with every run's transcript is far longer than a suite; still under HTTP's 4 MiB request cap.
+MAX_BASELINE_CHARS = 3_000_000
 NO_MANAGEMENT = (
     "Nothing was sent: this suite has setup instructions, which change the organisation through the management agent, "
     "and this server does not expose the management tools (--toolsets). Remove the setup, or enable the management "
@@ -42,7 +44,7 @@ async def run_test_suite(
     repeat: Annotated[int, Field(ge=1, le=20, description="Runs per case.")] = 1,
     baseline: Annotated[
         str | None,
-        Field(max_length=MAX_CHAT_MESSAGE_CHARS, description="Earlier result JSON to compare."),
+        Field(max_length=MAX_BASELINE_CHARS, description="Earlier result JSON to compare."),
     ] = None,
 ) -> Annotated[CallToolResult, SuiteReport]:
     """Run an agent QA suite: optional `setup` (configure_org instructions: strings or {say, expect}), then `cases`,
