@@ -81,15 +81,16 @@ def test_a_time_out_writes_the_reports_and_exits_1_with_failures_else_124(
     tmp_path: Path, quick_fails: bool, status: int
 ) -> None:
     suite = _suite(tmp_path, quick_fails)
-    args = ["test", str(suite), "--sandbox", "--delay", "1", "--concurrency", "1", "--timeout", "15"]
+    # The quick run needs ~7 s of the sandbox's pauses, the slow one ~25 s: 20 s leaves a loaded machine 13 s of CPU.
+    args = ["test", str(suite), "--sandbox", "--delay", "1", "--concurrency", "1", "--timeout", "20"]
     with started(tmp_path, *args, *_reports(tmp_path)) as process:
         assert process.finish(within=120) == status, process.stdout() + process.stderr()
     report, junit, page = _read(tmp_path)
-    assert report.interrupted == "time-out of 15s after 1 of 2 runs"
+    assert report.interrupted == "time-out of 20s after 1 of 2 runs"
     assert [(c.name, c.passed) for c in report.cases] == [("quick", not quick_fails)]
     assert not report.passed  # an incomplete suite never passes
     assert [t.get("name") for t in junit.iter("testcase")] == ["quick"]
-    assert "Interrupted: time-out of 15s after 1 of 2 runs" in page
+    assert "Interrupted: time-out of 20s after 1 of 2 runs" in page
 
 
 @pytest.fixture(autouse=True)
