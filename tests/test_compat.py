@@ -27,17 +27,12 @@ from starlette.types import Receive, Scope, Send
 from lexey_mcp import compat
 from lexey_mcp.listeners import listen
 from lexey_mcp.serving import serving, uvicorn_server
+from tests.jsonrpc import MCP_HEADERS, initialize
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}},
-}
+INITIALIZE = initialize()
 SHIMS = [
     compat.lowlevel_server,
     compat.tool_by_name,
@@ -152,7 +147,7 @@ async def test_the_session_manager_shims_admit_list_and_forget_sessions() -> Non
             app.router.lifespan_context(app),
             httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000", timeout=30) as http,
         ):
-            opened = await http.post("/mcp", json=INITIALIZE, headers=HEADERS)
+            opened = await http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS)
             assert opened.status_code == 200
             session_id = opened.headers["mcp-session-id"]
             open_before = compat.open_sessions(manager)
@@ -163,7 +158,7 @@ async def test_the_session_manager_shims_admit_list_and_forget_sessions() -> Non
                 compat.forget_session(manager, session.session_id)
                 session.idle_scope.cancel()
             open_after = compat.open_sessions(manager)
-            headers = {**HEADERS, "Mcp-Session-Id": session_id, "Mcp-Protocol-Version": "2025-06-18"}
+            headers = {**MCP_HEADERS, "Mcp-Session-Id": session_id, "Mcp-Protocol-Version": "2025-06-18"}
             forgotten = (await http.post("/mcp", json=ping, headers=headers)).status_code
     with relying("mcp", "before_session_admission", "StreamableHTTPSessionManager._admit_session"):
         assert asked == [None]

@@ -14,17 +14,13 @@ import httpx2
 import pytest
 
 from lexey_mcp.paths import HEALTH_PATH, MCP_PATH
+from tests.jsonrpc import initialize
 from tests.processes import SERVING, WAIT_SECONDS, Process, started
 
 pytestmark = pytest.mark.e2e
 
 LEGACY = "2025-11-25"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "exits", "version": "1"}},
-}
+INITIALIZE = initialize(LEGACY, client="exits")
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 STREAMING_CALL = {
     "jsonrpc": "2.0",

@@ -24,6 +24,7 @@ from lexey_mcp.oauth import JWKSCache, JWTVerifier
 from lexey_mcp.paths import MCP_PATH
 from lexey_mcp.sandbox import Sandbox
 from lexey_mcp.server import TOOLS
+from tests.jsonrpc import initialize
 from tests.oauth_issuer import ALL_SCOPES, RESOURCE_URL, Issuer, serve_issuer
 from tests.processes import SERVER, clean_env, http_server, mcp_client
 from tests.reading import text_of
@@ -32,12 +33,7 @@ from tests.streams import settings
 pytestmark = pytest.mark.anyio
 
 METADATA_URL = "https://mcp.example.test/.well-known/oauth-protected-resource/mcp"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
+INITIALIZE = initialize("2025-11-25", client="t")
 
 
 def rejected_tokens(issuer: Issuer) -> dict[str, str]:

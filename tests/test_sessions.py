@@ -11,17 +11,12 @@ from lexey_mcp.paths import MCP_PATH
 from lexey_mcp.sandbox import Sandbox
 from lexey_mcp.server import ServerOptions, build_server
 from tests.conftest import sandbox_settings_for
+from tests.jsonrpc import MCP_HEADERS, initialize
 from tests.oauth_issuer import RESOURCE_URL, serve_issuer
 
 pytestmark = pytest.mark.anyio
 
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}},
-}
+INITIALIZE = initialize()
 PING = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
 
 
@@ -36,12 +31,12 @@ async def test_the_least_recently_used_idle_session_gives_way(sandbox: Sandbox) 
     ):
 
         async def open_session() -> str:
-            opened = await http.post(MCP_PATH, json=INITIALIZE, headers=HEADERS)
+            opened = await http.post(MCP_PATH, json=INITIALIZE, headers=MCP_HEADERS)
             assert opened.status_code == 200
             return opened.headers["mcp-session-id"]
 
         async def ping(session: str) -> int:
-            headers = {**HEADERS, "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18"}
+            headers = {**MCP_HEADERS, "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18"}
             return (await http.post(MCP_PATH, json=PING, headers=headers)).status_code
 
         first, second = await open_session(), await open_session()
@@ -68,12 +63,12 @@ async def test_under_oauth_a_callers_own_idle_session_gives_way_first(sandbox: S
         ):
 
             async def open_session(who: dict[str, str]) -> str:
-                opened = await http.post(MCP_PATH, json=INITIALIZE, headers={**HEADERS, **who})
+                opened = await http.post(MCP_PATH, json=INITIALIZE, headers={**MCP_HEADERS, **who})
                 assert opened.status_code == 200
                 return opened.headers["mcp-session-id"]
 
             async def ping(who: dict[str, str], session: str) -> int:
-                headers = {**HEADERS, **who, "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18"}
+                headers = {**MCP_HEADERS, **who, "Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18"}
                 return (await http.post(MCP_PATH, json=PING, headers=headers)).status_code
 
             bobs = await open_session(bob)  # idle longest

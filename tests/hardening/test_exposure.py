@@ -11,19 +11,15 @@ import httpx2
 import pytest
 
 from lexey_mcp.sandbox import Fault, Sandbox
+from tests.jsonrpc import MCP_HEADERS, initialize
 from tests.processes import assert_unfinished_headers_are_cut_off, http_server, mcp_client
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 FD_LIMIT = 256
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}},
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+INITIALIZE = initialize()
+MCP_HEADERS = MCP_HEADERS
 
 
 def _slow_header_connections(port: int, count: int) -> list[socket.socket]:
