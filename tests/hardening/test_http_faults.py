@@ -146,8 +146,9 @@ async def test_slow_drip_that_never_ends_hits_the_overall_deadline(sandbox: Sand
 async def test_done_just_inside_and_just_outside_the_deadline(sandbox: Sandbox, deadline: float, outcome: str) -> None:
     # Two writes 0.5 s apart: [DONE] lands at ~0.5 s.
     chunks = [chat_event(1, {"type": "delta", "text": "a"}), chat_event(2, "[DONE]")]
+    async with client_for(sandbox) as setup:  # the deadline is the stream's: a loaded machine may be slow to create
+        cid = await new_conversation(setup)
     async with client_for(sandbox, stream_timeout=deadline) as c:
-        cid = await new_conversation(c)
         sandbox.inject(Fault(target="customer", raw_chunks=chunks, drip_seconds=0.5))
         with anyio.fail_after(5):
             result = await c.customer.send_message(cid, "hello")
