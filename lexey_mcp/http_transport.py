@@ -266,8 +266,8 @@ async def _send_json(send: Send, status: int, content: dict[str, Any]) -> None:
 
 
 def serve(app: Starlette, sockets: list[socket.socket], settings: Settings) -> int:
-    """Serve `app` (the SDK's streamable HTTP app) on `sockets` (`listeners.listen`) until Ctrl-C or SIGTERM; the
-    exit status: 128 + the signal's number."""
+    """Serve `app` (the SDK's streamable HTTP app) on `sockets` (`listeners.listen`) until Ctrl-C or SIGTERM, which
+    end the process with status 128 + the signal's number once the server has shut down."""
     guard_mcp_endpoint(app, settings)
     server = uvicorn_server(
         RequestsInFlight(app, settings.max_concurrency),
@@ -288,4 +288,6 @@ def serve(app: Starlette, sockets: list[socket.socket], settings: Settings) -> i
     gc.collect()  # what start-up left for the collector is freed now, not frozen for good
     gc.freeze()
     server.run(sockets)
-    return interrupt.status(server.stopped_by) if server.stopped_by is not None else 0
+    if server.stopped_by is not None:
+        interrupt.exit_stopped(server.stopped_by)
+    return 0

@@ -26,7 +26,7 @@ import threading
 import warnings
 from collections.abc import Awaitable, Callable
 from types import FrameType
-from typing import TypeVar, TypeVarTuple
+from typing import NoReturn, TypeVar, TypeVarTuple
 
 T = TypeVar("T")
 Args = TypeVarTuple("Args")
@@ -75,12 +75,19 @@ def run(func: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
 
     stopped_by, result = anyio.run(_cancelled_by_signals, func, args)
     if stopped_by is not None:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):  # a reader gone away, a stream the host closed
-                stream.flush()
-        os._exit(status(stopped_by))
+        exit_stopped(stopped_by)
     assert result is not None
     return result[0]
+
+
+def exit_stopped(signum: int) -> NoReturn:
+    """End the process a signal stopped, its clean-up done: at once, with the signal's status. Not through the
+    interpreter's shutdown: that waits for threads (one may be blocked reading stdin), and late in it the signal
+    handlers are the defaults again, so another Ctrl-C would end the process with its own status."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a reader gone away, a stream the host closed
+            stream.flush()
+    os._exit(status(signum))
 
 
 async def _cancelled_by_signals(
