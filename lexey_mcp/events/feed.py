@@ -22,7 +22,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated, S
 from .. import redis_connection
 from ..paths import WEBHOOK_PATH
 from .bus import LegacySubscriptions, RedisSubscriptionBus
-from .model import Escalation, EscalationList, Event, TestMark
+from .model import Escalation, EscalationList, Event
 from .receiver import WebhookReceiver, serve_listener
 from .store import STATE_FILE, EventStore, EventStoreUnavailable, store_for
 
@@ -137,14 +137,6 @@ class EventFeed:
         events = await self.store.escalations(since, limit)
         marks = await self.store.marks({e.conversation_id for e in events if e.conversation_id is not None})
         return [Escalation.from_event(e, marks.get(e.conversation_id or "")) for e in events]
-
-    async def mark(self, conversation_id: str, mark: TestMark) -> None:
-        """Remember that a test run made `conversation_id` (its escalations are listed as the run's, on every
-        replica sharing the store). A mark that cannot be kept is logged, never fails the run."""
-        try:
-            await self.store.mark(conversation_id, mark)
-        except EventStoreUnavailable as exc:
-            logger.warning("could not mark %s as a test run's conversation: %s", conversation_id, exc)
 
     async def listing(self, since: float | None = None, limit: int = 20) -> EscalationList:
         """The latest `limit` escalations at or after `since`, how many there are in all, and why none arrive when

@@ -22,8 +22,7 @@ from .. import interrupt
 from ..client import LexeyClient
 from ..config import Settings
 from ..errors import LexeyConfigError, LexeyError, LexeyInputError
-from ..events.model import TestMark
-from ..events.store import EventStoreUnavailable, store_for
+from ..events.store import marking_test_runs, store_for
 from ..redaction import redact
 from ..request_keys import secrets_for
 from .compare import compare, read_baseline
@@ -32,8 +31,6 @@ from .output import Progress, junit_xml, text_report, write
 from .parsing import load_suite
 from .report import RunReport, SuiteReport
 from .runner import OnConversation, SetupError, SuiteRun, execute, plan
-
-logger = logging.getLogger("lexey_mcp.qa")
 
 PASSED, FAILED, UNUSABLE = 0, 1, 2
 #: The exit status of a suite stopped by --timeout with no failure among the runs that finished.
@@ -132,22 +129,12 @@ def _marking(stack: AsyncExitStack, args: argparse.Namespace, settings: Settings
     """Each conversation a run makes, marked as the suite's in the deployment's event store, so the escalations it
     causes are listed as a test run's: when this command shares that store with the server receiving Lexey's webhooks
     (the feed is configured here too: LEXEY_WEBHOOK_SECRET or LEXEY_REDIS_URL). Not against the embedded sandbox,
-    whose webhooks go nowhere. A mark that cannot be kept is said once; the run goes on."""
+    whose webhooks go nowhere."""
     if args.test_sandbox or (settings.webhook_secret is None and settings.redis_url is None):
         return None
     store = store_for(settings, settings.state_dir.expanduser())
     stack.push_async_callback(store.aclose)
-    said: list[str] = []
-
-    async def mark(case: str, conversation_id: str) -> None:
-        try:
-            await store.mark(conversation_id, TestMark(suite=suite, case=case))
-        except EventStoreUnavailable as exc:
-            if not said:
-                said.append(str(exc))
-                logger.warning("escalations from this run cannot be marked as a test run's: %s", exc)
-
-    return mark
+    return marking_test_runs(lambda: store, suite)
 
 
 async def _client(stack: AsyncExitStack, args: argparse.Namespace, settings: Settings) -> LexeyClient:

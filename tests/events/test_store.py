@@ -11,7 +11,7 @@ import pytest
 
 from lexey_mcp.events.feed import EventFeed, EventOptions
 from lexey_mcp.events.model import TestMark, parse_event, parse_time
-from lexey_mcp.events.store import DAY, EventStoreUnavailable, SQLiteEventStore
+from lexey_mcp.events.store import DAY, EventStoreUnavailable, SQLiteEventStore, marking_test_runs
 from tests.events.conftest import events_settings
 from tests.events.helpers import escalation
 
@@ -140,7 +140,7 @@ async def test_a_test_runs_conversation_is_marked_until_retention_drops_it(tmp_p
     payloads = [escalation(minutes=1), escalation(minutes=2)]
     ours, theirs = (p["conversation"]["id"] for p in payloads)
     async with EventFeed(events_settings(tmp_path), EventOptions()) as feed:
-        await feed.mark(ours, TestMark(suite="refunds", case="big refund"))
+        await marking_test_runs(lambda: feed.store, "refunds")("big refund", ours)
         for payload in payloads:
             await feed.record(parse_event(payload, time.time()))
         listed = {e.conversation_id: e.test for e in await feed.escalations()}

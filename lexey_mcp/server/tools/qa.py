@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import anyio.to_thread
 from mcp.server.elicitation import ElicitationResult
@@ -11,7 +11,7 @@ from mcp.server.mcpserver.resolve import Resolve
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from ...events.model import TestMark
+from ...events.store import marking_test_runs
 from ...qa.html import html_report
 from ...qa.report import SuiteReport
 from ...quoting import Fence
@@ -24,9 +24,6 @@ from ..registration import CONFIGURE, ToolSpec
 from ..rendering import result
 from ..state import AppState, client_of, request_secrets
 from ..view import view_meta
-
-if TYPE_CHECKING:
-    from ...qa.runner import OnConversation
 
 #: An earlier result with every run's transcript is far longer than a suite; still under HTTP's 4 MiB request cap.
 MAX_BASELINE_CHARS = 3_000_000
@@ -75,7 +72,8 @@ async def run_test_suite(
     refused = unconfirmed(confirmation, "this suite's setup")
     if refused is not None:
         return refused
-    on_conversation = _marking(ctx, parsed.name or "unnamed suite")
+    feed = ctx.request_context.lifespan_context.feed  # with the events toolset, the runs' escalations say so
+    on_conversation = marking_test_runs(lambda: feed.store, parsed.name or "unnamed suite") if feed else None
     report = await run_suite(client_of(ctx), parsed, repeat=repeat, on_run=on_run, on_conversation=on_conversation)
     if rates is not None:
         report = compare(report, rates)
@@ -83,18 +81,6 @@ async def run_test_suite(
     secrets = request_secrets(ctx.request_context)
     page = view_meta(ctx, lambda: html_report(report.redacted(secrets), parsed.name or "Test suite"))
     return result(report, tool_text(report, Fence()), page)
-
-
-def _marking(ctx: Context[AppState], suite: str) -> OnConversation | None:
-    """With the events feed: each conversation a run makes is marked as the suite's (its escalations say so)."""
-    feed = ctx.request_context.lifespan_context.feed
-    if feed is None:
-        return None
-
-    async def mark(case: str, conversation_id: str) -> None:
-        await feed.mark(conversation_id, TestMark(suite=suite, case=case))
-
-    return mark
 
 
 TOOLS = (
