@@ -54,14 +54,21 @@ class Elements(HTMLParser):
         return sum(t == tag for t, _, _ in self.found)
 
 
-@pytest.mark.e2e
-def test_the_report_of_a_failing_suite_renders_in_chromium(tmp_path: Path) -> None:
+def html_of(example: str, tmp_path: Path, status: int) -> Path:
+    """The HTML report `lexey-mcp test` writes of an example suite (run twice per case against the sandbox), which
+    exits with `status`."""
     page = tmp_path / "report.html"
-    command = [*SERVER, "test", str(SUITES / "fails-on-purpose.yaml"), "--sandbox", "--delay", "0", "--repeat", "2"]
+    command = [*SERVER, "test", str(SUITES / example), "--sandbox", "--delay", "0", "--repeat", "2"]
     done = subprocess.run(
         [*command, "--html", str(page)], capture_output=True, text=True, env=clean_env(), timeout=120, check=False
     )
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == status, done.stdout + done.stderr
+    return page
+
+
+@pytest.mark.e2e
+def test_the_report_of_a_failing_suite_renders_in_chromium(tmp_path: Path) -> None:
+    page = html_of("fails-on-purpose.yaml", tmp_path, status=1)
     dom = Elements(rendered_dom(page, tmp_path / "profile"))
     assert ("html", {"lang": "en", "data-ready": "yes"}) in [(t, a) for t, a, _ in dom.found]  # the script ran
     assert dom.text("h1") == ["Acme support (fails on purpose)"]
@@ -143,12 +150,7 @@ def test_upstream_text_renders_as_text_in_chromium(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_printing_opens_every_run_and_hides_the_switch(tmp_path: Path) -> None:
-    page = tmp_path / "report.html"
-    command = [*SERVER, "test", str(SUITES / "refunds-over-100.yaml"), "--sandbox", "--delay", "0", "--repeat", "2"]
-    done = subprocess.run(
-        [*command, "--html", str(page)], capture_output=True, text=True, env=clean_env(), timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    page = html_of("refunds-over-100.yaml", tmp_path, status=0)
     browser = DevTools(page, tmp_path / "profile")
     try:
         browser.wait_for("document.documentElement?.dataset.ready === 'yes'")
