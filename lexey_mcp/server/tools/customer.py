@@ -115,7 +115,7 @@ async def run_customer_scenario(
             status, code = (exc.status, exc.code) if isinstance(exc, LexeyAPIError) else (None, None)
             error = ScenarioError(turn=i, message=str(exc), status=status, code=code)
             break
-    escalated = any(t.conversation_status == "escalated" or "escalated" in t.status_events for t in turns)
+    escalated = any(_escalates(turn) for turn in turns)
     # A turn's conversation is the scenario's: said once, not per turn.
     shown = [turn.model_copy(update={"conversation_id": None}) for turn in turns]
     scenario = ScenarioResult(conversation_id=cid, turns=shown, escalated=escalated, error=error)
@@ -124,9 +124,17 @@ async def run_customer_scenario(
     if error is not None:
         blocks.append(f"[{one_line(f'turn {error.turn} failed; scenario stopped: {error.message}')}]")
     text = f"Scenario in {cid}; escalated: {escalated}\n" + "\n".join(blocks)
-    secrets = request_secrets(ctx.request_context)  # rendered redacted: HTML spells characters as entities
-    said = [redact(message, secrets) for message in messages]
-    return result(scenario, text, view_meta(ctx, lambda: scenario_page(said, seconds, scenario.redacted(secrets))))
+    # The page (only for hosts with the view) is rendered redacted: HTML spells a secret's characters as entities.
+    secrets = request_secrets(ctx.request_context)
+    page = view_meta(
+        ctx, lambda: scenario_page([redact(m, secrets) for m in messages], seconds, scenario.redacted(secrets))
+    )
+    return result(scenario, text, page)
+
+
+def _escalates(turn: ChatResult) -> bool:
+    """The conversation is escalated after `turn` (its last status, or an escalated status on the way)."""
+    return turn.conversation_status == "escalated" or "escalated" in turn.status_events
 
 
 def scenario_page(messages: list[str], seconds: list[float], scenario: ScenarioResult) -> str:
@@ -142,7 +150,7 @@ def scenario_page(messages: list[str], seconds: list[float], scenario: ScenarioR
     escalated = False
     transcript = []
     for said, took, turn in zip(messages, seconds, scenario.turns, strict=False):
-        escalated = escalated or turn.conversation_status == "escalated" or "escalated" in turn.status_events
+        escalated = escalated or _escalates(turn)
         transcript.append(TurnReport(say=said, reply=turn.text, seconds=round(took, 3), escalated=escalated))
     run = RunReport(
         passed=not failures,
