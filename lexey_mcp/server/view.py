@@ -4,6 +4,7 @@ report into the result's `_meta`; the page shows it. Every other host gets the r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -19,13 +20,18 @@ HTML_KEY = "lexey-mcp/html"
 TOOL_META = {"ui": {"resourceUri": REPORT_VIEW_URI}}
 
 
+@functools.cache
+def _page() -> str:
+    """view.html, read once a process however many servers it builds, with the key the report travels under."""
+    return resources.files(__package__).joinpath("view.html").read_text("utf-8").replace("__HTML_KEY__", HTML_KEY)
+
+
 def view_extension() -> Apps:
     """The Apps extension serving the view (no external resource: a host's CSP forbids them)."""
-    page = resources.files(__package__).joinpath("view.html").read_text("utf-8")
     apps = Apps()
     apps.add_html_resource(
         REPORT_VIEW_URI,
-        page.replace("__HTML_KEY__", HTML_KEY),
+        _page(),
         name="report",
         title="lexey-mcp report",
         description="A test suite's or customer scenario's report: each case's pass rate and each turn.",
