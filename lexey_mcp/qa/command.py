@@ -92,7 +92,7 @@ async def _run(args: argparse.Namespace, settings: Settings, run: SuiteRun, base
         secrets = secrets_for(client.settings)
         finish = functools.partial(_finish, args, run, title, baseline, secrets)
         progress = Progress(args.repeat)
-        on_conversation = _marking(stack, args, settings, run.suite.name or title)
+        on_conversation = _marking(stack, args, settings, title)
 
         async def on_run(done: int, total: int, case: str, index: int, report: RunReport) -> None:
             await progress(done, total, case, index, report.redacted(secrets))
@@ -115,8 +115,9 @@ async def _run(args: argparse.Namespace, settings: Settings, run: SuiteRun, base
         except (LexeyConfigError, LexeyInputError) as exc:
             return _fail(redact(str(exc), secrets))
         except LexeyError as exc:  # stopped on the way (a rate limit): the runs that finished are reported
-            finish(redact(str(exc), secrets))
-            return _fail(redact(str(exc), secrets))
+            stopped = redact(str(exc), secrets)
+            finish(stopped)
+            return _fail(stopped)
         except anyio.get_cancelled_exc_class():
             stopped_by = interrupt.received()
             if stopped_by is not None:  # the process exits with the signal's status once this has unwound
