@@ -11,7 +11,6 @@ from mcp.server.mcpserver.resolve import Resolve
 from mcp.types import CallToolResult
 from pydantic import Field
 
-from ...events.store import marking_test_runs
 from ...qa.html import html_report
 from ...qa.report import SuiteReport
 from ...quoting import Fence
@@ -48,7 +47,8 @@ async def run_test_suite(
     each {name, turns: [{say, expect}], expect?} in a new conversation. expect keys: contains, not_contains
     (case-insensitive), matches (regex), escalated, outcome (complete|error|partial), max_seconds. Returns pass rates
     and failures with reply excerpts."""
-    # lazy: the runner, its output and YAML cost a start ~55 ms (measured), and most servers never run a suite
+    # lazy: the runner, its output, YAML and the event store: ~45-55 ms of a start (measured); most servers run no suite
+    from ...events.store import marking_test_runs
     from ...qa.compare import compare, read_baseline
     from ...qa.output import failure_line, run_label, tool_text
     from ...qa.parsing import parse_suite
