@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,7 +23,6 @@ import anyio.to_thread
 
 from .. import redis_connection
 from ..config import Settings
-from ..observability.logs import ThrottledLog
 from .model import ESCALATED, Event, TestMark
 
 if TYPE_CHECKING:
@@ -383,21 +382,3 @@ def store_for(settings: Settings, state_dir: Path) -> EventStore:
     if settings.redis_url is not None:
         return RedisEventStore(settings.redis_url.get_secret_value(), retention, settings.redis_prefix(), max_mb)
     return SQLiteEventStore(state_dir / STATE_FILE, retention, max_mb)
-
-
-#: A store that cannot keep a test run's marks says so at most once a minute, however many runs a suite makes.
-_MARKS_LOST = ThrottledLog(logger, 60.0)
-
-
-def marking_test_runs(store: Callable[[], EventStore], suite: str) -> Callable[[str, str], Awaitable[None]]:
-    """Marks each conversation a run of `suite` makes (its case's name, the conversation's id) as the suite's in the
-    store `store()` returns, so the escalations it causes are listed as a test run's, on every replica sharing the
-    store. A mark that cannot be kept is logged; the run goes on."""
-
-    async def mark(case: str, conversation_id: str) -> None:
-        try:
-            await store().mark(conversation_id, TestMark(suite=suite, case=case))
-        except EventStoreUnavailable as exc:
-            _MARKS_LOST.log(logging.WARNING, "escalations from a test run cannot be marked as its: %s", exc)
-
-    return mark

@@ -22,7 +22,8 @@ from .. import interrupt
 from ..client import LexeyClient
 from ..config import Settings
 from ..errors import LexeyConfigError, LexeyError, LexeyInputError
-from ..events.store import marking_test_runs, store_for
+from ..events.marks import marking_test_runs
+from ..events.store import store_for
 from ..redaction import redact
 from ..request_keys import secrets_for
 from .compare import compare, read_baseline

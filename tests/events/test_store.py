@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from lexey_mcp.events.feed import EventFeed, EventOptions
+from lexey_mcp.events.marks import marking_test_runs
 from lexey_mcp.events.model import TestMark, parse_event, parse_time
-from lexey_mcp.events.store import DAY, EventStoreUnavailable, SQLiteEventStore, marking_test_runs
+from lexey_mcp.events.store import DAY, EventStoreUnavailable, SQLiteEventStore
 from tests.events.conftest import events_settings
 from tests.events.helpers import escalation
 

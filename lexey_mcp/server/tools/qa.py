@@ -48,7 +48,7 @@ async def run_test_suite(
     (case-insensitive), matches (regex), escalated, outcome (complete|error|partial), max_seconds. Returns pass rates
     and failures with reply excerpts."""
     # lazy: the runner, its output, YAML and the event store: ~45-55 ms of a start (measured); most servers run no suite
-    from ...events.store import marking_test_runs
+    from ...events.marks import marking_test_runs
     from ...qa.compare import compare, read_baseline
     from ...qa.output import failure_line, run_label, tool_text
     from ...qa.parsing import parse_suite
