@@ -155,8 +155,8 @@ _DEFS = "#/$defs/"
 def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """A tool's input schema as a model should read it: the same constraints (types, bounds, formats, enums,
     required, additionalProperties), without pydantic's noise. Titles go (every field's repeats its name); an
-    optional field's `anyOf [T, null]` with `default: null` becomes T (omitting it is how a caller leaves it out);
-    `$defs` are inlined where they are used."""
+    optional field's `anyOf [T, null]` with `default: null` becomes T, and a default of null or "" goes (omitting it
+    is how a caller leaves it out); `$defs` are inlined where they are used."""
     defs = cast(dict[str, Any], schema.get("$defs", {}))
 
     def walk(node: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +170,7 @@ def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
             node = {**defs[ref.removeprefix(_DEFS)], **{k: v for k, v in node.items() if k != "$ref"}}
         out: dict[str, Any] = {}
         for key, value in node.items():
-            if key in ("title", "$defs") or (key == "default" and value is None):
+            if key in ("title", "$defs") or (key == "default" and value in (None, "")):
                 continue
             if key == "properties" and isinstance(value, dict):
                 value = {name: walk(field) for name, field in value.items()}

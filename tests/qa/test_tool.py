@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client.context import ClientRequestContext
+from mcp.types import ElicitRequestParams, ElicitResult
 
 from lexey_mcp.config import Settings
 from lexey_mcp.qa.arguments import MAX_RUNS
+from lexey_mcp.qa.compare import read_baseline
+from lexey_mcp.qa.parsing import parse_suite
 from lexey_mcp.qa.report import SuiteReport
 from lexey_mcp.sandbox import Fault, Sandbox
 from lexey_mcp.server import ServerOptions, build_server
@@ -158,6 +164,43 @@ async def test_over_stdio_with_the_embedded_sandbox() -> None:
     assert SuiteReport.model_validate(passing.structured_content).passed
     report = SuiteReport.model_validate(failing.structured_content)
     assert [c.passed for c in report.cases] == [True, False, False]
+
+
+WITH_SETUP = (
+    "setup: ['Add a knowledge article about returns: 30 days.']\n"
+    "cases:\n  - {name: returns, turns: [{say: 'How do returns work?', expect: {contains: 30 days}}]}\n"
+)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_the_suite_and_the_baseline_are_read_off_the_event_loop(sandbox: Sandbox, mode: str) -> None:
+    """A 100k-character suite parsed on the event loop stalled every other client's requests 1.2 s. The suite (read
+    twice with --confirm-changes: to ask, then to run) and the baseline are read in worker threads: a profile hook on
+    the event loop's thread sees neither reader called there, though both ran (the report compares)."""
+    readers = {parse_suite.__code__, read_baseline.__code__}
+    on_the_loop: list[str] = []
+
+    def watch(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code in readers:
+            on_the_loop.append(frame.f_code.co_name)
+
+    async def accept(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(action="accept", content={"send": True})
+
+    baseline = '{"cases": [{"name": "returns", "pass_rate": 0.5}]}'
+    server = build_server(sandbox_settings_for(sandbox), ServerOptions(confirm_changes=True))
+    async with Client(server, mode=mode, elicitation_callback=accept) as client:
+        sys.setprofile(watch)
+        try:
+            result = await client.call_tool("run_test_suite", {"suite": WITH_SETUP, "baseline": baseline})
+            parse_suite(WITH_SETUP, "suite")  # the hook sees a reader called on this thread
+        finally:
+            sys.setprofile(None)
+    assert not result.is_error, text_of(result)
+    report = SuiteReport.model_validate(result.structured_content)
+    assert [(s.outcome, len(report.cases[0].runs)) for s in report.setup] == [("applied", 1)]
+    assert [(c.name, c.change) for c in report.baseline or ()] == [("returns", "fixed")]
+    assert on_the_loop == ["parse_suite"]  # the test's own call, none of the tool's
 
 
 def _suite(cases: int) -> str:

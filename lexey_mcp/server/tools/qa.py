@@ -38,10 +38,8 @@ async def run_test_suite(
     ctx: Context[AppState],
     confirmation: Annotated[ElicitationResult[Confirmation], Resolve(confirm_setup)],
     repeat: Annotated[int, Field(ge=1, le=20, description="Runs per case.")] = 1,
-    baseline: Annotated[
-        str | None,
-        Field(max_length=MAX_BASELINE_CHARS, description="Earlier result JSON to compare."),
-    ] = None,
+    # `str`, not `str | None`: the SDK parses a JSON-looking string argument into an object unless its type is `str`
+    baseline: Annotated[str, Field(max_length=MAX_BASELINE_CHARS, description="Earlier result JSON to compare.")] = "",
 ) -> Annotated[CallToolResult, SuiteReport]:
     """Run an agent QA suite: optional `setup` (configure_org instructions: strings or {say, expect}), then `cases`,
     each {name, turns: [{say, expect}], expect?} in a new conversation. expect keys: contains, not_contains
@@ -54,6 +52,7 @@ async def run_test_suite(
     from ...qa.parsing import parse_suite
     from ...qa.report import RunReport
     from ...qa.runner import run_suite
+    from ...qa.suite import Suite
 
     async def on_run(done: int, total: int, case: str, index: int, run: RunReport) -> None:
         if done == total:  # the result follows at once and says it all (a progress sent right before it is lost)
@@ -62,11 +61,13 @@ async def run_test_suite(
         message = redact(f"{run_label(case, index, repeat)} {verdict}", request_secrets(ctx.request_context))
         await ctx.report_progress(done, total, message[:PROGRESS_TEXT_CHARS])
 
-    # An invalid suite (or baseline) is a tool error naming the line and the field. Parsed in a worker thread: a
-    # large suite takes a second of pure Python, which the event loop (every other client's requests) must not wait
-    # for.
-    parsed = await anyio.to_thread.run_sync(parse_suite, suite, "suite")
-    rates = read_baseline(baseline, "baseline") if baseline is not None else None
+    def read_arguments() -> tuple[Suite, dict[str, float] | None]:
+        return parse_suite(suite, "suite"), read_baseline(baseline, "baseline") if baseline else None
+
+    # An invalid suite (or baseline) is a tool error naming the line and the field. Read in a worker thread: a large
+    # suite takes a second of pure Python (a baseline up to 3 MB of JSON), which the event loop, and with it every
+    # other client's requests, must not wait for.
+    parsed, rates = await anyio.to_thread.run_sync(read_arguments)
     if parsed.setup and not ctx.request_context.lifespan_context.management:
         return tool_error(NO_MANAGEMENT)
     refused = unconfirmed(confirmation, "this suite's setup")
