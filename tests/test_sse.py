@@ -198,3 +198,35 @@ def test_any_chunking_gives_the_same_events_as_httpx2(
     parser = httpx2_sse._SSEParser()
     theirs = [*parser.decode(body.decode()), *parser.flush()]
     assert [(e.type, e.data) for e in ours] == [(e.event, e.data) for e in theirs]
+
+
+# Runs of usual blocks (`id: `, `event: `, one `data: ` line, a blank line) in a chunk of 4 KiB or more are read by
+# one regular expression; anything else, and every chunk of a few bytes, by the loop. Fed whole and byte by byte, the
+# same stream must give the same events, whatever odd lines sit between the usual ones.
+_usual = b"".join(b'id: %d\ndata: {"type":"delta","text":"w%d"}\n\n' % (i, i) for i in range(1, 120))
+_line = st.sampled_from(
+    [
+        "id: 7", "id: ", "id:7", "id:  7", "id: a\0b", "id: " + "9" * 150, "event: text", "event: ", "event:",
+        "event: " + "e" * 150, "data: x", "data:", "data:x", "data:  x", "data: ünï ☃", "data: " + "d" * 600,
+        "data", "id", ": comment", "retry: 10", "foo: bar", "", "",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_line, max_size=12), st.lists(_line, max_size=12), st.sampled_from(["\n", "\r\n"]))
+def test_usual_runs_read_at_once_give_what_the_loop_gives(before: list[str], after: list[str], ending: str) -> None:
+    odd = [(ending.join(lines) + ending).encode() for lines in (before, after)]
+    body = (odd[0] + _usual + odd[1] + _usual + odd[0]).replace(b"\n", ending.encode())
+    whole = decode(body)
+    assert whole == decode(*bytewise(body))
+    # Each usual run's first block may take the odd data lines before it into its event.
+    assert len([e for e in whole if e.data.startswith('{"type":"delta"')]) >= 2 * 119 - 2
+
+
+def test_the_last_of_a_repeated_field_counts_in_a_usual_run_too() -> None:
+    repeated = b"id: 1\nid: 2\nevent: a\nevent: b\ndata: x\n\n"
+    body = _usual + repeated + _usual
+    events = decode(body)
+    assert events == decode(*bytewise(body))
+    assert Event("b", "x", "2") in events
