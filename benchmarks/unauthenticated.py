@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 
 from benchmarks._common import free_port, header, rss_kib, wait_for_port, write_section
 from lexey_mcp.events.receiver import sign
@@ -226,12 +226,17 @@ async def webhook_listener(source: Path, work: Path) -> dict[str, Any]:
                     status = (await http.post(url, content=body, headers=headers)).status_code
             webhook_seconds = time.monotonic() - started
             started = time.monotonic()
-            await client.call_tool("list_escalations", {})
+            try:
+                listed = await client.call_tool("list_escalations", {})
+                tool_outcome = "tool error" if listed.is_error else "ok"
+            except MCPError as exc:  # the server failed the request (before issue 21: no descriptor for its store)
+                tool_outcome = exc.error.message
             tool_seconds = time.monotonic() - started
     text = log.read_bytes()
     return {
         "webhook_status": status,
         "webhook_seconds": round(webhook_seconds, 2),
+        "tool_call": tool_outcome,
         "tool_call_seconds": round(tool_seconds, 2),
         "stderr_lines": len(text.splitlines()),
         "stderr_kib": len(text) // 1024,
@@ -272,7 +277,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     results = asyncio.run(run(sources))
     table = _table(results)
-    markdown = f"{header('## Unauthenticated cost (issue 21)')}\nLoad average at start: {load:.2f}.\n\n{table}\n"
+    markdown = f"{header('## 11. Unauthenticated cost (issue 21)')}\nLoad average at start: {load:.2f}.\n\n{table}\n"
     print(markdown)
     if args.write:
         write_section("unauthenticated", markdown)

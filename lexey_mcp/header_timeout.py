@@ -33,8 +33,13 @@ logger = logging.getLogger("lexey_mcp.http")
 ACCEPT_LOG_INTERVAL = 5.0
 #: Connections accepted at most per wake-up of a listener (its listen backlog too; asyncio accepts that many in one
 #: go, before any connection could give way): uvicorn's 2,048 would take 2,048 descriptors at once.
-ACCEPT_BATCH = 128
-#: Descriptors kept out of the connections' reach at the least, besides one batch of accepts (a quarter of the limit
+ACCEPT_BATCH = 32
+#: Batches of accepts whose descriptors may be held at once beyond the cap: a connection that gives way to a new one
+#: frees its descriptor a few loop iterations after the new one took its own, and a listener under a flood accepts a
+#: batch every iteration. Fewer, and the process runs out of descriptors, which pauses every listener's accepts for
+#: a second (asyncio's retry delay).
+BATCHES_IN_FLIGHT = 4
+#: Descriptors kept out of the connections' reach at the least, besides the batches in flight (a quarter of the limit
 #: when that is more).
 FD_HEADROOM = 64
 
@@ -127,7 +132,7 @@ def connection_cap(configured: int, fd_limit: int | None) -> int:
     event store, its upstream requests)."""
     if fd_limit is None:
         return configured
-    return max(1, min(configured, fd_limit - max(FD_HEADROOM + ACCEPT_BATCH, fd_limit // 4)))
+    return max(1, min(configured, fd_limit - max(FD_HEADROOM + BATCHES_IN_FLIGHT * ACCEPT_BATCH, fd_limit // 4)))
 
 
 class AcceptPath:

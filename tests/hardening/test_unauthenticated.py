@@ -23,6 +23,7 @@ from lexey_mcp.paths import HEALTH_PATH, MCP_PATH, WEBHOOK_PATH
 from lexey_mcp.sandbox import Sandbox
 from tests.events.helpers import SECRET, body_of, escalation, post
 from tests.processes import clean_env, free_port, http_server, mcp_client
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -227,6 +228,60 @@ async def test_the_stdio_webhook_listener_past_the_fd_limit_still_answers(tmp_pa
     assert len(listed.structured_content["escalations"]) == 1
     lines = log.read_text(errors="replace").splitlines()
     assert len(lines) < 50, "\n".join(lines[:20])
+
+
+@pytest.mark.e2e
+async def test_a_churning_flood_at_the_fd_limit_never_runs_the_listener_out_of_descriptors(tmp_path: Path) -> None:
+    # Connections re-opened as fast as the listener closes them: one that gives way to a new one frees its descriptor
+    # a few loop iterations after the new one took its own, and the listener accepts a batch every iteration. With
+    # too little room for that, the process ran out of descriptors, and asyncio stopped accepting on every listener
+    # for a second each time (a signed webhook waited 1 to 5 s).
+    port = free_port()
+    log = tmp_path / "stderr"
+    env = clean_env(
+        LEXEY_WEBHOOK_SECRET=SECRET, LEXEY_STATE_DIR=str(tmp_path), LEXEY_MCP_HEADER_TIMEOUT="120", LOG=str(log)
+    )
+    limited = f'ulimit -n {FD_LIMIT} && exec "$@" 2>"$LOG"'
+    args = ["-c", limited, "sh", sys.executable, "-m", "lexey_mcp", "--webhook-port", str(port)]
+    params = StdioServerParameters(command="/bin/sh", args=args, env=env)
+    async with Client(params) as client, httpx2.AsyncClient(trust_env=False, timeout=30) as http:
+        await client.list_tools()  # the server is up, and so is its receiver
+        # In a process of its own, as an attacker's would be (in this one it would delay the webhook's own request).
+        flood = await anyio.open_process([sys.executable, "-c", _CHURN, str(port), str(FD_LIMIT + 150)])
+        try:
+            # Its second line comes 5 s after the first, counting the connections that gave way meanwhile.
+            await wait_until(lambda: "more like it" in log.read_text(errors="replace"), "5 s of churning at the cap")
+            response = await post(http, f"http://127.0.0.1:{port}{WEBHOOK_PATH}", body_of(escalation()))
+        finally:
+            flood.kill()
+            await flood.wait()
+    assert response.status_code == 200
+    text = log.read_text(errors="replace")
+    assert "closed the oldest waiting for its headers" in text  # the cap was reached, and connections gave way
+    assert "cannot accept connections" not in text
+
+
+# Connections to a port, each re-opened as soon as the server closes it, sending the start of a request's headers.
+_CHURN = """
+import asyncio, sys
+port, connections = int(sys.argv[1]), int(sys.argv[2])
+async def churn():
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        writer.write(b"POST /webhooks/lexey HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n")
+        try:
+            await reader.read()
+        except OSError:
+            pass
+        writer.close()
+async def main():
+    await asyncio.gather(*(churn() for _ in range(connections)))
+asyncio.run(main())
+"""
 
 
 async def _answer(messages: list[Message], hold: bool = False) -> tuple[int, dict[str, Any]]:
