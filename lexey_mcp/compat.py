@@ -124,7 +124,8 @@ class QuietConfig(uvicorn.Config):
 
 class UvicornServer(uvicorn.Server):
     """`uvicorn.Server` run by this process on sockets it bound: `on_startup` runs before it listens, `ready` is set
-    once it does; `stop()` ends it, or one of `signals` does when `on_signal(signum)` says so. Its shutdown is
+    once it does (with `listen_backlog`, the sockets' listen backlog then; uvicorn's `backlog` is asyncio's accept
+    batch too); `stop()` ends it, or one of `signals` does when `on_signal(signum)` says so. Its shutdown is
     bounded: open connections get `grace` seconds to finish, then they are aborted and their tasks cancelled (`grace`
     more for those to end), then the app's lifespan ends.
 
@@ -144,10 +145,12 @@ class UvicornServer(uvicorn.Server):
         before_stop: Callable[[], None] = lambda: None,
         signals: tuple[int, ...] = (),
         on_signal: Callable[[int], bool] = lambda signum: True,
+        listen_backlog: int | None = None,
     ) -> None:
         super().__init__(config)
         self._grace = grace
         self._on_startup = on_startup
+        self._listen_backlog = listen_backlog
         self._before_stop = before_stop
         self._on_signal = on_signal
         self._signals = signals
@@ -165,6 +168,9 @@ class UvicornServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._on_startup()
         await super().startup(sockets)
+        if self._listen_backlog is not None and self.started:
+            for sock in sockets or ():  # asyncio listened with `config.backlog`, its accept batch: queue more
+                sock.listen(self._listen_backlog)
         self.ready.set()
 
     async def main_loop(self) -> None:

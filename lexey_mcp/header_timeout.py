@@ -31,9 +31,12 @@ logger = logging.getLogger("lexey_mcp.http")
 
 #: At most one accept-failure line per this many seconds (the rest are counted in the next line).
 ACCEPT_LOG_INTERVAL = 5.0
-#: Connections accepted at most per wake-up of a listener (its listen backlog too; asyncio accepts that many in one
-#: go, before any connection could give way): uvicorn's 2,048 would take 2,048 descriptors at once.
+#: Connections accepted at most per wake-up of a listener (asyncio accepts that many in one go, before any connection
+#: could give way): uvicorn's 2,048 would take 2,048 descriptors at once.
 ACCEPT_BATCH = 32
+#: Connections the kernel queues for a listener until they are accepted (uvicorn's default): with the batch's 32, a
+#: burst of 1,000 new clients had a third wait over a second for a SYN to be sent again.
+LISTEN_BACKLOG = 2048
 #: Batches of accepts whose descriptors may be held at once beyond the cap: a connection that gives way to a new one
 #: frees its descriptor a few loop iterations after the new one took its own, and a listener under a flood accepts a
 #: batch every iteration. Fewer, and the process runs out of descriptors, which pauses every listener's accepts for
@@ -155,7 +158,7 @@ class AcceptPath:
 
     def accepting(self, seconds: float, max_connections: int) -> Accepting:
         """A listener's connections taken through this path (`protocol`), for `serving.uvicorn_server`."""
-        return Accepting(self.protocol(seconds, max_connections), ACCEPT_BATCH, self.install)
+        return Accepting(self.protocol(seconds, max_connections), ACCEPT_BATCH, LISTEN_BACKLOG, self.install)
 
     def protocol(self, seconds: float, max_connections: int) -> type[asyncio.Protocol]:
         """uvicorn's h11 protocol, closing a connection whose request headers are not complete within `seconds`

@@ -28,8 +28,11 @@ class Accepting:
 
     #: uvicorn's `http=`: the protocol each connection speaks.
     protocol: type[asyncio.Protocol]
-    #: The listen backlog (connections accepted at most per wake-up).
-    backlog: int
+    #: Connections accepted at most per wake-up (asyncio takes uvicorn's `backlog=` for that, and for the listen
+    #: backlog).
+    batch: int
+    #: The listen backlog, set once the listener listens: connections the kernel completes and queues meanwhile.
+    queue: int
     #: Run on the event loop before the listener listens.
     install: Callable[[], None]
 
@@ -49,12 +52,13 @@ def uvicorn_server(
     never end by themselves); `on_signal`: it serves the process, and SIGINT or SIGTERM stop it when that says so
     (`interrupt.first_signal`), else it is stopped by leaving `serving`."""
     if accepting is not None:
-        options |= {"http": accepting.protocol, "backlog": accepting.backlog}
+        options |= {"http": accepting.protocol, "backlog": accepting.batch}
     config = QuietConfig(app, **({"http": "h11", "ws": "none", "log_config": None, "lifespan": "off"} | options))
     return UvicornServer(
         config,
         grace=grace,
         on_startup=accepting.install if accepting is not None else lambda: None,
+        listen_backlog=accepting.queue if accepting is not None else None,
         before_stop=before_stop,
         signals=interrupt.SIGNALS if on_signal is not None else (),
         on_signal=on_signal or (lambda signum: True),

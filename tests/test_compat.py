@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import logging
 import signal
+import socket
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -25,6 +26,7 @@ from mcp.types import EmptyResult, SubscribeRequestParams
 from starlette.types import Receive, Scope, Send
 
 from lexey_mcp import compat
+from lexey_mcp.header_timeout import ACCEPT_BATCH, LISTEN_BACKLOG, accept_path
 from lexey_mcp.listeners import listen
 from lexey_mcp.serving import serving, uvicorn_server
 from tests.jsonrpc import MCP_HEADERS, initialize
@@ -254,6 +256,20 @@ async def test_transport_of_closes_a_response_mid_body() -> None:
                 await http.get(f"http://127.0.0.1:{port}/")
             assert found[0] is not None, "uvicorn's send is no longer a bound method of a cycle with a transport"
     assert compat.transport_of(lambda message: None) is None  # not uvicorn's: the caller closes another way
+
+
+async def test_a_burst_of_new_clients_is_queued_by_the_kernel_beyond_one_accept_batch() -> None:
+    # The accept path takes ACCEPT_BATCH connections per wake-up through uvicorn's `backlog`, which asyncio makes the
+    # listen backlog too: past it the kernel drops a new client's SYN, and the client waits a second or more to send
+    # it again (a burst of 1,000 clients: a third waited over a second). Once listening, the backlog is
+    # LISTEN_BACKLOG. Here the event loop is held by these blocking connects: only the kernel's queue takes them.
+    accepting = accept_path.accepting(5.0, 10_000)
+    with anyio.fail_after(60), relying("uvicorn", "UvicornServer", "start-up's create_server on the given sockets"):
+        async with running(ok_app, grace=0.2, accepting=accepting) as (_, port):
+            burst = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4 * ACCEPT_BATCH)]
+            for sock in burst:
+                sock.close()
+    assert ACCEPT_BATCH < 4 * ACCEPT_BATCH <= LISTEN_BACKLOG
 
 
 async def test_uvicorn_server_with_signals_stops_on_one_and_restores_the_handlers() -> None:
