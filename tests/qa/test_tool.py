@@ -95,6 +95,18 @@ async def test_an_invalid_suite_is_a_tool_error_naming_line_and_field(sandbox: S
     assert sandbox.stats.requests == 0
 
 
+async def test_a_null_baseline_is_no_baseline_as_for_every_optional_argument(sandbox: Sandbox) -> None:
+    # Hosts that fill every optional argument send null for those they leave out; `baseline` is a plain `str` (so
+    # the SDK does not parse its JSON text), which must still take null for "none".
+    async with Client(build_server(sandbox_settings_for(sandbox))) as client:
+        result = await client.call_tool(
+            "run_test_suite", {"suite": "cases:\n  - {name: hi, turns: [{say: hello}]}\n", "baseline": None}
+        )
+    assert not result.is_error, text_of(result)
+    report = SuiteReport.model_validate(result.structured_content)
+    assert (report.passed, report.baseline) == (True, None)
+
+
 async def test_setup_without_a_management_key_is_refused_before_anything_runs(sandbox: Sandbox) -> None:
     server = build_server(sandbox_settings_for(sandbox, management_key=None))
     async with Client(server) as client:

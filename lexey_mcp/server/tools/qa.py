@@ -9,7 +9,7 @@ from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Resolve
 from mcp.types import CallToolResult
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from ...qa.html import html_report
 from ...qa.report import SuiteReport
@@ -38,8 +38,13 @@ async def run_test_suite(
     ctx: Context[AppState],
     confirmation: Annotated[ElicitationResult[Confirmation], Resolve(confirm_setup)],
     repeat: Annotated[int, Field(ge=1, le=20, description="Runs per case.")] = 1,
-    # `str`, not `str | None`: the SDK parses a JSON-looking string argument into an object unless its type is `str`
-    baseline: Annotated[str, Field(max_length=MAX_BASELINE_CHARS, description="Earlier result JSON to compare.")] = "",
+    # `str`, not `str | None`: the SDK parses a JSON-looking string argument into an object unless its type is `str`;
+    # a null is still "none", as for every other optional argument
+    baseline: Annotated[
+        str,
+        BeforeValidator(lambda value: "" if value is None else value),
+        Field(max_length=MAX_BASELINE_CHARS, description="Earlier result JSON to compare."),
+    ] = "",
 ) -> Annotated[CallToolResult, SuiteReport]:
     """Run an agent QA suite: optional `setup` (configure_org instructions: strings or {say, expect}), then `cases`,
     each {name, turns: [{say, expect}], expect?} in a new conversation. expect keys: contains, not_contains
