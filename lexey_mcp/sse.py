@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 BOM = b"\xef\xbb\xbf"
 _MAX_RETRY_DIGITS = 18
+_LONGEST_FIELD_PREFIX = len(b"event: ")  # a line this much over the cap has a value of the cap's size or more
 # The usual block, whose reading by the rules is plain: `id: ` and `event: ` lines (a repeated field's last value
 # wins, as a repeated group keeps its last capture), then one `data: ` line, then a blank line. An empty id, an id
 # with NUL, a field without its space, a comment, a second data line, `retry` or anything else is left to the loop.
@@ -161,10 +162,13 @@ class SSEDecoder:
                             oversized, data, size = True, [], 0
                     if not oversized:
                         data.append(value)
+            # An id or event value of the cap's size or more is ignored (as it is when it arrives split: `_hold`).
             elif field == "event":
-                kind = value
+                if len(value) * 4 < cap or _utf8_size(value) < cap:
+                    kind = value
             elif field == "id":
-                if "\0" not in value:  # an id containing NUL is ignored entirely
+                # An id containing NUL is ignored entirely.
+                if "\0" not in value and (len(value) * 4 < cap or _utf8_size(value) < cap):
                     event_id = value
             # Only a retry value made of ASCII digits alone counts.
             elif field == "retry" and value.isascii() and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS:
@@ -195,11 +199,16 @@ class SSEDecoder:
         return chunk
 
     def _hold(self, part: bytes) -> None:
-        """Keep the start of a line whose end has not arrived, within the cap."""
+        """Keep the start of a line whose end has not arrived; drop one so long that the loop's verdict on it is
+        already certain (the rest of it is ignored when it comes). Its value is then at least the cap's size: a data
+        line makes its event oversized; the loop ignores any other line that long, as it ignores an id or event
+        value of the cap's size or more. The verdict is the same wherever the chunks split."""
         if self._line_dropped:
             return
         self._line.append(part)
         self._line_size += len(part)
-        if self._size + self._line_size > self.max_event_bytes:
+        if self._line_size >= self.max_event_bytes + _LONGEST_FIELD_PREFIX:
+            start = b"".join(self._line)
             self._line, self._line_size, self._line_dropped = [], 0, True
-            self._oversized, self._data, self._size, self._slack = True, [], 0, 0
+            if start.partition(b":")[0] == b"data":
+                self._oversized, self._data, self._size, self._slack = True, [], 0, 0

@@ -153,7 +153,7 @@ def test_oversized_line_fed_bytewise_keeps_memory_bounded() -> None:
     events = []
     for chunk in bytewise(b"id: 3\ndata: " + b"y" * 4000 + b"\n\ndata: ok\n\n"):
         events += decoder.feed(chunk)
-        assert decoder._line_size <= 1024
+        assert decoder._line_size < 1024 + len(b"event: ")  # the cap, and the longest field's name before a value
     assert events == [Event("message", "", "3", True), Event("message", "ok", None)]
 
 
@@ -230,3 +230,40 @@ def test_the_last_of_a_repeated_field_counts_in_a_usual_run_too() -> None:
     events = decode(body)
     assert events == decode(*bytewise(body))
     assert Event("b", "x", "2") in events
+
+
+# The cap's verdict on a line does not depend on where the chunks split it: a line held across chunks is dropped only
+# once the loop's verdict on it is certain (a data line's event oversized; a comment, an unknown field, or an id or
+# event value of the cap's size or more ignored).
+_CAP = 64
+_near_cap = st.integers(_CAP - 10, _CAP + 10)
+_long_line = st.tuples(
+    st.sampled_from(["data: ", "data:", ": ", ":", "id: ", "id:", "event: ", "event:", "retry: ", "x-field: ", "data"]),
+    _near_cap,
+    st.sampled_from(["a", "é", "☃", "\U0001f600"]),
+).map(lambda t: t[0] + t[2] * (t[1] // len(t[2].encode())))
+_short_line = st.sampled_from(["data: ok", "id: 5", "event: text", "", "", ": keep-alive"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(_long_line, _short_line), max_size=10), st.data())
+def test_the_cap_gives_the_same_events_wherever_the_chunks_split(lines: list[str], data: st.DataObject) -> None:
+    body = ("\n".join(lines) + "\n\n").encode()
+    whole = decode(body, max_event_bytes=_CAP)
+    assert decode(*bytewise(body), max_event_bytes=_CAP) == whole
+    cuts = data.draw(st.lists(st.integers(1, max(1, len(body) - 1)), max_size=6))
+    assert decode(*split_at(body, cuts), max_event_bytes=_CAP) == whole
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b": " + b"c" * 1100 + b"\ndata: x\n\n",  # a long comment is a comment, split or not
+        b"data: " + b"x" * 1020 + b"\n\n",  # within the cap: its "data: " is not counted
+        b"event: " + b"e" * 1100 + b"\ndata: x\n\n",  # an event name of the cap's size or more is ignored
+    ],
+)
+def test_a_line_near_or_over_the_cap_split_anywhere(body: bytes) -> None:
+    whole = decode(body, max_event_bytes=1024)
+    for cut in range(1, len(body)):
+        assert decode(body[:cut], body[cut:], max_event_bytes=1024) == whole, cut
