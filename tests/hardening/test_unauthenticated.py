@@ -197,10 +197,8 @@ async def _read_to_end(stream: anyio.abc.SocketStream) -> bytes:
     return received
 
 
-@pytest.mark.e2e
-async def test_the_stdio_webhook_listener_past_the_fd_limit_still_answers(tmp_path: Path) -> None:
-    # The listener shares the HTTP transport's accept path: connections waiting for headers make room (before the
-    # descriptors run out, and when they do), and accept failures are logged a few times, not thousands a second.
+def _webhook_listener_at_the_fd_limit(tmp_path: Path) -> tuple[StdioServerParameters, int, Path]:
+    """A stdio server with its webhook listener, at FD_LIMIT descriptors: how to start it, its port, its stderr."""
     port = free_port()
     log = tmp_path / "stderr"
     env = clean_env(
@@ -208,7 +206,14 @@ async def test_the_stdio_webhook_listener_past_the_fd_limit_still_answers(tmp_pa
     )
     limited = f'ulimit -n {FD_LIMIT} && exec "$@" 2>"$LOG"'
     args = ["-c", limited, "sh", sys.executable, "-m", "lexey_mcp", "--webhook-port", str(port)]
-    params = StdioServerParameters(command="/bin/sh", args=args, env=env)
+    return StdioServerParameters(command="/bin/sh", args=args, env=env), port, log
+
+
+@pytest.mark.e2e
+async def test_the_stdio_webhook_listener_past_the_fd_limit_still_answers(tmp_path: Path) -> None:
+    # The listener shares the HTTP transport's accept path: connections waiting for headers make room (before the
+    # descriptors run out, and when they do), and accept failures are logged a few times, not thousands a second.
+    params, port, log = _webhook_listener_at_the_fd_limit(tmp_path)
     held: list[socket.socket] = []
     async with Client(params) as client, httpx2.AsyncClient(trust_env=False, timeout=30) as http:
         await client.list_tools()  # the server is up, and so is its receiver
@@ -236,14 +241,7 @@ async def test_a_churning_flood_at_the_fd_limit_never_runs_the_listener_out_of_d
     # a few loop iterations after the new one took its own, and the listener accepts a batch every iteration. With
     # too little room for that, the process ran out of descriptors, and asyncio stopped accepting on every listener
     # for a second each time (a signed webhook waited 1 to 5 s).
-    port = free_port()
-    log = tmp_path / "stderr"
-    env = clean_env(
-        LEXEY_WEBHOOK_SECRET=SECRET, LEXEY_STATE_DIR=str(tmp_path), LEXEY_MCP_HEADER_TIMEOUT="120", LOG=str(log)
-    )
-    limited = f'ulimit -n {FD_LIMIT} && exec "$@" 2>"$LOG"'
-    args = ["-c", limited, "sh", sys.executable, "-m", "lexey_mcp", "--webhook-port", str(port)]
-    params = StdioServerParameters(command="/bin/sh", args=args, env=env)
+    params, port, log = _webhook_listener_at_the_fd_limit(tmp_path)
     async with Client(params) as client, httpx2.AsyncClient(trust_env=False, timeout=30) as http:
         await client.list_tools()  # the server is up, and so is its receiver
         # In a process of its own, as an attacker's would be (in this one it would delay the webhook's own request).
