@@ -14,7 +14,7 @@ from . import __version__
 from .listeners import port_number
 from .paths import WEBHOOK_PATH
 from .qa.arguments import add_arguments as add_test_arguments
-from .sandbox_delay import DEFAULT_DELAY
+from .sandbox_delay import add_delay_option
 from .toolsets import TOOLSETS, Toolset
 from .vendor import API
 
@@ -84,13 +84,7 @@ def _add_transport_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_embedded_sandbox_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sandbox", action="store_true", help="start the embedded Lexey sandbox and use it")
-    parser.add_argument(
-        "--sandbox-delay",
-        type=float,
-        default=DEFAULT_DELAY,
-        metavar="SECONDS",
-        help="with --sandbox: seconds between events",
-    )
+    add_delay_option(parser, "--sandbox-delay", "with --sandbox: seconds between events")
     parser.add_argument(
         "--sandbox-port",
         type=port_number,
@@ -148,7 +142,7 @@ def _add_sandbox_command(commands: Commands) -> None:
     sandbox.add_argument(
         "--port", dest="sandbox_bind_port", type=port_number, default=8765, metavar="PORT", help="port"
     )
-    sandbox.add_argument("--delay", type=float, default=DEFAULT_DELAY, metavar="SECONDS", help="seconds between events")
+    add_delay_option(sandbox)
     sandbox.add_argument(
         "--webhook-url",
         help=f"POST signed conversation.escalated webhooks here, e.g. http://127.0.0.1:8000{WEBHOOK_PATH}",
@@ -166,7 +160,7 @@ def _add_demo_command(commands: Commands) -> None:
         "configure an organisation, run a customer scenario that escalates, review the analytics. Needs no keys.",
         formatter_class=_HelpFormatter,
     )
-    demo.add_argument("--delay", type=float, default=DEFAULT_DELAY, metavar="SECONDS", help="seconds between events")
+    add_delay_option(demo)
     demo.add_argument("-v", "--verbose", action="store_true", help="show the server's and the sandbox's logs")
     # The demo always runs against the embedded sandbox: asking for it is what the user means, not a mistake.
     demo.add_argument("--sandbox", dest="demo_sandbox", action="store_true", help=argparse.SUPPRESS)

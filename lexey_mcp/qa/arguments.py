@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from ..sandbox_delay import DEFAULT_DELAY
+from ..sandbox_delay import add_delay_option
 
 #: Runs (cases × repeats) one suite run takes at most, from `lexey-mcp test` and `run_test_suite` alike: each run is
 #: a conversation upstream (two requests or more) and counts against LEXEY_MCP_RATE_LIMIT, and its report is kept.
@@ -48,9 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sandbox", dest="test_sandbox", action="store_true", help="run against a fresh embedded sandbox"
     )
-    parser.add_argument(
-        "--delay", type=float, default=DEFAULT_DELAY, metavar="SECONDS", help="with --sandbox: seconds between events"
-    )
+    add_delay_option(parser, help="with --sandbox: seconds between events")
     parser.add_argument("--skip-setup", action="store_true", help="do not run the suite's setup instructions")
     parser.add_argument("--case", action="append", default=[], metavar="NAME", help="run only this case (repeatable)")
     parser.add_argument(
