@@ -67,7 +67,9 @@ class SSEDecoder:
     @property
     def has_partial_event(self) -> bool:
         """True when bytes of an event have arrived but not the blank line that dispatches it."""
-        return bool(self._line or self._line_dropped or self._data or self._type or self._id is not None)
+        return bool(
+            self._line or self._line_dropped or self._data or self._type or self._id is not None or self._oversized
+        )
 
     def feed(self, chunk: bytes) -> list[Event]:
         """The events `chunk` completes, in order."""
@@ -103,7 +105,7 @@ class SSEDecoder:
         """Whole lines (`text` ends with LF): the event under way by the loop, then a run of usual blocks by the
         expression, then the rest by the loop."""
         start = 0
-        if self._data or self._type or self._id is not None or self._oversized:  # an event under way
+        if self.has_partial_event:  # an event under way (no line is held: `feed` took it into `text`)
             if text[0] == "\n":
                 blank = 0  # the blank line that ends it opens the text
             else:

@@ -267,3 +267,18 @@ def test_a_line_near_or_over_the_cap_split_anywhere(body: bytes) -> None:
     whole = decode(body, max_event_bytes=1024)
     for cut in range(1, len(body)):
         assert decode(body[:cut], body[cut:], max_event_bytes=1024) == whole, cut
+
+
+def test_an_oversized_event_under_way_is_finished_by_the_loop_before_a_usual_run() -> None:
+    # Its data was dropped for size, so only its flag says it is under way: the data line and blank line that end
+    # it, at the start of a chunk of usual blocks, belong to it, not to a new event.
+    cap = 64 * 1024
+    decoder = SSEDecoder(cap)
+    assert decoder.feed(b"data: " + b"x" * (cap + 10) + b"\n") == []
+    assert decoder.has_partial_event
+    rest = b"data: more\n\n" + _usual
+    events = decoder.feed(rest)
+    assert events[0] == Event("message", "", None, True)
+    assert len(events) == 1 + 119
+    whole = decode(b"data: " + b"x" * (cap + 10) + b"\n" + rest, max_event_bytes=cap)
+    assert events == whole == decode(*bytewise(b"data: " + b"x" * (cap + 10) + b"\n" + rest), max_event_bytes=cap)
