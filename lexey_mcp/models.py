@@ -19,7 +19,9 @@ def _drop_titles(schema: dict[str, Any]) -> None:
 class Schema(BaseModel):
     """Base of every model that becomes part of a tool's schema."""
 
-    model_config = ConfigDict(json_schema_extra=_drop_titles)
+    # Validators are built on first use, not at import: a start needs none of them, as the tools' output schemas
+    # come derived (server/output_schemas.py). ~15 ms of cold start (BENCHMARKS.md §4).
+    model_config = ConfigDict(json_schema_extra=_drop_titles, defer_build=True)
 
     def structured(self) -> dict[str, Any]:
         """A tool's structured content: a field at its default (empty, zero, null) is left out, as the output

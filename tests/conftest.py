@@ -15,7 +15,9 @@ pytest_plugins = ["tests.spawn_guard", "pytester"]
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", help="run the long soak variants")
     parser.addoption(
-        "--update-snapshots", action="store_true", help="rewrite tests/snapshots/ from what the code produces now"
+        "--update-snapshots",
+        action="store_true",
+        help="rewrite tests/snapshots/ and lexey_mcp/server/output_schemas.json from what the code produces now",
     )
 
 

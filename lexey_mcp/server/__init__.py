@@ -7,6 +7,7 @@ errors (`isError`) whose text says what to do; a stream that ends in an error or
 - `build`: `build_server` and its options; the lifespan, middleware order, the events glue.
 - `tools/`: the tool bodies, a module per toolset, each with its table; `tools.TOOLS` is all of them.
 - `registration`: a tool's table entry, the one error mapping, the argument checks before a tool runs.
+- `output_schemas` (with `output_schemas.json`): each tool's output schema, derived from its result model once.
 - `state`, `parameters`: what a call reaches through its context; the argument types tools share.
 - `rendering`, `progress`, `consent`, `outgoing`: a result's text, progress while it streams, asking the user
   before a change, and the redaction and cutting of everything sent back.

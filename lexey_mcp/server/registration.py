@@ -23,6 +23,7 @@ from ..arguments import check_arguments, compact_schema, strict
 from ..errors import LexeyError
 from ..tool_errors import tool_error
 from ..toolsets import Toolset
+from . import output_schemas
 from .state import AppState
 from .view import TOOL_META
 
@@ -58,9 +59,18 @@ class ToolSpec:
         # One paragraph: a docstring's line breaks and indentation are not for the LLM.
         description = " ".join((self.fn.__doc__ or "").split())
         meta = TOOL_META if self.view else None
-        server.add_tool(
-            mapped_errors(self.fn), title=self.title, description=description, annotations=self.annotations, meta=meta
+        fn = mapped_errors(self.fn)
+        server.add_tool(  # unstructured here: the output schema is attached from the committed file (output_schemas)
+            fn,
+            title=self.title,
+            description=description,
+            annotations=self.annotations,
+            meta=meta,
+            structured_output=False,
         )
+        tool = compat.tool_by_name(server, self.name)
+        assert tool is not None
+        output_schemas.attach(tool, output_schemas.result_model(fn))
 
 
 def mapped_errors(fn: Callable[..., Awaitable[CallToolResult]]) -> Callable[..., Awaitable[CallToolResult]]:
