@@ -1,5 +1,10 @@
 """Settings from the environment and a `.env` file.
 
+Each setting has its own variable (`VARIABLES`), matched in any case; the environment wins over `.env` in the working
+directory, and arguments win over both. The variables are looked up here and checked by a plain pydantic model, and
+`.env` is parsed by python-dotenv: pydantic-settings did the looking up, but its import (with its AWS, Azure, GCP and
+command-line sources) cost every start ~10 ms (BENCHMARKS.md §4), a sixth of what a start adds to the SDK's own.
+
 Keys are `SecretStr` and are checked when they are needed, not when settings load: a host shows nothing
 useful when a server dies at launch, so a bad key only disables the tools that need it. Every message
 names the variable and the expected prefix, never the key.
@@ -8,13 +13,13 @@ names the variable and the expected prefix, never the key.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .errors import LexeyConfigError
 from .vendor import API, Api
@@ -53,17 +58,26 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name.lower(), name)
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Everything the server and the client read from the environment (or `.env`)."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
+    model_config = ConfigDict(
         extra="ignore",
         populate_by_name=True,
-        case_sensitive=False,
         hide_input_in_errors=True,  # a secret pasted into the wrong setting is never echoed
     )
+
+    def __init__(self, _env_file: str | Path | None = ".env", **values: Any) -> None:
+        """Each setting from `values` (by field name or variable), else its variable in the environment, else in
+        `_env_file` (None: no file), else its default."""
+        environment = _environment(_env_file)
+        given = {name.lower() for name in values}
+        read = {
+            field: environment[variable.lower()]
+            for field, variable in VARIABLES.items()
+            if variable.lower() in environment and field not in given and variable.lower() not in given
+        }
+        super().__init__(**read, **values)
 
     customer_key: SecretStr | None = Field(None, validation_alias=_env(API["customer"].key_variable))
     management_key: SecretStr | None = Field(None, validation_alias=_env(API["management"].key_variable))
@@ -265,6 +279,28 @@ class Settings(BaseSettings):
         return found
 
 
+#: Setting -> the environment variable it is read from.
+VARIABLES: dict[str, str] = {
+    field: str(info.validation_alias.choices[-1])
+    for field, info in Settings.model_fields.items()
+    if isinstance(info.validation_alias, AliasChoices)
+}
+
+
+def _environment(env_file: str | Path | None) -> dict[str, str]:
+    """The environment over `env_file`'s variables (when there is such a file), every name in lower case."""
+    found: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        from dotenv import dotenv_values  # only when there is a file: ~2 ms of every start otherwise
+
+        found = {
+            name.lower(): value
+            for name, value in dotenv_values(env_file, encoding="utf-8").items()
+            if value is not None
+        }
+    return found | {name.lower(): value for name, value in os.environ.items()}
+
+
 def key_value_problem(kind: KeyKind, value: str, names: dict[KeyKind, str]) -> str | None:
     """Why `value` is not a usable key for `kind`, naming where it came from (`names`: kind -> variable or
     header). Never includes the key."""
@@ -336,8 +372,7 @@ def _variables() -> dict[str, tuple[str, str, bool]]:
     """Field name or alias (lower case) -> (environment variable, field, whether it takes a whole number)."""
     table: dict[str, tuple[str, str, bool]] = {}
     for field, info in Settings.model_fields.items():
-        alias = info.validation_alias
-        variable = str(alias.choices[-1]) if isinstance(alias, AliasChoices) else field.upper()
+        variable = VARIABLES[field]
         whole = info.annotation in (int, int | None)
         for name in (field, variable.lower()):
             table[name] = (variable, field, whole)

@@ -282,7 +282,7 @@ for argv in json.loads(sys.argv[1]):
         codes.append(main(argv))
     except SystemExit as exc:
         codes.append(exc.code)
-heavy = ("mcp", "pydantic", "pydantic_core", "pydantic_settings", "httpx2", "httpcore2", "starlette", "uvicorn")
+heavy = ("mcp", "pydantic", "pydantic_core", "dotenv", "httpx2", "httpcore2", "starlette", "uvicorn")
 print(json.dumps([codes, sorted({m.split(".")[0] for m in sys.modules} & set(heavy))]), file=sys.stderr)
 """
 

@@ -46,6 +46,36 @@ def test_reads_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert s.stream_timeout == 42
 
 
+def test_arguments_win_over_the_environment_which_wins_over_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(
+        "LEXEY_STREAM_TIMEOUT=42\nLEXEY_READ_TIMEOUT=41\nLEXEY_MAX_RETRIES=7\nLEXEY_CONNECT_TIMEOUT=3\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEXEY_READ_TIMEOUT", "50")
+    monkeypatch.setenv("LEXEY_MAX_RETRIES", "2")
+    monkeypatch.setenv("LEXEY_CONNECT_TIMEOUT", "4")
+    s = Settings(max_retries=5, LEXEY_CONNECT_TIMEOUT=6)  # by field name, and by variable
+    assert (s.stream_timeout, s.read_timeout, s.max_retries, s.connect_timeout) == (42, 50, 5, 6)
+    assert Settings(_env_file=None).stream_timeout == 130  # no file read: the default
+    assert Settings(_env_file=tmp_path / ".env").stream_timeout == 42
+
+
+def test_each_setting_is_read_from_its_own_variable_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("lexey_log_level", "warning")
+    for unrelated in ("BASE_URL", "LOG_LEVEL", "READ_ONLY", "STATE_DIR", "KEEP_ALIVE", "AUTH_TOKEN"):
+        monkeypatch.setenv(unrelated, "nonsense")  # a field's name, not its variable: not ours
+    s = Settings(_env_file=None)
+    assert (s.log_level, s.base_url, s.read_only, s.keep_alive, s.auth_token) == (
+        "WARNING",
+        "https://lexey.ai/api/v1",
+        False,
+        5,
+        None,
+    )
+
+
 @pytest.mark.parametrize(
     ("kind", "value", "needle"),
     [
