@@ -288,15 +288,15 @@ VARIABLES: dict[str, str] = {
 
 
 def _environment(env_file: str | Path | None) -> dict[str, str]:
-    """The environment over `env_file`'s variables (when there is such a file), every name in lower case."""
+    """The environment over `env_file`'s variables (when there is such a file), every name in lower case. The file
+    may be a named pipe: 1Password Environments, for one, mounts `.env` as one."""
     found: dict[str, str] = {}
-    if env_file is not None and Path(env_file).is_file():
+    path = Path(env_file).expanduser() if env_file is not None else None
+    if path is not None and (path.is_file() or path.is_fifo()):
         from dotenv import dotenv_values  # only when there is a file: ~2 ms of every start otherwise
 
         found = {
-            name.lower(): value
-            for name, value in dotenv_values(env_file, encoding="utf-8").items()
-            if value is not None
+            name.lower(): value for name, value in dotenv_values(path, encoding="utf-8").items() if value is not None
         }
     return found | {name.lower(): value for name, value in os.environ.items()}
 

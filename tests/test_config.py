@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,27 @@ def test_arguments_win_over_the_environment_which_wins_over_dotenv(
     assert (s.stream_timeout, s.read_timeout, s.max_retries, s.connect_timeout) == (42, 50, 5, 6)
     assert Settings(_env_file=None).stream_timeout == 130  # no file read: the default
     assert Settings(_env_file=tmp_path / ".env").stream_timeout == 42
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_reads_a_dotenv_that_is_a_named_pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1Password Environments mounts `.env` as a named pipe (pydantic-settings read those too)."""
+    os.mkfifo(tmp_path / ".env")
+    monkeypatch.chdir(tmp_path)
+    writer = threading.Thread(target=(tmp_path / ".env").write_text, args=("LEXEY_STREAM_TIMEOUT=42\n",), daemon=True)
+    writer.start()
+    try:
+        assert Settings().stream_timeout == 42
+    finally:
+        if writer.is_alive():  # the pipe was not read: open it so the writer ends
+            (tmp_path / ".env").read_text()
+        writer.join()
+
+
+def test_a_dotenv_path_may_start_with_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "lexey.env").write_text("LEXEY_STREAM_TIMEOUT=42\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Settings(_env_file="~/lexey.env").stream_timeout == 42
 
 
 def test_each_setting_is_read_from_its_own_variable_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
