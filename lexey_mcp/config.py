@@ -68,16 +68,16 @@ class Settings(BaseModel):
     )
 
     def __init__(self, _env_file: str | Path | None = ".env", **values: Any) -> None:
-        """Each setting from `values` (by field name or variable), else its variable in the environment, else in
-        `_env_file` (None: no file), else its default."""
+        """Each setting from `values` (by field name or variable, in any case), else its variable in the environment,
+        else in `_env_file` (None: no file), else its default."""
         environment = _environment(_env_file)
-        given = {name.lower() for name in values}
-        read = {
-            field: environment[variable.lower()]
+        given = {name.lower(): value for name, value in values.items()}
+        read = {  # under the variable's name, which an error then shows
+            variable.lower(): environment[variable.lower()]
             for field, variable in VARIABLES.items()
             if variable.lower() in environment and field not in given and variable.lower() not in given
         }
-        super().__init__(**read, **values)
+        super().__init__(**read, **given)
 
     customer_key: SecretStr | None = Field(None, validation_alias=_env(API["customer"].key_variable))
     management_key: SecretStr | None = Field(None, validation_alias=_env(API["management"].key_variable))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from lexey_mcp.config import Settings
 from lexey_mcp.errors import LexeyConfigError
@@ -62,6 +63,21 @@ def test_arguments_win_over_the_environment_which_wins_over_dotenv(
     assert (s.stream_timeout, s.read_timeout, s.max_retries, s.connect_timeout) == (42, 50, 5, 6)
     assert Settings(_env_file=None).stream_timeout == 130  # no file read: the default
     assert Settings(_env_file=tmp_path / ".env").stream_timeout == 42
+
+
+def test_arguments_are_matched_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEXEY_MAX_RETRIES", "2")
+    monkeypatch.setenv("LEXEY_READ_TIMEOUT", "50")
+    s = Settings(_env_file=None, MAX_RETRIES=5, Lexey_Read_Timeout=6)
+    assert (s.max_retries, s.read_timeout) == (5, 6)
+
+
+def test_an_error_names_the_variable_a_refused_value_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a library user reads in the `ValidationError` (the command line says it through describe_settings_error)."""
+    monkeypatch.setenv("LEXEY_MAX_RETRIES", "99")
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None)
+    assert [error["loc"] for error in refused.value.errors()] == [("lexey_max_retries",)]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
