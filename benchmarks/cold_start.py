@@ -1,12 +1,14 @@
 """Cold start: spawn `lexey-mcp` over stdio, `initialize`, `tools/list`; the same for a bare SDK server.
 
-    .venv/bin/python -m benchmarks.cold_start [--runs N] [--write]
+    .venv/bin/python -m benchmarks.cold_start [--runs N] [--before PATH] [--write]
 
 Both servers run on this interpreter and are timed alike, interleaved: from spawning the process to the
 `tools/list` answer, through `mcp.Client(StdioServerParameters(...), mode="legacy")` (legacy mode runs the
 `initialize` handshake), every toolset on; wall time, and the server process's CPU time (user + system, from
 `getrusage`: steadier than wall time on a shared machine). A third contender is lexey-mcp with its one start-up
 lever on the collector turned off (no `gc.disable()` until the server is built), to show what that lever is worth.
+`--before PATH` adds lexey-mcp as imported from PATH (a `PYTHONPATH`: a checkout of an earlier commit, with whatever
+it needs that this environment lacks), timed alike in the same rounds.
 Then `python -X importtime` shows what lexey-mcp imports beyond what the SDK server imports itself, heaviest first.
 """
 
@@ -72,9 +74,9 @@ print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)
 BARE_IMPORT = "import time; t = time.process_time(); from mcp.server import MCPServer; print(time.process_time() - t)"
 
 
-async def start_to_tools(command: str, args: list[str]) -> tuple[float, float, int]:
+async def start_to_tools(command: str, args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """Wall seconds to the `tools/list` answer, the server process's CPU seconds, and the tools listed."""
-    params = StdioServerParameters(command=command, args=args, env=ENV)
+    params = StdioServerParameters(command=command, args=args, env=env)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     async with Client(params, mode="legacy") as client:
@@ -103,20 +105,27 @@ def python(code: str) -> list[float]:
     return [float(x) for x in out.split()]
 
 
-async def run(runs: int) -> str:
+async def run(runs: int, before: str | None) -> str:
     bare_name = "bare MCPServer, one tool"
     contenders = {
-        "lexey-mcp (stdio), every toolset": (LEXEY, []),
-        bare_name: (sys.executable, [str(HERE / "bare_server.py")]),
-        "lexey-mcp without its collector lever": (sys.executable, ["-c", NO_GC_LEVER]),
+        "lexey-mcp (stdio), every toolset": (LEXEY, [], ENV),
+        bare_name: (sys.executable, [str(HERE / "bare_server.py")], ENV),
+        "lexey-mcp without its collector lever": (sys.executable, ["-c", NO_GC_LEVER], ENV),
     }
+    if before is not None:
+        entry = "import sys; from lexey_mcp.__main__ import main; sys.exit(main())"  # PYTHONSAFEPATH: not from cwd
+        contenders["lexey-mcp before (`--before`)"] = (
+            sys.executable,
+            ["-c", entry],
+            {**ENV, "PYTHONPATH": before, "PYTHONSAFEPATH": "1"},
+        )
     walls: dict[str, list[float]] = {name: [] for name in contenders}
     cpus: dict[str, list[float]] = {name: [] for name in contenders}
     tools: dict[str, int] = {}
     load = os.getloadavg()
     for i in range(runs + 1):
-        for name, (command, args) in contenders.items():
-            took, cpu, tools[name] = await start_to_tools(command, args)
+        for name, (command, args, env) in contenders.items():
+            took, cpu, tools[name] = await start_to_tools(command, args, env)
             if i:  # the first round warms the disk and bytecode caches
                 walls[name].append(took)
                 cpus[name].append(cpu)
@@ -175,9 +184,10 @@ async def run(runs: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--before", metavar="PATH", help="also time lexey-mcp imported from PATH (a PYTHONPATH)")
     parser.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     args = parser.parse_args()
-    text = header("## 4. Cold start") + "\n" + asyncio.run(run(args.runs)) + "\n"
+    text = header("## 4. Cold start") + "\n" + asyncio.run(run(args.runs, args.before)) + "\n"
     print(text)
     if args.write:
         write_section("cold_start", text)

@@ -2,8 +2,9 @@
 
 Each setting has its own variable (`VARIABLES`), matched in any case; the environment wins over `.env` in the working
 directory, and arguments win over both. The variables are looked up here and checked by a plain pydantic model, and
-`.env` is parsed by python-dotenv: pydantic-settings did the looking up, but its import (with its AWS, Azure, GCP and
-command-line sources) cost every start ~10 ms (BENCHMARKS.md §4), a sixth of what a start adds to the SDK's own.
+`.env` is parsed by python-dotenv. pydantic-settings did the looking up, but importing it (with its AWS, Azure, GCP
+and command-line sources) was a sixth of what a start adds to the SDK's own (BENCHMARKS.md, cold start). A setting is
+read from its documented variable only, never under its field's name (which pydantic-settings also tried).
 
 Keys are `SecretStr` and are checked when they are needed, not when settings load: a host shows nothing
 useful when a server dies at launch, so a bad key only disables the tools that need it. Every message

@@ -20,7 +20,7 @@ class Schema(BaseModel):
     """Base of every model that becomes part of a tool's schema."""
 
     # Validators are built on first use, not at import: a start needs none of them, as the tools' output schemas
-    # come derived (server/output_schemas.py). ~15 ms of cold start (BENCHMARKS.md §4).
+    # come derived (server/output_schemas.py; BENCHMARKS.md, cold start).
     model_config = ConfigDict(json_schema_extra=_drop_titles, defer_build=True)
 
     def structured(self) -> dict[str, Any]:

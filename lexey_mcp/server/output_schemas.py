@@ -1,11 +1,11 @@
 """Each tool's output schema, derived from its result model once, not at every start.
 
 A tool returns `Annotated[CallToolResult, Model]`. Left to itself, the SDK derives `Model`'s JSON schema when the
-tool is registered, which builds the model's validator too: ~25 ms of a ~600 ms start for the eight tools, while a
-host waits (BENCHMARKS.md §4). So `output_schemas.json` holds each result model's schema exactly as the SDK derives
-it, the tool is registered as unstructured, and then `attach` gives it its model and that schema (the SDK reads
-`FuncMetadata`'s fields live: the result is still validated against the model, on each call). The models build their
-validators on first use (`models.Schema`'s `defer_build`).
+tool is registered, which builds the model's validator too: the largest part of what registering the eight tools
+costs a start, while a host waits (BENCHMARKS.md, cold start). So `output_schemas.json` holds each result model's
+schema exactly as the SDK derives it, the tool is registered as unstructured, and then `attach` gives it its model
+and that schema (the SDK reads `FuncMetadata`'s fields live: the result is still validated against the model, on
+each call). The models build their validators on first use (`models.Schema`'s `defer_build`).
 
 The file is derived, never edited: `pytest --update-snapshots` rewrites it, and tests/server/test_output_schemas.py
 fails when it differs from what the SDK derives from the models now.
@@ -51,7 +51,7 @@ def committed() -> dict[str, dict[str, Any]]:
 
 def attach(tool: Tool, model: type[BaseModel]) -> None:
     """Make `tool` (registered as unstructured) structured: its result validated against `model`, and `model`'s
-    committed schema published as its `outputSchema`."""
+    committed schema published as its `outputSchema`. Before anything reads `tool.output_schema`: the SDK caches it."""
     schema = committed().get(key(model))
     if schema is None:
         raise LookupError(f"{FILE} has no schema for {key(model)} (tool {tool.name}): run pytest --update-snapshots")
