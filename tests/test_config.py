@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -83,16 +84,23 @@ def test_an_error_names_the_variable_a_refused_value_came_from(monkeypatch: pyte
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
 def test_reads_a_dotenv_that_is_a_named_pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """1Password Environments mounts `.env` as a named pipe (pydantic-settings read those too)."""
-    os.mkfifo(tmp_path / ".env")
+    fifo = tmp_path / ".env"
+    os.mkfifo(fifo)
     monkeypatch.chdir(tmp_path)
-    writer = threading.Thread(target=(tmp_path / ".env").write_text, args=("LEXEY_STREAM_TIMEOUT=42\n",), daemon=True)
+
+    def write() -> None:
+        with contextlib.suppress(BrokenPipeError), fifo.open("w") as pipe:  # opens once a reader does
+            pipe.write("LEXEY_STREAM_TIMEOUT=42\n")
+
+    writer = threading.Thread(target=write, daemon=True)
     writer.start()
     try:
         assert Settings().stream_timeout == 42
     finally:
-        if writer.is_alive():  # the pipe was not read: open it so the writer ends
-            (tmp_path / ".env").read_text()
-        writer.join()
+        # A writer still waiting for a reader (the pipe was not read) goes on; this open never waits itself.
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(timeout=60)
+    assert not writer.is_alive()
 
 
 def test_a_dotenv_path_may_start_with_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
